@@ -1,0 +1,42 @@
+# The two commands: `make run` (everything, on the embedded tiny model) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU build by default (what CI and laptops use); a GPU machine sets e.g. TORCH_SPEC="torch==2.13.0".
+TORCH_SPEC ?= torch==2.13.0
+PROTO := protos/imagegen/v1/imagegen.proto
+GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imagegen/v1/imagegen_pb2.pyi
+
+.PHONY: setup run services test proto tiny clean
+
+setup: $(VENV)/.installed $(GENERATED) tiny
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Generated code is committed and never edited: this regenerates it, and a test fails when stale.
+$(GENERATED) &: $(PROTO) $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+	touch $(GENERATED)
+
+proto: $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
+# Build the embedded tiny model into the cache once (the services would build it on first start).
+tiny: $(VENV)/.installed
+	$(PY) -m services.common.tiny
+
+run: services
+
+services: setup
+	$(PY) -m services.launch
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts
+	find . -name __pycache__ -prune -exec rm -rf {} +

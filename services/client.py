@@ -1,0 +1,296 @@
+"""Python client and command-line tool for the imagegen.v1 services.
+
+    python -m services.client txt2img --prompt "a red fox" --seed 7 --out fox.png
+    python -m services.client img2img --image in.png --strength 0.6 --prompt "oil painting" --out out.png
+    python -m services.client inpaint --image in.png --mask mask.png --prompt "a cat" --out cat.png
+    python -m services.client info txt2img
+
+In code:
+
+    with ImageGenClient("txt2img", "127.0.0.1:50051") as client:
+        response = client.generate(make_request("txt2img", prompt="a red fox", seed=7))
+        open("fox.png", "wb").write(response.images[0].data)
+
+Only grpcio and the generated code are needed: no torch, no diffusers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
+
+MODES = ("txt2img", "img2img", "inpaint")
+DEFAULT_ADDRESSES = {"txt2img": "127.0.0.1:50051", "img2img": "127.0.0.1:50052", "inpaint": "127.0.0.1:50053"}
+SERVICE_NAMES = {"txt2img": "imagegen.v1.Txt2Img", "img2img": "imagegen.v1.Img2Img", "inpaint": "imagegen.v1.Inpaint"}
+_STUBS = {"txt2img": pb_grpc.Txt2ImgStub, "img2img": pb_grpc.Img2ImgStub, "inpaint": pb_grpc.InpaintStub}
+_REQUESTS = {"txt2img": pb.Txt2ImgRequest, "img2img": pb.Img2ImgRequest, "inpaint": pb.InpaintRequest}
+FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP}
+FITS = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
+MiB = 1024 * 1024
+
+
+def _image(value) -> pb.Image:
+    """An Image message from bytes, a path, or a PIL image."""
+    if isinstance(value, pb.Image):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return pb.Image(data=bytes(value))
+    if isinstance(value, (str, os.PathLike)):
+        return pb.Image(data=Path(value).read_bytes())
+    if hasattr(value, "save"):  # PIL image
+        import io
+
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return pb.Image(data=buf.getvalue(), mime_type="image/png")
+    raise TypeError(f"cannot make an image from {type(value).__name__}")
+
+
+def make_request(
+    mode: str,
+    prompt: str = "",
+    *,
+    negative_prompt: str = "",
+    steps: int = 0,
+    guidance_scale: float | None = None,
+    width: int = 0,
+    height: int = 0,
+    seed: int | None = None,
+    num_images: int = 0,
+    scheduler: str = "",
+    output_format: str = "png",
+    quality: int = 0,
+    image=None,
+    mask=None,
+    strength: float | None = None,
+    fit: str | None = None,
+    mask_blur: int | None = None,
+    invert_mask: bool = False,
+):
+    """The request message for `mode`; None and 0 leave a field to the service's default."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    params = pb.GenerationParams(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_inference_steps=steps,
+        width=width,
+        height=height,
+        num_images=num_images,
+        scheduler=scheduler,
+        output_format=FORMATS[output_format],
+        quality=quality,
+    )
+    if guidance_scale is not None:
+        params.guidance_scale = guidance_scale
+    if seed is not None:
+        params.seed = seed
+    request = _REQUESTS[mode](params=params)
+    if mode == "txt2img":
+        return request
+    if image is not None:
+        request.init_image.CopyFrom(_image(image))
+    if strength is not None:
+        request.strength = strength
+    if fit is not None:
+        request.fit = FITS[fit]
+    if mode == "inpaint":
+        if mask is not None:
+            request.mask_image.CopyFrom(_image(mask))
+        if mask_blur is not None:
+            request.mask_blur = mask_blur
+        request.invert_mask = invert_mask
+    return request
+
+
+class ImageGenClient:
+    """One mode's service over one channel. Every call has a deadline (`timeout`, seconds)."""
+
+    def __init__(
+        self,
+        mode: str,
+        address: str | None = None,
+        *,
+        timeout: float = 300.0,
+        max_message_bytes: int = 256 * MiB,
+        channel: grpc.Channel | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.mode = mode
+        self.address = address or DEFAULT_ADDRESSES[mode]
+        self.timeout = timeout
+        self.channel = channel or grpc.insecure_channel(
+            self.address,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.stub = _STUBS[mode](self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def generate(self, request, timeout: float | None = None) -> pb.GenerateResponse:
+        return self.stub.Generate(request, timeout=timeout or self.timeout)
+
+    def stream(self, request, timeout: float | None = None):
+        """The GenerateStream call: iterate it for events; `.cancel()` stops the work."""
+        return self.stub.GenerateStream(request, timeout=timeout or self.timeout)
+
+    def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
+        return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout)
+
+    def health(self, timeout: float = 5.0) -> str:
+        """SERVING, NOT_SERVING, or UNREACHABLE."""
+        try:
+            reply = self._health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAMES[self.mode]), timeout=timeout
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def wait_until_serving(self, timeout: float = 120.0, interval: float = 0.25) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.health(timeout=min(5.0, max(0.1, deadline - time.monotonic()))) == "SERVING":
+                return True
+            time.sleep(interval)
+        return False
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- command line
+
+def _output_paths(out: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+
+
+def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
+    p.add_argument("--addr", default=None, help=f"service address (default {DEFAULT_ADDRESSES[mode]})")
+    p.add_argument("--prompt", default="", help="what to draw")
+    p.add_argument("--negative-prompt", default="", help="what to avoid")
+    p.add_argument("--steps", type=int, default=0, help="denoising steps (default: the service's)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 7.5)")
+    p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: the service's)")
+    p.add_argument("--height", type=int, default=0, help="multiple of 8 (default: the service's)")
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument("--num-images", type=int, default=0, help="default 1")
+    p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
+    p.add_argument("--format", default="png", choices=sorted(FORMATS), help="output encoding")
+    p.add_argument("--out", type=Path, default=Path(f"{mode}.png"),
+                   help="output file; with several images, NAME-0.png, NAME-1.png, ...")
+    p.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    if mode in ("img2img", "inpaint"):
+        p.add_argument("--image", type=Path, required=True, help="input image")
+        p.add_argument("--strength", type=float, default=None, help="0..1: how much to change")
+        p.add_argument("--fit", choices=sorted(FITS), default=None,
+                       help="fit the input to --width/--height (default: resize if both set, else keep)")
+    if mode == "inpaint":
+        p.add_argument("--mask", type=Path, required=True, help="mask: white = repaint, black = keep")
+        p.add_argument("--mask-blur", type=int, default=None, help="blend radius in pixels (default 4)")
+        p.add_argument("--invert-mask", action="store_true", help="repaint the black part instead")
+
+
+def _run_generate(args) -> int:
+    request = make_request(
+        args.mode,
+        args.prompt,
+        negative_prompt=args.negative_prompt,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+        output_format=args.format,
+        image=getattr(args, "image", None),
+        mask=getattr(args, "mask", None),
+        strength=getattr(args, "strength", None),
+        fit=getattr(args, "fit", None),
+        mask_blur=getattr(args, "mask_blur", None),
+        invert_mask=getattr(args, "invert_mask", False),
+    )
+    with ImageGenClient(args.mode, args.addr, timeout=args.timeout) as client:
+        result = None
+        for event in client.stream(request):
+            kind = event.WhichOneof("event")
+            if kind == "queued" and not args.quiet:
+                print(f"queued: {event.queued.position} ahead", file=sys.stderr)
+            elif kind == "progress" and not args.quiet:
+                print(f"\rstep {event.progress.step}/{event.progress.total_steps}", end="", file=sys.stderr)
+            elif kind == "result":
+                result = event.result
+        if not args.quiet:
+            print(file=sys.stderr)
+    paths = _output_paths(args.out, len(result.images))
+    for path, image in zip(paths, result.images):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image.data)
+        print(f"{path}  {image.width}x{image.height}  seed {image.seed}")
+    return 0
+
+
+def _run_info(args) -> int:
+    from google.protobuf import json_format
+
+    with ImageGenClient(args.target, args.addr) as client:
+        if args.command == "health":
+            status = client.health()
+            print(status)
+            return 0 if status == "SERVING" else 1
+        print(json_format.MessageToJson(client.info(), always_print_fields_with_no_presence=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.client", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mode in MODES:
+        p = sub.add_parser(mode, help=f"generate with the {mode} service")
+        _add_generation_args(p, mode)
+        p.set_defaults(mode=mode, handler=_run_generate)
+    for command, text in (("info", "show a service's model, schedulers, defaults and limits"),
+                          ("health", "print SERVING / NOT_SERVING / UNREACHABLE (exit 0 only if SERVING)")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("target", choices=MODES)
+        p.add_argument("--addr", default=None, help="service address (default: the mode's)")
+        p.set_defaults(handler=_run_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

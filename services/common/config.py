@@ -1,0 +1,164 @@
+"""Service settings: command-line flags, each with an IMAGEGEN_* environment equivalent.
+
+Read once, in `load_config`, when a service starts - never at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = ("txt2img", "img2img", "inpaint")
+DEFAULT_PORTS = {"txt2img": 50051, "img2img": 50052, "inpaint": 50053}
+# What the original app used; real weights for users who have them (or can download them).
+DEFAULT_MODELS = {
+    "txt2img": "CompVis/stable-diffusion-v1-4",
+    "img2img": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "inpaint": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+}
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_width: int = 2048
+    max_height: int = 2048
+    max_pixels: int = 2048 * 2048
+    max_steps: int = 150
+    max_images: int = 8
+    max_prompt_chars: int = 4000
+    max_guidance_scale: float = 50.0
+    max_input_pixels: int = 4096 * 4096
+    # A 2048x2048 RGBA PNG of pure noise is 16 MiB; an inpaint request carries two of them.
+    max_message_bytes: int = 64 * MiB
+    max_queue: int = 32
+
+
+@dataclass(frozen=True)
+class Defaults:
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.5
+    size: int = 512
+    strength_img2img: float = 0.8
+    strength_inpaint: float = 1.0
+    mask_blur: int = 4
+    quality: int = 90
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    mode: str
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"
+    dtype: str = "auto"
+    cache_dir: Path = Path("~/.cache/imagegen").expanduser()
+    grace_s: float = 30.0
+    warmup: bool = True
+    log_level: str = "INFO"
+    limits: Limits = field(default_factory=Limits)
+    defaults: Defaults = field(default_factory=Defaults)
+
+
+def default_cache_dir(environ) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imagegen"
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(mode: str, environ) -> argparse.ArgumentParser:
+    def env(name, default):
+        return environ.get(f"IMAGEGEN_{name}", default)
+
+    p = argparse.ArgumentParser(
+        prog=f"python -m services.{mode}",
+        description=f"Serve {mode} image generation over gRPC (imagegen.v1).",
+        epilog="Every flag can also be set by its IMAGEGEN_* environment variable (shown in brackets); "
+        "a flag wins over the environment.",
+    )
+    p.add_argument("--model", default=env("MODEL", DEFAULT_MODELS[mode]),
+                   help="Hugging Face id, local diffusers folder, or 'tiny' (embedded toy model) [MODEL]")
+    p.add_argument("--host", default=env("HOST", "127.0.0.1"),
+                   help="address to bind; 0.0.0.0 or [::] for all interfaces [HOST]")
+    p.add_argument("--port", type=int, default=int(env("PORT", DEFAULT_PORTS[mode])),
+                   help="port to bind; 0 picks a free one [PORT]")
+    p.add_argument("--device", default=env("DEVICE", "auto"),
+                   help="cuda:N, cpu, or auto (cuda:0 when CUDA is there, else cpu) [DEVICE]")
+    p.add_argument("--dtype", default=env("DTYPE", "auto"),
+                   choices=["auto", "float16", "bfloat16", "float32"],
+                   help="auto = float16 on CUDA, float32 on CPU [DTYPE]")
+    p.add_argument("--cache-dir", type=Path, default=Path(env("CACHE_DIR", default_cache_dir(environ))),
+                   help="where the tiny model is built and kept [CACHE_DIR]")
+    p.add_argument("--grace", type=float, default=float(env("GRACE_S", 30.0)),
+                   help="seconds in-flight work may take to finish on SIGTERM [GRACE_S]")
+    p.add_argument("--queue-size", type=int, default=int(env("QUEUE_SIZE", Limits.max_queue)),
+                   help="requests that may wait; more are refused RESOURCE_EXHAUSTED [QUEUE_SIZE]")
+    p.add_argument("--max-message-mb", type=float,
+                   default=float(env("MAX_MESSAGE_MB", Limits.max_message_bytes / MiB)),
+                   help="largest message accepted or sent, in MiB [MAX_MESSAGE_MB]")
+    p.add_argument("--max-size", type=int, default=int(env("MAX_SIZE", Limits.max_width)),
+                   help="largest width or height in pixels [MAX_SIZE]")
+    p.add_argument("--max-pixels", type=int, default=int(env("MAX_PIXELS", Limits.max_pixels)),
+                   help="largest width x height [MAX_PIXELS]")
+    p.add_argument("--max-steps", type=int, default=int(env("MAX_STEPS", Limits.max_steps)),
+                   help="most denoising steps per request [MAX_STEPS]")
+    p.add_argument("--max-images", type=int, default=int(env("MAX_IMAGES", Limits.max_images)),
+                   help="most images per request [MAX_IMAGES]")
+    p.add_argument("--default-steps", type=int, default=int(env("DEFAULT_STEPS", Defaults.num_inference_steps)),
+                   help="steps when a request leaves them unset [DEFAULT_STEPS]")
+    p.add_argument("--default-size", type=int, default=int(env("DEFAULT_SIZE", Defaults.size)),
+                   help="txt2img width and height when a request leaves them unset [DEFAULT_SIZE]")
+    p.add_argument("--warmup", type=_bool, default=_bool(env("WARMUP", "true")),
+                   help="run one small generation before reporting SERVING [WARMUP]")
+    p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="[LOG_LEVEL]")
+    return p
+
+
+def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
+    environ = os.environ if environ is None else environ
+    parser = build_parser(mode, environ)
+    args = parser.parse_args(argv)
+    for name in ("max_size", "max_pixels", "max_steps", "max_images", "queue_size", "default_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_size % 8 or args.default_size % 8 or not 64 <= args.default_size <= args.max_size:
+        parser.error("--max-size and --default-size must be multiples of 8, with 64 <= default <= max")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be 0..65535")
+    limits = Limits(
+        max_width=args.max_size,
+        max_height=args.max_size,
+        max_pixels=args.max_pixels,
+        max_steps=args.max_steps,
+        max_images=args.max_images,
+        max_message_bytes=int(args.max_message_mb * MiB),
+        max_queue=args.queue_size,
+    )
+    defaults = Defaults(
+        num_inference_steps=min(args.default_steps, args.max_steps), size=args.default_size
+    )
+    return ServiceConfig(
+        mode=mode,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        dtype=args.dtype,
+        cache_dir=args.cache_dir.expanduser(),
+        grace_s=args.grace,
+        warmup=args.warmup,
+        log_level=args.log_level,
+        limits=limits,
+        defaults=defaults,
+    )

@@ -1,0 +1,58 @@
+"""Schedulers (samplers) by the names requests use, built from diffusers' own classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    class_name: str
+    label: str  # the AUTOMATIC1111 sampler name, written into infotext
+    options: dict = field(default_factory=dict)
+
+
+SCHEDULERS: dict[str, SchedulerSpec] = {
+    "ddim": SchedulerSpec("DDIMScheduler", "DDIM"),
+    "pndm": SchedulerSpec("PNDMScheduler", "PLMS"),
+    "lms": SchedulerSpec("LMSDiscreteScheduler", "LMS"),
+    "euler": SchedulerSpec("EulerDiscreteScheduler", "Euler"),
+    "euler_a": SchedulerSpec("EulerAncestralDiscreteScheduler", "Euler a"),
+    "heun": SchedulerSpec("HeunDiscreteScheduler", "Heun"),
+    "dpmpp_2m": SchedulerSpec("DPMSolverMultistepScheduler", "DPM++ 2M"),
+    "dpmpp_2m_karras": SchedulerSpec(
+        "DPMSolverMultistepScheduler", "DPM++ 2M Karras", {"use_karras_sigmas": True}
+    ),
+    "unipc": SchedulerSpec("UniPCMultistepScheduler", "UniPC"),
+}
+
+
+def names() -> list[str]:
+    return list(SCHEDULERS)
+
+
+def name_of(scheduler) -> str:
+    """The request name of a scheduler instance (the model's own), or its class name."""
+    config = scheduler.config
+    for name, spec in SCHEDULERS.items():
+        if type(scheduler).__name__ == spec.class_name and all(
+            config.get(k) == v for k, v in spec.options.items()
+        ):
+            if name == "dpmpp_2m" and config.get("use_karras_sigmas"):
+                continue
+            return name
+    return type(scheduler).__name__
+
+
+def label_of(name: str) -> str:
+    spec = SCHEDULERS.get(name)
+    return spec.label if spec else name
+
+
+def build(name: str, base_config):
+    """A fresh scheduler of the named kind, configured like the model's own."""
+    import diffusers
+
+    spec = SCHEDULERS[name]
+    cls = getattr(diffusers, spec.class_name)
+    return cls.from_config(base_config, **spec.options)

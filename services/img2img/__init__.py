@@ -1,0 +1,1 @@
+"""The img2img service: `python -m services.img2img --help`."""

@@ -1,0 +1,1 @@
+"""The inpaint service: `python -m services.inpaint --help`."""

@@ -1,0 +1,1 @@
+"""The txt2img service: `python -m services.txt2img --help`."""

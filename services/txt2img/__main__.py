@@ -1,0 +1,4 @@
+from services.common.server import main
+
+if __name__ == "__main__":
+    raise SystemExit(main("txt2img"))

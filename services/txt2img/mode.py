@@ -1,0 +1,43 @@
+"""txt2img: a prompt becomes images."""
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
+
+from services.common.mode import Mode, prompts
+from services.common.spec import check_pixels, parse_params
+
+
+def parse(request: pb.Txt2ImgRequest, config):
+    spec = parse_params(request.params, config)
+    spec.width = spec.width or config.defaults.size
+    spec.height = spec.height or config.defaults.size
+    check_pixels(spec.width, spec.height, config)
+    return spec
+
+
+def run(pipe, spec, generators, on_step):
+    return pipe(
+        **prompts(spec),
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        width=spec.width,
+        height=spec.height,
+        generator=generators,
+        callback_on_step_end=on_step,
+    ).images
+
+
+def warmup_request(config):
+    return pb.Txt2ImgRequest(params=pb.GenerationParams(prompt="warm-up", num_inference_steps=2, seed=0))
+
+
+MODE = Mode(
+    name="txt2img",
+    service="Txt2Img",
+    request_type=pb.Txt2ImgRequest,
+    parse=parse,
+    run=run,
+    warmup_request=warmup_request,
+    add_servicer=pb_grpc.add_Txt2ImgServicer_to_server,
+    stub=pb_grpc.Txt2ImgStub,
+)

@@ -1,0 +1,105 @@
+"""Shared fixtures: real services on loopback (port 0) running the embedded tiny model."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Nothing in the tests may reach a model hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from services.client import MODES, ImageGenClient, make_request  # noqa: E402
+from services.common.config import default_cache_dir, load_config  # noqa: E402
+
+CACHE_DIR = default_cache_dir(os.environ)
+SMALL = {"steps": 4, "width": 64, "height": 64}
+
+
+def png(size=(64, 64), seed=0, mode="RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    img = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def box_mask(size=(64, 64), box=(16, 16, 48, 48)) -> bytes:
+    img = Image.new("L", size, 0)
+    img.paste(255, box)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def request_for(mode: str, **overrides):
+    """A small valid request for `mode`; keyword arguments as in client.make_request."""
+    kwargs = {"prompt": "a red fox", "seed": 7, **SMALL}
+    if mode in ("img2img", "inpaint"):
+        kwargs["image"] = png()
+    if mode == "inpaint":
+        kwargs["mask"] = box_mask()
+    kwargs.update(overrides)
+    return make_request(mode, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_config(mode: str, *extra: str):
+    return load_config(
+        mode,
+        ["--model", "tiny", "--port", "0", "--cache-dir", str(CACHE_DIR), "--default-size", "64",
+         "--grace", "5", *extra],
+        environ={},
+    )
+
+
+class RunningService:
+    """An in-process server with a real port, its runtime, and a client on a real channel."""
+
+    def __init__(self, mode: str, *extra: str, load: bool = True):
+        from services.common.server import create_server
+
+        self.mode = mode
+        self.config = service_config(mode, *extra)
+        self.server, self.port, self.runtime = create_server(self.config)
+        self.server.start()
+        self.address = f"127.0.0.1:{self.port}"
+        self.client = ImageGenClient(mode, self.address, timeout=120)
+        if load:
+            self.runtime.load()
+
+    @property
+    def worker(self):
+        return self.runtime.worker
+
+    def stop(self):
+        self.client.close()
+        self.server.stop(0).wait()
+        self.runtime.drain(0)
+        self.runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def services():
+    """One loaded service per mode, shared by the session."""
+    running = {mode: RunningService(mode) for mode in MODES}
+    yield running
+    for service in running.values():
+        service.stop()
+
+
+@pytest.fixture(params=MODES)
+def service(request, services):
+    return services[request.param]

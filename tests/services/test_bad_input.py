@@ -1,0 +1,101 @@
+"""Bad input is INVALID_ARGUMENT naming the field, before any model work; the service keeps serving."""
+
+from __future__ import annotations
+
+import io
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from PIL import Image
+
+from tests.conftest import png, request_for
+
+
+def truncated_png() -> bytes:
+    data = png((64, 64), seed=3)
+    return data[: len(data) // 2]
+
+
+def bomb_png() -> bytes:
+    # A huge 1-bit image compresses to a few KB: a decompression bomb if decoded.
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000), 0).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def black_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 0).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def tiny_png() -> bytes:
+    return png((1, 1))
+
+
+COMMON = [
+    ("width not a multiple of 8", {"width": 65}, "params.width"),
+    ("height too large", {"height": 4096}, "params.height"),
+    ("height too small", {"height": 8}, "params.height"),
+    ("too many steps", {"steps": 1000}, "params.num_inference_steps"),
+    ("too many images", {"num_images": 99}, "params.num_images"),
+    ("unknown scheduler", {"scheduler": "warp_drive"}, "params.scheduler"),
+    ("negative guidance", {"guidance_scale": -1.0}, "params.guidance_scale"),
+    ("NaN guidance", {"guidance_scale": float("nan")}, "params.guidance_scale"),
+    ("huge prompt", {"prompt": "fox " * 5000}, "params.prompt"),
+    ("quality out of range", {"output_format": "jpeg", "quality": 101}, "params.quality"),
+    ("seed overflows with num_images", {"seed": 2**64 - 1, "num_images": 2}, "params.seed"),
+]
+IMAGE_MODES = [
+    ("strength above 1", {"strength": 1.5}, "strength"),
+    ("strength NaN", {"strength": float("nan")}, "strength"),
+    ("strength gives no step", {"strength": 0.01, "steps": 4}, "strength"),
+    ("no init image", {"image": b""}, "init_image.data"),
+    ("init image not an image", {"image": b"this is not a png"}, "init_image.data"),
+    ("init image truncated", {"image": truncated_png()}, "init_image.data"),
+    ("init image decompression bomb", {"image": bomb_png()}, "init_image.data"),
+    ("init image 1x1 kept as is", {"image": tiny_png(), "width": 0, "height": 0}, "init_image.data"),
+    ("crop without a size", {"fit": "crop", "width": 0, "height": 0}, "params.width"),
+]
+INPAINT = [
+    ("no mask", {"mask": b""}, "mask_image.data"),
+    ("mask not an image", {"mask": b"\x89PNG\r\n\x1a\nnonsense"}, "mask_image.data"),
+    ("all-black mask", {"mask": black_png()}, "mask_image.data"),
+    ("mask blur too large", {"mask_blur": 500}, "mask_blur"),
+]
+
+
+def cases():
+    for mode in ("txt2img", "img2img", "inpaint"):
+        for name, overrides, field in COMMON:
+            yield pytest.param(mode, overrides, field, id=f"{mode}-{name}")
+    for mode in ("img2img", "inpaint"):
+        for name, overrides, field in IMAGE_MODES:
+            yield pytest.param(mode, overrides, field, id=f"{mode}-{name}")
+    for name, overrides, field in INPAINT:
+        yield pytest.param("inpaint", overrides, field, id=f"inpaint-{name}")
+
+
+@pytest.mark.parametrize("mode,overrides,field", cases())
+def test_bad_field_is_invalid_argument_naming_it(services, mode, overrides, field):
+    service = services[mode]
+    steps_before = service.worker.steps_done
+    with pytest.raises(grpc.RpcError) as err:
+        service.client.generate(request_for(mode, **overrides))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert err.value.details().startswith(field + ":"), err.value.details()
+    status = rpc_status.from_call(err.value)
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == field
+    assert service.worker.steps_done == steps_before  # refused before any model work
+    # ... and the service still serves.
+    assert len(service.client.generate(request_for(mode)).images) == 1
+
+
+def test_stream_reports_bad_input_too(services):
+    with pytest.raises(grpc.RpcError) as err:
+        list(services["txt2img"].client.stream(request_for("txt2img", width=12)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,149 @@
+"""Health, reflection, queueing, cancellation, deadlines and transport limits on real channels."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from services.client import SERVICE_NAMES
+from tests.conftest import RunningService, png, request_for
+
+
+def health_status(channel, service: str) -> str:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("mode", ["txt2img", "img2img", "inpaint"])
+def test_health_goes_not_serving_to_serving(mode):
+    service = RunningService(mode, load=False)
+    try:
+        channel = service.client.channel
+        assert health_status(channel, "") == "NOT_SERVING"
+        assert health_status(channel, SERVICE_NAMES[mode]) == "NOT_SERVING"
+        with pytest.raises(grpc.RpcError) as err:
+            service.client.generate(request_for(mode))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "loading" in err.value.details()
+        service.runtime.load()  # loads and runs the warm-up generation
+        assert service.worker.steps_done > 0
+        assert health_status(channel, "") == "SERVING"
+        assert health_status(channel, SERVICE_NAMES[mode]) == "SERVING"
+        assert len(service.client.generate(request_for(mode)).images) == 1
+    finally:
+        service.stop()
+
+
+def test_reflection_lists_the_service_and_health(service):
+    db = ProtoReflectionDescriptorDatabase(service.client.channel)
+    names = set(db.get_services())
+    assert SERVICE_NAMES[service.mode] in names
+    assert "grpc.health.v1.Health" in names
+    descriptor = db.FindFileContainingSymbol(SERVICE_NAMES[service.mode])
+    assert descriptor.package == "imagegen.v1"
+
+
+def test_cancelled_stream_stops_the_work_early(services):
+    service = services["txt2img"]
+    before = service.worker.steps_done
+    call = service.client.stream(request_for("txt2img", steps=150, width=256, height=256))
+    for event in call:
+        if event.HasField("progress"):
+            call.cancel()
+            break
+    assert service.runtime.queue.wait_idle(30)
+    ran = service.worker.steps_done - before
+    assert ran < 10, f"{ran} steps ran after cancelling a 150-step request"
+
+
+def test_passed_deadline_stops_the_work(services):
+    service = services["txt2img"]
+    before = service.worker.steps_done
+    with pytest.raises(grpc.RpcError) as err:
+        service.client.generate(request_for("txt2img", steps=150, width=256, height=256), timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert service.runtime.queue.wait_idle(30)
+    assert service.worker.steps_done - before < 100
+
+
+def test_cancelled_queued_request_leaves_the_queue_and_others_finish(services):
+    service = services["txt2img"]
+    running = service.client.stream(request_for("txt2img", steps=40, width=128, height=128))
+    assert next(running).HasField("queued")
+    assert wait_for(lambda: service.worker.current is not None)
+    queued = service.client.stream(request_for("txt2img", steps=40))
+    first = next(queued)
+    assert first.queued.position == 0  # next to run, behind the running one
+    assert service.runtime.queue.depth == 1
+    queued.cancel()
+    assert wait_for(lambda: service.runtime.queue.depth == 0)
+    events = list(running)
+    assert events[-1].HasField("result")
+
+
+def test_queue_positions_count_down(services):
+    service = services["txt2img"]
+    running = service.client.stream(request_for("txt2img", steps=15, width=128, height=128))
+    next(running)
+    assert wait_for(lambda: service.worker.current is not None)
+    second = service.client.stream(request_for("txt2img", steps=5))
+    assert next(second).queued.position == 0
+    third = service.client.stream(request_for("txt2img", steps=5))
+    events = list(third)
+    positions = [e.queued.position for e in events if e.HasField("queued")]
+    assert positions == [1, 0]
+    assert events[-1].HasField("result")
+    assert list(running)[-1].HasField("result") and list(second)[-1].HasField("result")
+
+
+def test_full_queue_is_resource_exhausted_at_once():
+    service = RunningService("txt2img", "--queue-size", "1", "--warmup", "false")
+    try:
+        running = service.client.stream(request_for("txt2img", steps=100, width=128, height=128))
+        next(running)
+        assert wait_for(lambda: service.worker.current is not None)
+        waiting = service.client.stream(request_for("txt2img"))
+        next(waiting)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            service.client.generate(request_for("txt2img"))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "queue is full" in err.value.details()
+        assert time.monotonic() - started < 5
+        running.cancel()
+        assert list(waiting)[-1].HasField("result")
+    finally:
+        service.stop()
+
+
+def test_oversized_message_is_refused_by_the_transport_and_service_keeps_serving():
+    service = RunningService("img2img", "--max-message-mb", "1", "--warmup", "false")
+    try:
+        big = png((1024, 1024))  # about 3 MiB of noise
+        with pytest.raises(grpc.RpcError) as err:
+            service.client.generate(request_for("img2img", image=big))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(service.client.generate(request_for("img2img")).images) == 1
+    finally:
+        service.stop()
+
+
+def test_default_transport_limit_takes_a_2048_png_in_and_out():
+    from services.common.config import Limits
+
+    # Worst case: two incompressible 2048x2048 RGBA PNGs (an inpaint request) plus the envelope.
+    worst_png = 2048 * 2048 * 4 + 2048 * 64
+    assert Limits().max_message_bytes > 2 * worst_png
