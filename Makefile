@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROTO := protos/imagegen/v1/imagegen.proto
 GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imagegen/v1/imagegen_pb2.pyi
 
-.PHONY: setup run services test proto tiny clean
+.PHONY: setup run services test proto tiny chromium clean
 
 setup: $(VENV)/.installed $(GENERATED) tiny
 
@@ -29,12 +29,21 @@ proto: $(VENV)/.installed
 tiny: $(VENV)/.installed
 	$(PY) -m services.common.tiny
 
-run: services
-
-services: setup
+# The three services and the gateway on the embedded tiny model; prints the URL. Ctrl-C stops all four.
+run: setup
 	$(PY) -m services.launch
 
-test: setup
+# The three services only.
+services: setup
+	$(PY) -m services.launch --no-gateway
+
+# Browser tests drive Debian's Chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Browser tests need Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: setup chromium
 	$(PY) -m pytest
 
 clean:

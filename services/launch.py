@@ -1,7 +1,8 @@
-"""Run the three mode services together in the foreground (`make services`); Ctrl-C stops them all.
+"""Run the three mode services, and the gateway, together in the foreground; Ctrl-C stops them all.
 
-Each service is its own process, as in production. The launcher waits until all report SERVING on
-the health service, prints where they are, and on Ctrl-C or SIGTERM stops them gracefully.
+`make run` runs all four, `make services` only the services. Each is its own process, as in
+production. The launcher waits until every service reports SERVING on the health service (and the
+gateway answers HTTP), prints where they are, and on Ctrl-C or SIGTERM stops them gracefully.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
-from services.client import DEFAULT_ADDRESSES, MODES, ImageGenClient
+from services.client import MODES, ImageGenClient
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str) -> list[str]:
@@ -61,6 +63,20 @@ def wait_serving(targets: dict[str, str], group: ProcessGroup, timeout: float) -
     return f"not SERVING after {timeout:.0f}s: {', '.join(pending)}" if pending else None
 
 
+def wait_http(url: str, group: ProcessGroup, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if group.exited():
+            return "exited early: " + ", ".join(f"{n} (code {c})" for n, c in group.exited().items())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return None
+        except OSError:
+            time.sleep(0.3)
+    return f"not answering at {url} after {timeout:.0f}s"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.launch", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=os.environ.get("IMAGEGEN_MODEL", "tiny"),
@@ -68,9 +84,16 @@ def main(argv=None) -> int:
     for mode in MODES:
         parser.add_argument(f"--{mode}-model", default=os.environ.get(f"IMAGEGEN_{mode.upper()}_MODEL"),
                             help=f"model for {mode} only [IMAGEGEN_{mode.upper()}_MODEL]")
+        parser.add_argument(f"--{mode}-device", default=os.environ.get(f"IMAGEGEN_{mode.upper()}_DEVICE"),
+                            help=f"device for {mode} only, e.g. cuda:1 [IMAGEGEN_{mode.upper()}_DEVICE]")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--base-port", type=int, default=50051,
+                        help="txt2img listens here, img2img on the next port, inpaint on the one after")
     parser.add_argument("--device", default=os.environ.get("IMAGEGEN_DEVICE", "auto"),
                         help="device for all three; set per service with cuda:N in production")
+    parser.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the Gradio gateway (default: yes)")
+    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", 7860)))
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
 
@@ -79,18 +102,31 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     targets = {}
-    for mode in MODES:
-        port = int(DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1])
+    for offset, mode in enumerate(MODES):
+        port = args.base_port + offset
         model = getattr(args, f"{mode}_model") or args.model
-        group.start(mode, service_command(mode, model, args.host, port, args.device))
+        device = getattr(args, f"{mode}_device") or args.device
+        group.start(mode, service_command(mode, model, args.host, port, device))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"
         if problem:
             print(f"launch: services {problem}", file=sys.stderr)
             return 1
-        print("launch: all SERVING - " + ", ".join(f"{m} {a}" for m, a in targets.items()) + " (Ctrl-C stops)",
-              flush=True)
+        print("launch: all SERVING - " + ", ".join(f"{m} {a}" for m, a in targets.items()), flush=True)
+        if args.gateway:
+            command = [sys.executable, "-m", "gateway_ui", "--host", args.host, "--port", str(args.gateway_port)]
+            for mode, address in targets.items():
+                command += [f"--{mode}-addr", address]
+            group.start("gateway", command)
+            url = f"http://{args.host}:{args.gateway_port}/"
+            problem = wait_http(url, group, 120)
+            if problem:
+                print(f"launch: gateway {problem}", file=sys.stderr)
+                return 1
+            print(f"launch: open {url}  (Ctrl-C stops everything)", flush=True)
+        else:
+            print("launch: Ctrl-C stops the services", flush=True)
         while not stopping:
             if group.exited():
                 print(f"launch: a service exited: {group.exited()}; stopping the rest", file=sys.stderr)

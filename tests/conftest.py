@@ -13,6 +13,7 @@ from PIL import Image
 # Nothing in the tests may reach a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 from services.client import MODES, ImageGenClient, make_request  # noqa: E402
 from services.common.config import default_cache_dir, load_config  # noqa: E402
@@ -103,3 +104,34 @@ def services():
 @pytest.fixture(params=MODES)
 def service(request, services):
     return services[request.param]
+
+
+class RunningGateway:
+    """The Gradio gateway launched on a free port in front of the given service addresses."""
+
+    def __init__(self, addresses: dict, timeout_s: float = 60.0):
+        from gateway_ui.app import build_ui, launch, make_backends
+        from gateway_ui.config import GatewayConfig
+
+        self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s)
+        self.backends = make_backends(self.config)
+        self.demo = build_ui(self.backends)
+        launch(self.demo, self.config, block=False)
+        self.url = f"http://127.0.0.1:{self.config.port}/"
+
+    def client(self):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False)
+
+    def close(self):
+        self.demo.close()
+        for backend in self.backends.values():
+            backend.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(services):
+    running = RunningGateway({mode: service.address for mode, service in services.items()})
+    yield running
+    running.close()

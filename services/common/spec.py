@@ -53,6 +53,11 @@ class GenerationSpec:
     infotext_extra: dict = field(default_factory=dict)
 
 
+def _short(value: float) -> float:
+    """A float32 field as the decimal the caller most likely wrote (0.6, not 0.6000000238)."""
+    return float(f"{value:.6g}")
+
+
 def _text(value: str, name: str, limit: int) -> str:
     if len(value) > limit:
         raise InvalidArgument(name, f"is {len(value)} characters, over the limit of {limit}")
@@ -117,7 +122,7 @@ def parse_params(params: pb.GenerationParams, config: ServiceConfig) -> Generati
         prompt=prompt,
         negative_prompt=negative,
         steps=steps,
-        guidance_scale=float(guidance),
+        guidance_scale=_short(guidance),
         width=width,
         height=height,
         seeds=[seed + i for i in range(count)],
@@ -136,7 +141,7 @@ def parse_strength(request, default: float, spec: GenerationSpec) -> float:
             "strength",
             f"{strength} x {spec.steps} steps runs no denoising step; raise strength or num_inference_steps",
         )
-    return float(strength)
+    return _short(strength)
 
 
 def parse_init_image(request, spec: GenerationSpec, config: ServiceConfig):

@@ -15,6 +15,7 @@ from PIL import Image
 
 from services.client import ImageGenClient
 from services.common.images import read_infotext
+from services.common.infotext import parse_infotext
 from tests.conftest import CACHE_DIR, box_mask, free_port, png, request_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,8 @@ def test_image_modes_from_environment_and_cli(tmp_path, mode):
         done = cli(*args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert Image.open(tmp_path / "out.png").size == (64, 64)
-        assert "Denoising strength: 0.6" in read_infotext((tmp_path / "out.png").read_bytes())
+        params = parse_infotext(read_infotext((tmp_path / "out.png").read_bytes()))["params"]
+        assert params["Denoising strength"] == "0.6"
     finally:
         stop(proc)
 

@@ -1,0 +1,56 @@
+"""Gateway settings: flags, each with an environment equivalent, read once at start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from services.client import DEFAULT_ADDRESSES, MODES
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    addresses: dict  # mode -> "host:port"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    timeout_s: float = 600.0  # deadline of every generation call
+    username: str | None = None
+    password: str | None = None
+    max_upload_mb: float = 20.0
+    concurrency: int = 16  # generations the gateway forwards at once per tab
+
+
+def load_config(argv=None, environ=None) -> GatewayConfig:
+    environ = os.environ if environ is None else environ
+    p = argparse.ArgumentParser(
+        prog="python -m gateway_ui",
+        description="The Gradio web gateway: one tab per mode, each routed to its gRPC service.",
+        epilog="Login: set GATEWAY_USERNAME and GATEWAY_PASSWORD in the environment (both, or neither).",
+    )
+    for mode in MODES:
+        p.add_argument(f"--{mode}-addr", default=environ.get(f"IMAGEGEN_{mode.upper()}_ADDR", DEFAULT_ADDRESSES[mode]),
+                       help=f"HOST:PORT of the {mode} service [IMAGEGEN_{mode.upper()}_ADDR]")
+    p.add_argument("--host", default=environ.get("GATEWAY_HOST", "127.0.0.1"),
+                   help="address to serve on; 0.0.0.0 to accept other machines [GATEWAY_HOST]")
+    p.add_argument("--port", type=int, default=int(environ.get("GATEWAY_PORT", 7860)), help="[GATEWAY_PORT]")
+    p.add_argument("--timeout", type=float, default=float(environ.get("GATEWAY_TIMEOUT_S", 600)),
+                   help="deadline in seconds for each generation [GATEWAY_TIMEOUT_S]")
+    p.add_argument("--max-upload-mb", type=float, default=float(environ.get("GATEWAY_MAX_UPLOAD_MB", 20)),
+                   help="largest uploaded file [GATEWAY_MAX_UPLOAD_MB]")
+    p.add_argument("--concurrency", type=int, default=int(environ.get("GATEWAY_CONCURRENCY", 16)),
+                   help="generations forwarded at once per tab; the services queue the rest [GATEWAY_CONCURRENCY]")
+    args = p.parse_args(argv)
+    username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
+    if bool(username) != bool(password):
+        p.error("set both GATEWAY_USERNAME and GATEWAY_PASSWORD, or neither")
+    return GatewayConfig(
+        addresses={mode: getattr(args, f"{mode}_addr") for mode in MODES},
+        host=args.host,
+        port=args.port,
+        timeout_s=args.timeout,
+        username=username or None,
+        password=password or None,
+        max_upload_mb=args.max_upload_mb,
+        concurrency=args.concurrency,
+    )

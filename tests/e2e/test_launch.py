@@ -1,0 +1,63 @@
+"""`make run` as a newcomer sees it: three services and the gateway start, work, and stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import CACHE_DIR, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_pids(parent: int) -> list[str]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(parent):
+            pids.append(stat.parent.name)
+    return pids
+
+
+def test_launch_runs_all_four_and_ctrl_c_stops_them():
+    from gradio_client import Client
+
+    base, gateway_port = free_port(), free_port()
+    while base + 2 > 65535 or gateway_port in (base, base + 1, base + 2):
+        base, gateway_port = free_port(), free_port()
+    env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.launch", "--base-port", str(base), "--gateway-port", str(gateway_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "launch: open" in line:
+                break
+        assert any(f"http://127.0.0.1:{gateway_port}/" in line for line in lines), lines
+        client = Client(f"http://127.0.0.1:{gateway_port}/", verbose=False)
+        _gallery, seeds, _info = client.predict("fox", "", 2, 7.5, 64, 64, 9, 1, "model default", api_name="/txt2img")
+        assert seeds == "9"
+        children = child_pids(proc.pid)
+        assert len(children) == 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

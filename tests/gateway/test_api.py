@@ -1,0 +1,169 @@
+"""The gateway driven as an API with gradio_client: /txt2img, /img2img, /inpaint on real services."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from services.common.images import read_infotext
+from services.common.infotext import parse_infotext
+from tests.conftest import RunningGateway, RunningService, box_mask, png
+
+ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def brush_layer(size=(96, 64)) -> bytes:
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (10, 10, 50, 50))
+    buf = io.BytesIO()
+    layer.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gallery_images(gallery) -> list[Image.Image]:
+    return [Image.open(item["image"]) for item in gallery]
+
+
+def test_txt2img_returns_images_of_the_size_and_the_seeds(gateway):
+    gallery, seeds, infotext = gateway.client().predict(
+        "a red fox", "", ADVANCED["steps"], 7.5, 128, 64, 7, 2, "euler_a", api_name="/txt2img")
+    images = gallery_images(gallery)
+    assert [img.size for img in images] == [(128, 64), (128, 64)]
+    assert seeds == "7, 8"
+    assert "Seed: 7" in infotext and "Sampler: Euler a" in infotext
+    # The service's own bytes reach the browser: the infotext chunk survives.
+    assert parse_infotext(read_infotext(Path(gallery[0]["image"]).read_bytes()))["params"]["Seed"] == "7"
+
+
+def test_random_seed_is_reported(gateway):
+    _gallery, seeds, _info = gateway.client().predict(
+        "a red fox", "", 2, 7.5, 64, 64, -1, 1, "model default", api_name="/txt2img")
+    assert seeds.isdigit()
+
+
+def test_img2img_returns_the_input_size_by_default_and_asked_size(gateway, tmp_path):
+    image = handle_file(write(tmp_path, "in.png", png((96, 64))))
+    gallery, seeds, infotext = gateway.client().predict(
+        image, "oil painting", "", 0.6, 10, 7.5, 0, 0, 3, 1, "model default", api_name="/img2img")
+    assert gallery_images(gallery)[0].size == (96, 64) and seeds == "3"
+    assert parse_infotext(infotext)["params"]["Denoising strength"] == "0.6"
+    gallery, _s, _i = gateway.client().predict(
+        image, "oil painting", "", 0.6, 10, 7.5, 64, 128, 3, 1, "model default", api_name="/img2img")
+    assert gallery_images(gallery)[0].size == (64, 128)
+
+
+def test_inpaint_from_a_painted_layer_and_from_an_uploaded_mask(gateway, tmp_path):
+    source = png((96, 64))
+    editor = {"background": handle_file(write(tmp_path, "in.png", source)),
+              "layers": [handle_file(write(tmp_path, "layer.png", brush_layer()))], "composite": None}
+    args = ("a cat", "", 1.0, 0, 4, 7.5, 0, 0, 5, 1, "model default")
+    painted, seeds, infotext = gateway.client().predict(editor, None, *args, api_name="/inpaint")
+    result = gallery_images(painted)[0]
+    assert result.size == (96, 64) and seeds == "5" and "Mask blur: 0" in infotext
+    original = Image.open(io.BytesIO(source)).convert("RGB")
+    assert result.convert("RGB").getpixel((90, 60)) == original.getpixel((90, 60))  # unpainted: kept
+    assert result.convert("RGB").getpixel((30, 30)) != original.getpixel((30, 30))  # painted: repainted
+
+    mask = handle_file(write(tmp_path, "mask.png", box_mask((96, 64), (10, 10, 50, 50))))
+    no_layers = {"background": editor["background"], "layers": [], "composite": None}
+    uploaded, _s, _i = gateway.client().predict(no_layers, mask, *args, api_name="/inpaint")
+    assert gallery_images(uploaded)[0].convert("RGB").tobytes() == result.convert("RGB").tobytes()
+
+
+def test_inpaint_without_a_mask_says_what_to_do(gateway, tmp_path):
+    editor = {"background": handle_file(write(tmp_path, "in.png", png())), "layers": [], "composite": None}
+    with pytest.raises(AppError, match="paint over the part to repaint"):
+        gateway.client().predict(editor, None, "a cat", "", 1.0, 4, 4, 7.5, 0, 0, 5, 1, "model default",
+                                 api_name="/inpaint")
+
+
+def test_bad_input_from_the_service_is_a_readable_error(gateway, tmp_path):
+    odd = handle_file(write(tmp_path, "odd.png", png((20, 20))))  # too small to keep as is
+    with pytest.raises(AppError) as err:
+        gateway.client().predict(odd, "x", "", 0.6, 10, 7.5, 0, 0, 3, 1, "model default", api_name="/img2img")
+    assert "img2img: invalid input - init_image.data" in str(err.value)
+
+
+def test_ranges_and_choices_come_from_get_info(services, gateway):
+    api = gateway.client().view_api(print_info=False, return_format="dict")
+    params = {p["parameter_name"]: p for p in api["named_endpoints"]["/txt2img"]["parameters"]}
+    info = services["txt2img"].client.info()
+    scheduler_choices = params["scheduler"]["python_type"]["type"]
+    for name in info.schedulers:
+        assert name in scheduler_choices
+    assert params["steps"]["parameter_default"] == info.defaults.num_inference_steps
+    assert params["width"]["parameter_default"] == info.defaults.width  # 64 in the test services
+    sliders = {c.elem_id: c for c in gateway.demo.blocks.values() if getattr(c, "elem_id", None)}
+    assert sliders["txt2img-steps"].maximum == info.limits.max_steps
+    assert sliders["txt2img-num-images"].maximum == info.limits.max_images
+
+
+def test_a_stopped_service_fails_its_tab_only(services, tmp_path):
+    own = RunningService("txt2img", "--warmup", "false")
+    addresses = {mode: service.address for mode, service in services.items()}
+    addresses["txt2img"] = own.address
+    gw = RunningGateway(addresses, timeout_s=10)
+    try:
+        client = gw.client()
+        assert client.predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")[1] == "1"
+        own.stop()
+        with pytest.raises(AppError) as err:
+            client.predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")
+        message = str(err.value)
+        assert "txt2img service is unavailable" in message and own.address in message
+        image = handle_file(write(tmp_path, "in.png", png()))
+        _g, seeds, _i = client.predict(image, "x", "", 0.6, 10, 7.5, 0, 0, 3, 1, "model default",
+                                       api_name="/img2img")
+        assert seeds == "3"  # the other tabs keep working
+        assert "unreachable" in gw.demo.gateway.status_line("txt2img")
+        assert "serving" in gw.demo.gateway.status_line("img2img")
+    finally:
+        gw.close()
+
+
+def test_login_when_a_username_and_password_are_set(services):
+    from gradio_client import Client
+
+    from gateway_ui.app import build_ui, launch, make_backends
+    from gateway_ui.config import GatewayConfig
+    from tests.conftest import free_port
+
+    config = GatewayConfig(addresses={m: s.address for m, s in services.items()}, port=free_port(),
+                           username="ada", password="s3cret")
+    backends = make_backends(config)
+    demo = build_ui(backends)
+    launch(demo, config, block=False)
+    url = f"http://127.0.0.1:{config.port}/"
+    try:
+        with pytest.raises(Exception):
+            Client(url, verbose=False)
+        client = Client(url, verbose=False, auth=("ada", "s3cret"))
+        assert client.predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")[1] == "1"
+    finally:
+        demo.close()
+
+
+def test_gateway_settings_from_flags_and_environment():
+    from gateway_ui.config import load_config
+
+    config = load_config([], environ={})
+    assert config.host == "127.0.0.1" and config.port == 7860 and config.username is None
+    assert config.addresses == {"txt2img": "127.0.0.1:50051", "img2img": "127.0.0.1:50052",
+                                "inpaint": "127.0.0.1:50053"}
+    env = {"IMAGEGEN_INPAINT_ADDR": "gpu3:9000", "GATEWAY_USERNAME": "u", "GATEWAY_PASSWORD": "p"}
+    config = load_config(["--txt2img-addr", "gpu1:50051"], environ=env)
+    assert config.addresses["txt2img"] == "gpu1:50051" and config.addresses["inpaint"] == "gpu3:9000"
+    assert (config.username, config.password) == ("u", "p")
+    with pytest.raises(SystemExit):
+        load_config([], environ={"GATEWAY_USERNAME": "only-one"})
