@@ -12,6 +12,7 @@ from pathlib import Path
 
 MODES = ("txt2img", "img2img", "inpaint")
 DEFAULT_PORTS = {"txt2img": 50051, "img2img": 50052, "inpaint": 50053}
+DEFAULT_METRICS_PORTS = {"txt2img": 9051, "img2img": 9052, "inpaint": 9053}
 # What the original app used; real weights for users who have them (or can download them).
 DEFAULT_MODELS = {
     "txt2img": "CompVis/stable-diffusion-v1-4",
@@ -34,6 +35,9 @@ class Limits:
     # A 2048x2048 RGBA PNG of pure noise is 16 MiB; an inpaint request carries two of them.
     max_message_bytes: int = 64 * MiB
     max_queue: int = 32
+    # Batching: images per pipeline call (1 = off), and how long the worker waits for more to arrive.
+    max_batch_images: int = 4
+    batch_wait_s: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class ServiceConfig:
     grace_s: float = 30.0
     warmup: bool = True
     log_level: str = "INFO"
+    metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
     limits: Limits = field(default_factory=Limits)
     defaults: Defaults = field(default_factory=Defaults)
 
@@ -103,6 +108,13 @@ def build_parser(mode: str, environ) -> argparse.ArgumentParser:
                    help="seconds in-flight work may take to finish on SIGTERM [GRACE_S]")
     p.add_argument("--queue-size", type=int, default=int(env("QUEUE_SIZE", Limits.max_queue)),
                    help="requests that may wait; more are refused RESOURCE_EXHAUSTED [QUEUE_SIZE]")
+    p.add_argument("--max-batch-size", type=int, default=int(env("MAX_BATCH_SIZE", Limits.max_batch_images)),
+                   help="images per pipeline call when queued requests can share one; 1 turns batching off "
+                        "[MAX_BATCH_SIZE]")
+    p.add_argument("--batch-wait-ms", type=float, default=float(env("BATCH_WAIT_MS", Limits.batch_wait_s * 1000)),
+                   help="how long the worker waits for more requests to batch [BATCH_WAIT_MS]")
+    p.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", DEFAULT_METRICS_PORTS[mode])),
+                   help="Prometheus /metrics port on --host; -1 turns it off [METRICS_PORT]")
     p.add_argument("--max-message-mb", type=float,
                    default=float(env("MAX_MESSAGE_MB", Limits.max_message_bytes / MiB)),
                    help="largest message accepted or sent, in MiB [MAX_MESSAGE_MB]")
@@ -129,13 +141,16 @@ def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
     environ = os.environ if environ is None else environ
     parser = build_parser(mode, environ)
     args = parser.parse_args(argv)
-    for name in ("max_size", "max_pixels", "max_steps", "max_images", "queue_size", "default_steps"):
+    for name in ("max_size", "max_pixels", "max_steps", "max_images", "queue_size", "default_steps",
+                 "max_batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_size % 8 or args.default_size % 8 or not 64 <= args.default_size <= args.max_size:
         parser.error("--max-size and --default-size must be multiples of 8, with 64 <= default <= max")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
+    if not -1 <= args.metrics_port <= 65535:
+        parser.error("--metrics-port must be -1 (off) or 0..65535")
     limits = Limits(
         max_width=args.max_size,
         max_height=args.max_size,
@@ -144,6 +159,8 @@ def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
         max_images=args.max_images,
         max_message_bytes=int(args.max_message_mb * MiB),
         max_queue=args.queue_size,
+        max_batch_images=args.max_batch_size,
+        batch_wait_s=max(0.0, args.batch_wait_ms / 1000),
     )
     defaults = Defaults(
         num_inference_steps=min(args.default_steps, args.max_steps), size=args.default_size
@@ -159,6 +176,7 @@ def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
         grace_s=args.grace,
         warmup=args.warmup,
         log_level=args.log_level,
+        metrics_port=args.metrics_port,
         limits=limits,
         defaults=defaults,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -34,7 +35,19 @@ class InvalidArgument(ServiceError):
 
 
 class QueueFull(ServiceError):
+    """The queue is full; `retry_after_s` is when a place is likely to be free."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineTooShort(ServiceError):
+    """The caller's deadline cannot be met (refused before computing) or passed while queued."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class OutOfMemory(ServiceError):
@@ -49,8 +62,24 @@ class Cancelled(ServiceError):
     code = grpc.StatusCode.CANCELLED
 
 
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata: how long to wait before retrying
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
+
+
 def to_status(error: ServiceError) -> grpc.Status:
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message)
+    extra_metadata: tuple = ()
+    if isinstance(error, QueueFull):
+        # Both the standard google.rpc.RetryInfo detail and a plain header any client can read.
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(error.retry_after_s * 1000))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
+        extra_metadata = ((RETRY_AFTER_KEY, str(int(error.retry_after_s * 1000))),)
     if isinstance(error, InvalidArgument):
         detail = any_pb2.Any()
         detail.Pack(
@@ -63,7 +92,8 @@ def to_status(error: ServiceError) -> grpc.Status:
             )
         )
         status.details.append(detail)
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    return _Status(converted.code, converted.details, tuple(converted.trailing_metadata) + extra_metadata)
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException):

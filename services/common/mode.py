@@ -14,8 +14,9 @@ class Mode:
     request_type: type
     # request, ServiceConfig -> GenerationSpec; raises InvalidArgument. No model work.
     parse: Callable[[Any, Any], Any]
-    # pipe, GenerationSpec, generators (one per seed), step callback -> list of PIL images
-    run: Callable[[Any, Any, list, Callable], list]
+    # pipe, batch (GenerationSpecs with one batch_key), generators (one per image), step callback
+    # -> PIL images, in order: all of the first spec's seeds, then the next spec's, ...
+    run: Callable[[Any, list, list, Callable], list]
     # ServiceConfig -> a small request run once before reporting SERVING
     warmup_request: Callable[[Any], Any]
     add_servicer: Callable[[Any, Any], None]
@@ -30,7 +31,19 @@ def get_mode(name: str) -> Mode:
     return importlib.import_module(f"services.{name}.mode").MODE
 
 
-def prompts(spec) -> dict:
-    """The prompt arguments every diffusers pipeline takes, one entry per image."""
-    count = len(spec.seeds)
-    return {"prompt": [spec.prompt] * count, "negative_prompt": [spec.negative_prompt] * count}
+def per_image(batch: list, attribute: str) -> list:
+    """One value per image of the batch: each spec's attribute, repeated for each of its seeds."""
+    return [getattr(spec, attribute) for spec in batch for _seed in spec.seeds]
+
+
+def shared_args(batch: list, generators: list, on_step) -> dict:
+    """The pipeline arguments every mode passes: per-image prompts, and what the batch shares."""
+    first = batch[0]
+    return {
+        "prompt": per_image(batch, "prompt"),
+        "negative_prompt": per_image(batch, "negative_prompt"),
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance_scale,
+        "generator": generators,
+        "callback_on_step_end": on_step,
+    }

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from .config import ServiceConfig
-from .tiny import ensure_tiny
+from .presets import build_sd15_pipeline, ensure_tiny
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,14 @@ def load_pipeline(config: ServiceConfig):
     quiet_libraries()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
+    if config.model == "sd15":
+        log.info("building the sd15 preset (random weights) for %s on %s (%s)", config.mode, device, dtype)
+        try:
+            pipe = build_sd15_pipeline(config.mode == "inpaint", device, dtype)
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            raise ModelLoadError(f"could not build the sd15 preset on {device}: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, device, dtype
     source, described = model_source(config)
     log.info("loading %s for %s on %s (%s)", described, config.mode, device, dtype)
     try:

@@ -31,9 +31,12 @@ class Job:
 
     _END = object()
 
-    def __init__(self, spec):
+    def __init__(self, spec, deadline: float | None = None):
         self.spec = spec
         self.created = time.monotonic()
+        self.deadline = deadline  # time.monotonic() by which the caller stops waiting, if any
+        self.images = len(spec.seeds)
+        self.batch_key = spec.batch_key()
         self.started: float | None = None
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.result = None
@@ -114,23 +117,39 @@ class JobQueue:
             if self._closed:
                 raise Unavailable("the service is shutting down")
             if len(self._waiting) >= self.maxsize:
-                raise QueueFull(f"the queue is full ({self.maxsize} waiting); try again shortly")
+                raise QueueFull(f"the queue is full ({self.maxsize} waiting); try again shortly", retry_after_s=1.0)
             job._queue = self
             self._waiting.append(job)
             job.emit(Queued(len(self._waiting) - 1))
             self._cond.notify()
 
-    def take(self, timeout: float | None = None) -> Job | None:
-        """The next job, marking the worker busy; None on timeout or once closed and empty."""
+    def take(self, timeout: float | None = None, max_images: int = 1, wait_s: float = 0.0) -> list[Job]:
+        """The next job and those waiting that can share its pipeline call, marking the worker busy.
+
+        Gathers jobs with the first one's batch_key, in queue order, up to max_images images in all,
+        waiting up to wait_s for more to arrive. [] on timeout, or once closed and empty.
+        """
         with self._cond:
             if not self._cond.wait_for(lambda: self._waiting or self._closed, timeout):
-                return None
+                return []
             if not self._waiting:
-                return None
-            job = self._waiting.popleft()
+                return []
+            first = self._waiting.popleft()
             self._busy = True
+            batch, images = [first], first.images
+            until = time.monotonic() + wait_s
+            while images < max_images:
+                for job in list(self._waiting):
+                    if job.batch_key == first.batch_key and images + job.images <= max_images:
+                        self._waiting.remove(job)
+                        batch.append(job)
+                        images += job.images
+                left = until - time.monotonic()
+                if images >= max_images or left <= 0 or self._closed:
+                    break
+                self._cond.wait(left)
             self._announce_positions()
-            return job
+            return batch
 
     def task_done(self) -> None:
         with self._cond:
@@ -154,6 +173,10 @@ class JobQueue:
             left = list(self._waiting)
             self._cond.notify_all()
             return left
+
+    def waiting(self) -> list[Job]:
+        with self._cond:
+            return list(self._waiting)
 
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:

@@ -8,7 +8,9 @@ import time
 from grpc_health.v1 import health_pb2
 
 from .config import ServiceConfig
-from .errors import Unavailable
+from .errors import DeadlineTooShort, QueueFull, Unavailable
+from .estimate import WorkEstimator
+from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,8 @@ class ModeRuntime:
         self.config = config
         self.health = health
         self.queue = JobQueue(config.limits.max_queue)
+        self.metrics = ServiceMetrics(mode.name, self.queue)
+        self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
         self.worker = None
         self.device = ""
@@ -40,7 +44,13 @@ class ModeRuntime:
         started = time.monotonic()
         pipe, device, dtype = load_pipeline(self.config)
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
-        self.worker = PipelineWorker(self.mode, pipe, self.queue)
+        self.worker = PipelineWorker(
+            self.mode, pipe, self.queue,
+            max_batch_images=self.config.limits.max_batch_images,
+            batch_wait_s=self.config.limits.batch_wait_s,
+            metrics=self.metrics,
+            estimator=self.estimator,
+        )
         self.worker.start()
         if self.config.warmup:
             warm = Job(self.mode.parse(self.mode.warmup_request(self.config), self.config))
@@ -60,11 +70,53 @@ class ModeRuntime:
                 else "the service is shutting down; retry on another replica"
             )
 
-    def submit(self, spec) -> Job:
+    def seconds_until_free(self) -> float | None:
+        """Predicted seconds until the worker has done what is running and waiting now."""
+        worker = self.worker
+        running = list(worker.current) if worker else []
+        total = 0.0
+        if running:
+            predicted = self.estimator.predict([job.spec for job in running])
+            if predicted is None:
+                return None
+            total += max(0.0, predicted - (time.monotonic() - worker.current_started))
+        waiting = self.queue.waiting()
+        if waiting:
+            predicted = self.estimator.predict([job.spec for job in waiting])
+            if predicted is None:
+                return None
+            total += predicted
+        return total
+
+    def submit(self, spec, time_remaining: float | None = None) -> Job:
+        """Queue a spec. A deadline that the predicted wait and run cannot meet is refused now."""
         self.check_accepting()
-        job = Job(spec)
-        self.queue.submit(job)
+        deadline = None
+        if time_remaining is not None:
+            deadline = time.monotonic() + time_remaining
+            own = self.estimator.predict([spec])
+            ahead = self.seconds_until_free()
+            if own is not None and ahead is not None and ahead + own > time_remaining:
+                raise DeadlineTooShort(
+                    f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "
+                    f"and {own:.1f}s for this request; allow more time or ask for less"
+                )
+        job = Job(spec, deadline)
+        try:
+            self.queue.submit(job)
+        except QueueFull as full:
+            full.retry_after_s = self.retry_hint()
+            raise
         return job
+
+    def retry_hint(self) -> float:
+        """When a queue place is likely to be free: the running batch's predicted end (0.1-30 s)."""
+        worker = self.worker
+        predicted = self.estimator.predict([job.spec for job in worker.current]) if worker and worker.current else None
+        if predicted is None:
+            return 1.0
+        left = predicted - (time.monotonic() - worker.current_started)
+        return min(30.0, max(0.1, left))
 
     def drain(self, grace_s: float) -> bool:
         """Stop taking work (health NOT_SERVING) and let queued and running work finish."""
@@ -73,8 +125,7 @@ class ModeRuntime:
         finished = self.queue.wait_idle(grace_s)
         for job in self.queue.close():
             job.fail(Unavailable("the service shut down before this request ran"))
-        if self.worker is not None and self.worker.current is not None:
-            current = self.worker.current
+        for current in list(self.worker.current) if self.worker is not None else []:
             current.cancel()
             current.fail(Unavailable("the service shut down during this request"))
         return finished

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .config import ServiceConfig, load_config
 from .errors import ErrorInterceptor
+from .metrics import MetricsInterceptor
 from .mode import get_mode
 from .runtime import ModeRuntime
 from .servicer import ModeServicer
@@ -41,7 +42,8 @@ def create_server(config: ServiceConfig) -> tuple[grpc.Server, int, ModeRuntime]
         futures.ThreadPoolExecutor(
             max_workers=config.limits.max_queue + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
         ),
-        interceptors=[ErrorInterceptor()],
+        # Metrics outermost: they see the status code the error interceptor settled on.
+        interceptors=[MetricsInterceptor(runtime.metrics, mode.full_service_name), ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -89,6 +91,15 @@ def serve(config: ServiceConfig) -> int:
         return 2
     server.start()
     log.info("%s listening on %s:%d (NOT_SERVING until the model is loaded)", config.mode, config.host, port)
+    if config.metrics_port >= 0:
+        try:
+            metrics_port = runtime.metrics.start_http(config.host, config.metrics_port)
+        except OSError as exc:
+            server.stop(0)
+            print(f"error: {config.mode}: could not serve metrics on {config.host}:{config.metrics_port}: {exc}",
+                  file=sys.stderr)
+            return 2
+        log.info("%s metrics on http://%s:%d/metrics", config.mode, config.host, metrics_port)
 
     stop = threading.Event()
     failure: list[str] = []
@@ -123,6 +134,7 @@ def serve(config: ServiceConfig) -> int:
     finished = runtime.drain(config.grace_s)
     server.stop(max(0.0, config.grace_s - (time.monotonic() - started))).wait()
     runtime.stop()
+    runtime.metrics.stop_http()
     log.info("%s stopped (%s)", config.mode, "drained" if finished else "grace period ran out")
     return 0
 

@@ -76,7 +76,7 @@ class ModeServicer:
         arrived = time.monotonic()
         self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
         spec = self.mode.parse(request, self.config)
-        job = self.runtime.submit(spec)
+        job = self.runtime.submit(spec, context.time_remaining())
         if not context.add_callback(job.cancel):
             job.cancel()  # the call already ended
         return arrived, spec, job

@@ -52,6 +52,10 @@ class GenerationSpec:
     mask_blur: int = 0
     infotext_extra: dict = field(default_factory=dict)
 
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
+        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.strength)
+
 
 def _short(value: float) -> float:
     """A float32 field as the decimal the caller most likely wrote (0.6, not 0.6000000238)."""

@@ -1,4 +1,8 @@
-"""The one thread that owns a mode's pipeline: diffusers pipelines are not thread-safe."""
+"""The one thread that owns a mode's pipeline: diffusers pipelines are not thread-safe.
+
+Jobs that can share a pipeline call (same size, steps, scheduler, guidance, strength) run as one
+batch; each keeps its own prompts and seeds, so its images are those it would get alone.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from . import schedulers
-from .errors import Cancelled, OutOfMemory, Unavailable
+from .errors import Cancelled, DeadlineTooShort, OutOfMemory, Unavailable
 from .queue import Job, JobQueue, Progress
 
 log = logging.getLogger(__name__)
@@ -17,25 +21,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RawResult:
-    """What the worker hands back: PIL images, and where the time went."""
+    """What the worker hands back to a job: PIL images, and where the time went."""
 
     images: list
     scheduler_label: str
     queue_ms: float
     inference_ms: float
+    batch_images: int  # images in the pipeline call this job was part of
 
 
 class PipelineWorker(threading.Thread):
-    def __init__(self, mode, pipe, job_queue: JobQueue):
+    def __init__(self, mode, pipe, job_queue: JobQueue, max_batch_images: int = 1, batch_wait_s: float = 0.0,
+                 metrics=None, estimator=None):
         super().__init__(name=f"{mode.name}-worker", daemon=True)
         self.mode = mode
         self.pipe = pipe
         self.queue = job_queue
+        self.max_batch_images = max_batch_images
+        self.batch_wait_s = batch_wait_s
+        self.metrics = metrics
+        self.estimator = estimator
         self._base_scheduler = pipe.scheduler
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
         self._stopping = threading.Event()
-        self.current: Job | None = None
-        self.steps_done = 0  # denoising steps run, all jobs together
+        self.current: list[Job] = []
+        self.current_started = 0.0
+        self.steps_done = 0  # denoising steps run, all batches together
         # Tests set this to a callable(step) to inject faults that cannot be caused for real (GPU OOM).
         self.fault_hook = None
 
@@ -44,60 +55,103 @@ class PipelineWorker(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            job = self.queue.take(timeout=0.2)
-            if job is None:
+            batch = self.queue.take(timeout=0.2, max_images=self.max_batch_images, wait_s=self.batch_wait_s)
+            if not batch:
                 continue
             try:
-                self.current = job
-                self.process(job)
+                self.process(batch)
             finally:
-                self.current = None
+                self.current = []
                 self.queue.task_done()
 
-    def process(self, job: Job) -> None:
+    @staticmethod
+    def _drop_unwanted(batch: list[Job]) -> list[Job]:
+        """Jobs cancelled while queued, or whose deadline passed, are dropped before any compute."""
+        now, keep = time.monotonic(), []
+        for job in batch:
+            if job.cancelled:
+                job.fail(Cancelled("cancelled by the client while queued"))
+            elif job.deadline is not None and now >= job.deadline:
+                job.fail(DeadlineTooShort("the deadline passed while the request was queued"))
+            else:
+                keep.append(job)
+        return keep
+
+    def process(self, batch: list[Job]) -> None:
         import torch
 
-        if job.cancelled:
-            job.fail(Cancelled("cancelled by the client while queued"))
+        batch = self._drop_unwanted(batch)
+        if not batch:
             return
-        job.started = time.monotonic()
-        spec = job.spec
-        name = spec.scheduler or self.default_scheduler
+        started = time.monotonic()
+        self.current, self.current_started = batch, started
+        for job in batch:
+            job.started = started
+            if self.metrics is not None:
+                self.metrics.queue_wait.observe(started - job.created)
+        specs = [job.spec for job in batch]
+        name = specs[0].scheduler or self.default_scheduler
+        images = sum(job.images for job in batch)
         try:
-            self.pipe.scheduler = self._scheduler(spec.scheduler)
+            self.pipe.scheduler = self._scheduler(specs[0].scheduler)
             # CPU generators: the same seed gives the same starting noise on any device.
-            generators = [torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds]
-
-            def on_step(pipe, index, _timestep, callback_kwargs):
-                self.steps_done += 1
-                job.raise_if_cancelled()
-                if self.fault_hook is not None:
-                    self.fault_hook(index)
-                job.emit(Progress(step=index + 1, total_steps=pipe.num_timesteps))
-                return callback_kwargs
-
-            with torch.inference_mode():
-                images = self.mode.run(self.pipe, spec, generators, on_step)
+            generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
+            outputs = self._call(batch, specs, generators)
         except torch.OutOfMemoryError:
             self._release_memory()
-            job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+            for job in batch:
+                job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
         except (Cancelled, Unavailable) as exc:
-            job.fail(exc)
-        except Exception as exc:  # noqa: BLE001 - the job reports it; the worker keeps serving
+            for job in batch:
+                job.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - the jobs report it; the worker keeps serving
             log.exception("%s generation failed", self.mode.name)
-            job.fail(exc)
+            for job in batch:
+                job.fail(exc)
         else:
             done = time.monotonic()
-            job.finish(
-                RawResult(
-                    images=images,
+            if self.estimator is not None:
+                self.estimator.observe(specs, done - started)
+            if self.metrics is not None:
+                self.metrics.observe_batch(len(batch), images, done - started, specs[0].steps)
+            offset = 0
+            for job in batch:
+                mine = outputs[offset: offset + job.images]
+                offset += job.images
+                job.finish(RawResult(
+                    images=mine,
                     scheduler_label=schedulers.label_of(name),
                     queue_ms=(job.started - job.created) * 1000,
                     inference_ms=(done - job.started) * 1000,
-                )
-            )
+                    batch_images=images,
+                ))
         finally:
             self.pipe.scheduler = self._base_scheduler
+
+    def _call(self, batch: list[Job], specs: list, generators: list) -> list:
+        import torch
+
+        def on_step(pipe, index, _timestep, callback_kwargs):
+            self.steps_done += 1
+            if self.metrics is not None:
+                self.metrics.steps.inc()
+            live = []
+            for job in batch:
+                if job.cancelled and not job.done:
+                    # Its result is dropped now; the others in the batch go on.
+                    job.fail(Cancelled("cancelled by the client"))
+                if not job.done:
+                    live.append(job)
+            if not live:
+                raise Cancelled("every request in the batch was cancelled")
+            if self.fault_hook is not None:
+                self.fault_hook(index)
+            for job in live:
+                job.emit(Progress(step=index + 1, total_steps=pipe.num_timesteps))
+            return callback_kwargs
+
+        with torch.inference_mode():
+            return self.mode.run(self.pipe, specs, generators, on_step)
 
     def _scheduler(self, name: str):
         if not name:

@@ -4,7 +4,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
 
 from services.common import images
-from services.common.mode import Mode, prompts
+from services.common.mode import Mode, per_image, shared_args
 from services.common.spec import parse_init_image, parse_params, parse_strength
 
 
@@ -16,17 +16,13 @@ def parse(request: pb.Img2ImgRequest, config):
     return spec
 
 
-def run(pipe, spec, generators, on_step):
-    # One copy of the image per seed: each image's VAE sample then uses its own generator,
+def run(pipe, batch, generators, on_step):
+    # One copy of the input per image: each image's VAE sample then uses its own generator,
     # so an image does not depend on what else was in the batch.
     return pipe(
-        **prompts(spec),
-        image=[spec.init_image] * len(spec.seeds),
-        strength=spec.strength,
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        generator=generators,
-        callback_on_step_end=on_step,
+        **shared_args(batch, generators, on_step),
+        image=per_image(batch, "init_image"),
+        strength=batch[0].strength,
     ).images
 
 

@@ -5,7 +5,7 @@ from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
 
 from services.common import images
 from services.common.errors import InvalidArgument
-from services.common.mode import Mode, prompts
+from services.common.mode import Mode, per_image, shared_args
 from services.common.spec import parse_init_image, parse_params, parse_strength
 
 MAX_MASK_BLUR = 64
@@ -31,22 +31,19 @@ def parse(request: pb.InpaintRequest, config):
     return spec
 
 
-def run(pipe, spec, generators, on_step):
-    count = len(spec.seeds)
+def run(pipe, batch, generators, on_step):
+    first = batch[0]
     generated = pipe(
-        **prompts(spec),
-        image=[spec.init_image] * count,
-        mask_image=[spec.mask] * count,
-        strength=spec.strength,
-        width=spec.width,
-        height=spec.height,
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        generator=generators,
-        callback_on_step_end=on_step,
+        **shared_args(batch, generators, on_step),
+        image=per_image(batch, "init_image"),
+        mask_image=per_image(batch, "mask"),
+        strength=first.strength,
+        width=first.width,
+        height=first.height,
     ).images
-    # Keep the input exactly where the mask says keep; mask_blur softens the seam.
-    return [images.blend_over(spec.init_image, img, spec.mask, spec.mask_blur) for img in generated]
+    # Keep each input exactly where its mask says keep; mask_blur softens the seam.
+    specs = [spec for spec in batch for _seed in spec.seeds]
+    return [images.blend_over(spec.init_image, img, spec.mask, spec.mask_blur) for spec, img in zip(specs, generated)]
 
 
 def warmup_request(config):

@@ -3,7 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
 
-from services.common.mode import Mode, prompts
+from services.common.mode import Mode, shared_args
 from services.common.spec import check_pixels, parse_params
 
 
@@ -15,16 +15,8 @@ def parse(request: pb.Txt2ImgRequest, config):
     return spec
 
 
-def run(pipe, spec, generators, on_step):
-    return pipe(
-        **prompts(spec),
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        width=spec.width,
-        height=spec.height,
-        generator=generators,
-        callback_on_step_end=on_step,
-    ).images
+def run(pipe, batch, generators, on_step):
+    return pipe(**shared_args(batch, generators, on_step), width=batch[0].width, height=batch[0].height).images
 
 
 def warmup_request(config):

@@ -83,7 +83,7 @@ def test_cancelled_queued_request_leaves_the_queue_and_others_finish(services):
     service = services["txt2img"]
     running = service.client.stream(request_for("txt2img", steps=40, width=128, height=128))
     assert next(running).HasField("queued")
-    assert wait_for(lambda: service.worker.current is not None)
+    assert wait_for(lambda: bool(service.worker.current))
     queued = service.client.stream(request_for("txt2img", steps=40))
     first = next(queued)
     assert first.queued.position == 0  # next to run, behind the running one
@@ -98,10 +98,10 @@ def test_queue_positions_count_down(services):
     service = services["txt2img"]
     running = service.client.stream(request_for("txt2img", steps=15, width=128, height=128))
     next(running)
-    assert wait_for(lambda: service.worker.current is not None)
+    assert wait_for(lambda: bool(service.worker.current))
     second = service.client.stream(request_for("txt2img", steps=5))
     assert next(second).queued.position == 0
-    third = service.client.stream(request_for("txt2img", steps=5))
+    third = service.client.stream(request_for("txt2img", steps=6))  # not batchable with the second
     events = list(third)
     positions = [e.queued.position for e in events if e.HasField("queued")]
     assert positions == [1, 0]
@@ -114,7 +114,7 @@ def test_full_queue_is_resource_exhausted_at_once():
     try:
         running = service.client.stream(request_for("txt2img", steps=100, width=128, height=128))
         next(running)
-        assert wait_for(lambda: service.worker.current is not None)
+        assert wait_for(lambda: bool(service.worker.current))
         waiting = service.client.stream(request_for("txt2img"))
         next(waiting)
         started = time.monotonic()

@@ -1,9 +1,13 @@
-"""The embedded `tiny` model: Stable Diffusion's architecture at toy size, built from config.
+"""Stable Diffusion architectures built from config, with random weights and no download.
 
-Random weights (seeded), so its images are noise, but every shape rule of the real model holds:
-the VAE has 4 down blocks and downsamples by 8, the text encoder takes 77 tokens, and the inpaint
-UNet takes 9 input channels. It is written to a cache folder once and then loaded through the same
-`from_pretrained` path as a real model, so tests exercise the real loading code.
+`tiny`: the embedded model, at toy size. Its images are noise, but every shape rule of the real
+model holds: the VAE has 4 down blocks and downsamples by 8, the text encoder takes 77 tokens, and
+the inpaint UNet takes 9 input channels. It is written to a cache folder once and then loaded
+through the same `from_pretrained` path as a real model, so tests exercise the real loading code.
+
+`sd15`: the full Stable Diffusion 1.5 sizes (UNet 860M, VAE 84M, CLIP text encoder 123M
+parameters), built in memory on the target device: the real model's compute and memory cost, for
+benchmarks and GPU checks. Real weights load through the normal path (`--model ID or folder`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = "v1"  # bump when the configs below change, so old caches are not reused
+TINY_VERSION = "v1"  # bump when the tiny sizes below change, so old caches are not reused
+PRESETS = ("tiny", "sd15")
 _SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 
 
@@ -54,8 +59,27 @@ def build_tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def build_tiny_pipeline(inpaint: bool):
-    """Build the tiny pipeline in memory (seeded per component, like diffusers' own tests)."""
+# Component sizes. Only what differs from diffusers' and transformers' defaults is written down.
+TINY = {
+    "unet": dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
+                 norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
+    "vae": dict(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=8),
+    "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+}
+SD15 = {
+    "unet": dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+                 attention_head_dim=8, norm_num_groups=32,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3),
+    "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
+    "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                 hidden_act="quick_gelu", vocab_size=49408),
+}
+
+
+def build_pipeline(sizes: dict, inpaint: bool):
+    """A Stable Diffusion pipeline of the given sizes, seeded per component like diffusers' own tests."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -68,44 +92,24 @@ def build_tiny_pipeline(inpaint: bool):
 
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        in_channels=9 if inpaint else 4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
+    unet = UNet2DConditionModel(sample_size=64, in_channels=9 if inpaint else 4, out_channels=4, **sizes["unet"])
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        sample_size=512,
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=512, in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, **sizes["vae"],
     )
     torch.manual_seed(0)
+    text = {"vocab_size": len(tokenizer), **sizes["text"]}
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
             max_position_embeddings=77,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            **text,
         )
     )
+    # Stable Diffusion v1's own scheduler settings.
     scheduler = PNDMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -125,6 +129,19 @@ def build_tiny_pipeline(inpaint: bool):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def build_tiny_pipeline(inpaint: bool):
+    return build_pipeline(TINY, inpaint)
+
+
+def build_sd15_pipeline(inpaint: bool, device: str, dtype):
+    """SD 1.5 sizes, built straight on the device (random init there is fast), in dtype."""
+    import torch
+
+    with torch.device(device):
+        pipe = build_pipeline(SD15, inpaint)
+    return pipe.to(device=device, dtype=dtype)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import torch
 from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
 
-from services.common.tiny import ensure_tiny
+from services.common.presets import ensure_tiny
 
 
 def test_built_once_then_loaded_through_from_pretrained(tmp_path):
@@ -41,3 +41,21 @@ def test_the_build_is_deterministic(tmp_path):
     b = ensure_tiny(tmp_path / "b", inpaint=False)
     for name in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_sd15_preset_has_the_real_model_sizes():
+    from services.common.presets import SD15, build_pipeline
+
+    # On the meta device: the shapes and parameter counts, without allocating 4 GB.
+    with torch.device("meta"):
+        pipe = build_pipeline(SD15, inpaint=False)
+        inpaint = build_pipeline(SD15, inpaint=True)
+
+    def millions(module):
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    assert 859 < millions(pipe.unet) < 860.5  # SD 1.5's UNet: 859.52M
+    assert 83 < millions(pipe.vae) < 84  # 83.65M
+    assert 123 < millions(pipe.text_encoder) < 123.2  # 123.06M
+    assert pipe.text_encoder.config.vocab_size == 49408 and pipe.vae_scale_factor == 8
+    assert inpaint.unet.config.in_channels == 9
