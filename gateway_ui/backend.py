@@ -43,11 +43,11 @@ def explain(mode: str, address: str, err: grpc.RpcError, timeout_s: float) -> st
 
 
 class ModeBackend:
-    def __init__(self, mode: str, address: str, timeout_s: float = 600.0):
+    def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3):
         self.mode = mode
         self.address = address
         self.timeout_s = timeout_s
-        self.client = ImageGenClient(mode, address, timeout=timeout_s)
+        self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries)
 
     def info(self) -> pb.ServiceInfo | None:
         try:

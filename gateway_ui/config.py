@@ -19,6 +19,7 @@ class GatewayConfig:
     password: str | None = None
     max_upload_mb: float = 20.0
     concurrency: int = 16  # generations the gateway forwards at once per tab
+    retries: int = 3  # retries of a full queue, with backoff, before showing "busy"
 
 
 def load_config(argv=None, environ=None) -> GatewayConfig:
@@ -40,6 +41,8 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
                    help="largest uploaded file [GATEWAY_MAX_UPLOAD_MB]")
     p.add_argument("--concurrency", type=int, default=int(environ.get("GATEWAY_CONCURRENCY", 16)),
                    help="generations forwarded at once per tab; the services queue the rest [GATEWAY_CONCURRENCY]")
+    p.add_argument("--retries", type=int, default=int(environ.get("GATEWAY_RETRIES", 3)),
+                   help="retries when a service's queue is full, before showing 'busy' [GATEWAY_RETRIES]")
     args = p.parse_args(argv)
     username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
     if bool(username) != bool(password):
@@ -53,4 +56,5 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         password=password or None,
         max_upload_mb=args.max_upload_mb,
         concurrency=args.concurrency,
+        retries=args.retries,
     )

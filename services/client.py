@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,18 @@ _REQUESTS = {"txt2img": pb.Txt2ImgRequest, "img2img": pb.Img2ImgRequest, "inpain
 FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP}
 FITS = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
 MiB = 1024 * 1024
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+def retry_after_s(err: grpc.RpcError) -> float | None:
+    """The server's retry hint on a full queue (trailing metadata), or None if it gave none."""
+    for key, value in (err.trailing_metadata() or ()):
+        if key == RETRY_AFTER_KEY:
+            try:
+                return int(value) / 1000
+            except ValueError:
+                return None
+    return None
 
 
 def _image(value) -> pb.Image:
@@ -112,8 +125,57 @@ def make_request(
     return request
 
 
+class _RetryingStream:
+    """A GenerateStream call that is retried (with backoff) while the queue is full.
+
+    Iterate it for events; `cancel()` stops the work. Only a refusal before the first event is
+    retried, so no event is ever seen twice.
+    """
+
+    def __init__(self, client: "ImageGenClient", request, timeout: float):
+        self._client = client
+        self._request = request
+        self._deadline = time.monotonic() + timeout
+        self._cancelled = False
+        self._call = client.stub.GenerateStream(request, timeout=timeout)
+        self._events = self._iterate()
+
+    def _iterate(self):
+        attempt = 0
+        while True:
+            seen = False
+            try:
+                for event in self._call:
+                    seen = True
+                    yield event
+                return
+            except grpc.RpcError as err:
+                delay = None if seen or self._cancelled else self._client._retry_delay(err, attempt, self._deadline)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+            self._call = self._client.stub.GenerateStream(
+                self._request, timeout=max(0.001, self._deadline - time.monotonic()))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._events)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+
+
 class ImageGenClient:
-    """One mode's service over one channel. Every call has a deadline (`timeout`, seconds)."""
+    """One mode's service over one channel. Every call has a deadline (`timeout`, seconds).
+
+    A full queue (RESOURCE_EXHAUSTED with a retry hint) is retried up to `retries` times, waiting
+    the server's hint or an exponential backoff from `backoff_s`, whichever is longer, with jitter,
+    and never past the call's deadline.
+    """
 
     def __init__(
         self,
@@ -121,6 +183,8 @@ class ImageGenClient:
         address: str | None = None,
         *,
         timeout: float = 300.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
         max_message_bytes: int = 256 * MiB,
         channel: grpc.Channel | None = None,
     ):
@@ -129,6 +193,8 @@ class ImageGenClient:
         self.mode = mode
         self.address = address or DEFAULT_ADDRESSES[mode]
         self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.channel = channel or grpc.insecure_channel(
             self.address,
             options=[
@@ -139,12 +205,32 @@ class ImageGenClient:
         self.stub = _STUBS[mode](self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
-    def generate(self, request, timeout: float | None = None) -> pb.GenerateResponse:
-        return self.stub.Generate(request, timeout=timeout or self.timeout)
+    def _retry_delay(self, err: grpc.RpcError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before retrying, or None when the error is not worth retrying."""
+        if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt >= self.retries:
+            return None
+        hint = retry_after_s(err)
+        if hint is None:  # out of memory, or a message over the size limit: retrying will not help
+            return None
+        delay = max(hint, self.backoff_s * 2**attempt) * random.uniform(1.0, 1.25)
+        return delay if time.monotonic() + delay < deadline else None
 
-    def stream(self, request, timeout: float | None = None):
+    def generate(self, request, timeout: float | None = None) -> pb.GenerateResponse:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        attempt = 0
+        while True:
+            try:
+                return self.stub.Generate(request, timeout=max(0.001, deadline - time.monotonic()))
+            except grpc.RpcError as err:
+                delay = self._retry_delay(err, attempt, deadline)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def stream(self, request, timeout: float | None = None) -> _RetryingStream:
         """The GenerateStream call: iterate it for events; `.cancel()` stops the work."""
-        return self.stub.GenerateStream(request, timeout=timeout or self.timeout)
+        return _RetryingStream(self, request, timeout or self.timeout)
 
     def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
         return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout)

@@ -85,6 +85,11 @@ class RunningService:
     def worker(self):
         return self.runtime.worker
 
+    def metric(self, name: str, **labels) -> float:
+        """A sample from this service's Prometheus registry (0 when not yet recorded)."""
+        value = self.runtime.metrics.registry.get_sample_value(name, {"mode": self.mode, **labels})
+        return value or 0.0
+
     def stop(self):
         self.client.close()
         self.server.stop(0).wait()
@@ -109,11 +114,11 @@ def service(request, services):
 class RunningGateway:
     """The Gradio gateway launched on a free port in front of the given service addresses."""
 
-    def __init__(self, addresses: dict, timeout_s: float = 60.0):
+    def __init__(self, addresses: dict, timeout_s: float = 60.0, retries: int = 3):
         from gateway_ui.app import build_ui, launch, make_backends
         from gateway_ui.config import GatewayConfig
 
-        self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s)
+        self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries)
         self.backends = make_backends(self.config)
         self.demo = build_ui(self.backends)
         launch(self.demo, self.config, block=False)

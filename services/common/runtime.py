@@ -82,7 +82,7 @@ class ModeRuntime:
             total += max(0.0, predicted - (time.monotonic() - worker.current_started))
         waiting = self.queue.waiting()
         if waiting:
-            predicted = self.estimator.predict([job.spec for job in waiting])
+            predicted = self.estimator.predict_queue([job.spec for job in waiting])
             if predicted is None:
                 return None
             total += predicted

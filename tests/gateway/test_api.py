@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from services.common.images import read_infotext
 from services.common.infotext import parse_infotext
-from tests.conftest import RunningGateway, RunningService, box_mask, png
+from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
 
 ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}
 
@@ -167,3 +168,27 @@ def test_gateway_settings_from_flags_and_environment():
     assert (config.username, config.password) == ("u", "p")
     with pytest.raises(SystemExit):
         load_config([], environ={"GATEWAY_USERNAME": "only-one"})
+
+
+def test_a_full_queue_shows_busy_try_again(services):
+    own = RunningService("txt2img", "--queue-size", "1", "--warmup", "false")
+    addresses = {mode: service.address for mode, service in services.items()}
+    addresses["txt2img"] = own.address
+    gw = RunningGateway(addresses, retries=0)
+    try:
+        running = own.client.stream(request_for("txt2img", steps=150, width=128, height=128))
+        next(running)
+        deadline = time.monotonic() + 10
+        while not own.worker.current and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waiting = own.client.stream(request_for("txt2img", steps=5, width=128, height=128))
+        next(waiting)
+        with pytest.raises(AppError) as err:
+            gw.client().predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")
+        assert "txt2img is busy" in str(err.value) and "try again" in str(err.value)
+        running.cancel()
+        list(waiting)
+    finally:
+        gw.close()
+        own.stop()
+

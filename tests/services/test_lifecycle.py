@@ -9,7 +9,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.client import SERVICE_NAMES
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.client import SERVICE_NAMES, ImageGenClient, retry_after_s
 from tests.conftest import RunningService, png, request_for
 
 
@@ -109,8 +112,9 @@ def test_queue_positions_count_down(services):
     assert list(running)[-1].HasField("result") and list(second)[-1].HasField("result")
 
 
-def test_full_queue_is_resource_exhausted_at_once():
-    service = RunningService("txt2img", "--queue-size", "1", "--warmup", "false")
+def test_full_queue_is_resource_exhausted_at_once_with_a_retry_hint():
+    service = RunningService("txt2img", "--queue-size", "1")
+    no_retry = ImageGenClient("txt2img", service.address, retries=0)
     try:
         running = service.client.stream(request_for("txt2img", steps=100, width=128, height=128))
         next(running)
@@ -119,12 +123,36 @@ def test_full_queue_is_resource_exhausted_at_once():
         next(waiting)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as err:
-            service.client.generate(request_for("txt2img"))
+            no_retry.generate(request_for("txt2img"))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "queue is full" in err.value.details()
         assert time.monotonic() - started < 5
+        hint = retry_after_s(err.value)
+        assert hint is not None and 0.1 <= hint <= 30
+        retry_info = error_details_pb2.RetryInfo()
+        assert any(d.Unpack(retry_info) for d in rpc_status.from_call(err.value).details)
+        assert retry_info.retry_delay.ToMilliseconds() == int(hint * 1000)
         running.cancel()
         assert list(waiting)[-1].HasField("result")
+    finally:
+        no_retry.close()
+        service.stop()
+
+
+def test_client_retries_a_full_queue_with_backoff_and_gets_its_images():
+    service = RunningService("txt2img", "--queue-size", "1", "--max-batch-size", "1")
+    try:
+        running = service.client.stream(request_for("txt2img", steps=30, width=128, height=128))
+        next(running)
+        assert wait_for(lambda: bool(service.worker.current))
+        waiting = service.client.stream(request_for("txt2img", steps=30, width=128, height=128))
+        next(waiting)
+        patient = ImageGenClient("txt2img", service.address, retries=8, backoff_s=0.2, timeout=120)
+        reply = patient.generate(request_for("txt2img"))
+        assert len(reply.images) == 1
+        refused = service.metric("imagegen_requests_total", method="Generate", code="RESOURCE_EXHAUSTED")
+        assert refused >= 1  # it was refused at least once, then retried
+        patient.close()
     finally:
         service.stop()
 

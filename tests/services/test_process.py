@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -44,11 +45,14 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_service_from_flags_and_the_client_cli(tmp_path):
-    port = free_port()
-    proc = start("txt2img", "--model", "tiny", "--port", str(port), "--device", "cpu", "--default-size", "64")
+    port, metrics_port = free_port(), free_port()
+    proc = start("txt2img", "--model", "tiny", "--port", str(port), "--device", "cpu", "--default-size", "64",
+                 "--metrics-port", str(metrics_port))
     try:
         with ImageGenClient("txt2img", f"127.0.0.1:{port}") as client:
             assert client.wait_until_serving(120), proc.stderr.read() if proc.poll() is not None else ""
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert 'imagegen_queue_depth{mode="txt2img"} 0.0' in metrics
         addr = f"127.0.0.1:{port}"
         done = cli("txt2img", "--addr", addr, "--prompt", "a red fox", "--seed", "7", "--steps", "4",
                    "--out", "fox.png", cwd=tmp_path)

@@ -1,0 +1,97 @@
+"""Prometheus metrics over HTTP, and deadlines that cannot be met refused before any compute."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import RunningService, request_for
+
+
+def scrape(port: int) -> dict:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture(scope="module")
+def service():
+    running = RunningService("txt2img", "--max-batch-size", "4")
+    port = running.runtime.metrics.start_http("127.0.0.1", 0)
+    running.metrics_port = port
+    yield running
+    running.runtime.metrics.stop_http()
+    running.stop()
+
+
+def test_metrics_count_requests_by_code_and_time_them(service):
+    service.client.generate(request_for("txt2img"))
+    list(service.client.stream(request_for("txt2img")))
+    with pytest.raises(grpc.RpcError):
+        service.client.generate(request_for("txt2img", width=12))
+    samples = scrape(service.metrics_port)
+    assert value(samples, "imagegen_requests_total", mode="txt2img", method="Generate", code="OK") >= 1
+    assert value(samples, "imagegen_requests_total", mode="txt2img", method="GenerateStream", code="OK") >= 1
+    assert value(samples, "imagegen_requests_total", mode="txt2img", method="Generate",
+                 code="INVALID_ARGUMENT") >= 1
+    assert value(samples, "imagegen_request_duration_seconds_count", mode="txt2img", method="Generate") >= 2
+    assert value(samples, "imagegen_queue_wait_seconds_count", mode="txt2img") >= 2
+    assert value(samples, "imagegen_batch_size_count", mode="txt2img") >= 2
+    assert value(samples, "imagegen_denoising_steps_total", mode="txt2img") >= 8
+    assert value(samples, "imagegen_denoising_steps_per_second", mode="txt2img") > 0
+    assert value(samples, "imagegen_images_generated_total", mode="txt2img") >= 2
+    assert ("imagegen_queue_depth", (("mode", "txt2img"),)) in samples
+
+
+def test_queue_depth_gauge_follows_the_queue(service):
+    running = service.client.stream(request_for("txt2img", steps=60, width=256, height=256))
+    next(running)
+    assert wait_for(lambda: bool(service.worker.current))
+    waiting = [service.client.stream(request_for("txt2img", steps=s)) for s in (3, 4)]  # not batchable
+    for call in waiting:
+        next(call)
+    assert value(scrape(service.metrics_port), "imagegen_queue_depth", mode="txt2img") == 2
+    assert value(scrape(service.metrics_port), "imagegen_requests_in_progress", mode="txt2img") == 3
+    running.cancel()
+    for call in waiting:
+        list(call)
+    assert wait_for(lambda: value(scrape(service.metrics_port), "imagegen_queue_depth", mode="txt2img") == 0)
+
+
+def test_a_deadline_that_cannot_be_met_is_refused_before_compute(service):
+    service.client.generate(request_for("txt2img"))  # the estimator has seen work
+    before = service.worker.steps_done
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        service.client.generate(request_for("txt2img", steps=150, width=512, height=512, num_images=8), timeout=2.0)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "cannot be met" in err.value.details()
+    assert time.monotonic() - started < 1.5
+    assert service.worker.steps_done == before
+
+
+def test_a_deadline_that_can_be_met_is_not_refused(service):
+    # Warm the estimator on this very size, then ask with plenty of time.
+    service.client.generate(request_for("txt2img", steps=10, width=128, height=128))
+    reply = service.client.generate(request_for("txt2img", steps=10, width=128, height=128), timeout=30)
+    assert len(reply.images) == 1
