@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROTO := protos/imagegen/v1/imagegen.proto
 GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imagegen/v1/imagegen_pb2.pyi
 
-.PHONY: setup run services test proto tiny chromium clean
+.PHONY: setup run services test bench proto tiny chromium clean
 
 setup: $(VENV)/.installed $(GENERATED) tiny
 
@@ -45,6 +45,10 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest
+
+# Prints a table of ratios measured in one run and writes it to bench/results/ (a few minutes).
+bench: setup
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,314 @@
+"""`make bench`: what the services cost and what batching buys, as ratios measured in one run.
+
+Prints a table and writes it, with the machine it ran on, to bench/results/. Every comparison is
+between numbers measured in this run (medians over repeats, after warm-up), never across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """A mode service as its own process, as deployed."""
+
+    def __init__(self, mode: str, *args: str):
+        from services.client import ImageGenClient
+
+        self.port, self.metrics_port = free_port(), free_port()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{mode}", "--model", "tiny", "--port", str(self.port),
+             "--metrics-port", str(self.metrics_port), "--log-level", "WARNING", *args],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.address = f"127.0.0.1:{self.port}"
+        self.client = ImageGenClient(mode, self.address, timeout=600, retries=10)
+        if not self.client.wait_until_serving(300):
+            raise RuntimeError(f"{mode} did not become SERVING")
+        self.serving_after = time.monotonic() - self.started
+
+    def steps_total(self) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith("imagegen_denoising_steps_total{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_overhead(repeats: int) -> list[tuple]:
+    """The same generation in-process, through Generate, GenerateStream, and the gateway."""
+    import torch
+    from diffusers import AutoPipelineForText2Image
+    from gradio_client import Client
+
+    from services.client import make_request
+    from services.common.config import default_cache_dir
+    from services.common.presets import ensure_tiny
+
+    pipe = AutoPipelineForText2Image.from_pretrained(ensure_tiny(default_cache_dir(os.environ), inpaint=False))
+    pipe.set_progress_bar_config(disable=True)
+    args = dict(prompt="a red fox", num_inference_steps=20, width=512, height=512)
+
+    def in_process():
+        pipe(**args, generator=torch.Generator("cpu").manual_seed(7)).images[0]
+
+    service = Service("txt2img")
+    gateway_port = free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway_ui", "--port", str(gateway_port), "--txt2img-addr", service.address],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        request = make_request("txt2img", "a red fox", steps=20, width=512, height=512, seed=7)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                gradio = Client(f"http://127.0.0.1:{gateway_port}/", verbose=False)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+        def unary():
+            service.client.generate(request)
+
+        def stream():
+            for _ in service.client.stream(request):
+                pass
+
+        def through_gateway():
+            gradio.predict("a red fox", "", 20, 7.5, 512, 512, 7, 1, "model default", api_name="/txt2img")
+
+        # Interleaved rounds, so drift on a shared machine hits every path alike.
+        paths = {"in-process diffusers": in_process, "gRPC Generate": unary, "gRPC GenerateStream": stream,
+                 "gateway (gradio_client)": through_gateway}
+        for fn in paths.values():
+            fn()
+        samples = {name: [] for name in paths}
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                start = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - start)
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
+        service.stop()
+    base = medians["in-process diffusers"]
+    targets = {"gRPC Generate": 1.05, "gRPC GenerateStream": 1.05, "gateway (gradio_client)": 1.15}
+    rows = []
+    for name, seconds in medians.items():
+        ratio = seconds / base
+        target = targets.get(name)
+        verdict = "" if target is None else ("meets" if ratio <= target else "misses") + f" <= {target:.2f}"
+        rows.append((f"overhead: {name}", f"{seconds:.3f} s", f"{ratio:.3f}x in-process", verdict))
+    return rows
+
+
+def bench_throughput(clients: int, per_client: int) -> list[tuple]:
+    """8 concurrent clients, each sending N requests: batching vs one request at a time."""
+    from services.client import make_request
+
+    def run(service: Service) -> float:
+        errors = []
+
+        def client_loop(index: int):
+            for n in range(per_client):
+                request = make_request("txt2img", f"prompt {index}-{n}", steps=20, width=256, height=256,
+                                       seed=index * 1000 + n)
+                try:
+                    service.client.generate(request)
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise RuntimeError(f"{len(errors)} requests failed: {errors[0]}")
+        return clients * per_client / elapsed
+
+    rates = {}
+    for label, args in (("one at a time", ("--max-batch-size", "1")),
+                        ("batching (max 8)", ("--max-batch-size", "8", "--batch-wait-ms", "20"))):
+        service = Service("txt2img", "--queue-size", str(clients * 2), *args)
+        try:
+            run(service)  # warm-up round
+            rates[label] = statistics.median(run(service) for _ in range(2))
+        finally:
+            service.stop()
+    speedup = rates["batching (max 8)"] / rates["one at a time"]
+    rows = [(f"throughput: {label}", f"{rate:.2f} images/s", "", "") for label, rate in rates.items()]
+    rows.append(("throughput: batching speedup", "", f"{speedup:.2f}x",
+                 ("meets" if speedup >= 1.5 else "misses") + " >= 1.50"))
+    return rows
+
+
+def bench_cold_start(repeats: int) -> list[tuple]:
+    times = []
+    for _ in range(repeats):
+        service = Service("txt2img")
+        times.append(service.serving_after)
+        service.stop()
+    return [("cold start: process start to SERVING (tiny)", f"{statistics.median(times):.2f} s",
+             f"min {min(times):.2f} s, max {max(times):.2f} s", "")]
+
+
+def bench_cancel(repeats: int) -> list[tuple]:
+    """Steps run after the client cancels a stream (counted by the service's own metrics)."""
+    from services.client import make_request
+
+    service = Service("txt2img")
+    after = []
+    try:
+        for i in range(repeats):
+            call = service.client.stream(make_request("txt2img", "a fox", steps=100, width=512, height=512, seed=i))
+            progress = 0
+            for event in call:
+                if event.HasField("progress"):
+                    progress += 1
+                    if progress == 3:
+                        break
+            before = service.steps_total()
+            call.cancel()
+            time.sleep(2.0)  # far longer than a step: whatever still runs would be counted
+            after.append(service.steps_total() - before)
+    finally:
+        service.stop()
+    worst = max(after)
+    return [("cancel: steps run after the client cancels", f"median {statistics.median(after):.0f}",
+             f"max {worst:.0f} over {repeats}", ("meets" if worst <= 1 else "misses") + " <= 1")]
+
+
+def bench_gpu() -> list[tuple]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return [("sd15 on GPU", "skipped: no CUDA device", "", "")]
+    from services.common.presets import build_sd15_pipeline
+
+    pipe = build_sd15_pipeline(False, "cuda:0", torch.float16)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run(batch: int) -> float:
+        generator = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        pipe(["a red fox"] * batch, num_inference_steps=20, width=512, height=512, generator=generator)
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    run(1)
+    one = statistics.median(run(1) for _ in range(3))
+    run(8)
+    eight = statistics.median(run(8) for _ in range(3))
+    name = torch.cuda.get_device_name(0)
+    return [(f"sd15 fp16 512x512 20 steps, batch 1 ({name})", f"{20 / one:.2f} it/s", f"{one:.2f} s/image", ""),
+            (f"sd15 fp16 512x512 20 steps, batch 8 ({name})", f"{8 / eight:.2f} images/s",
+             f"{(8 / eight) / (1 / one):.2f}x batch 1", "")]
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, GPU {gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--per-client", type=int, default=3)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+    sections = [
+        ("overhead", lambda: bench_overhead(args.repeats)),
+        ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
+        ("cold start", lambda: bench_cold_start(3)),
+        ("cancel", lambda: bench_cancel(args.repeats)),
+        ("gpu", bench_gpu),
+    ]
+    rows = []
+    for name, run in sections:
+        print(f"bench: {name}...", file=sys.stderr, flush=True)
+        rows += run()
+
+    header = ("measure", "value", "ratio / detail", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    stamp = datetime.now(timezone.utc)
+    table = "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+    report = (f"# imagegen benchmark, {stamp:%Y-%m-%d %H:%M} UTC\n\n{machine()}\n\n"
+              f"tiny model; overhead: 512x512, 20 steps, seed 7, median of {args.repeats}; throughput: "
+              f"{args.clients} clients x {args.per_client} requests, 256x256, 20 steps.\n\n{table}\n")
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{stamp:%Y%m%d-%H%M%S}-{platform.node() or 'host'}.md"
+    out.write_text(report)
+    print(f"written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
