@@ -184,7 +184,7 @@ class Defaults(_message.Message):
     def __init__(self, num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scheduler: _Optional[str] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., quality: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_width", "max_height", "max_pixels", "max_steps", "max_images", "max_prompt_chars", "max_guidance_scale", "max_input_pixels", "max_message_bytes", "max_queue")
+    __slots__ = ("max_width", "max_height", "max_pixels", "max_steps", "max_images", "max_prompt_chars", "max_guidance_scale", "max_input_pixels", "max_message_bytes", "max_queue", "max_batch_images")
     MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,7 @@ class Limits(_message.Message):
     MAX_INPUT_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_IMAGES_FIELD_NUMBER: _ClassVar[int]
     max_width: int
     max_height: int
     max_pixels: int
@@ -205,7 +206,8 @@ class Limits(_message.Message):
     max_input_pixels: int
     max_message_bytes: int
     max_queue: int
-    def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ...) -> None: ...
+    max_batch_images: int
+    def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
     __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version")

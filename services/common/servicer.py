@@ -123,6 +123,7 @@ class ModeServicer:
                 max_input_pixels=limits.max_input_pixels,
                 max_message_bytes=limits.max_message_bytes,
                 max_queue=limits.max_queue,
+                max_batch_images=limits.max_batch_images,
             ),
             output_formats=list(_FORMAT_ENUM.values()),
             version=VERSION,
