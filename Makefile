@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROTO := protos/imagegen/v1/imagegen.proto
 GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imagegen/v1/imagegen_pb2.pyi
 
-.PHONY: setup run services test bench proto tiny chromium clean
+.PHONY: setup run services test bench proto tiny chromium kubectl clean
 
 setup: $(VENV)/.installed $(GENERATED) tiny
 
@@ -43,7 +43,13 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Browser tests need Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-test: setup chromium
+# Kubernetes manifests are rendered offline by kubectl's built-in kustomize.
+kubectl:
+	@command -v kubectl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; \
+	  else echo "Deployment tests need kubectl: sudo apt-get install kubernetes-client" >&2; exit 1; fi; }
+
+test: setup chromium kubectl
 	$(PY) -m pytest
 
 # Prints a table of ratios measured in one run and writes it to bench/results/ (a few minutes).

@@ -172,6 +172,9 @@ class _RetryingStream:
 class ImageGenClient:
     """One mode's service over one channel. Every call has a deadline (`timeout`, seconds).
 
+    `address` is any gRPC target: host:port, dns:///name:port (all replicas behind a DNS name, in
+    round robin), or ipv4:host1:port1,host2:port2.
+
     A full queue (RESOURCE_EXHAUSTED with a retry hint) is retried up to `retries` times, waiting
     the server's hint or an exponential backoff from `backoff_s`, whichever is longer, with jitter,
     and never past the call's deadline.
@@ -200,6 +203,9 @@ class ImageGenClient:
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
+                # Spread calls over every address the target resolves to: a headless Service's
+                # pods (dns:///txt2img:50051) or a list (ipv4:10.0.0.1:50051,10.0.0.2:50051).
+                ("grpc.lb_policy_name", "round_robin"),
             ],
         )
         self.stub = _STUBS[mode](self.channel)

@@ -1,0 +1,162 @@
+"""Compose files checked by the compose-spec schema validator, the Dockerfile parsed, the health probe run."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+from services.client import DEFAULT_ADDRESSES
+from services.common.config import DEFAULT_METRICS_PORTS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+MODES = ["txt2img", "img2img", "inpaint"]
+
+
+class _Reset:
+    """Compose's `!reset` tag: the override removes the key."""
+
+
+class ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: _Reset())
+ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_yaml_map(node)
+                              if isinstance(node, yaml.MappingNode) else loader.construct_sequence(node))
+
+
+def load(name: str) -> dict:
+    return yaml.load((DEPLOY / name).read_text(), Loader=ComposeLoader)
+
+
+def merge(base, override):
+    """Compose's merge of an override file, for the keys our files use: maps merge, !reset removes."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, _Reset):
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def validate(document: dict, tmp_path: Path, name: str) -> subprocess.CompletedProcess:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(document))
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                           str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_is_valid_compose(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                           str(DEPLOY / "compose.yaml")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_validator_rejects_a_broken_compose_file(tmp_path):
+    broken = load("compose.yaml")
+    broken["services"]["txt2img"]["deploy"]["resources"]["reservations"]["devices"][0]["gpu_ids"] = ["0"]
+    assert validate(broken, tmp_path, "broken.yaml").returncode != 0
+
+
+def test_cpu_variant_merged_is_valid_compose_without_gpus(tmp_path):
+    merged = merge(load("compose.yaml"), load("compose.cpu.yaml"))
+    done = validate(merged, tmp_path, "merged.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for mode in MODES:
+        service = merged["services"][mode]
+        assert "deploy" not in service
+        assert service["environment"]["IMAGEGEN_MODEL"] == "tiny" and service["environment"]["IMAGEGEN_DEVICE"] == "cpu"
+        assert service["environment"]["IMAGEGEN_PORT"] == DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("mode,gpu", [("txt2img", "0"), ("img2img", "1"), ("inpaint", "2")])
+def test_each_mode_reserves_its_own_gpu(mode, gpu):
+    service = load("compose.yaml")["services"][mode]
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert len(devices) == 1 and devices[0]["capabilities"] == ["gpu"]
+    # Configurable, with the default GPU index per mode.
+    assert devices[0]["device_ids"] == [f"${{{mode.upper()}_GPU:-{gpu}}}"]
+    assert service["command"] == ["python", "-m", f"services.{mode}"]
+    env = service["environment"]
+    assert env["IMAGEGEN_PORT"] == DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1]
+    assert env["IMAGEGEN_METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[mode])
+    assert re.fullmatch(rf"\$\{{{mode.upper()}_MODEL:-[^}}]+\}}", env["IMAGEGEN_MODEL"])
+    assert "model-cache:/models" in service["volumes"]
+    assert service["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "services.healthcheck"]
+
+
+def test_gateway_waits_for_healthy_services_and_reaches_them_by_name():
+    compose = load("compose.yaml")
+    gateway = compose["services"]["gateway"]
+    assert gateway["command"] == ["python", "-m", "gateway_ui"]
+    assert gateway["depends_on"] == {mode: {"condition": "service_healthy"} for mode in MODES}
+    for mode in MODES:
+        assert gateway["environment"][f"IMAGEGEN_{mode.upper()}_ADDR"] == f"dns:///{mode}:{DEFAULT_ADDRESSES[mode].rsplit(':', 1)[1]}"
+    assert gateway["ports"] == ["${GATEWAY_PUBLISH:-127.0.0.1:7860}:7860"]  # localhost unless told
+    assert "model-cache" in compose["volumes"]
+
+
+def test_dockerfile_runs_every_role_as_non_root_with_a_grpc_health_check():
+    parser = DockerfileParser(path=str(DEPLOY / "Dockerfile"))
+    instructions = parser.structure
+    base = parser.baseimage
+    assert "cuda" in parser.args.get("BASE_IMAGE", base) and "pytorch" in parser.args.get("BASE_IMAGE", base)
+    users = [i["value"] for i in instructions if i["instruction"] == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    for copy_ in (i["value"].split() for i in instructions if i["instruction"] == "COPY"):
+        for source in copy_[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    healthcheck = next(i["value"] for i in instructions if i["instruction"] == "HEALTHCHECK")
+    assert '"services.healthcheck"' in healthcheck
+    cmd = next(i["value"] for i in instructions if i["instruction"] == "CMD")
+    assert '"services.txt2img"' in cmd
+    # Every command the deployments run is a module the image contains.
+    for module in ["services.txt2img", "services.img2img", "services.inpaint", "gateway_ui", "services.healthcheck"]:
+        path = ROOT / module.replace(".", "/")
+        assert path.with_suffix(".py").exists() or (path / "__main__.py").exists(), module
+    # Nothing is generated at start: no protoc or make in the command, generated code is copied in.
+    assert "protoc" not in cmd and "make" not in cmd
+    assert any(i["value"].startswith("imagegen/") for i in instructions if i["instruction"] == "COPY")
+    run = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
+    assert "services.common.presets" in run  # the tiny model is baked in at build time
+
+
+def test_health_probe_exits_zero_only_when_serving(services):
+    probe = [sys.executable, "-m", "services.healthcheck"]
+    serving = subprocess.run([*probe, "--addr", services["inpaint"].address, "--service", "imagegen.v1.Inpaint"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert serving.returncode == 0 and "SERVING" in serving.stdout
+    from tests.conftest import free_port
+
+    down = subprocess.run([*probe, "--addr", f"127.0.0.1:{free_port()}", "--timeout", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stdout
+
+
+def test_health_probe_reports_not_serving_while_loading():
+    from tests.conftest import RunningService
+
+    loading = RunningService("txt2img", load=False)
+    try:
+        done = subprocess.run([sys.executable, "-m", "services.healthcheck", "--addr", loading.address], cwd=ROOT,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 1 and "NOT_SERVING" in done.stdout
+    finally:
+        loading.stop()
+
+
+def test_health_probe_checks_the_gateway_over_http(gateway):
+    done = subprocess.run([sys.executable, "-m", "services.healthcheck", "--http", gateway.url], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout
