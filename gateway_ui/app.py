@@ -280,7 +280,8 @@ def build_ui(backends: dict[str, ModeBackend]):
 
 
 def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:
-    return {mode: ModeBackend(mode, config.addresses[mode], config.timeout_s, config.retries) for mode in MODES}
+    return {mode: ModeBackend(mode, config.addresses[mode], config.timeout_s, config.retries, config.security)
+            for mode in MODES}
 
 
 def launch(demo, config: GatewayConfig, *, block: bool = True):

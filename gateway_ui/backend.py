@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from imagegen.v1 import imagegen_pb2 as pb
-from services.client import ImageGenClient
+from services.client import ClientSecurity, ImageGenClient
 
 
 class GenerationError(Exception):
@@ -35,6 +35,8 @@ def explain(mode: str, address: str, err: grpc.RpcError, timeout_s: float) -> st
             return f"{mode} is still loading its model - try again in a moment."
         return (f"{mode} service is unavailable at {address} (down or restarting) - "
                 "try again shortly; the other tabs are not affected.")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"{mode}: the service refused the gateway's credentials - the operator must set IMAGEGEN_AUTH_TOKEN."
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"{mode}: no result within {timeout_s:.0f}s - try fewer steps, fewer images or a smaller size."
     if code == grpc.StatusCode.CANCELLED:
@@ -43,11 +45,12 @@ def explain(mode: str, address: str, err: grpc.RpcError, timeout_s: float) -> st
 
 
 class ModeBackend:
-    def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3):
+    def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3,
+                 security: ClientSecurity | None = None):
         self.mode = mode
         self.address = address
         self.timeout_s = timeout_s
-        self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries)
+        self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries, security=security)
 
     def info(self) -> pb.ServiceInfo | None:
         try:

@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from services.client import DEFAULT_ADDRESSES, MODES
+from services.client import DEFAULT_ADDRESSES, MODES, ClientSecurity
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class GatewayConfig:
     max_upload_mb: float = 20.0
     concurrency: int = 16  # generations the gateway forwards at once per tab
     retries: int = 3  # retries of a full queue, with backoff, before showing "busy"
+    security: ClientSecurity | None = None  # TLS / mutual TLS / token towards the services
 
 
 def load_config(argv=None, environ=None) -> GatewayConfig:
@@ -27,7 +28,8 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
     p = argparse.ArgumentParser(
         prog="python -m gateway_ui",
         description="The Gradio web gateway: one tab per mode, each routed to its gRPC service.",
-        epilog="Login: set GATEWAY_USERNAME and GATEWAY_PASSWORD in the environment (both, or neither).",
+        epilog="Login: set GATEWAY_USERNAME and GATEWAY_PASSWORD in the environment (both, or neither). "
+        "Secured services: IMAGEGEN_TLS_CA, IMAGEGEN_TLS_CLIENT_CERT + IMAGEGEN_TLS_CLIENT_KEY, IMAGEGEN_AUTH_TOKEN.",
     )
     for mode in MODES:
         p.add_argument(f"--{mode}-addr", default=environ.get(f"IMAGEGEN_{mode.upper()}_ADDR", DEFAULT_ADDRESSES[mode]),
@@ -57,4 +59,5 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         max_upload_mb=args.max_upload_mb,
         concurrency=args.concurrency,
         retries=args.retries,
+        security=ClientSecurity.from_env(environ),
     )

@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -38,6 +39,41 @@ FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.
 FITS = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
 MiB = 1024 * 1024
 RETRY_AFTER_KEY = "retry-after-ms"
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How a client reaches secured services: TLS (ca), mutual TLS (cert + key), a shared token."""
+
+    ca: Path | None = None  # CA (PEM) that signed the services' certificates; set = TLS
+    cert: Path | None = None  # this client's certificate chain (PEM), for mutual TLS
+    key: Path | None = None
+    token: str | None = None  # sent as `authorization: Bearer <token>`
+    server_name: str | None = None  # the name to check in the service's certificate, if not the address's
+
+    @classmethod
+    def from_env(cls, environ=None) -> "ClientSecurity":
+        """IMAGEGEN_TLS_CA, IMAGEGEN_TLS_CLIENT_CERT, IMAGEGEN_TLS_CLIENT_KEY, IMAGEGEN_AUTH_TOKEN
+        (or IMAGEGEN_AUTH_TOKEN_FILE), IMAGEGEN_TLS_SERVER_NAME."""
+        environ = os.environ if environ is None else environ
+
+        def path(name):
+            return Path(environ[name]) if environ.get(name) else None
+
+        token = environ.get("IMAGEGEN_AUTH_TOKEN") or None
+        if environ.get("IMAGEGEN_AUTH_TOKEN_FILE"):
+            token = Path(environ["IMAGEGEN_AUTH_TOKEN_FILE"]).read_text().strip()
+        return cls(path("IMAGEGEN_TLS_CA"), path("IMAGEGEN_TLS_CLIENT_CERT"), path("IMAGEGEN_TLS_CLIENT_KEY"),
+                   token, environ.get("IMAGEGEN_TLS_SERVER_NAME") or None)
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if self.ca is None:
+            return None
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
 
 
 def retry_after_s(err: grpc.RpcError) -> float | None:
@@ -137,7 +173,7 @@ class _RetryingStream:
         self._request = request
         self._deadline = time.monotonic() + timeout
         self._cancelled = False
-        self._call = client.stub.GenerateStream(request, timeout=timeout)
+        self._call = client.stub.GenerateStream(request, timeout=timeout, metadata=client.metadata)
         self._events = self._iterate()
 
     def _iterate(self):
@@ -156,7 +192,7 @@ class _RetryingStream:
             time.sleep(delay)
             attempt += 1
             self._call = self._client.stub.GenerateStream(
-                self._request, timeout=max(0.001, self._deadline - time.monotonic()))
+                self._request, timeout=max(0.001, self._deadline - time.monotonic()), metadata=self._client.metadata)
 
     def __iter__(self):
         return self
@@ -189,6 +225,7 @@ class ImageGenClient:
         retries: int = 3,
         backoff_s: float = 0.5,
         max_message_bytes: int = 256 * MiB,
+        security: ClientSecurity | None = None,
         channel: grpc.Channel | None = None,
     ):
         if mode not in MODES:
@@ -198,16 +235,27 @@ class ImageGenClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff_s = backoff_s
-        self.channel = channel or grpc.insecure_channel(
-            self.address,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-                # Spread calls over every address the target resolves to: a headless Service's
-                # pods (dns:///txt2img:50051) or a list (ipv4:10.0.0.1:50051,10.0.0.2:50051).
-                ("grpc.lb_policy_name", "round_robin"),
-            ],
-        )
+        self.security = security or ClientSecurity()
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Spread calls over every address the target resolves to: a headless Service's
+            # pods (dns:///txt2img:50051) or a list (ipv4:10.0.0.1:50051,10.0.0.2:50051).
+            ("grpc.lb_policy_name", "round_robin"),
+            # A restarted service is found again within seconds, not after minutes of backoff.
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
+        if self.security.server_name:
+            options.append(("grpc.ssl_target_name_override", self.security.server_name))
+        credentials = self.security.credentials()
+        if channel is not None:
+            self.channel = channel
+        elif credentials is not None:
+            self.channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(self.address, options=options)
+        self.metadata = (("authorization", f"Bearer {self.security.token}"),) if self.security.token else ()
         self.stub = _STUBS[mode](self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -226,7 +274,8 @@ class ImageGenClient:
         attempt = 0
         while True:
             try:
-                return self.stub.Generate(request, timeout=max(0.001, deadline - time.monotonic()))
+                return self.stub.Generate(request, timeout=max(0.001, deadline - time.monotonic()),
+                                         metadata=self.metadata)
             except grpc.RpcError as err:
                 delay = self._retry_delay(err, attempt, deadline)
                 if delay is None:
@@ -239,7 +288,7 @@ class ImageGenClient:
         return _RetryingStream(self, request, timeout or self.timeout)
 
     def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
-        return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout)
+        return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout, metadata=self.metadata)
 
     def health(self, timeout: float = 5.0) -> str:
         """SERVING, NOT_SERVING, or UNREACHABLE."""
@@ -324,7 +373,7 @@ def _run_generate(args) -> int:
         mask_blur=getattr(args, "mask_blur", None),
         invert_mask=getattr(args, "invert_mask", False),
     )
-    with ImageGenClient(args.mode, args.addr, timeout=args.timeout) as client:
+    with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
         result = None
         for event in client.stream(request):
             kind = event.WhichOneof("event")
@@ -347,7 +396,7 @@ def _run_generate(args) -> int:
 def _run_info(args) -> int:
     from google.protobuf import json_format
 
-    with ImageGenClient(args.target, args.addr) as client:
+    with ImageGenClient(args.target, args.addr, security=ClientSecurity.from_env()) as client:
         if args.command == "health":
             status = client.health()
             print(status)
@@ -357,7 +406,10 @@ def _run_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.client", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.client", description=__doc__.split("\n")[0],
+        epilog="Secured services: IMAGEGEN_TLS_CA (TLS), IMAGEGEN_TLS_CLIENT_CERT + IMAGEGEN_TLS_CLIENT_KEY "
+               "(mutual TLS), IMAGEGEN_AUTH_TOKEN or IMAGEGEN_AUTH_TOKEN_FILE (shared token).")
     sub = parser.add_subparsers(dest="command", required=True)
     for mode in MODES:
         p = sub.add_parser(mode, help=f"generate with the {mode} service")

@@ -19,7 +19,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def grpc_serving(address: str, service: str, timeout: float) -> tuple[bool, str]:
-    with grpc.insecure_channel(address) as channel:
+    from services.client import ClientSecurity
+
+    # With TLS on (IMAGEGEN_TLS_CA, and a client certificate for mutual TLS), probe over TLS too.
+    security = ClientSecurity.from_env()
+    credentials = security.credentials()
+    options = [("grpc.ssl_target_name_override", security.server_name)] if security.server_name else []
+    channel = (grpc.secure_channel(address, credentials, options=options) if credentials
+               else grpc.insecure_channel(address))
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout)

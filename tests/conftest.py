@@ -114,11 +114,12 @@ def service(request, services):
 class RunningGateway:
     """The Gradio gateway launched on a free port in front of the given service addresses."""
 
-    def __init__(self, addresses: dict, timeout_s: float = 60.0, retries: int = 3):
+    def __init__(self, addresses: dict, timeout_s: float = 60.0, retries: int = 3, security=None, **settings):
         from gateway_ui.app import build_ui, launch, make_backends
         from gateway_ui.config import GatewayConfig
 
-        self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries)
+        self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries,
+                                    security=security, **settings)
         self.backends = make_backends(self.config)
         self.demo = build_ui(self.backends)
         launch(self.demo, self.config, block=False)

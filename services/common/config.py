@@ -64,6 +64,10 @@ class ServiceConfig:
     warmup: bool = True
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_token: str | None = None
     limits: Limits = field(default_factory=Limits)
     defaults: Defaults = field(default_factory=Defaults)
 
@@ -115,6 +119,15 @@ def build_parser(mode: str, environ) -> argparse.ArgumentParser:
                    help="how long the worker waits for more requests to batch [BATCH_WAIT_MS]")
     p.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", DEFAULT_METRICS_PORTS[mode])),
                    help="Prometheus /metrics port on --host; -1 turns it off [METRICS_PORT]")
+    p.add_argument("--tls-cert", type=Path, default=env("TLS_CERT", None),
+                   help="server certificate chain (PEM); with --tls-key, the port serves TLS only [TLS_CERT]")
+    p.add_argument("--tls-key", type=Path, default=env("TLS_KEY", None), help="server private key (PEM) [TLS_KEY]")
+    p.add_argument("--tls-client-ca", type=Path, default=env("TLS_CLIENT_CA", None),
+                   help="CA (PEM) that client certificates must be signed by: mutual TLS [TLS_CLIENT_CA]")
+    p.add_argument("--auth-token-file", type=Path, default=env("AUTH_TOKEN_FILE", None),
+                   help="file holding a shared token; calls must send 'authorization: Bearer <token>' "
+                        "(health and reflection stay open). IMAGEGEN_AUTH_TOKEN gives the token itself "
+                        "[AUTH_TOKEN_FILE]")
     p.add_argument("--max-message-mb", type=float,
                    default=float(env("MAX_MESSAGE_MB", Limits.max_message_bytes / MiB)),
                    help="largest message accepted or sent, in MiB [MAX_MESSAGE_MB]")
@@ -151,6 +164,20 @@ def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
         parser.error("--port must be 0..65535")
     if not -1 <= args.metrics_port <= 65535:
         parser.error("--metrics-port must be -1 (off) or 0..65535")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            parser.error(f"--{name.replace('_', '-')}: {path} is not a readable file")
+    from .security import read_token
+
+    try:
+        token = read_token(args.auth_token_file, environ.get("IMAGEGEN_AUTH_TOKEN"))
+    except ValueError as exc:
+        parser.error(f"--auth-token-file: {exc}")
     limits = Limits(
         max_width=args.max_size,
         max_height=args.max_size,
@@ -177,6 +204,10 @@ def load_config(mode: str, argv=None, environ=None) -> ServiceConfig:
         warmup=args.warmup,
         log_level=args.log_level,
         metrics_port=args.metrics_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        auth_token=token,
         limits=limits,
         defaults=defaults,
     )

@@ -33,8 +33,8 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidArgument(field, "is not a readable image (PNG, JPEG, WEBP, BMP or GIF)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidArgument(field, f"image could not be decoded ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the bytes are the caller's: any decoder failure is theirs
+        raise InvalidArgument(field, f"image could not be decoded ({type(exc).__name__}: {exc})") from None
     if width < 1 or height < 1:
         raise InvalidArgument(field, "image is empty")
     return ImageOps.exif_transpose(img)

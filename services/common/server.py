@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from .config import ServiceConfig, load_config
 from .errors import ErrorInterceptor
 from .metrics import MetricsInterceptor
+from .security import TlsFiles, TokenInterceptor, server_credentials
 from .mode import get_mode
 from .runtime import ModeRuntime
 from .servicer import ModeServicer
@@ -42,8 +43,12 @@ def create_server(config: ServiceConfig) -> tuple[grpc.Server, int, ModeRuntime]
         futures.ThreadPoolExecutor(
             max_workers=config.limits.max_queue + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
         ),
-        # Metrics outermost: they see the status code the error interceptor settled on.
-        interceptors=[MetricsInterceptor(runtime.metrics, mode.full_service_name), ErrorInterceptor()],
+        # Metrics outermost: they see the status code the error interceptor (or the token check) set.
+        interceptors=[
+            MetricsInterceptor(runtime.metrics, mode.full_service_name),
+            *([TokenInterceptor(config.auth_token, mode.full_service_name)] if config.auth_token else []),
+            ErrorInterceptor(),
+        ],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -61,8 +66,12 @@ def create_server(config: ServiceConfig) -> tuple[grpc.Server, int, ModeRuntime]
         server,
     )
     address = f"{config.host}:{config.port}"
+    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
     try:
-        port = server.add_insecure_port(address)
+        if tls.enabled:
+            port = server.add_secure_port(address, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise BindError(f"could not listen on {address}: {exc}") from None
     if port == 0:
