@@ -61,8 +61,7 @@ def _limits(info):
 
 def _range_updates(mode: str, info) -> list:
     """gr.update()s for Controls.ranged(), from a fresh GetInfo."""
-
-    limits, defaults, schedulers = _limits(info)
+    limits, _defaults, schedulers = _limits(info)
     sized = mode == "txt2img"
     return [
         gr.update(maximum=limits.max_steps),

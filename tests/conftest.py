@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -49,6 +50,16 @@ def request_for(mode: str, **overrides):
         kwargs["mask"] = box_mask()
     kwargs.update(overrides)
     return make_request(mode, **kwargs)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll until predicate() is true (True) or the timeout passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def free_port() -> int:

@@ -59,7 +59,7 @@ class ServiceConfig:
     port: int = 50051
     device: str = "auto"
     dtype: str = "auto"
-    cache_dir: Path = Path("~/.cache/imagegen").expanduser()
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
     grace_s: float = 30.0
     warmup: bool = True
     log_level: str = "INFO"

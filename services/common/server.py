@@ -19,9 +19,9 @@ from grpc_reflection.v1alpha import reflection
 from .config import ServiceConfig, load_config
 from .errors import ErrorInterceptor
 from .metrics import MetricsInterceptor
-from .security import TlsFiles, TokenInterceptor, server_credentials
 from .mode import get_mode
 from .runtime import ModeRuntime
+from .security import TlsFiles, TokenInterceptor, server_credentials
 from .servicer import ModeServicer
 
 log = logging.getLogger("imagegen")

@@ -2,7 +2,6 @@
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
-
 from services.common import images
 from services.common.mode import Mode, per_image, shared_args
 from services.common.spec import parse_init_image, parse_params, parse_strength

@@ -2,7 +2,6 @@
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
-
 from services.common.mode import Mode, shared_args
 from services.common.spec import check_pixels, parse_params
 

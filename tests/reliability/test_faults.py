@@ -14,7 +14,6 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from gradio_client import Client
 
 from services.client import ImageGenClient
 from tests.conftest import CACHE_DIR, RunningGateway, RunningService, free_port, png, request_for

@@ -6,28 +6,19 @@ import time
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.client import SERVICE_NAMES, ImageGenClient, retry_after_s
-from tests.conftest import RunningService, png, request_for
+from tests.conftest import RunningService, png, request_for, wait_for
 
 
 def health_status(channel, service: str) -> str:
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize("mode", ["txt2img", "img2img", "inpaint"])
