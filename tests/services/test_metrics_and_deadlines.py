@@ -73,12 +73,10 @@ def test_queue_depth_gauge_follows_the_queue(service):
 def test_a_deadline_that_cannot_be_met_is_refused_before_compute(service):
     service.client.generate(request_for("txt2img"))  # the estimator has seen work
     before = service.worker.steps_done
-    started = time.monotonic()
     with pytest.raises(grpc.RpcError) as err:
-        service.client.generate(request_for("txt2img", steps=150, width=512, height=512, num_images=8), timeout=2.0)
+        service.client.generate(request_for("txt2img", steps=150, width=512, height=512, num_images=8), timeout=0.5)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert "cannot be met" in err.value.details()
-    assert time.monotonic() - started < 1.5
+    assert "cannot be met" in err.value.details()  # refused by the service, not timed out by the client
     assert service.worker.steps_done == before
 
 
