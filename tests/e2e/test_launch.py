@@ -32,7 +32,8 @@ def test_launch_runs_all_four_and_ctrl_c_stops_them():
     base, gateway_port = free_port(), free_port()
     while base + 2 > 65535 or gateway_port in (base, base + 1, base + 2):
         base, gateway_port = free_port(), free_port()
-    env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64"}
+    env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64",
+           "IMAGEGEN_METRICS_PORT": "-1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.launch", "--base-port", str(base), "--gateway-port", str(gateway_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
