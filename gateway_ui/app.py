@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,9 +124,19 @@ def _common_request_args(steps, guidance, width, height, seed, num_images, sched
 class Gateway:
     """The generate functions behind the tabs: inputs -> request -> service -> gallery files."""
 
-    def __init__(self, backends: dict[str, ModeBackend]):
+    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0):
         self.backends = backends
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
+        self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.keep_s
+        for folder in self.out_dir.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def _run(self, mode: str, request, progress):
 
@@ -138,6 +150,7 @@ class Gateway:
             result = self.backends[mode].generate(request, on_progress)
         except GenerationError as err:
             raise gr.Error(str(err), title=f"{TAB_LABELS[mode]} error", print_exception=False) from None
+        self._prune()
         folder = Path(tempfile.mkdtemp(dir=self.out_dir))
         paths = []
         for i, image in enumerate(result.images):
@@ -202,7 +215,8 @@ def build_ui(backends: dict[str, ModeBackend]):
     statuses = {}
     galleries = {}
 
-    with gr.Blocks(title="imagegen", analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of results and uploads are removed after an hour, too.
+    with gr.Blocks(title="imagegen", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# imagegen - Stable Diffusion")
         with gr.Tabs() as tabs:
             for mode in MODES:

@@ -65,21 +65,25 @@ class ModeBackend:
     def generate(self, request, on_progress=None) -> Generated:
         """Stream the generation, reporting (step, total) and queue position; raise GenerationError."""
         call = self.client.stream(request, timeout=self.timeout_s)
+        result = None
         try:
-            for event in call:
+            for event in call:  # to the end of the stream: the result is its last event
                 kind = event.WhichOneof("event")
                 if kind == "progress" and on_progress:
                     on_progress(event.progress.step, event.progress.total_steps, None)
                 elif kind == "queued" and on_progress:
                     on_progress(0, None, event.queued.position)
                 elif kind == "result":
-                    images = list(event.result.images)
-                    return Generated(images=images, seeds=[image.seed for image in images])
+                    result = event.result
         except grpc.RpcError as err:
             raise GenerationError(explain(self.mode, self.address, err, self.timeout_s)) from None
-        finally:
-            call.cancel()  # no-op once finished; stops the work if the browser went away
-        raise GenerationError(f"{self.mode}: the service ended the stream without a result")
+        except BaseException:
+            call.cancel()  # the browser went away (or the gateway is stopping): stop the work
+            raise
+        if result is None:
+            raise GenerationError(f"{self.mode}: the service ended the stream without a result")
+        images = list(result.images)
+        return Generated(images=images, seeds=[image.seed for image in images])
 
     def close(self) -> None:
         self.client.close()

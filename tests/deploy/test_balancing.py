@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway_ui.backend import ModeBackend
 from services.client import ImageGenClient
-from tests.conftest import RunningService, request_for
+from tests.conftest import RunningService, request_for, wait_for
 
 
 def served(service: RunningService) -> float:
@@ -27,7 +27,9 @@ def test_two_replicas_behind_one_address_list_both_receive_calls():
         for seed in range(6):
             backend.generate(request_for("txt2img", seed=seed, steps=2))
         backend.close()
-        assert all(after - b >= 2 for after, b in zip((served(r) for r in replicas), before))
+        # A stream is counted when its handler finishes, just after the client has its result.
+        assert wait_for(lambda: all(served(r) - b >= 2 for r, b in zip(replicas, before))), (
+            [served(r) for r in replicas], before)
     finally:
         for replica in replicas:
             replica.stop()

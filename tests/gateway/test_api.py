@@ -192,3 +192,16 @@ def test_a_full_queue_shows_busy_try_again(services):
         gw.close()
         own.stop()
 
+
+
+def test_old_results_are_pruned_so_disk_use_stays_flat(gateway):
+    import os
+
+    gw = gateway.demo.gateway
+    client = gateway.client()
+    client.predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")
+    old = sorted(gw.out_dir.iterdir(), key=lambda p: p.stat().st_mtime)[0]
+    os.utime(old, (0, 0))  # pretend it is from long ago
+    client.predict("fox", "", 2, 7.5, 64, 64, 2, 1, "model default", api_name="/txt2img")
+    assert not old.exists()
+    assert any(gw.out_dir.iterdir())  # the new result is kept
