@@ -11,7 +11,6 @@ from typing import Any, Callable
 class Mode:
     name: str  # "txt2img"
     service: str  # the proto service name, "Txt2Img"
-    request_type: type
     # request, ServiceConfig -> GenerationSpec; raises InvalidArgument. No model work.
     parse: Callable[[Any, Any], Any]
     # pipe, batch (GenerationSpecs with one batch_key), generators (one per image), step callback
@@ -20,7 +19,6 @@ class Mode:
     # ServiceConfig -> a small request run once before reporting SERVING
     warmup_request: Callable[[Any], Any]
     add_servicer: Callable[[Any, Any], None]
-    stub: type
 
     @property
     def full_service_name(self) -> str:

@@ -37,10 +37,8 @@ def warmup_request(config):
 MODE = Mode(
     name="img2img",
     service="Img2Img",
-    request_type=pb.Img2ImgRequest,
     parse=parse,
     run=run,
     warmup_request=warmup_request,
     add_servicer=pb_grpc.add_Img2ImgServicer_to_server,
-    stub=pb_grpc.Img2ImgStub,
 )

@@ -57,10 +57,8 @@ def warmup_request(config):
 MODE = Mode(
     name="inpaint",
     service="Inpaint",
-    request_type=pb.InpaintRequest,
     parse=parse,
     run=run,
     warmup_request=warmup_request,
     add_servicer=pb_grpc.add_InpaintServicer_to_server,
-    stub=pb_grpc.InpaintStub,
 )

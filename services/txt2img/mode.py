@@ -25,10 +25,8 @@ def warmup_request(config):
 MODE = Mode(
     name="txt2img",
     service="Txt2Img",
-    request_type=pb.Txt2ImgRequest,
     parse=parse,
     run=run,
     warmup_request=warmup_request,
     add_servicer=pb_grpc.add_Txt2ImgServicer_to_server,
-    stub=pb_grpc.Txt2ImgStub,
 )
