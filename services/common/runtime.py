@@ -70,16 +70,22 @@ class ModeRuntime:
                 else "the service is shutting down; retry on another replica"
             )
 
-    def seconds_until_free(self) -> float | None:
-        """Predicted seconds until the worker has done what is running and waiting now."""
+    def _running_left(self) -> float | None:
+        """Predicted seconds until the running batch ends (0 when idle; None before any data)."""
         worker = self.worker
         running = list(worker.current) if worker else []
-        total = 0.0
-        if running:
-            predicted = self.estimator.predict([job.spec for job in running])
-            if predicted is None:
-                return None
-            total += max(0.0, predicted - (time.monotonic() - worker.current_started))
+        if not running:
+            return 0.0
+        predicted = self.estimator.predict([job.spec for job in running])
+        if predicted is None:
+            return None
+        return max(0.0, predicted - (time.monotonic() - worker.current_started))
+
+    def seconds_until_free(self) -> float | None:
+        """Predicted seconds until the worker has done what is running and waiting now."""
+        total = self._running_left()
+        if total is None:
+            return None
         waiting = self.queue.waiting()
         if waiting:
             predicted = self.estimator.predict_queue([job.spec for job in waiting])
@@ -111,12 +117,8 @@ class ModeRuntime:
 
     def retry_hint(self) -> float:
         """When a queue place is likely to be free: the running batch's predicted end (0.1-30 s)."""
-        worker = self.worker
-        predicted = self.estimator.predict([job.spec for job in worker.current]) if worker and worker.current else None
-        if predicted is None:
-            return 1.0
-        left = predicted - (time.monotonic() - worker.current_started)
-        return min(30.0, max(0.1, left))
+        left = self._running_left()
+        return 1.0 if left is None else min(30.0, max(0.1, left))
 
     def drain(self, grace_s: float) -> bool:
         """Stop taking work (health NOT_SERVING) and let queued and running work finish."""
