@@ -21,7 +21,7 @@ from services.common import config as service_defaults
 
 from .backend import GenerationError, ModeBackend
 from .config import GatewayConfig, load_config
-from .masks import editor_inputs, png_bytes
+from .masks import editor_inputs
 
 log = logging.getLogger("gateway")
 TAB_LABELS = {"txt2img": "Txt2Img", "img2img": "Img2Img", "inpaint": "Inpainting"}
@@ -174,7 +174,7 @@ class Gateway:
         if image is None:
             raise gr.Error("Img2Img: upload an input image first.", print_exception=False)
         request = make_request("img2img", prompt or "", negative_prompt=negative_prompt or "",
-                               image=png_bytes(image), strength=float(strength),
+                               image=image, strength=float(strength),
                                **_common_request_args(steps, guidance, width, height, seed, num_images, scheduler))
         return self._run("img2img", request, progress)
 
@@ -182,11 +182,11 @@ class Gateway:
                 seed, num_images, scheduler, progress=gr.Progress()):
 
         try:
-            image_png, mask_png = editor_inputs(editor, mask)
+            image, mask = editor_inputs(editor, mask)
         except ValueError as err:
             raise gr.Error(f"Inpainting: {err}.", print_exception=False) from None
         request = make_request("inpaint", prompt or "", negative_prompt=negative_prompt or "",
-                               image=image_png, mask=mask_png, strength=float(strength), mask_blur=int(mask_blur),
+                               image=image, mask=mask, strength=float(strength), mask_blur=int(mask_blur),
                                **_common_request_args(steps, guidance, width, height, seed, num_images, scheduler))
         return self._run("inpaint", request, progress)
 

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image, ImageChops
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def painted_mask(layers: list) -> Image.Image | None:
@@ -26,8 +18,8 @@ def painted_mask(layers: list) -> Image.Image | None:
     return mask.point(lambda v: 255 if v > 0 else 0)
 
 
-def editor_inputs(editor: dict | None, uploaded_mask: Image.Image | None) -> tuple[bytes, bytes]:
-    """(image PNG, mask PNG) from an ImageEditor value; an uploaded mask wins over painting."""
+def editor_inputs(editor: dict | None, uploaded_mask: Image.Image | None) -> tuple[Image.Image, Image.Image]:
+    """(image, mask) from an ImageEditor value; an uploaded mask wins over painting."""
     if not editor or editor.get("background") is None:
         raise ValueError("upload an image to the editor first")
     background = editor["background"]
@@ -37,4 +29,4 @@ def editor_inputs(editor: dict | None, uploaded_mask: Image.Image | None) -> tup
         mask = painted_mask(editor.get("layers"))
         if mask is None:
             raise ValueError("paint over the part to repaint with the brush, or upload a mask")
-    return png_bytes(background), png_bytes(mask)
+    return background, mask
