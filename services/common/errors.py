@@ -10,6 +10,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from .handlers import wrap_handler
+
 log = logging.getLogger(__name__)
 
 
@@ -108,43 +110,32 @@ def _is_abort(context: grpc.ServicerContext, exc: BaseException) -> bool:
     return type(exc) is Exception and context.code() is not None
 
 
+def _map_unary(inner):
+    def unary_unary(request, context):
+        try:
+            return inner(request, context)
+        except Exception as exc:  # noqa: BLE001 - this is the mapping point
+            if _is_abort(context, exc):
+                raise
+            _abort(context, exc)
+
+    return unary_unary
+
+
+def _map_stream(inner):
+    def unary_stream(request, context):
+        try:
+            yield from inner(request, context)
+        except Exception as exc:  # noqa: BLE001 - this is the mapping point
+            if _is_abort(context, exc):
+                raise
+            _abort(context, exc)
+
+    return unary_stream
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Maps exceptions raised by handlers to status codes, so servicers only raise."""
 
     def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            def unary_unary(request, context):
-                try:
-                    return inner(request, context)
-                except Exception as exc:  # noqa: BLE001 - this is the mapping point
-                    if _is_abort(context, exc):
-                        raise
-                    _abort(context, exc)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            def unary_stream(request, context):
-                try:
-                    yield from inner_stream(request, context)
-                except Exception as exc:  # noqa: BLE001 - this is the mapping point
-                    if _is_abort(context, exc):
-                        raise
-                    _abort(context, exc)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return wrap_handler(continuation(handler_call_details), _map_unary, _map_stream)

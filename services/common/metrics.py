@@ -10,6 +10,8 @@ import time
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .handlers import wrap_handler
+
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
 
@@ -86,9 +88,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             code = context.code()
             return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
+        def timed_unary(inner):
             def unary_unary(request, context):
                 started = time.monotonic()
                 if generation:
@@ -101,19 +101,16 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 record(started, "OK")
                 return response
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
+            return unary_unary
 
+        def timed_stream(inner):
             def unary_stream(request, context):
                 started = time.monotonic()
                 if generation:
                     metrics.in_progress.inc()
                 try:
-                    yield from inner_stream(request, context)
-                except GeneratorExit:
+                    yield from inner(request, context)
+                except GeneratorExit:  # the client went away mid-stream
                     record(started, "CANCELLED")
                     raise
                 except BaseException:
@@ -121,7 +118,6 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                     raise
                 record(started, "OK")
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
+            return unary_stream
+
+        return wrap_handler(handler, timed_unary, timed_stream)

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from .errors import ServiceError
+from .handlers import wrap_handler
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ class TokenInterceptor(grpc.ServerInterceptor):
         given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
         if hmac.compare_digest(given.encode(), self._expected):
             return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
         message = "missing or wrong authorization token (send 'authorization: Bearer <token>' metadata)"
 
         def deny(request, context):
@@ -70,10 +70,4 @@ class TokenInterceptor(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
             yield  # pragma: no cover - makes this a generator, like the handler it replaces
 
-        if handler is not None and handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                deny_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return grpc.unary_unary_rpc_method_handler(
-            deny, request_deserializer=handler.request_deserializer if handler else None,
-            response_serializer=handler.response_serializer if handler else None)
+        return wrap_handler(continuation(handler_call_details), lambda _inner: deny, lambda _inner: deny_stream)
