@@ -27,7 +27,7 @@ proto: $(VENV)/.installed
 
 # Build the embedded tiny model into the cache once (the services would build it on first start).
 tiny: $(VENV)/.installed
-	$(PY) -m services.common.presets
+	$(PY) -m services.core.models.presets
 
 # The three services and the gateway on the embedded tiny model; prints the URL. Ctrl-C stops all four.
 run: setup

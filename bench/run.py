@@ -65,16 +65,6 @@ class Service:
             self.proc.kill()
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_overhead(repeats: int) -> list[tuple]:
     """The same generation in-process, through Generate, GenerateStream, and the gateway."""
     import torch
@@ -82,8 +72,8 @@ def bench_overhead(repeats: int) -> list[tuple]:
     from gradio_client import Client
 
     from services.client import make_request
-    from services.common.config import default_cache_dir
-    from services.common.presets import ensure_tiny
+    from services.core.config import default_cache_dir
+    from services.core.models.presets import ensure_tiny
 
     pipe = AutoPipelineForText2Image.from_pretrained(ensure_tiny(default_cache_dir(os.environ), inpaint=False))
     pipe.set_progress_bar_config(disable=True)
@@ -231,7 +221,7 @@ def bench_gpu() -> list[tuple]:
 
     if not torch.cuda.is_available():
         return [("sd15 on GPU", "skipped: no CUDA device", "", "")]
-    from services.common.presets import build_sd15_pipeline
+    from services.core.models.presets import build_sd15_pipeline
 
     pipe = build_sd15_pipeline(False, "cuda:0", torch.float16)
     pipe.set_progress_bar_config(disable=True)

@@ -1,47 +1,61 @@
-"""One mode's service as the gateway sees it: a client with deadlines, and errors people can read."""
+"""One mode's service as the gateway sees it: a client with deadlines, and errors people can read.
+
+What went wrong is read from the client's typed errors (built from the services' structured status
+details), never from message text.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import grpc
-
 from imagegen.v1 import imagegen_pb2 as pb
-from services.client import ClientSecurity, ImageGenClient
+from imagegen.v1.contract import placeholder_info
+from services.client import (
+    Cancelled,
+    ClientSecurity,
+    DeadlineExceeded,
+    ImageGenClient,
+    InvalidInput,
+    ModelLoading,
+    OutOfMemory,
+    Progress,
+    Queued,
+    QueueFull,
+    Result,
+    ServiceError,
+    ShuttingDown,
+    TooLarge,
+    Unauthenticated,
+    Unreachable,
+)
 
 
 class GenerationError(Exception):
     """A failed generation, with a message for the person at the browser."""
 
 
-@dataclass
-class Generated:
-    images: list  # GeneratedImage messages
-    seeds: list[int]
-
-
-def explain(mode: str, address: str, err: grpc.RpcError, timeout_s: float) -> str:
-    code, details = err.code(), err.details() or ""
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return f"{mode}: invalid input - {details}. Fix it and generate again."
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        if "memory" in details:
-            return f"{mode}: the GPU ran out of memory - try fewer images or a smaller size."
-        if "queue" in details:
-            return f"{mode} is busy (its queue is full) - try again in a few seconds."
-        return f"{mode}: request too large - {details}."
-    if code == grpc.StatusCode.UNAVAILABLE:
-        if "loading" in details:
-            return f"{mode} is still loading its model - try again in a moment."
+def explain(error: ServiceError, timeout_s: float) -> str:
+    mode, address = error.mode, error.address
+    if isinstance(error, InvalidInput):
+        return f"{mode}: invalid input - {error.details()}. Fix it and generate again."
+    if isinstance(error, OutOfMemory):
+        return f"{mode}: the GPU ran out of memory - try fewer images or a smaller size."
+    if isinstance(error, QueueFull):
+        return f"{mode} is busy (its queue is full) - try again in a few seconds."
+    if isinstance(error, ModelLoading):
+        return f"{mode} is still loading its model - try again in a moment."
+    if isinstance(error, (Unreachable, ShuttingDown)):
         return (f"{mode} service is unavailable at {address} (down or restarting) - "
                 "try again shortly; the other tabs are not affected.")
-    if code == grpc.StatusCode.UNAUTHENTICATED:
+    if isinstance(error, Unauthenticated):
         return f"{mode}: the service refused the gateway's credentials - the operator must set IMAGEGEN_AUTH_TOKEN."
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if isinstance(error, DeadlineExceeded):
+        if error.refused:
+            return f"{mode}: {error.details()}"
         return f"{mode}: no result within {timeout_s:.0f}s - try fewer steps, fewer images or a smaller size."
-    if code == grpc.StatusCode.CANCELLED:
+    if isinstance(error, Cancelled):
         return f"{mode}: the generation was cancelled."
-    return f"{mode} failed ({code.name}): {details}"
+    if isinstance(error, TooLarge):
+        return f"{mode}: request too large - {error.details()}."
+    return f"{mode} failed ({error.code().name}): {error.details()}"
 
 
 class ModeBackend:
@@ -52,38 +66,35 @@ class ModeBackend:
         self.timeout_s = timeout_s
         self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries, security=security)
 
-    def info(self) -> pb.ServiceInfo | None:
+    def info(self) -> pb.ServiceInfo:
+        """The service's GetInfo, or the contract's documented defaults while it cannot be reached."""
         try:
             return self.client.info(timeout=3.0)
-        except grpc.RpcError:
-            return None
+        except ServiceError:
+            return placeholder_info(self.mode)
 
     def status(self) -> str:
         """'serving', 'not serving' or 'unreachable'."""
         return self.client.health(timeout=2.0).lower().replace("_", " ")
 
-    def generate(self, request, on_progress=None) -> Generated:
-        """Stream the generation, reporting (step, total) and queue position; raise GenerationError."""
+    def generate(self, request, on_event=None) -> Result:
+        """Stream the generation, passing Queued and Progress events to on_event; raise GenerationError."""
         call = self.client.stream(request, timeout=self.timeout_s)
         result = None
         try:
             for event in call:  # to the end of the stream: the result is its last event
-                kind = event.WhichOneof("event")
-                if kind == "progress" and on_progress:
-                    on_progress(event.progress.step, event.progress.total_steps, None)
-                elif kind == "queued" and on_progress:
-                    on_progress(0, None, event.queued.position)
-                elif kind == "result":
-                    result = event.result
-        except grpc.RpcError as err:
-            raise GenerationError(explain(self.mode, self.address, err, self.timeout_s)) from None
+                if isinstance(event, Result):
+                    result = event
+                elif isinstance(event, (Queued, Progress)) and on_event:
+                    on_event(event)
+        except ServiceError as err:
+            raise GenerationError(explain(err, self.timeout_s)) from None
         except BaseException:
             call.cancel()  # the browser went away (or the gateway is stopping): stop the work
             raise
         if result is None:
             raise GenerationError(f"{self.mode}: the service ended the stream without a result")
-        images = list(result.images)
-        return Generated(images=images, seeds=[image.seed for image in images])
+        return result
 
     def close(self) -> None:
         self.client.close()

@@ -6,7 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from services.client import DEFAULT_ADDRESSES, MODES, ClientSecurity
+from imagegen.v1.contract import MODES
+from services.client import ClientSecurity
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         epilog="Login: set GATEWAY_USERNAME and GATEWAY_PASSWORD in the environment (both, or neither). "
         "Secured services: IMAGEGEN_TLS_CA, IMAGEGEN_TLS_CLIENT_CERT + IMAGEGEN_TLS_CLIENT_KEY, IMAGEGEN_AUTH_TOKEN.",
     )
-    for mode in MODES:
-        p.add_argument(f"--{mode}-addr", default=environ.get(f"IMAGEGEN_{mode.upper()}_ADDR", DEFAULT_ADDRESSES[mode]),
+    for mode, contract in MODES.items():
+        p.add_argument(f"--{mode}-addr", default=environ.get(f"IMAGEGEN_{mode.upper()}_ADDR", contract.default_address),
                        help=f"HOST:PORT of the {mode} service [IMAGEGEN_{mode.upper()}_ADDR]")
     p.add_argument("--host", default=environ.get("GATEWAY_HOST", "127.0.0.1"),
                    help="address to serve on; 0.0.0.0 to accept other machines [GATEWAY_HOST]")

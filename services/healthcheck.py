@@ -17,17 +17,14 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from imagegen.v1.contract import TXT2IMG
+
 
 def grpc_serving(address: str, service: str, timeout: float) -> tuple[bool, str]:
     from services.client import ClientSecurity
 
     # With TLS on (IMAGEGEN_TLS_CA, and a client certificate for mutual TLS), probe over TLS too.
-    security = ClientSecurity.from_env()
-    credentials = security.credentials()
-    options = [("grpc.ssl_target_name_override", security.server_name)] if security.server_name else []
-    channel = (grpc.secure_channel(address, credentials, options=options) if credentials
-               else grpc.insecure_channel(address))
-    with channel:
+    with ClientSecurity.from_env().channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -47,7 +44,7 @@ def http_ok(url: str, timeout: float) -> tuple[bool, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.healthcheck", description=__doc__.split("\n")[0])
-    parser.add_argument("--addr", default=f"127.0.0.1:{os.environ.get('IMAGEGEN_PORT', '50051')}")
+    parser.add_argument("--addr", default=f"127.0.0.1:{os.environ.get('IMAGEGEN_PORT', TXT2IMG.port)}")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
     parser.add_argument("--http", default=None, help="check this URL answers 200 instead (the gateway)")
     parser.add_argument("--timeout", type=float, default=3.0)

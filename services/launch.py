@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.request
 
-from services.client import MODES, ImageGenClient
+from imagegen.v1.contract import MODES
+from services.client import ImageGenClient
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str) -> list[str]:
@@ -87,8 +88,9 @@ def main(argv=None) -> int:
         parser.add_argument(f"--{mode}-device", default=os.environ.get(f"IMAGEGEN_{mode.upper()}_DEVICE"),
                             help=f"device for {mode} only, e.g. cuda:1 [IMAGEGEN_{mode.upper()}_DEVICE]")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--base-port", type=int, default=50051,
-                        help="txt2img listens here, img2img on the next port, inpaint on the one after")
+    parser.add_argument("--base-port", type=int, default=None,
+                        help="txt2img listens here, img2img on the next port, inpaint on the one after "
+                             "(default: each mode's own port, 50051-50053)")
     parser.add_argument("--device", default=os.environ.get("IMAGEGEN_DEVICE", "auto"),
                         help="device for all three; set per service with cuda:N in production")
     parser.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
@@ -102,8 +104,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     targets = {}
-    for offset, mode in enumerate(MODES):
-        port = args.base_port + offset
+    for offset, (mode, contract) in enumerate(MODES.items()):
+        port = contract.port if args.base_port is None else args.base_port + offset
         model = getattr(args, f"{mode}_model") or args.model
         device = getattr(args, f"{mode}_device") or args.device
         group.start(mode, service_command(mode, model, args.host, port, device))

@@ -16,8 +16,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-from services.client import MODES, ImageGenClient, make_request  # noqa: E402
-from services.common.config import default_cache_dir, load_config  # noqa: E402
+from imagegen.v1.contract import MODE_NAMES  # noqa: E402
+from services.client import ImageGenClient, make_request  # noqa: E402
+from services.core.config import default_cache_dir, load_config  # noqa: E402
+from services.img2img.mode import MODE as IMG2IMG  # noqa: E402
+from services.inpaint.mode import MODE as INPAINT  # noqa: E402
+from services.txt2img.mode import MODE as TXT2IMG  # noqa: E402
+
+# The server-side modes, as each one's __main__ passes it in.
+SERVER_MODES = {mode.name: mode for mode in (TXT2IMG, IMG2IMG, INPAINT)}
 
 CACHE_DIR = default_cache_dir(os.environ)
 SMALL = {"steps": 4, "width": 64, "height": 64}
@@ -44,9 +51,10 @@ def box_mask(size=(64, 64), box=(16, 16, 48, 48)) -> bytes:
 def request_for(mode: str, **overrides):
     """A small valid request for `mode`; keyword arguments as in client.make_request."""
     kwargs = {"prompt": "a red fox", "seed": 7, **SMALL}
-    if mode in ("img2img", "inpaint"):
+    contract = SERVER_MODES[mode].contract
+    if contract.takes_image:
         kwargs["image"] = png()
-    if mode == "inpaint":
+    if contract.takes_mask:
         kwargs["mask"] = box_mask()
     kwargs.update(overrides)
     return make_request(mode, **kwargs)
@@ -70,7 +78,7 @@ def free_port() -> int:
 
 def service_config(mode: str, *extra: str):
     return load_config(
-        mode,
+        SERVER_MODES[mode],
         ["--model", "tiny", "--port", "0", "--cache-dir", str(CACHE_DIR), "--default-size", "64",
          "--grace", "5", *extra],
         environ={},
@@ -81,11 +89,11 @@ class RunningService:
     """An in-process server with a real port, its runtime, and a client on a real channel."""
 
     def __init__(self, mode: str, *extra: str, load: bool = True):
-        from services.common.server import create_server
+        from services.core.rpc.server import create_server
 
         self.mode = mode
         self.config = service_config(mode, *extra)
-        self.server, self.port, self.runtime = create_server(self.config)
+        self.server, self.port, self.runtime = create_server(SERVER_MODES[mode], self.config)
         self.server.start()
         self.address = f"127.0.0.1:{self.port}"
         self.client = ImageGenClient(mode, self.address, timeout=120)
@@ -101,6 +109,11 @@ class RunningService:
         value = self.runtime.metrics.registry.get_sample_value(name, {"mode": self.mode, **labels})
         return value or 0.0
 
+    @property
+    def steps_run(self) -> float:
+        """Denoising steps this service has run, all batches together (its own metric)."""
+        return self.metric("imagegen_denoising_steps_total")
+
     def stop(self):
         self.client.close()
         self.server.stop(0).wait()
@@ -111,13 +124,13 @@ class RunningService:
 @pytest.fixture(scope="session")
 def services():
     """One loaded service per mode, shared by the session."""
-    running = {mode: RunningService(mode) for mode in MODES}
+    running = {mode: RunningService(mode) for mode in MODE_NAMES}
     yield running
     for service in running.values():
         service.stop()
 
 
-@pytest.fixture(params=MODES)
+@pytest.fixture(params=MODE_NAMES)
 def service(request, services):
     return services[request.param]
 

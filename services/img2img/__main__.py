@@ -1,4 +1,5 @@
-from services.common.server import main
+from services.core.rpc.server import main
+from services.img2img.mode import MODE
 
 if __name__ == "__main__":
-    raise SystemExit(main("img2img"))
+    raise SystemExit(main(MODE))

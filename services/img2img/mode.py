@@ -1,18 +1,25 @@
 """img2img: an input image, transformed under a prompt."""
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
-from services.common import images
-from services.common.mode import Mode, per_image, shared_args
-from services.common.spec import parse_init_image, parse_params, parse_strength
+from imagegen.v1.contract import IMG2IMG
+from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from services.core.imaging import images
+from services.core.mode import Mode, per_image, shared_args
+from services.core.spec import GenerationSpec
 
 
-def parse(request: pb.Img2ImgRequest, config):
-    spec = parse_params(request.params, config)
-    spec.strength = parse_strength(request, config.defaults.strength_img2img, spec)
-    spec.init_image, _original, _fit = parse_init_image(request, spec, config)
-    spec.infotext_extra = {"Denoising strength": spec.strength}
-    return spec
+def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
+    params = check_params(request.params, config)
+    strength = check_strength(request, IMG2IMG.default_strength, params.steps)
+    fit = check_fit(request)
+    source = check_image(request.init_image, "init_image.data", config.limits)
+    (width, height), fit = output_size(params, config, source.size, fit)
+    return GenerationSpec.build(
+        params, width, height,
+        strength=strength,
+        init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
+        infotext_extra=(("Denoising strength", strength),),
+    )
 
 
 def run(pipe, batch, generators, on_step):
@@ -35,10 +42,11 @@ def warmup_request(config):
 
 
 MODE = Mode(
-    name="img2img",
-    service="Img2Img",
-    parse=parse,
+    contract=IMG2IMG,
+    default_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    pipeline_class="AutoPipelineForImage2Image",
+    inpaint_unet=False,
+    check=check,
     run=run,
     warmup_request=warmup_request,
-    add_servicer=pb_grpc.add_Img2ImgServicer_to_server,
 )

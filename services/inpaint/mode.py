@@ -1,33 +1,39 @@
 """inpaint: repaint the masked part of an input image under a prompt."""
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
-from services.common import images
-from services.common.errors import InvalidArgument
-from services.common.mode import Mode, per_image, shared_args
-from services.common.spec import parse_init_image, parse_params, parse_strength
+from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
+from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from services.core.errors import InvalidArgument
+from services.core.imaging import images, masks
+from services.core.mode import Mode, per_image, shared_args
+from services.core.spec import GenerationSpec
 
-MAX_MASK_BLUR = 64
 
-
-def parse(request: pb.InpaintRequest, config):
-    spec = parse_params(request.params, config)
-    spec.strength = parse_strength(request, config.defaults.strength_inpaint, spec)
-    blur = request.mask_blur if request.HasField("mask_blur") else config.defaults.mask_blur
+def check(request: pb.InpaintRequest, config) -> GenerationSpec:
+    params = check_params(request.params, config)
+    strength = check_strength(request, INPAINT.default_strength, params.steps)
+    blur = request.mask_blur if request.HasField("mask_blur") else INPAINT.default_mask_blur
     if blur > MAX_MASK_BLUR:
         raise InvalidArgument("mask_blur", f"{blur} is outside 0..{MAX_MASK_BLUR}")
-    spec.mask_blur = blur
-    spec.init_image, original, fit = parse_init_image(request, spec, config)
-    mask = images.decode_image(request.mask_image.data, "mask_image.data", config.limits.max_input_pixels)
-    spec.mask = images.prepare_mask(
-        mask, original.size, (spec.width, spec.height), "crop" if fit == "crop" else "resize", request.invert_mask
-    )
-    if spec.mask.getextrema()[1] == 0:
+    fit = check_fit(request)
+    source = check_image(request.init_image, "init_image.data", config.limits)
+    mask_source = check_image(request.mask_image, "mask_image.data", config.limits)
+    (width, height), fit = output_size(params, config, source.size, fit)
+    # The mask is fitted exactly as the image is, so the two stay aligned.
+    mask = masks.prepare_mask(mask_source, source.size, (width, height), fit, request.invert_mask)
+    if mask.getextrema()[1] == 0:
         raise InvalidArgument("mask_image.data", "the mask marks nothing to repaint (all black after invert_mask)")
-    spec.infotext_extra = {"Denoising strength": spec.strength, "Mask blur": blur}
+    extra = [("Denoising strength", strength), ("Mask blur", blur)]
     if request.invert_mask:
-        spec.infotext_extra["Mask mode"] = "Inpaint not masked"
-    return spec
+        extra.append(("Mask mode", "Inpaint not masked"))
+    return GenerationSpec.build(
+        params, width, height,
+        strength=strength,
+        init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
+        mask=mask,
+        mask_blur=blur,
+        infotext_extra=tuple(extra),
+    )
 
 
 def run(pipe, batch, generators, on_step):
@@ -42,7 +48,7 @@ def run(pipe, batch, generators, on_step):
     ).images
     # Keep each input exactly where its mask says keep; mask_blur softens the seam.
     specs = [spec for spec in batch for _seed in spec.seeds]
-    return [images.blend_over(spec.init_image, img, spec.mask, spec.mask_blur) for spec, img in zip(specs, generated)]
+    return [masks.blend_over(spec.init_image, img, spec.mask, spec.mask_blur) for spec, img in zip(specs, generated)]
 
 
 def warmup_request(config):
@@ -55,10 +61,11 @@ def warmup_request(config):
 
 
 MODE = Mode(
-    name="inpaint",
-    service="Inpaint",
-    parse=parse,
+    contract=INPAINT,
+    default_model="stable-diffusion-v1-5/stable-diffusion-inpainting",
+    pipeline_class="AutoPipelineForInpainting",
+    inpaint_unet=True,
+    check=check,
     run=run,
     warmup_request=warmup_request,
-    add_servicer=pb_grpc.add_InpaintServicer_to_server,
 )

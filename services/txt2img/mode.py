@@ -1,17 +1,16 @@
 """txt2img: a prompt becomes images."""
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1 import imagegen_pb2_grpc as pb_grpc
-from services.common.mode import Mode, shared_args
-from services.common.spec import check_pixels, parse_params
+from imagegen.v1.contract import TXT2IMG
+from services.core.checks import check_params, output_size
+from services.core.mode import Mode, shared_args
+from services.core.spec import GenerationSpec
 
 
-def parse(request: pb.Txt2ImgRequest, config):
-    spec = parse_params(request.params, config)
-    spec.width = spec.width or config.defaults.size
-    spec.height = spec.height or config.defaults.size
-    check_pixels(spec.width, spec.height, config)
-    return spec
+def check(request: pb.Txt2ImgRequest, config) -> GenerationSpec:
+    params = check_params(request.params, config)
+    (width, height), _fit = output_size(params, config)
+    return GenerationSpec.build(params, width, height)
 
 
 def run(pipe, batch, generators, on_step):
@@ -23,10 +22,12 @@ def warmup_request(config):
 
 
 MODE = Mode(
-    name="txt2img",
-    service="Txt2Img",
-    parse=parse,
+    contract=TXT2IMG,
+    # What the original app used; real weights for users who have them (or can download them).
+    default_model="CompVis/stable-diffusion-v1-4",
+    pipeline_class="AutoPipelineForText2Image",
+    inpaint_unet=False,
+    check=check,
     run=run,
     warmup_request=warmup_request,
-    add_servicer=pb_grpc.add_Txt2ImgServicer_to_server,
 )

@@ -12,12 +12,10 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from services.client import DEFAULT_ADDRESSES
-from services.common.config import DEFAULT_METRICS_PORTS
+from imagegen.v1.contract import MODE_NAMES, MODES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-MODES = ["txt2img", "img2img", "inpaint"]
 
 
 class _Reset:
@@ -73,11 +71,11 @@ def test_cpu_variant_merged_is_valid_compose_without_gpus(tmp_path):
     merged = merge(load("compose.yaml"), load("compose.cpu.yaml"))
     done = validate(merged, tmp_path, "merged.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
-    for mode in MODES:
+    for mode in MODE_NAMES:
         service = merged["services"][mode]
         assert "deploy" not in service
         assert service["environment"]["IMAGEGEN_MODEL"] == "tiny" and service["environment"]["IMAGEGEN_DEVICE"] == "cpu"
-        assert service["environment"]["IMAGEGEN_PORT"] == DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1]
+        assert service["environment"]["IMAGEGEN_PORT"] == str(MODES[mode].port)
 
 
 @pytest.mark.parametrize("mode,gpu", [("txt2img", "0"), ("img2img", "1"), ("inpaint", "2")])
@@ -89,8 +87,8 @@ def test_each_mode_reserves_its_own_gpu(mode, gpu):
     assert devices[0]["device_ids"] == [f"${{{mode.upper()}_GPU:-{gpu}}}"]
     assert service["command"] == ["python", "-m", f"services.{mode}"]
     env = service["environment"]
-    assert env["IMAGEGEN_PORT"] == DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1]
-    assert env["IMAGEGEN_METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[mode])
+    assert env["IMAGEGEN_PORT"] == str(MODES[mode].port)
+    assert env["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
     assert re.fullmatch(rf"\$\{{{mode.upper()}_MODEL:-[^}}]+\}}", env["IMAGEGEN_MODEL"])
     assert "model-cache:/models" in service["volumes"]
     assert service["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "services.healthcheck"]
@@ -100,9 +98,9 @@ def test_gateway_waits_for_healthy_services_and_reaches_them_by_name():
     compose = load("compose.yaml")
     gateway = compose["services"]["gateway"]
     assert gateway["command"] == ["python", "-m", "gateway_ui"]
-    assert gateway["depends_on"] == {mode: {"condition": "service_healthy"} for mode in MODES}
-    for mode in MODES:
-        assert gateway["environment"][f"IMAGEGEN_{mode.upper()}_ADDR"] == f"dns:///{mode}:{DEFAULT_ADDRESSES[mode].rsplit(':', 1)[1]}"
+    assert gateway["depends_on"] == {mode: {"condition": "service_healthy"} for mode in MODE_NAMES}
+    for mode in MODE_NAMES:
+        assert gateway["environment"][f"IMAGEGEN_{mode.upper()}_ADDR"] == f"dns:///{mode}:{MODES[mode].port}"
     assert gateway["ports"] == ["${GATEWAY_PUBLISH:-127.0.0.1:7860}:7860"]  # localhost unless told
     assert "model-cache" in compose["volumes"]
 
@@ -129,7 +127,7 @@ def test_dockerfile_runs_every_role_as_non_root_with_a_grpc_health_check():
     assert "protoc" not in cmd and "make" not in cmd
     assert any(i["value"].startswith("imagegen/") for i in instructions if i["instruction"] == "COPY")
     run = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert "services.common.presets" in run  # the tiny model is baked in at build time
+    assert "services.core.models.presets" in run  # the tiny model is baked in at build time
 
 
 def test_health_probe_exits_zero_only_when_serving(services):

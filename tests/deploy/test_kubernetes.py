@@ -10,12 +10,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.client import DEFAULT_ADDRESSES, SERVICE_NAMES
-from services.common.config import DEFAULT_METRICS_PORTS
+from imagegen.v1.contract import MODE_NAMES, MODES
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["gpu", "cpu-tiny"]
-MODES = ["txt2img", "img2img", "inpaint"]
 K8S_VERSION = "1.32.0"
 
 
@@ -50,7 +48,7 @@ def env(c) -> dict:
 
 
 def port_of(mode: str) -> int:
-    return int(DEFAULT_ADDRESSES[mode].rsplit(":", 1)[1])
+    return MODES[mode].port
 
 
 def test_every_document_validates_strictly(rendered):
@@ -67,18 +65,18 @@ def test_strict_validation_would_catch_a_typo(rendered):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODE_NAMES)
 def test_each_mode_is_its_own_deployment_with_probes_on_its_health_service(rendered, mode):
     overlay, docs = rendered
     deployment = find(docs, "Deployment", mode)
     c = container(deployment)
     assert c["command"] == ["python", "-m", f"services.{mode}"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": port_of(mode), "metrics": DEFAULT_METRICS_PORTS[mode]}
+    assert ports == {"grpc": port_of(mode), "metrics": MODES[mode].metrics_port}
     assert env(c)["IMAGEGEN_PORT"] == str(port_of(mode))
-    assert env(c)["IMAGEGEN_METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[mode])
+    assert env(c)["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
     for probe in ("readinessProbe", "startupProbe"):
-        assert c[probe]["grpc"] == {"port": port_of(mode), "service": SERVICE_NAMES[mode]}  # numeric port
+        assert c[probe]["grpc"] == {"port": port_of(mode), "service": MODES[mode].full_service_name}  # numeric port
     assert c["livenessProbe"]["grpc"]["port"] == port_of(mode)
     startup = c["startupProbe"]
     allowance = startup["periodSeconds"] * startup["failureThreshold"]
@@ -93,7 +91,7 @@ def test_each_mode_is_its_own_deployment_with_probes_on_its_health_service(rende
         "inpaint": "stable-diffusion-v1-5/stable-diffusion-inpainting"}[mode])
 
 
-@pytest.mark.parametrize("name", MODES + ["gateway"])
+@pytest.mark.parametrize("name", [*MODE_NAMES, "gateway"])
 def test_pods_run_locked_down(rendered, name):
     _overlay, docs = rendered
     deployment = find(docs, "Deployment", name)
@@ -107,7 +105,7 @@ def test_pods_run_locked_down(rendered, name):
     assert "/tmp" in mounts
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODE_NAMES)
 def test_model_cache_is_a_persistent_volume(rendered, mode):
     _overlay, docs = rendered
     pod = find(docs, "Deployment", mode)["spec"]["template"]["spec"]
@@ -118,7 +116,7 @@ def test_model_cache_is_a_persistent_volume(rendered, mode):
     assert mount["mountPath"] == "/models" and env(container(find(docs, "Deployment", mode)))["HF_HOME"].startswith("/models")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODE_NAMES)
 def test_headless_service_autoscaling_and_disruption_budget_per_mode(rendered, mode):
     _overlay, docs = rendered
     deployment = find(docs, "Deployment", mode)
@@ -126,7 +124,7 @@ def test_headless_service_autoscaling_and_disruption_budget_per_mode(rendered, m
     service = find(docs, "Service", mode)
     assert service["spec"]["clusterIP"] == "None"  # headless: clients see every pod
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
-    assert {p["port"] for p in service["spec"]["ports"]} == {port_of(mode), DEFAULT_METRICS_PORTS[mode]}
+    assert {p["port"] for p in service["spec"]["ports"]} == {port_of(mode), MODES[mode].metrics_port}
     hpa = find(docs, "HorizontalPodAutoscaler", mode)
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": mode}
@@ -134,7 +132,7 @@ def test_headless_service_autoscaling_and_disruption_budget_per_mode(rendered, m
     pdb = find(docs, "PodDisruptionBudget", mode)
     assert all(labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items())
     # The selectors of the three modes must not overlap.
-    others = [find(docs, "Deployment", m)["spec"]["template"]["metadata"]["labels"] for m in MODES if m != mode]
+    others = [find(docs, "Deployment", m)["spec"]["template"]["metadata"]["labels"] for m in MODE_NAMES if m != mode]
     assert not any(all(o.get(k) == v for k, v in service["spec"]["selector"].items()) for o in others)
 
 
@@ -144,7 +142,7 @@ def test_gateway_reaches_the_headless_services_in_round_robin(rendered):
     c = container(gateway)
     assert c["command"] == ["python", "-m", "gateway_ui"]
     variables = env(c)
-    for mode in MODES:
+    for mode in MODE_NAMES:
         target = variables[f"IMAGEGEN_{mode.upper()}_ADDR"]
         assert target == f"dns:///{mode}:{port_of(mode)}"
         assert find(docs, "Service", mode)["spec"]["clusterIP"] == "None"

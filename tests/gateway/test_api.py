@@ -11,8 +11,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from services.common.images import read_infotext
-from services.common.infotext import parse_infotext
+from services.core.imaging.images import read_infotext
+from services.core.imaging.infotext import parse_infotext
 from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
 
 ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}
@@ -80,6 +80,27 @@ def test_inpaint_from_a_painted_layer_and_from_an_uploaded_mask(gateway, tmp_pat
     no_layers = {"background": editor["background"], "layers": [], "composite": None}
     uploaded, _s, _i = gateway.client().predict(no_layers, mask, *args, api_name="/inpaint")
     assert gallery_images(uploaded)[0].convert("RGB").tobytes() == result.convert("RGB").tobytes()
+
+
+def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gateway, tmp_path):
+    client = gateway.client()
+    api = client.view_api(print_info=False, return_format="dict")
+    params = {p["parameter_name"]: p for p in api["named_endpoints"]["/inpaint"]["parameters"]}
+    assert list(params)[:3] == ["editor", "mask", "prompt"]  # the documented order holds
+    assert params["mask"]["parameter_has_default"] and params["mask"]["parameter_default"] is None
+    editor = {"background": handle_file(write(tmp_path, "in.png", png((96, 64)))),
+              "layers": [handle_file(write(tmp_path, "layer.png", brush_layer()))], "composite": None}
+    painted, seeds, infotext = client.predict(editor=editor, prompt="a cat", steps=3, seed=11, api_name="/inpaint")
+    assert seeds == "11" and "Steps: 3" in infotext and gallery_images(painted)[0].size == (96, 64)
+    _g, seeds, infotext = client.predict(prompt="a fox", seed=4, api_name="/txt2img")
+    assert seeds == "4" and "Size: 64x64" in infotext  # the form's defaults: the service's, from GetInfo
+
+
+def test_numbers_out_of_range_are_named(gateway):
+    with pytest.raises(AppError, match="Value -3 is less than minimum value 1"):  # Gradio's own check
+        gateway.client().predict(prompt="a fox", steps=-3, api_name="/txt2img")
+    with pytest.raises(AppError, match="Txt2Img: seed -5 is outside -1"):  # ours: a seed has no slider
+        gateway.client().predict(prompt="a fox", seed=-5, api_name="/txt2img")
 
 
 def test_inpaint_without_a_mask_says_what_to_do(gateway, tmp_path):

@@ -111,7 +111,7 @@ def test_token_is_required_for_generation(token_service):
                     call()
                 assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
                 assert "authorization" in err.value.details()
-    assert token_service.worker.steps_done == 0
+    assert token_service.steps_run == 0
     with ImageGenClient("txt2img", token_service.address, security=ClientSecurity(token="s3cret-token")) as client:
         assert len(client.generate(request_for("txt2img", steps=2)).images) == 1
         assert len(list(client.stream(request_for("txt2img", steps=2)))) > 2

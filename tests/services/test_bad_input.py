@@ -81,16 +81,18 @@ def cases():
 @pytest.mark.parametrize("mode,overrides,field", cases())
 def test_bad_field_is_invalid_argument_naming_it(services, mode, overrides, field):
     service = services[mode]
-    steps_before = service.worker.steps_done
+    steps_before = service.steps_run
     with pytest.raises(grpc.RpcError) as err:
         service.client.generate(request_for(mode, **overrides))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert err.value.details().startswith(field + ":"), err.value.details()
     status = rpc_status.from_call(err.value)
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
+    bad_request, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
+    assert any(detail.Unpack(bad_request) for detail in status.details)
     assert bad_request.field_violations[0].field == field
-    assert service.worker.steps_done == steps_before  # refused before any model work
+    assert any(detail.Unpack(info) for detail in status.details) and info.reason == "INVALID_ARGUMENT"
+    assert [v.field for v in err.value.violations] == [field]  # the client's typed error reads it
+    assert service.steps_run == steps_before  # refused before any model work
     # ... and the service still serves.
     assert len(service.client.generate(request_for(mode)).images) == 1
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.client import Progress, Queued, Result
 from tests.conftest import RunningService, box_mask, png, request_for
 
 
@@ -64,7 +65,7 @@ def test_batched_requests_get_the_images_they_get_alone(batching):
     # They shared one pipeline call: 3 requests in one batch observation.
     assert batching.metric("imagegen_batch_requests_sum") - batches_before == 3
     for request, events in zip(requests, together):
-        result = events[-1].result
+        result = events[-1].response
         alone = client.generate(request)  # runs alone: nothing else is queued
         assert [i.seed for i in result.images] == [i.seed for i in alone.images]
         for batched, single in zip(result.images, alone.images):
@@ -76,10 +77,10 @@ def test_batched_requests_get_the_images_they_get_alone(batching):
 def test_each_member_gets_queue_and_progress_events(batching):
     together = run_together(batching.client, member_requests(batching.mode))
     for events in together:
-        assert events[0].HasField("queued")
-        progress = [e.progress for e in events if e.HasField("progress")]
+        assert isinstance(events[0], Queued)
+        progress = [e for e in events if isinstance(e, Progress)]
         assert [p.step for p in progress] == list(range(1, progress[0].total_steps + 1))
-        assert events[-1].HasField("result")
+        assert isinstance(events[-1], Result)
 
 
 def test_cancelling_one_member_keeps_the_others(batching):
@@ -90,9 +91,9 @@ def test_cancelling_one_member_keeps_the_others(batching):
                 for s in (1, 2, 3)]
     calls = [client.stream(r) for r in requests]
     for call in calls:
-        assert next(call).HasField("queued")
+        assert isinstance(next(call), Queued)
     first = next(calls[1])
-    assert first.HasField("progress")  # the batch is running
+    assert isinstance(first, Progress)  # the batch is running
     assert len(batching.worker.current) == 3
     calls[1].cancel()
     with pytest.raises(grpc.RpcError) as err:
@@ -100,7 +101,7 @@ def test_cancelling_one_member_keeps_the_others(batching):
     assert err.value.code() == grpc.StatusCode.CANCELLED
     for call in (calls[0], calls[2]):
         events = list(call)
-        assert events[-1].HasField("result") and len(events[-1].result.images) == 1
+        assert isinstance(events[-1], Result) and len(events[-1].images) == 1
 
 
 def test_cancelling_every_member_stops_the_batch(batching):
@@ -113,11 +114,11 @@ def test_cancelling_every_member_stops_the_batch(batching):
     for call in calls:
         next(call)
     next(calls[0])
-    before = batching.worker.steps_done
+    before = batching.steps_run
     for call in calls:
         call.cancel()
     assert batching.runtime.queue.wait_idle(30)
-    assert batching.worker.steps_done - before < 10
+    assert batching.steps_run - before < 10
 
 
 def test_batch_size_one_turns_batching_off():

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from imagegen.v1 import imagegen_pb2 as pb
-from services.common.images import read_infotext
-from services.common.infotext import parse_infotext
+from services.client import Progress
+from services.core.imaging.images import read_infotext
+from services.core.imaging.infotext import parse_infotext
 from tests.conftest import png, request_for
 
 
@@ -60,21 +61,21 @@ def test_unset_seed_is_random_and_returned(service):
 
 def test_stream_has_one_progress_event_per_step_then_the_result(service):
     events = list(service.client.stream(request_for(service.mode, steps=5)))
-    kinds = [event.WhichOneof("event") for event in events]
-    assert kinds[0] == "queued"
-    assert kinds[-1] == "result" and kinds.count("result") == 1
-    progress = [event.progress for event in events if event.HasField("progress")]
+    kinds = [type(event).__name__ for event in events]
+    assert kinds[0] == "Queued"
+    assert kinds[-1] == "Result" and kinds.count("Result") == 1
+    progress = [event for event in events if isinstance(event, Progress)]
     total = progress[0].total_steps
     assert [p.step for p in progress] == list(range(1, total + 1))
     assert all(p.total_steps == total for p in progress)
     assert service.worker is not None
-    result = events[-1].result
+    result = events[-1].response
     assert len(result.images) == 1 and result.images[0].seed == 7
 
 
 def test_img2img_strength_scales_the_steps_run(services):
     events = list(services["img2img"].client.stream(request_for("img2img", steps=10, strength=0.5)))
-    progress = [event.progress for event in events if event.HasField("progress")]
+    progress = [event for event in events if isinstance(event, Progress)]
     assert len(progress) == progress[-1].total_steps
     assert 5 <= len(progress) <= 6  # PNDM adds one step
 

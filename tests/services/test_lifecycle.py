@@ -11,7 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpc_status import rpc_status
 
-from services.client import SERVICE_NAMES, ImageGenClient, retry_after_s
+from imagegen.v1.contract import MODES
+from services.client import ImageGenClient, Progress, Queued, QueueFull, Result
 from tests.conftest import RunningService, png, request_for, wait_for
 
 
@@ -27,15 +28,15 @@ def test_health_goes_not_serving_to_serving(mode):
     try:
         channel = service.client.channel
         assert health_status(channel, "") == "NOT_SERVING"
-        assert health_status(channel, SERVICE_NAMES[mode]) == "NOT_SERVING"
+        assert health_status(channel, MODES[mode].full_service_name) == "NOT_SERVING"
         with pytest.raises(grpc.RpcError) as err:
             service.client.generate(request_for(mode))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "loading" in err.value.details()
         service.runtime.load()  # loads and runs the warm-up generation
-        assert service.worker.steps_done > 0
+        assert service.steps_run > 0
         assert health_status(channel, "") == "SERVING"
-        assert health_status(channel, SERVICE_NAMES[mode]) == "SERVING"
+        assert health_status(channel, MODES[mode].full_service_name) == "SERVING"
         assert len(service.client.generate(request_for(mode)).images) == 1
     finally:
         service.stop()
@@ -44,48 +45,48 @@ def test_health_goes_not_serving_to_serving(mode):
 def test_reflection_lists_the_service_and_health(service):
     db = ProtoReflectionDescriptorDatabase(service.client.channel)
     names = set(db.get_services())
-    assert SERVICE_NAMES[service.mode] in names
+    assert MODES[service.mode].full_service_name in names
     assert "grpc.health.v1.Health" in names
-    descriptor = db.FindFileContainingSymbol(SERVICE_NAMES[service.mode])
+    descriptor = db.FindFileContainingSymbol(MODES[service.mode].full_service_name)
     assert descriptor.package == "imagegen.v1"
 
 
 def test_cancelled_stream_stops_the_work_early(services):
     service = services["txt2img"]
-    before = service.worker.steps_done
+    before = service.steps_run
     call = service.client.stream(request_for("txt2img", steps=150, width=256, height=256))
     for event in call:
-        if event.HasField("progress"):
+        if isinstance(event, Progress):
             call.cancel()
             break
     assert service.runtime.queue.wait_idle(30)
-    ran = service.worker.steps_done - before
+    ran = service.steps_run - before
     assert ran < 10, f"{ran} steps ran after cancelling a 150-step request"
 
 
 def test_passed_deadline_stops_the_work(services):
     service = services["txt2img"]
-    before = service.worker.steps_done
+    before = service.steps_run
     with pytest.raises(grpc.RpcError) as err:
         service.client.generate(request_for("txt2img", steps=150, width=256, height=256), timeout=0.5)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert service.runtime.queue.wait_idle(30)
-    assert service.worker.steps_done - before < 100
+    assert service.steps_run - before < 100
 
 
 def test_cancelled_queued_request_leaves_the_queue_and_others_finish(services):
     service = services["txt2img"]
     running = service.client.stream(request_for("txt2img", steps=40, width=128, height=128))
-    assert next(running).HasField("queued")
+    assert isinstance(next(running), Queued)
     assert wait_for(lambda: bool(service.worker.current))
     queued = service.client.stream(request_for("txt2img", steps=40))
     first = next(queued)
-    assert first.queued.position == 0  # next to run, behind the running one
+    assert first.position == 0  # next to run, behind the running one
     assert service.runtime.queue.depth == 1
     queued.cancel()
     assert wait_for(lambda: service.runtime.queue.depth == 0)
     events = list(running)
-    assert events[-1].HasField("result")
+    assert isinstance(events[-1], Result)
 
 
 def test_queue_positions_count_down(services):
@@ -94,13 +95,13 @@ def test_queue_positions_count_down(services):
     next(running)
     assert wait_for(lambda: bool(service.worker.current))
     second = service.client.stream(request_for("txt2img", steps=5))
-    assert next(second).queued.position == 0
+    assert next(second).position == 0
     third = service.client.stream(request_for("txt2img", steps=6))  # not batchable with the second
     events = list(third)
-    positions = [e.queued.position for e in events if e.HasField("queued")]
+    positions = [e.position for e in events if isinstance(e, Queued)]
     assert positions == [1, 0]
-    assert events[-1].HasField("result")
-    assert list(running)[-1].HasField("result") and list(second)[-1].HasField("result")
+    assert isinstance(events[-1], Result)
+    assert isinstance(list(running)[-1], Result) and isinstance(list(second)[-1], Result)
 
 
 def test_full_queue_is_resource_exhausted_at_once_with_a_retry_hint():
@@ -118,13 +119,14 @@ def test_full_queue_is_resource_exhausted_at_once_with_a_retry_hint():
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "queue is full" in err.value.details()
         assert time.monotonic() - started < 5
-        hint = retry_after_s(err.value)
+        assert isinstance(err.value, QueueFull)
+        hint = err.value.retry_after_s
         assert hint is not None and 0.1 <= hint <= 30
         retry_info = error_details_pb2.RetryInfo()
         assert any(d.Unpack(retry_info) for d in rpc_status.from_call(err.value).details)
         assert retry_info.retry_delay.ToMilliseconds() == int(hint * 1000)
         running.cancel()
-        assert list(waiting)[-1].HasField("result")
+        assert isinstance(list(waiting)[-1], Result)
     finally:
         no_retry.close()
         service.stop()
@@ -161,7 +163,7 @@ def test_oversized_message_is_refused_by_the_transport_and_service_keeps_serving
 
 
 def test_default_transport_limit_takes_a_2048_png_in_and_out():
-    from services.common.config import Limits
+    from services.core.config import Limits
 
     # Worst case: two incompressible 2048x2048 RGBA PNGs (an inpaint request) plus the envelope.
     worst_png = 2048 * 2048 * 4 + 2048 * 64

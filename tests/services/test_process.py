@@ -14,9 +14,9 @@ import grpc
 import pytest
 from PIL import Image
 
-from services.client import ImageGenClient
-from services.common.images import read_infotext
-from services.common.infotext import parse_infotext
+from services.client import ImageGenClient, Progress, Queued, Result
+from services.core.imaging.images import read_infotext
+from services.core.imaging.infotext import parse_infotext
 from tests.conftest import CACHE_DIR, box_mask, free_port, png, request_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,15 +108,15 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits():
         client = ImageGenClient("txt2img", f"127.0.0.1:{port}")
         assert client.wait_until_serving(120)
         call = client.stream(request_for("txt2img", steps=60, width=256, height=256))
-        assert next(call).HasField("queued")
-        assert next(call).HasField("progress")  # running now
+        assert isinstance(next(call), Queued)
+        assert isinstance(next(call), Progress)  # running now
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         with pytest.raises(grpc.RpcError) as err:
             client.generate(request_for("txt2img"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         events = list(call)
-        assert events[-1].HasField("result")  # the in-flight request completed
+        assert isinstance(events[-1], Result)  # the in-flight request completed
         assert proc.wait(timeout=30) == 0
         client.close()
     finally:

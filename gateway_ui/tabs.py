@@ -1,0 +1,230 @@
+"""The three tabs, each described once: its own inputs, its own request, together.
+
+A tab's inputs are named in API order; the names are the gateway API's parameter names
+(`/img2img(image, prompt, negative_prompt, strength, steps, ...)`), and the tab's request builder
+reads the values by those names. Ranges and defaults come from the service's GetInfo.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gradio as gr
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import IMG2IMG, INPAINT, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract
+from services.client import make_request
+
+from .masks import editor_inputs
+
+MODEL_DEFAULT = "model default"
+
+
+@dataclass
+class Controls:
+    """The Advanced settings every tab has; their ranges and choices follow GetInfo."""
+
+    fields: dict  # API name -> component, in API order
+    sized: bool  # txt2img: width/height >= 64; image modes: 0 keeps the input's size
+
+    @classmethod
+    def build(cls, mode: str, info: pb.ServiceInfo, sized: bool, extra: Callable[[], dict]) -> "Controls":
+        limits, defaults = info.limits, info.defaults
+        least = MIN_SIZE if sized else 0
+        suffix = "" if sized else " (0 = the input's)"
+        with gr.Accordion("Advanced", open=False):
+            with gr.Row():
+                steps = gr.Slider(1, limits.max_steps, value=defaults.num_inference_steps, step=1, label="Steps",
+                                  elem_id=f"{mode}-steps")
+                guidance = gr.Slider(0, limits.max_guidance_scale, value=defaults.guidance_scale, step=0.5,
+                                     label="Guidance scale (CFG)", elem_id=f"{mode}-guidance")
+            with gr.Row():
+                width = gr.Slider(least, limits.max_width, value=defaults.width if sized else 0, step=8,
+                                  label="Width" + suffix, elem_id=f"{mode}-width")
+                height = gr.Slider(least, limits.max_height, value=defaults.height if sized else 0, step=8,
+                                   label="Height" + suffix, elem_id=f"{mode}-height")
+            with gr.Row():
+                seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id=f"{mode}-seed")
+                num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Number of images",
+                                       elem_id=f"{mode}-num-images")
+                scheduler = gr.Dropdown([MODEL_DEFAULT, *info.schedulers], value=MODEL_DEFAULT, label="Scheduler",
+                                        elem_id=f"{mode}-scheduler")
+            mode_fields = extra()  # strength, mask blur (first in the API, last on the page)
+        return cls({**mode_fields, "steps": steps, "guidance": guidance, "width": width, "height": height,
+                    "seed": seed, "num_images": num_images, "scheduler": scheduler}, sized)
+
+    @property
+    def ranged(self) -> list:
+        """The components whose ranges and choices GetInfo sets, in the order of `updates`."""
+        f = self.fields
+        return [f["steps"], f["guidance"], f["width"], f["height"], f["num_images"], f["scheduler"]]
+
+    def updates(self, info: pb.ServiceInfo) -> list:
+        limits = info.limits
+        least = MIN_SIZE if self.sized else 0
+        return [
+            gr.update(maximum=limits.max_steps),
+            gr.update(maximum=limits.max_guidance_scale),
+            gr.update(maximum=limits.max_width, minimum=least),
+            gr.update(maximum=limits.max_height, minimum=least),
+            gr.update(maximum=limits.max_images),
+            gr.update(choices=[MODEL_DEFAULT, *info.schedulers]),
+        ]
+
+
+def number(values: dict, name: str, whole: bool = False, least: float = 0, most: float = 2**32 - 1):
+    """A number the browser (or an API caller) sent, checked to fit the request message (whole numbers
+    are unsigned 32-bit unless told); ValueError names the field. The service checks its own ranges."""
+    value = values[name]
+    try:
+        result = float(value or 0)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, not {str(value)[:40]!r}") from None
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite number, not {value}")
+    if whole and not least <= result <= most:
+        raise ValueError(f"{name} {value} is outside {least:g}..{most:g}")
+    return int(result) if whole else result
+
+
+def common_request_args(values: dict) -> dict:
+    """make_request's keyword arguments from the fields every tab has."""
+    scheduler = values["scheduler"]
+    seed = number(values, "seed", whole=True, least=-1, most=MAX_SEED)
+    return {
+        "negative_prompt": values["negative_prompt"] or "",
+        "steps": number(values, "steps", whole=True),
+        "guidance_scale": number(values, "guidance"),
+        "width": number(values, "width", whole=True),
+        "height": number(values, "height", whole=True),
+        "seed": None if seed < 0 else seed,  # -1: random
+        "num_images": number(values, "num_images", whole=True),
+        "scheduler": "" if not scheduler or scheduler == MODEL_DEFAULT else str(scheduler),
+    }
+
+
+@dataclass
+class TabSpec:
+    """What makes one tab: its mode, its own inputs and controls, and how its values become a request."""
+
+    contract: ModeContract
+    sized: bool
+    # Builds the tab's image inputs (in the left column) -> API name -> component; the first takes
+    # images sent from other tabs.
+    image_inputs: Callable[[], dict]
+    # Builds the mode's own Advanced controls -> API name -> component.
+    mode_controls: Callable[[pb.ServiceInfo], dict]
+    # Values by API name -> the request; ValueError names what the person must fix.
+    request: Callable[[dict], object]
+
+
+def _no_inputs() -> dict:
+    return {}
+
+
+def _no_controls(_info) -> dict:
+    return {}
+
+
+def _strength(mode: str, info: pb.ServiceInfo) -> dict:
+    return {"strength": gr.Slider(0.05, 1, value=info.defaults.strength, step=0.05, label="Strength",
+                                  elem_id=f"{mode}-strength")}
+
+
+def txt2img_request(values: dict):
+    return make_request(TXT2IMG.name, values["prompt"] or "", **common_request_args(values))
+
+
+def img2img_inputs() -> dict:
+    return {"image": gr.Image(type="pil", label="Input image", sources=["upload", "clipboard"], height=360,
+                              elem_id="img2img-input")}
+
+
+def img2img_request(values: dict):
+    if values["image"] is None:
+        raise ValueError("upload an input image first")
+    return make_request(IMG2IMG.name, values["prompt"] or "", image=values["image"],
+                        strength=number(values, "strength"), **common_request_args(values))
+
+
+def inpaint_inputs() -> dict:
+    editor = gr.ImageEditor(type="pil", label="Image: paint over the part to repaint",
+                            brush=gr.Brush(colors=["#ffffff"], color_mode="defaults"),
+                            sources=["upload", "clipboard"], elem_id="inpaint-editor")
+    mask = gr.Image(type="pil", image_mode=None, elem_id="inpaint-mask", label="Or upload a mask (white = repaint)")
+    return {"editor": editor, "mask": mask}
+
+
+def inpaint_controls(info: pb.ServiceInfo) -> dict:
+    return {**_strength(INPAINT.name, info),
+            "mask_blur": gr.Slider(0, MAX_MASK_BLUR, value=info.defaults.mask_blur, step=1, label="Mask blur (px)",
+                                   elem_id="inpaint-mask-blur")}
+
+
+def inpaint_request(values: dict):
+    image, mask = editor_inputs(values["editor"], values.get("mask"))
+    return make_request(INPAINT.name, values["prompt"] or "", image=image, mask=mask,
+                        strength=number(values, "strength"),
+                        mask_blur=number(values, "mask_blur", whole=True),
+                        **common_request_args(values))
+
+
+TABS = (
+    TabSpec(TXT2IMG, sized=True, image_inputs=_no_inputs, mode_controls=_no_controls, request=txt2img_request),
+    TabSpec(IMG2IMG, sized=False, image_inputs=img2img_inputs,
+            mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request),
+    TabSpec(INPAINT, sized=False, image_inputs=inpaint_inputs, mode_controls=inpaint_controls,
+            request=inpaint_request),
+)
+
+
+@dataclass
+class Tab:
+    """One built tab: its components by API name, its outputs, and where sent images land."""
+
+    spec: TabSpec
+    inputs: dict  # API name -> component, in API order
+    controls: Controls
+    status: object
+    outputs: list  # gallery, seeds, infotext
+    send_buttons: dict = field(default_factory=dict)  # target mode -> button
+    selected: object = None  # gr.State: the gallery index picked
+
+    @property
+    def mode(self) -> str:
+        return self.spec.contract.name
+
+    @property
+    def image_target(self):
+        """The component an image sent to this tab goes into (None: the tab takes no image)."""
+        return next(iter(self.inputs.values())) if self.spec.contract.takes_image else None
+
+
+def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContract]) -> tuple[Tab, object]:
+    """Lay out one tab (inside an open gr.Tabs); returns it and its Generate button."""
+    mode = spec.contract.name
+    with gr.Tab(spec.contract.label, id=mode, elem_id=f"tab-{mode}"):
+        status = gr.Markdown(elem_id=f"{mode}-status")
+        with gr.Row():
+            with gr.Column():
+                images = spec.image_inputs()
+                prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
+                negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
+                controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info))
+                button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
+            with gr.Column():
+                gallery = gr.Gallery(label="Result", type="filepath", format="png", interactive=False,
+                                     elem_id=f"{mode}-gallery", columns=2)
+                seeds = gr.Textbox(label="Seeds", interactive=False, elem_id=f"{mode}-seeds")
+                infotext = gr.Textbox(label="Parameters (infotext)", lines=3, interactive=False,
+                                      elem_id=f"{mode}-infotext")
+                selected = gr.State(0)
+                with gr.Row():
+                    send = {target.name: gr.Button(f"Send to {target.label}", size="sm",
+                                                   elem_id=f"{mode}-to-{target.name}")
+                            for target in image_modes}
+    inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected)
+    return tab, button

@@ -1,0 +1,129 @@
+"""The contract's fixed facts in one small hand-written table, for every side (no torch, no server code).
+
+The generated modules beside this one are never edited; this one names what the .proto leaves to
+prose: the three modes (service, stub, request, default port, label), the output formats and fit
+modes by name, the documented defaults and default limits, and the structured error reasons.
+The client, the gateway, the launcher, the services, the bench and the tests all read it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import imagegen_pb2 as pb
+from . import imagegen_pb2_grpc as pb_grpc
+
+PACKAGE = "imagegen.v1"
+
+
+@dataclass(frozen=True)
+class ModeContract:
+    """What every side knows about one generation mode."""
+
+    name: str  # "txt2img": CLI subcommand, module services.<name>, GetInfo's mode
+    service: str  # the proto service, "Txt2Img"
+    label: str  # what people read: the gateway's tab
+    port: int  # default gRPC port
+    metrics_port: int  # default Prometheus port
+    request: type  # the request message class
+    stub: type
+    add_servicer: Callable
+    takes_image: bool  # the request has init_image, strength and fit
+    takes_mask: bool  # the request has mask_image, mask_blur and invert_mask
+    default_strength: float = 0.0  # the documented default when strength is unset (image modes)
+    default_mask_blur: int = 0  # the documented default when mask_blur is unset (inpaint)
+
+    @property
+    def full_service_name(self) -> str:
+        return f"{PACKAGE}.{self.service}"
+
+    @property
+    def default_address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, pb.Txt2ImgRequest, pb_grpc.Txt2ImgStub,
+                       pb_grpc.add_Txt2ImgServicer_to_server, takes_image=False, takes_mask=False)
+IMG2IMG = ModeContract("img2img", "Img2Img", "Img2Img", 50052, 9052, pb.Img2ImgRequest, pb_grpc.Img2ImgStub,
+                       pb_grpc.add_Img2ImgServicer_to_server, takes_image=True, takes_mask=False,
+                       default_strength=0.8)
+INPAINT = ModeContract("inpaint", "Inpaint", "Inpainting", 50053, 9053, pb.InpaintRequest, pb_grpc.InpaintStub,
+                       pb_grpc.add_InpaintServicer_to_server, takes_image=True, takes_mask=True,
+                       default_strength=1.0, default_mask_blur=4)
+MODES: dict[str, ModeContract] = {m.name: m for m in (TXT2IMG, IMG2IMG, INPAINT)}
+MODE_NAMES: tuple[str, ...] = tuple(MODES)
+
+
+def mode(name: str) -> ModeContract:
+    try:
+        return MODES[name]
+    except KeyError:
+        raise ValueError(f"unknown mode {name!r}; choose one of {', '.join(MODE_NAMES)}") from None
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str  # "png": the client's and CLI's name
+    enum: int  # pb.ImageFormat value
+    pil: str  # Pillow's format name
+    mime: str
+    extension: str  # file extension, without the dot
+
+
+PNG = OutputFormat("png", pb.IMAGE_FORMAT_PNG, "PNG", "image/png", "png")
+JPEG = OutputFormat("jpeg", pb.IMAGE_FORMAT_JPEG, "JPEG", "image/jpeg", "jpg")
+WEBP = OutputFormat("webp", pb.IMAGE_FORMAT_WEBP, "WEBP", "image/webp", "webp")
+OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (PNG, JPEG, WEBP)}
+# Unspecified means PNG.
+FORMAT_BY_ENUM: dict[int, OutputFormat] = {pb.IMAGE_FORMAT_UNSPECIFIED: PNG, **{f.enum: f for f in (PNG, JPEG, WEBP)}}
+FORMAT_BY_MIME: dict[str, OutputFormat] = {f.mime: f for f in (PNG, JPEG, WEBP)}
+
+# Fit modes by name; FIT_MODE_UNSPECIFIED (None here) means resize when both sides are given, else keep.
+FIT_MODES: dict[str, int] = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
+FIT_BY_ENUM: dict[int, str | None] = {pb.FIT_MODE_UNSPECIFIED: None, **{v: k for k, v in FIT_MODES.items()}}
+
+MIN_SIZE = 64  # smallest width or height
+MAX_SEED = 2**64 - 1
+MAX_MASK_BLUR = 64
+
+# What a service uses for unset fields and which limits it applies unless its operator changes them
+# (it reports its own in GetInfo; the gateway shows these while a service cannot be reached).
+DEFAULTS = pb.Defaults(num_inference_steps=25, guidance_scale=7.5, width=512, height=512, quality=90)
+LIMITS = pb.Limits(
+    max_width=2048, max_height=2048, max_pixels=2048 * 2048, max_steps=150, max_images=8, max_prompt_chars=4000,
+    max_guidance_scale=50.0, max_input_pixels=4096 * 4096,
+    # A 2048x2048 RGBA PNG of pure noise is 16 MiB; an inpaint request carries two of them.
+    max_message_bytes=64 * 1024 * 1024, max_queue=32, max_batch_images=4,
+)
+
+
+def placeholder_info(name: str) -> pb.ServiceInfo:
+    """The documented defaults and limits of a mode, for showing a form while its service is unreachable."""
+    spec = mode(name)
+    defaults = pb.Defaults()
+    defaults.CopyFrom(DEFAULTS)
+    defaults.strength = spec.default_strength
+    defaults.mask_blur = spec.default_mask_blur
+    return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
+                          output_formats=[f.enum for f in OUTPUT_FORMATS.values()])
+
+
+# Errors: every status the services send carries a google.rpc.ErrorInfo detail in this domain whose
+# reason says what happened, so clients never read message text. INVALID_ARGUMENT also carries
+# google.rpc.BadRequest (the fields), a full queue google.rpc.RetryInfo and trailing RETRY_AFTER_KEY.
+ERROR_DOMAIN = PACKAGE
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+class Reason:
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"  # a request field is wrong (see BadRequest)
+    QUEUE_FULL = "QUEUE_FULL"  # retry after RetryInfo's delay
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"  # the device ran out of memory: ask for less
+    MODEL_LOADING = "MODEL_LOADING"  # not serving yet: retry shortly
+    SHUTTING_DOWN = "SHUTTING_DOWN"  # draining: retry on another replica
+    DEADLINE_UNMEETABLE = "DEADLINE_UNMEETABLE"  # refused before any work: the deadline cannot be met
+    DEADLINE_PASSED = "DEADLINE_PASSED"  # the deadline passed while the request waited
+    CANCELLED = "CANCELLED"  # the client went away
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # missing or wrong token
+    INTERNAL = "INTERNAL"  # a failure of the service, not of the request

@@ -1,0 +1,173 @@
+"""ImageGenClient: one mode's service over one channel, with deadlines, retries and typed results."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import mode as mode_contract
+
+from .errors import QueueFull, ServiceError, from_rpc_error
+from .events import Event, from_message
+from .security import ClientSecurity
+
+MiB = 1024 * 1024
+
+
+class EventStream:
+    """A GenerateStream call as typed events (Queued, Progress..., Result), retried while the queue is full.
+
+    Iterate it; `cancel()` stops the work. Only a refusal before the first event is retried, so no
+    event is ever seen twice. Failures raise the typed errors of `errors`.
+    """
+
+    def __init__(self, client: "ImageGenClient", request, timeout: float):
+        self._client = client
+        self._request = request
+        self._deadline = time.monotonic() + timeout
+        self._cancelled = False
+        self._call = client._stream_call(request, timeout)
+        self._events = self._iterate()
+
+    def _iterate(self):
+        attempt = 0
+        while True:
+            seen = False
+            try:
+                for message in self._call:
+                    seen = True
+                    yield from_message(message)
+                return
+            except grpc.RpcError as err:
+                error = self._client._typed(err)
+                delay = None if seen or self._cancelled else self._client._retry_delay(error, attempt, self._deadline)
+                if delay is None:
+                    raise error from None
+            time.sleep(delay)
+            attempt += 1
+            self._call = self._client._stream_call(self._request, max(0.001, self._deadline - time.monotonic()))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+
+
+class ImageGenClient:
+    """One mode's service over one channel. Every call has a deadline (`timeout`, seconds).
+
+    `address` is any gRPC target: host:port, dns:///name:port (all replicas behind a DNS name, in
+    round robin), or ipv4:host1:port1,host2:port2; default: the mode's port on this machine.
+
+    A full queue (QueueFull, with the service's retry hint) is retried up to `retries` times, waiting
+    the hint or an exponential backoff from `backoff_s`, whichever is longer, with jitter, and never
+    past the call's deadline. Failures raise the typed errors of `services.client.errors`.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        address: str | None = None,
+        *,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        max_message_bytes: int = 256 * MiB,
+        security: ClientSecurity | None = None,
+        channel: grpc.Channel | None = None,
+    ):
+        self.contract = mode_contract(mode)
+        self.mode = mode
+        self.address = address or self.contract.default_address
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.security = security or ClientSecurity()
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Spread calls over every address the target resolves to: a headless Service's
+            # pods (dns:///txt2img:50051) or a list (ipv4:10.0.0.1:50051,10.0.0.2:50051).
+            ("grpc.lb_policy_name", "round_robin"),
+            # A restarted service is found again within seconds, not after minutes of backoff.
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
+        self.channel = channel if channel is not None else self.security.channel(self.address, options)
+        self.metadata = self.security.metadata
+        self.stub = self.contract.stub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def _typed(self, err: grpc.RpcError) -> ServiceError:
+        return from_rpc_error(err, self.mode, self.address)
+
+    def _retry_delay(self, error: ServiceError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before retrying, or None when the error is not worth retrying."""
+        if not isinstance(error, QueueFull) or attempt >= self.retries:
+            return None
+        delay = max(error.retry_after_s or 0.0, self.backoff_s * 2**attempt) * random.uniform(1.0, 1.25)
+        return delay if time.monotonic() + delay < deadline else None
+
+    def _stream_call(self, request, timeout: float):
+        return self.stub.GenerateStream(request, timeout=timeout, metadata=self.metadata)
+
+    def generate(self, request, timeout: float | None = None) -> pb.GenerateResponse:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        attempt = 0
+        while True:
+            try:
+                return self.stub.Generate(request, timeout=max(0.001, deadline - time.monotonic()),
+                                          metadata=self.metadata)
+            except grpc.RpcError as err:
+                error = self._typed(err)
+                delay = self._retry_delay(error, attempt, deadline)
+                if delay is None:
+                    raise error from None
+            time.sleep(delay)
+            attempt += 1
+
+    def stream(self, request, timeout: float | None = None) -> EventStream:
+        """The GenerateStream call as typed events: iterate it; `.cancel()` stops the work."""
+        return EventStream(self, request, timeout or self.timeout)
+
+    def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
+        try:
+            return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as err:
+            raise self._typed(err) from None
+
+    def health(self, timeout: float = 5.0) -> str:
+        """SERVING, NOT_SERVING, or UNREACHABLE."""
+        try:
+            reply = self._health.Check(
+                health_pb2.HealthCheckRequest(service=self.contract.full_service_name), timeout=timeout
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def wait_until_serving(self, timeout: float = 120.0, interval: float = 0.25) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.health(timeout=min(5.0, max(0.1, deadline - time.monotonic()))) == "SERVING":
+                return True
+            time.sleep(interval)
+        return False
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,87 @@
+"""Request messages from plain Python values: `make_request(mode, prompt, ...)`."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import FIT_MODES, OUTPUT_FORMATS
+from imagegen.v1.contract import mode as mode_contract
+
+
+def as_image(value) -> pb.Image:
+    """An Image message from bytes, a path, or a PIL image."""
+    if isinstance(value, pb.Image):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return pb.Image(data=bytes(value))
+    if isinstance(value, (str, os.PathLike)):
+        return pb.Image(data=Path(value).read_bytes())
+    if hasattr(value, "save"):  # PIL image
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return pb.Image(data=buf.getvalue(), mime_type="image/png")
+    raise TypeError(f"cannot make an image from {type(value).__name__}")
+
+
+def make_request(
+    mode: str,
+    prompt: str = "",
+    *,
+    negative_prompt: str = "",
+    steps: int = 0,
+    guidance_scale: float | None = None,
+    width: int = 0,
+    height: int = 0,
+    seed: int | None = None,
+    num_images: int = 0,
+    scheduler: str = "",
+    output_format: str = "png",
+    quality: int = 0,
+    image=None,
+    mask=None,
+    strength: float | None = None,
+    fit: str | None = None,
+    mask_blur: int | None = None,
+    invert_mask: bool = False,
+):
+    """The request message for `mode`; None and 0 leave a field to the service's default.
+
+    Fields the mode does not have (an image for txt2img, a mask for img2img) are ignored."""
+    contract = mode_contract(mode)
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    if fit is not None and fit not in FIT_MODES:
+        raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FIT_MODES)}")
+    params = pb.GenerationParams(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_inference_steps=steps,
+        width=width,
+        height=height,
+        num_images=num_images,
+        scheduler=scheduler,
+        output_format=OUTPUT_FORMATS[output_format].enum,
+        quality=quality,
+    )
+    if guidance_scale is not None:
+        params.guidance_scale = guidance_scale
+    if seed is not None:
+        params.seed = seed
+    request = contract.request(params=params)
+    if contract.takes_image:
+        if image is not None:
+            request.init_image.CopyFrom(as_image(image))
+        if strength is not None:
+            request.strength = strength
+        if fit is not None:
+            request.fit = FIT_MODES[fit]
+    if contract.takes_mask:
+        if mask is not None:
+            request.mask_image.CopyFrom(as_image(mask))
+        if mask_blur is not None:
+            request.mask_blur = mask_blur
+        request.invert_mask = invert_mask
+    return request

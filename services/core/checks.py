@@ -1,0 +1,168 @@
+"""Request checks, like diffusers' `check_inputs`: each field checked before any work is built.
+
+Every function here either returns the checked value or raises InvalidArgument naming the field.
+A mode's `check` calls these for all its fields first, then builds one GenerationSpec from them.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_SEED, MIN_SIZE, OutputFormat
+
+from .config import Limits, ServiceConfig
+from .errors import InvalidArgument
+from .imaging import images
+from .models import schedulers
+
+
+@dataclass(frozen=True)
+class CheckedParams:
+    """GenerationParams after checking, defaults applied; a side not given is None (the mode decides)."""
+
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int | None
+    height: int | None
+    seeds: tuple[int, ...]
+    scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
+    output_format: OutputFormat
+    quality: int
+
+
+def short_float(value: float) -> float:
+    """A float32 field as the decimal the caller most likely wrote (0.6, not 0.6000000238)."""
+    return float(f"{value:.6g}")
+
+
+def check_text(value: str, field: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters, over the limit of {limit}")
+    if "\x00" in value:
+        raise InvalidArgument(field, "contains a NUL character")
+    return value
+
+
+def check_side(value: int, field: str, limit: int) -> int:
+    """One requested side in pixels: a multiple of 8 within MIN_SIZE..limit."""
+    if value % 8:
+        raise InvalidArgument(field, f"{value} is not a multiple of 8")
+    if not MIN_SIZE <= value <= limit:
+        raise InvalidArgument(field, f"{value} is outside {MIN_SIZE}..{limit}")
+    return value
+
+
+def check_pixels(width: int, height: int, limits: Limits, field: str) -> None:
+    if width * height > limits.max_pixels:
+        raise InvalidArgument(
+            field, f"{width}x{height} is {width * height} pixels, over the limit of {limits.max_pixels}"
+        )
+
+
+def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedParams:
+    """The fields every mode shares."""
+    limits, defaults = config.limits, config.defaults
+    prompt = check_text(params.prompt, "params.prompt", limits.max_prompt_chars)
+    negative = check_text(params.negative_prompt, "params.negative_prompt", limits.max_prompt_chars)
+
+    steps = params.num_inference_steps or defaults.num_inference_steps
+    if steps > limits.max_steps:
+        raise InvalidArgument("params.num_inference_steps", f"{steps} is over the limit of {limits.max_steps}")
+
+    guidance = params.guidance_scale if params.HasField("guidance_scale") else defaults.guidance_scale
+    if not math.isfinite(guidance) or not 0 <= guidance <= limits.max_guidance_scale:
+        raise InvalidArgument("params.guidance_scale", f"{guidance} is outside 0..{limits.max_guidance_scale}")
+
+    width = check_side(params.width, "params.width", limits.max_width) if params.width else None
+    height = check_side(params.height, "params.height", limits.max_height) if params.height else None
+
+    count = params.num_images or 1
+    if count > limits.max_images:
+        raise InvalidArgument("params.num_images", f"{count} is over the limit of {limits.max_images}")
+    seed = params.seed if params.HasField("seed") else secrets.randbelow(2**32)
+    if seed + count - 1 > MAX_SEED:
+        raise InvalidArgument("params.seed", f"seed + num_images - 1 must be at most {MAX_SEED}")
+
+    if params.scheduler and params.scheduler not in schedulers.SCHEDULERS:
+        raise InvalidArgument(
+            "params.scheduler",
+            f"unknown scheduler {params.scheduler!r}; choose one of {', '.join(schedulers.names())}",
+        )
+    if params.output_format not in FORMAT_BY_ENUM:
+        raise InvalidArgument("params.output_format", f"unknown format {params.output_format}")
+    quality = params.quality or defaults.quality
+    if quality > 100:
+        raise InvalidArgument("params.quality", f"{quality} is outside 1..100")
+
+    return CheckedParams(
+        prompt=prompt,
+        negative_prompt=negative,
+        steps=steps,
+        guidance_scale=short_float(guidance),
+        width=width,
+        height=height,
+        seeds=tuple(seed + i for i in range(count)),
+        scheduler=params.scheduler,
+        output_format=FORMAT_BY_ENUM[params.output_format],
+        quality=quality,
+    )
+
+
+def check_strength(request, default: float, steps: int) -> float:
+    strength = request.strength if request.HasField("strength") else default
+    if not math.isfinite(strength) or not 0 <= strength <= 1:
+        raise InvalidArgument("strength", f"{strength} is outside 0..1")
+    if int(steps * strength) < 1:
+        raise InvalidArgument(
+            "strength",
+            f"{strength} x {steps} steps runs no denoising step; raise strength or num_inference_steps",
+        )
+    return short_float(strength)
+
+
+def check_fit(request) -> str | None:
+    """The requested fit mode's name, or None when unspecified."""
+    if request.fit not in FIT_BY_ENUM:
+        raise InvalidArgument("fit", f"unknown fit mode {request.fit}")
+    return FIT_BY_ENUM[request.fit]
+
+
+def check_image(image: pb.Image, field: str, limits: Limits):
+    """The decoded image (decoding is the check: bytes that do not decode are the caller's error)."""
+    return images.decode_image(image.data, field, limits.max_input_pixels)
+
+
+def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int, int] | None = None,
+                fit: str | None = None) -> tuple[tuple[int, int], str]:
+    """The output size, and how an input image is fitted to it ("resize" stretches, "crop" covers then
+    centre-crops; images.fit_image and masks.prepare_mask take it).
+
+    Without an input image (txt2img): the requested sides, else the configured default size.
+    With one of size `source`: an unspecified fit resizes when both sides are given, else keeps the
+    input's size rounded down to a multiple of 8, which must then be within the limits.
+    """
+    limits = config.limits
+    field = "params.height" if params.height and not params.width else "params.width"
+    if source is None:
+        width, height = params.width or config.defaults.size, params.height or config.defaults.size
+    elif (fit or ("resize" if params.width and params.height else "keep")) != "keep":
+        if not (params.width and params.height):
+            raise InvalidArgument("params.width", f"fit {fit} needs both params.width and params.height")
+        width, height = params.width, params.height
+    else:
+        width, height = images.round8(source[0]), images.round8(source[1])
+        field = "init_image.data"
+        for value, name, limit in ((width, "width", limits.max_width), (height, "height", limits.max_height)):
+            if not MIN_SIZE <= value <= limit:
+                raise InvalidArgument(
+                    field,
+                    f"image {name} {value} (rounded to a multiple of 8) is outside {MIN_SIZE}..{limit}; "
+                    "set params.width and params.height to resize it",
+                )
+    check_pixels(width, height, limits, field)
+    return (width, height), "crop" if fit == "crop" else "resize"

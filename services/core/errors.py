@@ -1,0 +1,83 @@
+"""Errors the services raise: each carries its gRPC status code and the contract's reason for it.
+
+Raised anywhere in the core or a mode; `rpc.status` turns them into statuses at one place.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from imagegen.v1.contract import Reason
+
+
+class ServiceError(Exception):
+    """An error with a gRPC status code, a reason (contract.Reason) and a message meant for the caller."""
+
+    code = grpc.StatusCode.INTERNAL
+    reason = Reason.INTERNAL
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    """A request field is wrong; `field` is its path, e.g. `params.width`."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = Reason.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class QueueFull(ServiceError):
+    """The queue is full; `retry_after_s` is when a place is likely to be free."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = Reason.QUEUE_FULL
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineUnmeetable(ServiceError):
+    """The caller's deadline cannot be met: refused before any work."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = Reason.DEADLINE_UNMEETABLE
+
+
+class DeadlinePassed(ServiceError):
+    """The caller's deadline passed while the request waited."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = Reason.DEADLINE_PASSED
+
+
+class OutOfMemory(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = Reason.OUT_OF_MEMORY
+
+
+class ModelLoading(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = Reason.MODEL_LOADING
+
+
+class ShuttingDown(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = Reason.SHUTTING_DOWN
+
+
+class Cancelled(ServiceError):
+    code = grpc.StatusCode.CANCELLED
+    reason = Reason.CANCELLED
+
+
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = Reason.UNAUTHENTICATED

@@ -1,0 +1,1 @@
+"""Images: decoding with limits, fitting, encoding with infotext; inpainting masks; infotext."""

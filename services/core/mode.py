@@ -1,0 +1,50 @@
+"""What the core needs from a mode. Each of services/txt2img, img2img and inpaint builds one `Mode`
+and passes it in from its `__main__` (`server.main(MODE)`): the core never imports a mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from imagegen.v1.contract import ModeContract
+
+
+@dataclass(frozen=True)
+class Mode:
+    contract: ModeContract  # name, proto service, request class, default ports (shared with clients)
+    default_model: str  # what --model is when neither the flag nor IMAGEGEN_MODEL says
+    pipeline_class: str  # the diffusers class that loads it, e.g. "AutoPipelineForText2Image"
+    inpaint_unet: bool  # the presets (tiny, sd15) build a 9-channel inpainting UNet
+    # request, ServiceConfig -> GenerationSpec: every field checked first; raises InvalidArgument. No model work.
+    check: Callable[[Any, Any], Any]
+    # pipe, batch (GenerationSpecs with one batch_key), generators (one per image), step callback
+    # -> PIL images, in order: all of the first spec's seeds, then the next spec's, ...
+    run: Callable[[Any, list, list, Callable], list]
+    # ServiceConfig -> a small request run once before reporting SERVING
+    warmup_request: Callable[[Any], Any]
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def full_service_name(self) -> str:
+        return self.contract.full_service_name
+
+
+def per_image(batch: list, attribute: str) -> list:
+    """One value per image of the batch: each spec's attribute, repeated for each of its seeds."""
+    return [getattr(spec, attribute) for spec in batch for _seed in spec.seeds]
+
+
+def shared_args(batch: list, generators: list, on_step) -> dict:
+    """The pipeline arguments every mode passes: per-image prompts, and what the batch shares."""
+    first = batch[0]
+    return {
+        "prompt": per_image(batch, "prompt"),
+        "negative_prompt": per_image(batch, "negative_prompt"),
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance_scale,
+        "generator": generators,
+        "callback_on_step_end": on_step,
+    }

@@ -1,0 +1,1 @@
+"""Models: loading a pipeline, the built-in presets (tiny, sd15), schedulers by name."""

@@ -1,0 +1,100 @@
+"""Loading a mode's pipeline: from the embedded tiny model, a local folder, or a Hugging Face id."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import ServiceConfig
+from ..mode import Mode
+from .presets import build_sd15_pipeline, ensure_tiny
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the message says what was tried, on one line."""
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {requested} asked for, but CUDA is not available here")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"device {requested} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+        return f"cuda:{index}"
+    raise ModelLoadError(f"unknown device {requested!r}; use cuda:N, cpu or auto")
+
+
+def resolve_dtype(requested: str, device: str):
+    import torch
+
+    if requested == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, requested)
+
+
+def model_source(mode: Mode, config: ServiceConfig) -> tuple[str, str]:
+    """(what to pass to from_pretrained, how to describe it in an error)."""
+    if config.model == "tiny":
+        path = ensure_tiny(config.cache_dir, inpaint=mode.inpaint_unet)
+        return str(path), f"the embedded tiny model at {path}"
+    local = Path(config.model).expanduser()
+    if local.exists():
+        if not (local / "model_index.json").is_file():
+            raise ModelLoadError(f"{local} exists but is not a diffusers model folder (no model_index.json)")
+        return str(local), f"the local folder {local.resolve()}"
+    return config.model, f"{config.model!r} as a local folder (not found) and as a Hugging Face id"
+
+
+def quiet_libraries() -> None:
+    """diffusers and transformers log progress bars and notices we do not want in service logs."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_pipeline(mode: Mode, config: ServiceConfig):
+    """Load, place and configure the pipeline for `mode`. Raises ModelLoadError."""
+    import diffusers
+    import torch
+
+    quiet_libraries()
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    if config.model == "sd15":
+        log.info("building the sd15 preset (random weights) for %s on %s (%s)", config.mode, device, dtype)
+        try:
+            pipe = build_sd15_pipeline(mode.inpaint_unet, device, dtype)
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            raise ModelLoadError(f"could not build the sd15 preset on {device}: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, device, dtype
+    source, described = model_source(mode, config)
+    log.info("loading %s for %s on %s (%s)", described, config.mode, device, dtype)
+    try:
+        pipe = getattr(diffusers, mode.pipeline_class).from_pretrained(
+            source, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        )
+    except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load {described}: {reason}") from exc
+    try:
+        pipe = pipe.to(device)
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        raise ModelLoadError(f"could not move the model to {device}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, device, dtype

@@ -1,0 +1,155 @@
+"""Stable Diffusion architectures built from config, with random weights and no download.
+
+`tiny`: the embedded model, at toy size. Its images are noise, but every shape rule of the real
+model holds: the VAE has 4 down blocks and downsamples by 8, the text encoder takes 77 tokens, and
+the inpaint UNet takes 9 input channels. It is written to a cache folder once and then loaded
+through the same `from_pretrained` path as a real model, so tests exercise the real loading code.
+
+`sd15`: the full Stable Diffusion 1.5 sizes (UNet 860M, VAE 84M, CLIP text encoder 123M
+parameters), built in memory on the target device: the real model's compute and memory cost, for
+benchmarks and GPU checks. Real weights load through the normal path (`--model ID or folder`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_VERSION = "v1"  # bump when the tiny sizes below change, so old caches are not reused
+_SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
+
+
+def tiny_path(cache_dir: Path, inpaint: bool) -> Path:
+    return Path(cache_dir) / f"tiny-{TINY_VERSION}" / ("sd-inpaint" if inpaint else "sd")
+
+
+def ensure_tiny(cache_dir: Path, inpaint: bool) -> Path:
+    """Return the tiny model's folder, building it first if the cache does not hold it yet."""
+    target = tiny_path(cache_dir, inpaint)
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: services starting together never see half a model.
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        build_tiny_pipeline(inpaint).save_pretrained(staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "model_index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def build_tiny_tokenizer():
+    """A CLIP tokenizer over a small vocabulary: every byte-level symbol, alone and word-final.
+
+    With no merges, any text tokenizes (one token per character), and save_pretrained writes
+    the same files a real CLIP tokenizer has."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(ByteLevel.alphabet())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols] + _SPECIAL)}
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+# Component sizes. Only what differs from diffusers' and transformers' defaults is written down.
+TINY = {
+    "unet": dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
+                 norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
+    "vae": dict(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=8),
+    "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+}
+SD15 = {
+    "unet": dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+                 attention_head_dim=8, norm_num_groups=32,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3),
+    "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
+    "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                 hidden_act="quick_gelu", vocab_size=49408),
+}
+
+
+def build_pipeline(sizes: dict, inpaint: bool):
+    """A Stable Diffusion pipeline of the given sizes, seeded per component like diffusers' own tests."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=64, in_channels=9 if inpaint else 4, out_channels=4, **sizes["unet"])
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        sample_size=512, in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, **sizes["vae"],
+    )
+    torch.manual_seed(0)
+    text = {"vocab_size": len(tokenizer), **sizes["text"]}
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **text,
+        )
+    )
+    # Stable Diffusion v1's own scheduler settings.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    return cls(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_pipeline(inpaint: bool):
+    return build_pipeline(TINY, inpaint)
+
+
+def build_sd15_pipeline(inpaint: bool, device: str, dtype):
+    """SD 1.5 sizes, built straight on the device (random init there is fast), in dtype."""
+    import torch
+
+    with torch.device(device):
+        pipe = build_pipeline(SD15, inpaint)
+    return pipe.to(device=device, dtype=dtype)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the embedded tiny model into the cache.")
+    from services.core.config import default_cache_dir
+
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(os.environ))
+    args = parser.parse_args()
+    for inpaint in (False, True):
+        print(ensure_tiny(args.cache_dir, inpaint))

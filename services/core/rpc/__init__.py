@@ -1,0 +1,1 @@
+"""The gRPC face: server bootstrap, the servicer, interceptors, statuses, transport security."""

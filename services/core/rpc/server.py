@@ -1,0 +1,151 @@
+"""Server bootstrap shared by the three modes: health, reflection, interceptors, graceful stop.
+
+`create_server` builds and binds (tests use it with port 0); `serve` runs one until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..config import ServiceConfig, load_config
+from ..mode import Mode
+from ..work.runtime import ModeRuntime
+from .interceptors import ErrorInterceptor, MetricsInterceptor, TokenInterceptor
+from .security import TlsFiles, server_credentials
+from .servicer import ModeServicer
+
+log = logging.getLogger("imagegen")
+# Handler threads: every queued request holds one while it waits, plus room for health and info.
+_SPARE_THREADS = 16
+
+
+class BindError(Exception):
+    pass
+
+
+def create_server(mode: Mode, config: ServiceConfig) -> tuple[grpc.Server, int, ModeRuntime]:
+    """Build the server for `mode` and bind it. Not started; the model is not loaded yet."""
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    runtime = ModeRuntime(mode, config, health_servicer)
+    max_bytes = config.limits.max_message_bytes
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=config.limits.max_queue + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
+        ),
+        # Metrics outermost: they see the status code the error interceptor (or the token check) set.
+        interceptors=[
+            MetricsInterceptor(runtime.metrics, mode.full_service_name),
+            *([TokenInterceptor(config.auth_token, mode.full_service_name)] if config.auth_token else []),
+            ErrorInterceptor(),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    mode.contract.add_servicer(ModeServicer(runtime), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            mode.full_service_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    address = f"{config.host}:{config.port}"
+    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+    try:
+        if tls.enabled:
+            port = server.add_secure_port(address, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise BindError(f"could not listen on {address}: {exc}") from None
+    if port == 0:
+        raise BindError(f"could not listen on {address} (in use, or not an address of this machine)")
+    return server, port, runtime
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # diffusers and transformers are chatty at INFO (progress bars, deprecations).
+    for noisy in ("diffusers", "transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def serve(mode: Mode, config: ServiceConfig) -> int:
+    """Run one mode's service until SIGTERM/SIGINT; returns the process exit code."""
+    from ..models.loading import ModelLoadError
+
+    _setup_logging(config.log_level)
+    try:
+        server, port, runtime = create_server(mode, config)
+    except BindError as exc:
+        print(f"error: {config.mode}: {exc}", file=sys.stderr)
+        return 2
+    server.start()
+    log.info("%s listening on %s:%d (NOT_SERVING until the model is loaded)", config.mode, config.host, port)
+    if config.metrics_port >= 0:
+        try:
+            metrics_port = runtime.metrics.start_http(config.host, config.metrics_port)
+        except OSError as exc:
+            server.stop(0)
+            print(f"error: {config.mode}: could not serve metrics on {config.host}:{config.metrics_port}: {exc}",
+                  file=sys.stderr)
+            return 2
+        log.info("%s metrics on http://%s:%d/metrics", config.mode, config.host, metrics_port)
+
+    stop = threading.Event()
+    failure: list[str] = []
+
+    def on_signal(signum, _frame):
+        log.info("%s received %s: draining", config.mode, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def load():
+        try:
+            runtime.load()
+        except ModelLoadError as exc:
+            failure.append(str(exc))
+            stop.set()
+        except Exception as exc:  # noqa: BLE001 - reported on one line; details in the debug log
+            log.debug("load failed", exc_info=True)
+            failure.append(f"could not start: {type(exc).__name__}: {exc}")
+            stop.set()
+
+    threading.Thread(target=load, name="loader", daemon=True).start()
+    while not stop.wait(0.5):
+        pass
+
+    if failure:
+        server.stop(0)
+        print(f"error: {config.mode}: {failure[0]}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    finished = runtime.drain(config.grace_s)
+    server.stop(max(0.0, config.grace_s - (time.monotonic() - started))).wait()
+    runtime.stop()
+    runtime.metrics.stop_http()
+    log.info("%s stopped (%s)", config.mode, "drained" if finished else "grace period ran out")
+    return 0
+
+
+def main(mode: Mode, argv=None) -> int:
+    """A mode's `python -m services.<mode>`: settings first, then the service."""
+    return serve(mode, load_config(mode, argv))

@@ -1,0 +1,117 @@
+"""The gRPC face of a mode: protobuf in, GenerationSpec to the queue, protobuf out.
+
+One class serves all three modes: their services have the same methods, differing only in the
+request message, which the mode's `check` turns into a GenerationSpec.
+"""
+
+from __future__ import annotations
+
+import time
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import OUTPUT_FORMATS
+
+from ..imaging import images
+from ..models import schedulers
+from ..spec import GenerationSpec
+from ..work.queue import Progress, Queued
+from ..work.runtime import ModeRuntime
+
+VERSION = "0.1.0"
+
+
+def build_response(spec: GenerationSpec, raw, model: str, arrived: float) -> pb.GenerateResponse:
+    encode_start = time.monotonic()
+    out = []
+    for img, seed in zip(raw.images, spec.seeds):
+        text = spec.infotext(seed, raw.scheduler_label, model)
+        out.append(
+            pb.GeneratedImage(
+                data=images.encode_image(img, spec.output_format, text, spec.quality),
+                mime_type=spec.output_format.mime,
+                width=img.width,
+                height=img.height,
+                seed=seed,
+                infotext=text,
+            )
+        )
+    now = time.monotonic()
+    timings = pb.Timings(
+        queue_ms=raw.queue_ms,
+        inference_ms=raw.inference_ms,
+        encode_ms=(now - encode_start) * 1000,
+        total_ms=(now - arrived) * 1000,
+    )
+    return pb.GenerateResponse(images=out, timings=timings)
+
+
+def to_event(event) -> pb.GenerateEvent:
+    if isinstance(event, Queued):
+        return pb.GenerateEvent(queued=pb.QueuedEvent(position=event.position))
+    if isinstance(event, Progress):
+        return pb.GenerateEvent(progress=pb.ProgressEvent(step=event.step, total_steps=event.total_steps))
+    raise TypeError(f"unknown event {event!r}")
+
+
+class ModeServicer:
+    def __init__(self, runtime: ModeRuntime):
+        self.runtime = runtime
+        self.mode = runtime.mode
+        self.config = runtime.config
+
+    def _start(self, request, context):
+        arrived = time.monotonic()
+        self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
+        spec = self.mode.check(request, self.config)
+        job = self.runtime.submit(spec, context.time_remaining())
+        if not context.add_callback(job.cancel):
+            job.cancel()  # the call already ended
+        return arrived, spec, job
+
+    def Generate(self, request, context):
+        arrived, spec, job = self._start(request, context)
+        raw = job.wait()
+        return build_response(spec, raw, self.config.model, arrived)
+
+    def GenerateStream(self, request, context):
+        arrived, spec, job = self._start(request, context)
+        for event in job.iter_events():
+            yield to_event(event)
+        yield pb.GenerateEvent(result=build_response(spec, job.result, self.config.model, arrived))
+
+    def GetInfo(self, request, context):
+        cfg, limits, defaults = self.config, self.config.limits, self.config.defaults
+        worker = self.runtime.worker
+        contract = self.mode.contract
+        return pb.ServiceInfo(
+            mode=self.mode.name,
+            model=cfg.model,
+            device=self.runtime.device,
+            dtype=self.runtime.dtype,
+            schedulers=schedulers.names(),
+            defaults=pb.Defaults(
+                num_inference_steps=defaults.num_inference_steps,
+                guidance_scale=defaults.guidance_scale,
+                width=defaults.size,
+                height=defaults.size,
+                scheduler=worker.default_scheduler if worker else "",
+                strength=contract.default_strength,
+                mask_blur=contract.default_mask_blur,
+                quality=defaults.quality,
+            ),
+            limits=pb.Limits(
+                max_width=limits.max_width,
+                max_height=limits.max_height,
+                max_pixels=limits.max_pixels,
+                max_steps=limits.max_steps,
+                max_images=limits.max_images,
+                max_prompt_chars=limits.max_prompt_chars,
+                max_guidance_scale=limits.max_guidance_scale,
+                max_input_pixels=limits.max_input_pixels,
+                max_message_bytes=limits.max_message_bytes,
+                max_queue=limits.max_queue,
+                max_batch_images=limits.max_batch_images,
+            ),
+            output_formats=[fmt.enum for fmt in OUTPUT_FORMATS.values()],
+            version=VERSION,
+        )

@@ -1,0 +1,57 @@
+"""The work description: one checked request, immutable, ready for the worker.
+
+This is the protobuf boundary: a mode's `check` turns its request into a GenerationSpec, and nothing
+past it sees a protobuf message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagegen.v1.contract import OutputFormat
+
+from .checks import CheckedParams
+from .imaging.infotext import format_infotext
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    seeds: tuple[int, ...]
+    scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
+    output_format: OutputFormat
+    quality: int
+    strength: float | None = None
+    init_image: object | None = None  # PIL RGB image at width x height (img2img, inpaint)
+    mask: object | None = None  # PIL "L" image at width x height, binarized (inpaint)
+    mask_blur: int = 0
+    infotext_extra: tuple[tuple[str, object], ...] = ()  # mode-specific "Key: value" pairs, in order
+
+    @classmethod
+    def build(cls, params: CheckedParams, width: int, height: int, **mode_fields) -> "GenerationSpec":
+        """The spec from checked shared params, the size the mode settled, and the mode's own fields."""
+        shared = {name: getattr(params, name) for name in CheckedParams.__dataclass_fields__
+                  if name not in ("width", "height")}
+        return cls(**shared, width=width, height=height, **mode_fields)
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
+        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.strength)
+
+    def infotext(self, seed: int, sampler: str, model: str) -> str:
+        """AUTOMATIC1111-style parameters of the image made with `seed`."""
+        params = {
+            "Steps": self.steps,
+            "Sampler": sampler,
+            "CFG scale": self.guidance_scale,
+            "Seed": seed,
+            "Size": f"{self.width}x{self.height}",
+            "Model": model,
+            **dict(self.infotext_extra),
+        }
+        return format_infotext(self.prompt, self.negative_prompt, params)

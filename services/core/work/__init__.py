@@ -1,0 +1,1 @@
+"""The work: the bounded queue, the one worker that owns the pipeline, estimates, metrics, the runtime."""

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one service, served over HTTP by prometheus-client.
+
+imagegen_queue_depth is the one to autoscale on: requests waiting for the worker.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+
+
+class ServiceMetrics:
+    def __init__(self, mode: str, queue):
+        self.mode = mode
+        # A registry per service: several services can live in one process (tests, benchmarks).
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("imagegen_requests", "Finished gRPC calls, by method and status code.",
+                                ["mode", "method", "code"], registry=registry)
+        self.request_seconds = Histogram("imagegen_request_duration_seconds",
+                                         "Time from a call's arrival to its end.", ["mode", "method"],
+                                         buckets=_LATENCY_BUCKETS, registry=registry)
+        self.queue_wait = Histogram("imagegen_queue_wait_seconds", "Time a request waited for the worker.",
+                                    ["mode"], buckets=_LATENCY_BUCKETS, registry=registry).labels(mode)
+        self.queue_depth = Gauge("imagegen_queue_depth", "Requests waiting for the worker (scale on this).",
+                                 ["mode"], registry=registry).labels(mode)
+        self.queue_depth.set_function(lambda: queue.depth)
+        self.in_progress = Gauge("imagegen_requests_in_progress", "Generation calls being served now.",
+                                 ["mode"], registry=registry).labels(mode)
+        self.batch_images = Histogram("imagegen_batch_size", "Images per pipeline call (batching).", ["mode"],
+                                      buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=registry).labels(mode)
+        self.batch_requests = Histogram("imagegen_batch_requests", "Requests per pipeline call.", ["mode"],
+                                        buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=registry).labels(mode)
+        self.steps = Counter("imagegen_denoising_steps", "Denoising steps run (all images of a batch at once).",
+                             ["mode"], registry=registry).labels(mode)
+        self.steps_per_second = Gauge("imagegen_denoising_steps_per_second",
+                                      "Denoising steps per second of the last pipeline call.", ["mode"],
+                                      registry=registry).labels(mode)
+        self.images = Counter("imagegen_images_generated", "Images generated.", ["mode"],
+                              registry=registry).labels(mode)
+        self.http_server = None
+
+    def observe_batch(self, requests: int, images: int, seconds: float, steps: int) -> None:
+        self.batch_requests.observe(requests)
+        self.batch_images.observe(images)
+        self.images.inc(images)
+        if seconds > 0:
+            self.steps_per_second.set(steps / seconds)
+
+    def start_http(self, host: str, port: int) -> int:
+        """Serve /metrics; returns the port (port 0 picks a free one)."""
+        self.http_server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return self.http_server.server_port
+
+    def stop_http(self) -> None:
+        if self.http_server is not None:
+            self.http_server.shutdown()
+            self.http_server.server_close()

@@ -1,0 +1,140 @@
+"""A mode's life: load the pipeline, warm up, report SERVING, take jobs, drain and stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from grpc_health.v1 import health_pb2
+
+from ..config import ServiceConfig
+from ..errors import DeadlineUnmeetable, ModelLoading, QueueFull, ShuttingDown
+from ..mode import Mode
+from .estimate import WorkEstimator
+from .metrics import ServiceMetrics
+from .queue import Job, JobQueue
+
+log = logging.getLogger(__name__)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class ModeRuntime:
+    def __init__(self, mode: Mode, config: ServiceConfig, health):
+        self.mode = mode
+        self.config = config
+        self.health = health
+        self.queue = JobQueue(config.limits.max_queue)
+        self.metrics = ServiceMetrics(mode.name, self.queue)
+        self.estimator = WorkEstimator()
+        self.state = "loading"  # loading -> serving -> draining -> stopped
+        self.worker = None
+        self.device = ""
+        self.dtype = ""
+        self._set_health(NOT_SERVING)
+
+    def _set_health(self, status) -> None:
+        for name in ("", self.mode.full_service_name):
+            self.health.set(name, status)
+
+    def load(self) -> None:
+        """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
+        from ..models.loading import load_pipeline
+        from .worker import PipelineWorker
+
+        started = time.monotonic()
+        pipe, device, dtype = load_pipeline(self.mode, self.config)
+        self.device, self.dtype = device, str(dtype).removeprefix("torch.")
+        self.worker = PipelineWorker(
+            self.mode, pipe, self.queue,
+            max_batch_images=self.config.limits.max_batch_images,
+            batch_wait_s=self.config.limits.batch_wait_s,
+            metrics=self.metrics,
+            estimator=self.estimator,
+        )
+        self.worker.start()
+        if self.config.warmup:
+            warm = Job(self.mode.check(self.mode.warmup_request(self.config), self.config))
+            self.queue.submit(warm)
+            warm.wait()
+        if self.state != "loading":
+            return  # asked to stop while loading
+        self.state = "serving"
+        self._set_health(SERVING)
+        log.info("%s SERVING after %.1fs (%s on %s)", self.mode.name, time.monotonic() - started,
+                 self.config.model, self.device)
+
+    def check_accepting(self) -> None:
+        if self.state == "loading":
+            raise ModelLoading("the model is still loading; retry shortly")
+        if self.state != "serving":
+            raise ShuttingDown("the service is shutting down; retry on another replica")
+
+    def _running_left(self) -> float | None:
+        """Predicted seconds until the running batch ends (0 when idle; None before any data)."""
+        worker = self.worker
+        running = list(worker.current) if worker else []
+        if not running:
+            return 0.0
+        predicted = self.estimator.predict([job.spec for job in running])
+        if predicted is None:
+            return None
+        return max(0.0, predicted - (time.monotonic() - worker.current_started))
+
+    def seconds_until_free(self) -> float | None:
+        """Predicted seconds until the worker has done what is running and waiting now."""
+        total = self._running_left()
+        if total is None:
+            return None
+        waiting = self.queue.waiting()
+        if waiting:
+            predicted = self.estimator.predict_queue([job.spec for job in waiting])
+            if predicted is None:
+                return None
+            total += predicted
+        return total
+
+    def submit(self, spec, time_remaining: float | None = None) -> Job:
+        """Queue a spec. A deadline that the predicted wait and run cannot meet is refused now."""
+        self.check_accepting()
+        deadline = None
+        if time_remaining is not None:
+            deadline = time.monotonic() + time_remaining
+            own = self.estimator.predict([spec])
+            ahead = self.seconds_until_free()
+            if own is not None and ahead is not None and ahead + own > time_remaining:
+                raise DeadlineUnmeetable(
+                    f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "
+                    f"and {own:.1f}s for this request; allow more time or ask for less"
+                )
+        job = Job(spec, deadline)
+        try:
+            self.queue.submit(job)
+        except QueueFull as full:
+            full.retry_after_s = self.retry_hint()
+            raise
+        return job
+
+    def retry_hint(self) -> float:
+        """When a queue place is likely to be free: the running batch's predicted end (0.1-30 s)."""
+        left = self._running_left()
+        return 1.0 if left is None else min(30.0, max(0.1, left))
+
+    def drain(self, grace_s: float) -> bool:
+        """Stop taking work (health NOT_SERVING) and let queued and running work finish."""
+        self.state = "draining"
+        self.health.enter_graceful_shutdown()
+        finished = self.queue.wait_idle(grace_s)
+        for job in self.queue.close():
+            job.fail(ShuttingDown("the service shut down before this request ran"))
+        for current in list(self.worker.current) if self.worker is not None else []:
+            current.cancel()
+            current.fail(ShuttingDown("the service shut down during this request"))
+        return finished
+
+    def stop(self) -> None:
+        self.state = "stopped"
+        if self.worker is not None:
+            self.worker.stop()
+            # Join: a worker thread still inside torch at interpreter exit aborts the process.
+            self.worker.join(timeout=10)

@@ -1,0 +1,160 @@
+"""The one thread that owns a mode's pipeline: diffusers pipelines are not thread-safe.
+
+Jobs that can share a pipeline call (same size, steps, scheduler, guidance, strength) run as one
+batch; each keeps its own prompts and seeds, so its images are those it would get alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from ..errors import Cancelled, DeadlinePassed, OutOfMemory, ShuttingDown
+from ..models import schedulers
+from .queue import Job, JobQueue, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RawResult:
+    """What the worker hands back to a job: PIL images, and where the time went."""
+
+    images: list
+    scheduler_label: str
+    queue_ms: float
+    inference_ms: float
+
+
+class PipelineWorker(threading.Thread):
+    def __init__(self, mode, pipe, job_queue: JobQueue, max_batch_images: int = 1, batch_wait_s: float = 0.0,
+                 metrics=None, estimator=None):
+        super().__init__(name=f"{mode.name}-worker", daemon=True)
+        self.mode = mode
+        self.pipe = pipe
+        self.queue = job_queue
+        self.max_batch_images = max_batch_images
+        self.batch_wait_s = batch_wait_s
+        self.metrics = metrics
+        self.estimator = estimator
+        self._base_scheduler = pipe.scheduler
+        self.default_scheduler = schedulers.name_of(pipe.scheduler)
+        self._stopping = threading.Event()
+        self.current: list[Job] = []
+        self.current_started = 0.0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = self.queue.take(timeout=0.2, max_images=self.max_batch_images, wait_s=self.batch_wait_s)
+            if not batch:
+                continue
+            try:
+                self.process(batch)
+            finally:
+                self.current = []
+                self.queue.task_done()
+
+    @staticmethod
+    def _drop_unwanted(batch: list[Job]) -> list[Job]:
+        """Jobs cancelled while queued, or whose deadline passed, are dropped before any compute."""
+        now, keep = time.monotonic(), []
+        for job in batch:
+            if job.cancelled:
+                job.fail(Cancelled("cancelled by the client while queued"))
+            elif job.deadline is not None and now >= job.deadline:
+                job.fail(DeadlinePassed("the deadline passed while the request was queued"))
+            else:
+                keep.append(job)
+        return keep
+
+    def process(self, batch: list[Job]) -> None:
+        import torch
+
+        batch = self._drop_unwanted(batch)
+        if not batch:
+            return
+        started = time.monotonic()
+        self.current, self.current_started = batch, started
+        for job in batch:
+            job.started = started
+            if self.metrics is not None:
+                self.metrics.queue_wait.observe(started - job.created)
+        specs = [job.spec for job in batch]
+        name = specs[0].scheduler or self.default_scheduler
+        images = sum(job.images for job in batch)
+        try:
+            self.pipe.scheduler = self._scheduler(specs[0].scheduler)
+            # CPU generators: the same seed gives the same starting noise on any device.
+            generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
+            outputs = self._call(batch, specs, generators)
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            for job in batch:
+                job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+        except (Cancelled, ShuttingDown) as exc:
+            for job in batch:
+                job.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - the jobs report it; the worker keeps serving
+            log.exception("%s generation failed", self.mode.name)
+            for job in batch:
+                job.fail(exc)
+        else:
+            done = time.monotonic()
+            if self.estimator is not None:
+                self.estimator.observe(specs, done - started)
+            if self.metrics is not None:
+                self.metrics.observe_batch(len(batch), images, done - started, specs[0].steps)
+            offset = 0
+            for job in batch:
+                mine = outputs[offset: offset + job.images]
+                offset += job.images
+                job.finish(RawResult(
+                    images=mine,
+                    scheduler_label=schedulers.label_of(name),
+                    queue_ms=(job.started - job.created) * 1000,
+                    inference_ms=(done - job.started) * 1000,
+                ))
+        finally:
+            self.pipe.scheduler = self._base_scheduler
+
+    def _call(self, batch: list[Job], specs: list, generators: list) -> list:
+        import torch
+
+        def on_step(pipe, index, _timestep, callback_kwargs):
+            if self.metrics is not None:
+                self.metrics.steps.inc()
+            live = []
+            for job in batch:
+                if job.cancelled and not job.done:
+                    # Its result is dropped now; the others in the batch go on.
+                    job.fail(Cancelled("cancelled by the client"))
+                if not job.done:
+                    live.append(job)
+            if not live:
+                raise Cancelled("every request in the batch was cancelled")
+            for job in live:
+                job.emit(Progress(step=index + 1, total_steps=pipe.num_timesteps))
+            return callback_kwargs
+
+        with torch.inference_mode():
+            return self.mode.run(self.pipe, specs, generators, on_step)
+
+    def _scheduler(self, name: str):
+        if not name:
+            # A fresh copy each time: multistep schedulers keep state between calls.
+            return type(self._base_scheduler).from_config(self._base_scheduler.config)
+        return schedulers.build(name, self._base_scheduler.config)
+
+    @staticmethod
+    def _release_memory() -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,150 @@
+"""Request checks: each bad field is refused naming it; unset fields get the service's defaults."""
+
+import math
+
+import pytest
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import JPEG, MAX_SEED, PNG
+from services.core.checks import check_fit, check_params, check_strength, output_size
+from services.core.config import load_config
+from services.core.errors import InvalidArgument
+from services.txt2img.mode import MODE
+
+CONFIG = load_config(MODE, [], environ={})
+LIMITS = CONFIG.limits
+
+
+def refused(params: pb.GenerationParams, config=CONFIG) -> InvalidArgument:
+    with pytest.raises(InvalidArgument) as info:
+        check_params(params, config)
+    return info.value
+
+
+@pytest.mark.parametrize("params, field, words", [
+    (pb.GenerationParams(prompt="x" * (LIMITS.max_prompt_chars + 1)), "params.prompt", "over the limit"),
+    (pb.GenerationParams(prompt="a\x00b"), "params.prompt", "NUL"),
+    (pb.GenerationParams(negative_prompt="a\x00b"), "params.negative_prompt", "NUL"),
+    (pb.GenerationParams(num_inference_steps=LIMITS.max_steps + 1), "params.num_inference_steps",
+     "over the limit"),
+    (pb.GenerationParams(guidance_scale=math.nan), "params.guidance_scale", "outside"),
+    (pb.GenerationParams(guidance_scale=-1.0), "params.guidance_scale", "outside"),
+    (pb.GenerationParams(guidance_scale=LIMITS.max_guidance_scale + 1), "params.guidance_scale", "outside"),
+    (pb.GenerationParams(width=65), "params.width", "not a multiple of 8"),
+    (pb.GenerationParams(width=56), "params.width", "outside 64.."),
+    (pb.GenerationParams(width=LIMITS.max_width + 8), "params.width", "outside 64.."),
+    (pb.GenerationParams(height=65), "params.height", "not a multiple of 8"),
+    (pb.GenerationParams(num_images=LIMITS.max_images + 1), "params.num_images", "over the limit"),
+    (pb.GenerationParams(seed=MAX_SEED, num_images=2), "params.seed", "at most"),
+    (pb.GenerationParams(scheduler="nope"), "params.scheduler", "unknown scheduler"),
+    (pb.GenerationParams(output_format=99), "params.output_format", "unknown format"),
+    (pb.GenerationParams(quality=101), "params.quality", "outside 1..100"),
+])
+def test_each_bad_field_is_refused_by_name(params, field, words):
+    error = refused(params)
+    assert error.field == field and words in error.problem
+    assert error.message.startswith(field + ":")
+
+
+def test_the_largest_seed_with_one_image_is_accepted():
+    assert check_params(pb.GenerationParams(seed=MAX_SEED), CONFIG).seeds == (MAX_SEED,)
+
+
+def test_defaults_apply_when_fields_are_unset():
+    checked = check_params(pb.GenerationParams(prompt="a fox"), CONFIG)
+    defaults = CONFIG.defaults
+    assert checked.prompt == "a fox" and checked.negative_prompt == ""
+    assert checked.steps == defaults.num_inference_steps
+    assert checked.guidance_scale == defaults.guidance_scale
+    assert checked.quality == defaults.quality
+    assert checked.output_format == PNG and checked.scheduler == ""
+    assert checked.width is None and checked.height is None
+    assert len(checked.seeds) == 1 and 0 <= checked.seeds[0] < 2**32
+
+
+def test_given_fields_are_kept():
+    params = pb.GenerationParams(num_inference_steps=7, guidance_scale=0.0, width=64, height=128, seed=5,
+                                 num_images=3, scheduler="euler_a", output_format=pb.IMAGE_FORMAT_JPEG,
+                                 quality=50)
+    checked = check_params(params, CONFIG)
+    assert (checked.steps, checked.guidance_scale, checked.width, checked.height) == (7, 0.0, 64, 128)
+    assert checked.seeds == (5, 6, 7)  # consecutive
+    assert (checked.scheduler, checked.output_format, checked.quality) == ("euler_a", JPEG, 50)
+
+
+def test_float32_guidance_reads_as_written():
+    assert check_params(pb.GenerationParams(guidance_scale=7.1), CONFIG).guidance_scale == 7.1
+
+
+def test_strength_default_value_and_limits():
+    assert check_strength(pb.Img2ImgRequest(), 0.8, 10) == 0.8
+    assert check_strength(pb.Img2ImgRequest(strength=0.6), 0.8, 10) == 0.6  # not 0.6000000238
+    for bad in (math.nan, -0.1, 1.5):
+        with pytest.raises(InvalidArgument) as info:
+            check_strength(pb.Img2ImgRequest(strength=bad), 0.8, 10)
+        assert info.value.field == "strength"
+
+
+def test_strength_that_runs_no_step_is_refused():
+    with pytest.raises(InvalidArgument, match="no denoising step") as info:
+        check_strength(pb.Img2ImgRequest(strength=0.05), 0.8, 10)
+    assert info.value.field == "strength"
+    assert check_strength(pb.Img2ImgRequest(strength=0.1), 0.8, 10) == 0.1
+
+
+def test_fit_by_name_unspecified_is_none_and_unknown_is_refused():
+    assert check_fit(pb.Img2ImgRequest()) is None
+    assert check_fit(pb.Img2ImgRequest(fit=pb.FIT_MODE_CROP)) == "crop"
+    assert check_fit(pb.InpaintRequest(fit=pb.FIT_MODE_KEEP)) == "keep"
+    with pytest.raises(InvalidArgument) as info:
+        check_fit(pb.Img2ImgRequest(fit=99))
+    assert info.value.field == "fit"
+
+
+def sized(width=0, height=0):
+    return check_params(pb.GenerationParams(width=width, height=height), CONFIG)
+
+
+def test_without_an_input_image_the_requested_or_default_size_is_used():
+    default = CONFIG.defaults.size
+    assert output_size(sized(), CONFIG) == ((default, default), "resize")
+    assert output_size(sized(width=64), CONFIG) == ((64, default), "resize")
+    assert output_size(sized(64, 128), CONFIG) == ((64, 128), "resize")
+
+
+def test_keep_uses_the_input_size_rounded_down_to_multiples_of_8():
+    assert output_size(sized(), CONFIG, (100, 75)) == ((96, 72), "resize")
+    assert output_size(sized(width=64), CONFIG, (100, 75), "keep") == ((96, 72), "resize")
+
+
+def test_both_sides_given_resize_or_crop_the_input():
+    assert output_size(sized(64, 128), CONFIG, (100, 75)) == ((64, 128), "resize")
+    assert output_size(sized(64, 128), CONFIG, (100, 75), "crop") == ((64, 128), "crop")
+
+
+@pytest.mark.parametrize("fit", ["resize", "crop"])
+def test_resize_and_crop_need_both_sides(fit):
+    with pytest.raises(InvalidArgument, match="needs both") as info:
+        output_size(sized(width=64), CONFIG, (100, 100), fit)
+    assert info.value.field == "params.width"
+
+
+@pytest.mark.parametrize("source", [(60, 100), (100, LIMITS.max_height + 8)])
+def test_keep_refuses_images_outside_the_limits(source):
+    with pytest.raises(InvalidArgument, match="outside") as info:
+        output_size(sized(), CONFIG, source)
+    assert info.value.field == "init_image.data"
+
+
+def test_pixels_over_the_limit_are_refused_naming_the_field_that_set_them():
+    small = load_config(MODE, ["--max-pixels", str(64 * 64), "--default-size", "64"], environ={})
+    params = check_params(pb.GenerationParams(), small)
+    with pytest.raises(InvalidArgument, match="pixels") as info:
+        output_size(params, small, (128, 128))
+    assert info.value.field == "init_image.data"
+    with pytest.raises(InvalidArgument, match="pixels") as info:
+        output_size(check_params(pb.GenerationParams(width=128), small), small)
+    assert info.value.field == "params.width"
+    with pytest.raises(InvalidArgument, match="64x128") as info:
+        output_size(check_params(pb.GenerationParams(width=64, height=128), small), small, (64, 64))
+    assert info.value.field == "params.width"

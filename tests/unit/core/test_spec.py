@@ -1,0 +1,51 @@
+"""GenerationSpec: built from checked params, immutable, batched by key, described by infotext."""
+
+import dataclasses
+
+import pytest
+
+from imagegen.v1 import imagegen_pb2 as pb
+from services.core.checks import check_params
+from services.core.config import load_config
+from services.core.imaging.infotext import parse_infotext
+from services.core.spec import GenerationSpec
+from services.txt2img.mode import MODE
+
+CONFIG = load_config(MODE, [], environ={})
+
+
+def spec(width=64, height=64, strength=None, **fields):
+    params = pb.GenerationParams(**{"prompt": "a fox", "seed": 3, "num_inference_steps": 4, **fields})
+    extra = {} if strength is None else {"strength": strength}
+    return GenerationSpec.build(check_params(params, CONFIG), width, height, **extra)
+
+
+def test_build_takes_the_checked_params_and_the_settled_size():
+    built = spec(width=128, height=64, negative_prompt="blurry", num_images=2)
+    assert (built.prompt, built.negative_prompt, built.steps) == ("a fox", "blurry", 4)
+    assert (built.width, built.height, built.seeds) == (128, 64, (3, 4))
+    assert built.strength is None and built.init_image is None and built.mask is None
+
+
+def test_spec_is_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec().steps = 50
+
+
+def test_batch_key_ignores_prompts_and_seeds_but_not_the_shape_of_the_work():
+    assert spec().batch_key() == spec(prompt="a cat", seed=9, num_images=3).batch_key()
+    base = spec().batch_key()
+    for other in (spec(width=128), spec(num_inference_steps=5), spec(scheduler="ddim"),
+                  spec(guidance_scale=3.0), spec(strength=0.5)):
+        assert other.batch_key() != base
+
+
+def test_infotext_describes_one_image():
+    built = GenerationSpec.build(
+        check_params(pb.GenerationParams(prompt="a fox", negative_prompt="blurry", seed=3,
+                                         num_inference_steps=4, guidance_scale=7.5), CONFIG),
+        64, 128, strength=0.6, infotext_extra=(("Denoising strength", 0.6),))
+    parsed = parse_infotext(built.infotext(seed=3, sampler="Euler a", model="tiny"))
+    assert parsed["prompt"] == "a fox" and parsed["negative_prompt"] == "blurry"
+    assert parsed["params"] == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "3",
+                                "Size": "64x128", "Model": "tiny", "Denoising strength": "0.6"}
