@@ -34,6 +34,7 @@ class ServiceError(grpc.RpcError):
         self.reason = reason
         self.mode = mode
         self.address = address
+        self.error_id: str | None = None  # an internal error's id, as in the service's log
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -139,19 +140,20 @@ def from_rpc_error(err: grpc.RpcError, mode: str = "", address: str = "") -> Ser
     code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
     details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
     metadata = tuple(err.trailing_metadata() or ()) if callable(getattr(err, "trailing_metadata", None)) else ()
-    reason, violations, retry_after = None, [], None
+    reason, violations, retry_after, error_id = None, [], None, None
     for detail in _details_of(err):
         info = error_details_pb2.ErrorInfo()
         bad = error_details_pb2.BadRequest()
         retry = error_details_pb2.RetryInfo()
         if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-            reason = info.reason
+            reason, error_id = info.reason, info.metadata.get("error_id")
         elif detail.Unpack(bad):
             violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
         elif detail.Unpack(retry):
             retry_after = retry.retry_delay.ToMilliseconds() / 1000
     cls = _BY_REASON.get(reason) or _BY_CODE.get(code, ServiceError)
     error = cls(code, details, reason, metadata, mode, address)
+    error.error_id = error_id
     if isinstance(error, InvalidInput):
         error.violations = tuple(violations)
     if isinstance(error, QueueFull):

@@ -5,6 +5,9 @@ Raised anywhere in the core or a mode; `rpc.status` turns them into statuses at 
 
 from __future__ import annotations
 
+import logging
+import secrets
+
 import grpc
 
 from imagegen.v1.contract import Reason
@@ -19,6 +22,7 @@ class ServiceError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+        self.metadata: dict[str, str] = {}  # extra google.rpc.ErrorInfo metadata for the caller
 
 
 class InvalidArgument(ServiceError):
@@ -81,3 +85,17 @@ class Cancelled(ServiceError):
 class Unauthenticated(ServiceError):
     code = grpc.StatusCode.UNAUTHENTICATED
     reason = Reason.UNAUTHENTICATED
+
+
+class InternalError(ServiceError):
+    """A failure of the service, not of the request. The caller gets a short id, never the details;
+    the log line with the same id has them."""
+
+    @classmethod
+    def logged(cls, exc: BaseException, log: logging.Logger | None = None) -> "InternalError":
+        error_id = secrets.token_hex(4)
+        (log or logging.getLogger("imagegen")).error("internal error %s: %s: %s", error_id, type(exc).__name__, exc,
+                                                      exc_info=exc)
+        error = cls(f"internal error (id {error_id}); the service log has the details")
+        error.metadata["error_id"] = error_id
+        return error

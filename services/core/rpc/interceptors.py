@@ -12,7 +12,7 @@ from typing import Callable
 
 import grpc
 
-from ..errors import ServiceError, Unauthenticated
+from ..errors import InternalError, ServiceError, Unauthenticated
 from .status import to_status
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ def wrap_handler(handler, around_unary: Callable, around_stream: Callable):
 
 def _abort(context: grpc.ServicerContext, exc: BaseException):
     if not isinstance(exc, ServiceError):
-        log.exception("unexpected error")
-        exc = ServiceError(f"internal error: {type(exc).__name__}: {exc}")
+        exc = InternalError.logged(exc)
     context.abort_with_status(to_status(exc))
 
 

@@ -28,7 +28,8 @@ def to_status(error: ServiceError) -> grpc.Status:
     """The status for `error`: its code and message, a google.rpc.ErrorInfo with its reason, and
     BadRequest (the field) or RetryInfo (when to retry) where they apply."""
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message)
-    status.details.append(_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)))
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    status.details.append(_packed(info))
     extra_metadata: tuple = ()
     if isinstance(error, QueueFull):
         # Both the standard google.rpc.RetryInfo detail and a plain header any client can read.

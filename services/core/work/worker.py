@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import Cancelled, DeadlinePassed, OutOfMemory, ShuttingDown
+from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ShuttingDown
 from ..models import schedulers
 from .queue import Job, JobQueue, Progress
 
@@ -101,9 +101,9 @@ class PipelineWorker(threading.Thread):
             for job in batch:
                 job.fail(exc)
         except Exception as exc:  # noqa: BLE001 - the jobs report it; the worker keeps serving
-            log.exception("%s generation failed", self.mode.name)
+            failure = InternalError.logged(exc, log)
             for job in batch:
-                job.fail(exc)
+                job.fail(failure)
         else:
             done = time.monotonic()
             if self.estimator is not None:
