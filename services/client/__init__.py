@@ -22,6 +22,7 @@ from .errors import (
     Cancelled,
     DeadlineExceeded,
     FieldViolation,
+    InternalError,
     InvalidInput,
     ModelLoading,
     OutOfMemory,
@@ -38,6 +39,6 @@ from .security import ClientSecurity
 
 __all__ = [
     "Cancelled", "ClientSecurity", "DeadlineExceeded", "Event", "EventStream", "FieldViolation", "ImageGenClient",
-    "InvalidInput", "ModelLoading", "OutOfMemory", "Progress", "Queued", "QueueFull", "Result", "ServiceError",
+    "InternalError", "InvalidInput", "ModelLoading", "OutOfMemory", "Progress", "Queued", "QueueFull", "Result", "ServiceError",
     "ShuttingDown", "TooLarge", "Unauthenticated", "Unreachable", "as_image", "make_request",
 ]

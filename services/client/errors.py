@@ -94,6 +94,10 @@ class Cancelled(ServiceError):
     """The call was cancelled."""
 
 
+class InternalError(ServiceError):
+    """A failure of the service itself; `error_id` (when the service gave one) matches its log line."""
+
+
 _BY_REASON = {
     Reason.INVALID_ARGUMENT: InvalidInput,
     Reason.QUEUE_FULL: QueueFull,
@@ -104,6 +108,7 @@ _BY_REASON = {
     Reason.DEADLINE_PASSED: DeadlineExceeded,
     Reason.CANCELLED: Cancelled,
     Reason.UNAUTHENTICATED: Unauthenticated,
+    Reason.INTERNAL: InternalError,
 }
 _BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
@@ -112,6 +117,8 @@ _BY_CODE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.INTERNAL: InternalError,
+    grpc.StatusCode.UNKNOWN: InternalError,
 }
 
 

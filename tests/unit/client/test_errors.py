@@ -43,7 +43,7 @@ MAPPING = [
     (server.DeadlinePassed("waited too long"), client.DeadlineExceeded),
     (server.Cancelled("cancelled"), client.Cancelled),
     (server.Unauthenticated("bad token"), client.Unauthenticated),
-    (server.ServiceError("something broke"), client.ServiceError),
+    (server.ServiceError("something broke"), client.InternalError),
 ]
 
 
@@ -88,7 +88,7 @@ def test_deadline_refused_up_front_is_told_from_one_that_passed():
     (grpc.StatusCode.CANCELLED, client.Cancelled),
     (grpc.StatusCode.UNAUTHENTICATED, client.Unauthenticated),
     (grpc.StatusCode.INVALID_ARGUMENT, client.InvalidInput),
-    (grpc.StatusCode.INTERNAL, client.ServiceError),
+    (grpc.StatusCode.INTERNAL, client.InternalError),
 ])
 def test_statuses_without_details_are_typed_by_code(code, expected):
     typed = client.from_rpc_error(FailedCall(code, "failed to connect"))
@@ -104,7 +104,7 @@ def test_details_that_do_not_match_the_code_are_ignored():
     status = to_status(server.ModelLoading("loading"))
     call = FailedCall(grpc.StatusCode.INTERNAL, status.details, status.trailing_metadata)
     typed = client.from_rpc_error(call)
-    assert type(typed) is client.ServiceError and typed.reason is None
+    assert type(typed) is client.InternalError and typed.reason is None
 
 
 def test_a_typed_error_is_returned_as_it_is():
@@ -116,3 +116,9 @@ def test_reason_wins_over_the_code():
     typed = received(server.OutOfMemory("CUDA out of memory"))
     assert typed.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and type(typed) is client.OutOfMemory
     assert typed.reason == Reason.OUT_OF_MEMORY
+
+
+def test_an_internal_error_carries_its_id_not_its_details():
+    typed = received(server.InternalError.logged(ZeroDivisionError("secret path /tmp/x")))
+    assert isinstance(typed, client.InternalError) and len(typed.error_id) == 8
+    assert typed.error_id in typed.details() and "secret" not in typed.details()
