@@ -10,6 +10,8 @@ import math
 import secrets
 from dataclasses import dataclass
 
+import numpy as np
+
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_SEED, MIN_SIZE, OutputFormat
 
@@ -36,8 +38,20 @@ class CheckedParams:
 
 
 def short_float(value: float) -> float:
-    """A float32 field as the decimal the caller most likely wrote (0.6, not 0.6000000238)."""
-    return float(f"{value:.6g}")
+    """A float32 field as the shortest decimal that is the same float32 (0.6, not 0.6000000238; 1/3 is
+    0.33333334): what infotext records, so sending it back gives the very same value."""
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="-"))
+
+
+def quote(value: str, limit: int = 40) -> str:
+    """User input inside an error message: repr'd and cut, so a message never grows with the input."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """The steps an image mode runs for `strength`: int(steps x strength), as diffusers counts them,
+    forgiving float32 rounding (strength 1/3 sent as float32 runs 1 of 3 steps, 0.04 runs 1 of 25)."""
+    return min(steps, int(steps * strength * (1 + 1e-6)))
 
 
 def check_text(value: str, field: str, limit: int) -> str:
@@ -91,7 +105,7 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     if params.scheduler and params.scheduler not in schedulers.SCHEDULERS:
         raise InvalidArgument(
             "params.scheduler",
-            f"unknown scheduler {params.scheduler!r}; choose one of {', '.join(schedulers.names())}",
+            f"unknown scheduler {quote(params.scheduler)}; choose one of {', '.join(schedulers.names())}",
         )
     if params.output_format not in FORMAT_BY_ENUM:
         raise InvalidArgument("params.output_format", f"unknown format {params.output_format}")
@@ -113,16 +127,18 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     )
 
 
-def check_strength(request, default: float, steps: int) -> float:
-    strength = request.strength if request.HasField("strength") else default
+def check_strength(request, default: float, steps: int) -> tuple[float, int]:
+    """(strength, the denoising steps it runs): one value, checked here and used by the pipeline."""
+    strength = short_float(request.strength) if request.HasField("strength") else default
     if not math.isfinite(strength) or not 0 <= strength <= 1:
         raise InvalidArgument("strength", f"{strength} is outside 0..1")
-    if int(steps * strength) < 1:
+    runs = denoising_steps(steps, strength)
+    if runs < 1:
         raise InvalidArgument(
             "strength",
             f"{strength} x {steps} steps runs no denoising step; raise strength or num_inference_steps",
         )
-    return short_float(strength)
+    return strength, runs
 
 
 def check_fit(request) -> str | None:
@@ -143,17 +159,27 @@ def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int,
     centre-crops; images.fit_image and masks.prepare_mask take it).
 
     Without an input image (txt2img): the requested sides, else the configured default size.
-    With one of size `source`: an unspecified fit resizes when both sides are given, else keeps the
-    input's size rounded down to a multiple of 8, which must then be within the limits.
+    With one of size `source`: both sides given, that size (fit: resize unless crop is asked); one side
+    given, the other follows the input's aspect ratio (rounded to a multiple of 8); none given, or fit
+    keep, the input's own size rounded down to a multiple of 8.
     """
     limits = config.limits
     field = "params.height" if params.height and not params.width else "params.width"
     if source is None:
         width, height = params.width or config.defaults.size, params.height or config.defaults.size
-    elif (fit or ("resize" if params.width and params.height else "keep")) != "keep":
-        if not (params.width and params.height):
-            raise InvalidArgument("params.width", f"fit {fit} needs both params.width and params.height")
+    elif fit != "keep" and (params.width or params.height):
         width, height = params.width, params.height
+        if not (width and height):  # one side: the other keeps the input's aspect ratio
+            given, other = ("params.width", "height") if width else ("params.height", "width")
+            if width:
+                height = _round_to_8(width * source[1] / source[0])
+            else:
+                width = _round_to_8(height * source[0] / source[1])
+            value = height if other == "height" else width
+            limit = limits.max_height if other == "height" else limits.max_width
+            if not MIN_SIZE <= value <= limit:
+                raise InvalidArgument(given, f"with the input's aspect ratio ({source[0]}x{source[1]}) the {other} "
+                                             f"would be {value}, outside {MIN_SIZE}..{limit}; give both sides")
     else:
         width, height = images.round8(source[0]), images.round8(source[1])
         field = "init_image.data"
@@ -166,3 +192,7 @@ def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int,
                 )
     check_pixels(width, height, limits, field)
     return (width, height), "crop" if fit == "crop" else "resize"
+
+
+def _round_to_8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)

@@ -26,7 +26,8 @@ class GenerationSpec:
     scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
     output_format: OutputFormat
     quality: int
-    strength: float | None = None
+    strength: float | None = None  # image modes: as asked (and recorded in infotext)
+    denoise_steps: int | None = None  # image modes: the steps that strength runs (checks.denoising_steps)
     init_image: object | None = None  # PIL RGB image at width x height (img2img, inpaint)
     mask: object | None = None  # PIL "L" image at width x height, binarized (inpaint)
     mask_blur: int = 0
@@ -39,9 +40,22 @@ class GenerationSpec:
                   if name not in ("width", "height")}
         return cls(**shared, width=width, height=height, **mode_fields)
 
+    @property
+    def steps_run(self) -> int:
+        """Denoising steps this request runs: all of them, or those its strength leaves."""
+        return self.steps if self.denoise_steps is None else self.denoise_steps
+
+    @property
+    def pipeline_strength(self) -> float | None:
+        """The strength to give diffusers so that it runs exactly `denoise_steps` (it counts
+        int(steps x strength), which float rounding can push one below what was checked)."""
+        if self.denoise_steps is None:
+            return None
+        return 1.0 if self.denoise_steps == self.steps else (self.denoise_steps + 0.5) / self.steps
+
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
-        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.strength)
+        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength)
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""

@@ -10,13 +10,14 @@ from services.core.spec import GenerationSpec
 
 def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
     params = check_params(request.params, config)
-    strength = check_strength(request, IMG2IMG.default_strength, params.steps)
+    strength, denoise_steps = check_strength(request, IMG2IMG.default_strength, params.steps)
     fit = check_fit(request)
     source = check_image(request.init_image, "init_image.data", config.limits)
     (width, height), fit = output_size(params, config, source.size, fit)
     return GenerationSpec.build(
         params, width, height,
         strength=strength,
+        denoise_steps=denoise_steps,
         init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
         infotext_extra=(("Denoising strength", strength),),
     )
@@ -28,7 +29,7 @@ def run(pipe, batch, generators, on_step):
     return pipe(
         **shared_args(batch, generators, on_step),
         image=per_image(batch, "init_image"),
-        strength=batch[0].strength,
+        strength=batch[0].pipeline_strength,
     ).images
 
 

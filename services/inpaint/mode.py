@@ -11,7 +11,7 @@ from services.core.spec import GenerationSpec
 
 def check(request: pb.InpaintRequest, config) -> GenerationSpec:
     params = check_params(request.params, config)
-    strength = check_strength(request, INPAINT.default_strength, params.steps)
+    strength, denoise_steps = check_strength(request, INPAINT.default_strength, params.steps)
     blur = request.mask_blur if request.HasField("mask_blur") else INPAINT.default_mask_blur
     if blur > MAX_MASK_BLUR:
         raise InvalidArgument("mask_blur", f"{blur} is outside 0..{MAX_MASK_BLUR}")
@@ -29,6 +29,7 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
     return GenerationSpec.build(
         params, width, height,
         strength=strength,
+        denoise_steps=denoise_steps,
         init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
         mask=mask,
         mask_blur=blur,
@@ -42,7 +43,7 @@ def run(pipe, batch, generators, on_step):
         **shared_args(batch, generators, on_step),
         image=per_image(batch, "init_image"),
         mask_image=per_image(batch, "mask"),
-        strength=first.strength,
+        strength=first.pipeline_strength,
         width=first.width,
         height=first.height,
     ).images

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from imagegen.v1 import imagegen_pb2 as pb
-from services.client import Progress
+from services.client import Progress, Result
 from services.core.imaging.images import read_infotext
 from services.core.imaging.infotext import parse_infotext
-from tests.conftest import png, request_for
+from tests.conftest import box_mask, png, request_for
 
 
 def decode(image: pb.GeneratedImage) -> Image.Image:
@@ -131,3 +131,23 @@ def test_img2img_fit_modes(services):
     assert (keep.width, keep.height) == (96, 64)
     crop = client.generate(request_for("img2img", image=odd, width=64, height=64, fit="crop")).images[0]
     assert (crop.width, crop.height) == (64, 64)
+
+
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+@pytest.mark.parametrize("strength, steps", [(1 / 3, 3), (1 / 7, 7), (1 / 30, 30), (0.04, 25)])
+def test_a_strength_sent_as_float32_runs_the_step_it_asks_for(services, mode, strength, steps):
+    events = list(services[mode].client.stream(request_for(mode, steps=steps, strength=strength)))
+    progress = [event for event in events if isinstance(event, Progress)]
+    assert isinstance(events[-1], Result) and len(progress) == progress[-1].total_steps
+    assert len(progress) <= 2  # one step (PNDM, the tiny model's scheduler, adds one)
+    recorded = parse_infotext(events[-1].images[0].infotext)["params"]["Denoising strength"]
+    again = list(services[mode].client.stream(request_for(mode, steps=steps, strength=float(recorded))))
+    assert again[-1].images[0].data == events[-1].images[0].data  # the recorded value replays exactly
+
+
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_one_side_given_the_other_follows_the_input(services, mode):
+    request = request_for(mode, width=128, height=0, image=png((96, 64)), **(
+        {"mask": box_mask((96, 64), (0, 0, 48, 64))} if mode == "inpaint" else {}))
+    image = services[mode].client.generate(request).images[0]
+    assert (image.width, image.height) == (128, 88)  # 128 x 64/96 = 85.3, rounded to a multiple of 8

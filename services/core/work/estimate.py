@@ -18,7 +18,7 @@ SAFETY = 0.8
 
 
 def steps_run(spec) -> int:
-    return spec.steps if spec.strength is None else max(1, int(spec.steps * spec.strength))
+    return spec.steps_run
 
 
 def work(specs: list) -> float:

@@ -77,8 +77,8 @@ def test_float32_guidance_reads_as_written():
 
 
 def test_strength_default_value_and_limits():
-    assert check_strength(pb.Img2ImgRequest(), 0.8, 10) == 0.8
-    assert check_strength(pb.Img2ImgRequest(strength=0.6), 0.8, 10) == 0.6  # not 0.6000000238
+    assert check_strength(pb.Img2ImgRequest(), 0.8, 10) == (0.8, 8)
+    assert check_strength(pb.Img2ImgRequest(strength=0.6), 0.8, 10) == (0.6, 6)  # not 0.6000000238
     for bad in (math.nan, -0.1, 1.5):
         with pytest.raises(InvalidArgument) as info:
             check_strength(pb.Img2ImgRequest(strength=bad), 0.8, 10)
@@ -89,7 +89,23 @@ def test_strength_that_runs_no_step_is_refused():
     with pytest.raises(InvalidArgument, match="no denoising step") as info:
         check_strength(pb.Img2ImgRequest(strength=0.05), 0.8, 10)
     assert info.value.field == "strength"
-    assert check_strength(pb.Img2ImgRequest(strength=0.1), 0.8, 10) == 0.1
+    assert check_strength(pb.Img2ImgRequest(strength=0.1), 0.8, 10) == (0.1, 1)
+
+
+@pytest.mark.parametrize("strength, steps", [(1 / 3, 3), (1 / 7, 7), (1 / 9, 9), (1 / 30, 30), (0.04, 25)])
+def test_strength_as_float32_runs_the_step_it_asks_for(strength, steps):
+    # Sent as float32, these are a hair off; the step they ask for is run, not refused or lost.
+    value, runs = check_strength(pb.Img2ImgRequest(strength=strength), 0.8, steps)
+    assert runs == 1
+    # The value recorded (infotext) is the same float32 again: sending it back runs the same steps.
+    assert check_strength(pb.Img2ImgRequest(strength=value), 0.8, steps) == (value, 1)
+
+
+def test_a_scheduler_name_is_quoted_cut_short():
+    with pytest.raises(InvalidArgument) as info:
+        check_params(pb.GenerationParams(scheduler="x" * 10_000), CONFIG)
+    assert info.value.field == "params.scheduler" and len(info.value.message) < 300
+    assert "10000 characters" in info.value.message
 
 
 def test_fit_by_name_unspecified_is_none_and_unknown_is_refused():
@@ -122,10 +138,16 @@ def test_both_sides_given_resize_or_crop_the_input():
     assert output_size(sized(64, 128), CONFIG, (100, 75), "crop") == ((64, 128), "crop")
 
 
-@pytest.mark.parametrize("fit", ["resize", "crop"])
-def test_resize_and_crop_need_both_sides(fit):
-    with pytest.raises(InvalidArgument, match="needs both") as info:
-        output_size(sized(width=64), CONFIG, (100, 100), fit)
+@pytest.mark.parametrize("fit", [None, "resize", "crop"])
+def test_one_side_given_the_other_follows_the_input_s_aspect_ratio(fit):
+    assert output_size(sized(width=192), CONFIG, (96, 64), fit)[0] == (192, 128)
+    assert output_size(sized(height=128), CONFIG, (96, 64), fit)[0] == (192, 128)
+    assert output_size(sized(width=100 * 8), CONFIG, (1000, 333), fit)[0] == (800, 264)  # rounded to 8
+
+
+def test_one_side_whose_other_side_falls_outside_the_limits_names_the_given_side():
+    with pytest.raises(InvalidArgument, match="height would be 16") as info:
+        output_size(sized(width=64), CONFIG, (400, 100))
     assert info.value.field == "params.width"
 
 

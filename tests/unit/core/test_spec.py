@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from imagegen.v1 import imagegen_pb2 as pb
-from services.core.checks import check_params
+from services.core.checks import check_params, denoising_steps
 from services.core.config import load_config
 from services.core.imaging.infotext import parse_infotext
 from services.core.spec import GenerationSpec
@@ -16,7 +16,8 @@ CONFIG = load_config(MODE, [], environ={})
 
 def spec(width=64, height=64, strength=None, **fields):
     params = pb.GenerationParams(**{"prompt": "a fox", "seed": 3, "num_inference_steps": 4, **fields})
-    extra = {} if strength is None else {"strength": strength}
+    steps = fields.get("num_inference_steps", 4)
+    extra = {} if strength is None else {"strength": strength, "denoise_steps": denoising_steps(steps, strength)}
     return GenerationSpec.build(check_params(params, CONFIG), width, height, **extra)
 
 
@@ -38,6 +39,17 @@ def test_batch_key_ignores_prompts_and_seeds_but_not_the_shape_of_the_work():
     for other in (spec(width=128), spec(num_inference_steps=5), spec(scheduler="ddim"),
                   spec(guidance_scale=3.0), spec(strength=0.5)):
         assert other.batch_key() != base
+    # Strengths that run the same steps do the same work.
+    assert spec(strength=0.5).batch_key() == spec(strength=0.6).batch_key()
+
+
+def test_the_pipeline_gets_a_strength_that_runs_exactly_the_checked_steps():
+    for steps in range(1, 151):
+        for runs in range(1, steps + 1):
+            built = spec(num_inference_steps=steps, strength=runs / steps)
+            assert built.steps_run == runs
+            assert min(int(steps * built.pipeline_strength), steps) == runs  # what diffusers counts
+    assert spec(strength=1.0).pipeline_strength == 1.0 and spec().pipeline_strength is None
 
 
 def test_infotext_describes_one_image():
