@@ -101,3 +101,30 @@ def test_stream_reports_bad_input_too(services):
     with pytest.raises(grpc.RpcError) as err:
         list(services["txt2img"].client.stream(request_for("txt2img", width=12)))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# A Txt2ImgRequest whose params.prompt holds bytes that are not UTF-8 (field 1 > field 1, wire type 2).
+NOT_UTF8 = b"\x0a\x04\x0a\x02\xff\xfe"
+
+
+@pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
+def test_a_request_that_does_not_parse_is_invalid_argument_and_counted(services, method):
+    service = services["txt2img"]
+    before = service.metric("imagegen_requests_total", method=method, code="INVALID_ARGUMENT")
+    path = f"/imagegen.v1.Txt2Img/{method}"
+    call = (service.client.channel.unary_unary(path) if method == "Generate"
+            else service.client.channel.unary_stream(path))
+    with pytest.raises(grpc.RpcError) as err:
+        reply = call(NOT_UTF8, timeout=10)
+        list(reply) if method == "GenerateStream" else reply
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("request: could not be parsed")
+    assert service.metric("imagegen_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1
+    assert len(service.client.generate(request_for("txt2img")).images) == 1
+
+
+def test_a_huge_scheduler_name_is_refused_with_a_short_message(services):
+    with pytest.raises(grpc.RpcError) as err:
+        services["txt2img"].client.generate(request_for("txt2img", scheduler="z" * 10_000))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # not RESOURCE_EXHAUSTED from the headers
+    assert err.value.details().startswith("params.scheduler: unknown scheduler") and len(err.value.details()) < 300

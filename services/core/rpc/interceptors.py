@@ -12,32 +12,60 @@ from typing import Callable
 
 import grpc
 
-from ..errors import InternalError, ServiceError, Unauthenticated
+from ..errors import InternalError, InvalidArgument, ServiceError, Unauthenticated
 from .status import to_status
 
 log = logging.getLogger(__name__)
 
 
-def wrap_handler(handler, around_unary: Callable, around_stream: Callable):
-    """`handler` with its behaviour replaced by around_unary(inner) or around_stream(inner).
+def wrap_handler(handler, around_unary: Callable, around_stream: Callable, around_deserializer: Callable | None = None):
+    """`handler` with its behaviour replaced by around_unary(inner) or around_stream(inner) (and its
+    request deserializer by around_deserializer(inner), when given).
 
     Our services only have unary-unary and unary-stream methods; other kinds pass through.
     """
     if handler is None:
         return None
+    deserializer = handler.request_deserializer
+    if around_deserializer is not None and deserializer is not None:
+        deserializer = around_deserializer(deserializer)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
             around_unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
             around_stream(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+class Undecodable:
+    """What arrives instead of a request whose bytes are not the method's message (e.g. a string
+    field that is not UTF-8): gRPC would answer INTERNAL and skip the interceptors; we answer
+    INVALID_ARGUMENT, counted like any other call."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _tolerant(deserializer):
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure: the bytes are the caller's
+            return Undecodable(exc)
+
+    return deserialize
+
+
+def _undecodable() -> InvalidArgument:
+    return InvalidArgument("request", "could not be parsed as this method's imagegen.v1 message "
+                                      "(a string field that is not UTF-8, or bytes of another message?)")
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException):
@@ -54,6 +82,8 @@ def _is_abort(context: grpc.ServicerContext, exc: BaseException) -> bool:
 def _map_unary(inner):
     def unary_unary(request, context):
         try:
+            if isinstance(request, Undecodable):
+                raise _undecodable()
             return inner(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the mapping point
             if _is_abort(context, exc):
@@ -66,6 +96,8 @@ def _map_unary(inner):
 def _map_stream(inner):
     def unary_stream(request, context):
         try:
+            if isinstance(request, Undecodable):
+                raise _undecodable()
             yield from inner(request, context)
         except Exception as exc:  # noqa: BLE001 - this is the mapping point
             if _is_abort(context, exc):
@@ -76,10 +108,11 @@ def _map_stream(inner):
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Maps exceptions raised by handlers to status codes, so servicers only raise."""
+    """Maps exceptions raised by handlers to status codes, so servicers only raise; requests that do
+    not parse reach it (as Undecodable) and are INVALID_ARGUMENT."""
 
     def intercept_service(self, continuation, handler_call_details):
-        return wrap_handler(continuation(handler_call_details), _map_unary, _map_stream)
+        return wrap_handler(continuation(handler_call_details), _map_unary, _map_stream, _tolerant)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
