@@ -77,6 +77,8 @@ def test_each_mode_is_its_own_deployment_with_probes_on_its_health_service(rende
     assert env(c)["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
     for probe in ("readinessProbe", "startupProbe"):
         assert c[probe]["grpc"] == {"port": port_of(mode), "service": MODES[mode].full_service_name}  # numeric port
+    for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
+        assert c[probe]["timeoutSeconds"] == 2  # health answers well within it under load (tests/reliability)
     assert c["livenessProbe"]["grpc"]["port"] == port_of(mode)
     startup = c["startupProbe"]
     allowance = startup["periodSeconds"] * startup["failureThreshold"]

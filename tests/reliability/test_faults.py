@@ -15,7 +15,7 @@ import grpc
 import pytest
 import torch
 
-from services.client import ImageGenClient, OutOfMemory
+from services.client import ImageGenClient, OutOfMemory, QueueFull
 from tests.conftest import CACHE_DIR, RunningGateway, RunningService, free_port, png, request_for, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,3 +191,35 @@ def test_load_many_clients_every_request_ends_cleanly_and_memory_is_bounded():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_health_answers_fast_while_a_crowd_of_large_uploads_arrives():
+    """Kubernetes restarts a pod whose probe takes longer than its timeout (2 s in deploy/k8s)."""
+    service = RunningService("img2img", "--queue-size", "2", "--warmup", "false")
+    big = request_for("img2img", image=png((2048, 2048)), steps=2, width=64, height=64)  # 12 MiB of noise
+    outcomes, latencies, done = [], [], threading.Event()
+
+    def call():
+        with ImageGenClient("img2img", service.address, retries=0, timeout=120) as client:
+            try:
+                client.generate(big)
+                outcomes.append("OK")
+            except QueueFull:
+                outcomes.append("busy")
+
+    try:
+        callers = [threading.Thread(target=call) for _ in range(40)]
+        for caller in callers:
+            caller.start()
+        while any(caller.is_alive() for caller in callers):
+            started = time.monotonic()
+            assert service.client.health(timeout=5) == "SERVING"
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+        for caller in callers:
+            caller.join()
+        assert len(outcomes) == 40 and "OK" in outcomes  # each got images or a clear "busy"
+        assert max(latencies) < 1.0, f"health took up to {max(latencies):.2f}s under load"
+    finally:
+        done.set()
+        service.stop()

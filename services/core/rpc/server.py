@@ -24,7 +24,8 @@ from .security import TlsFiles, server_credentials
 from .servicer import ModeServicer
 
 log = logging.getLogger("imagegen")
-# Handler threads: every queued request holds one while it waits, plus room for health and info.
+# Handler threads beyond the generation calls' places (runtime.max_calls): health, info, reflection
+# always find one, however many generation calls arrive.
 _SPARE_THREADS = 16
 
 
@@ -39,7 +40,7 @@ def create_server(mode: Mode, config: ServiceConfig) -> tuple[grpc.Server, int, 
     max_bytes = config.limits.max_message_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(
-            max_workers=config.limits.max_queue + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
+            max_workers=runtime.max_calls + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
         ),
         # Metrics outermost: they see the status code the error interceptor (or the token check) set.
         interceptors=[

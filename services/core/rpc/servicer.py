@@ -62,22 +62,24 @@ class ModeServicer:
     def _start(self, request, context):
         arrived = time.monotonic()
         self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
-        spec = self.mode.check(request, self.config)
+        spec = self.runtime.check(request)
         job = self.runtime.submit(spec, context.time_remaining())
         if not context.add_callback(job.cancel):
             job.cancel()  # the call already ended
         return arrived, spec, job
 
     def Generate(self, request, context):
-        arrived, spec, job = self._start(request, context)
-        raw = job.wait()
-        return build_response(spec, raw, self.config.model, arrived)
+        with self.runtime.call_slot():
+            arrived, spec, job = self._start(request, context)
+            raw = job.wait()
+            return build_response(spec, raw, self.config.model, arrived)
 
     def GenerateStream(self, request, context):
-        arrived, spec, job = self._start(request, context)
-        for event in job.iter_events():
-            yield to_event(event)
-        yield pb.GenerateEvent(result=build_response(spec, job.result, self.config.model, arrived))
+        with self.runtime.call_slot():
+            arrived, spec, job = self._start(request, context)
+            for event in job.iter_events():
+                yield to_event(event)
+            yield pb.GenerateEvent(result=build_response(spec, job.result, self.config.model, arrived))
 
     def GetInfo(self, request, context):
         cfg, limits, defaults = self.config, self.config.limits, self.config.defaults

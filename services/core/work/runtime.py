@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 
 from grpc_health.v1 import health_pb2
 
@@ -15,6 +17,9 @@ from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
+# Requests whose input images are decoded and fitted at once: the rest wait their turn, so decoding a
+# crowd of large uploads never takes every core from the worker and the health checks.
+CHECKS_AT_ONCE = 2
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -25,6 +30,11 @@ class ModeRuntime:
         self.config = config
         self.health = health
         self.queue = JobQueue(config.limits.max_queue)
+        # Generation calls in the service at once (being checked, queued or running). Each holds a
+        # handler thread; bounding them leaves threads free for health checks under any load.
+        self.max_calls = config.limits.max_queue + config.limits.max_batch_images
+        self._calls = threading.BoundedSemaphore(self.max_calls)
+        self._checking = threading.BoundedSemaphore(CHECKS_AT_ONCE)
         self.metrics = ServiceMetrics(mode.name, self.queue)
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
@@ -69,6 +79,23 @@ class ModeRuntime:
             raise ModelLoading("the model is still loading; retry shortly")
         if self.state != "serving":
             raise ShuttingDown("the service is shutting down; retry on another replica")
+
+    @contextmanager
+    def call_slot(self):
+        """Hold one of the service's generation call places for a call's life; refused at once
+        (QueueFull, with a retry hint) when every place is taken."""
+        if not self._calls.acquire(blocking=False):
+            raise QueueFull(f"the service is busy ({self.max_calls} requests in progress); try again shortly",
+                            retry_after_s=self.retry_hint())
+        try:
+            yield
+        finally:
+            self._calls.release()
+
+    def check(self, request):
+        """The mode's checks (decoding input images), a few requests at a time."""
+        with self._checking:
+            return self.mode.check(request, self.config)
 
     def _running_left(self) -> float | None:
         """Predicted seconds until the running batch ends (0 when idle; None before any data)."""
