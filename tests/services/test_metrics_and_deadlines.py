@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RunningService, request_for, wait_for
+from services.client import DeadlineExceeded
+from tests.conftest import RunningService, png, request_for, wait_for
 
 
 def scrape(port: int) -> dict:
@@ -84,3 +87,54 @@ def test_a_deadline_that_can_be_met_is_not_refused(service):
     service.client.generate(request_for("txt2img", steps=10, width=128, height=128))
     reply = service.client.generate(request_for("txt2img", steps=10, width=128, height=128), timeout=30)
     assert len(reply.images) == 1
+
+
+def not_refused(call) -> bool:
+    """True unless the service refused the call up front as one whose deadline it cannot meet."""
+    try:
+        call()
+    except DeadlineExceeded as err:
+        return not err.refused  # the deadline passed while it ran: admitted, so not refused
+    return True
+
+
+def test_after_a_burst_of_large_requests_a_small_one_with_time_to_spare_is_admitted():
+    service = RunningService("img2img", "--warmup", "false")  # its own estimator, fresh
+    try:
+        for _ in range(3):
+            service.client.generate(request_for("img2img", image=png((256, 256)), steps=20, num_images=2))
+        reply = service.client.generate(request_for("img2img", steps=10, strength=0.8), timeout=30)
+        assert len(reply.images) == 1
+    finally:
+        service.stop()
+
+
+def test_after_many_one_step_requests_a_longer_one_is_not_refused():
+    service = RunningService("txt2img", "--warmup", "false")
+    try:
+        for seed in range(16):
+            service.client.generate(request_for("txt2img", steps=1, width=256, height=256, seed=seed))
+        longer = request_for("txt2img", steps=20, width=256, height=256)
+        started = time.monotonic()
+        service.client.generate(longer)
+        took = time.monotonic() - started
+        assert not_refused(lambda: service.client.generate(longer, timeout=1.5 * took + 0.2))
+    finally:
+        service.stop()
+
+
+def test_a_storm_of_small_requests_with_deadlines_is_admitted(services):
+    service, refused = services["txt2img"], []
+
+    def client_loop(index: int):
+        for n in range(4):
+            call = lambda: service.client.generate(request_for("txt2img", seed=index * 10 + n), timeout=5)  # noqa: E731
+            if not not_refused(call):
+                refused.append(index)
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not refused, f"{len(refused)} of 48 small requests refused"

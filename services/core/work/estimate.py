@@ -1,19 +1,33 @@
-"""How long work will take, learned from the work that finished: for deadlines and retry hints.
+"""How long work will take, learned from recent calls: for deadline admission and retry hints.
 
-A pipeline call costs about steps x (a + b x work), where `work` is images x pixels / 512^2 and
-a (per-step overhead) and b are unknown. Each finished call with work w and seconds-per-step y
-gives a lower bound for any work x: y x min(1, x / w). The estimate is the largest of these bounds
-over recent calls, so it can be too low (a request is then computed and its deadline stops it) but
-is never too high in that model: a request is not refused when it could have made its deadline.
+A call of `work` w (images x pixels / 512^2) running n steps costs about O(w) + n x S(w): a per-call
+part O (prompt encoding, VAE, images in and out) and a per-step part S, each growing with w. The
+worker times every step of a call, so each observation gives both: S from its clean steps (every
+step after the first; the first also carries the call's setup) and O as the rest.
+
+Predictions are lower bounds, so a request is refused only when even its cheapest plausible cost
+misses its deadline:
+- within a size class (half an octave of work) the fastest recent observation counts, so a call
+  that ran under contention (another process on the device, a busy CPU) never raises the estimate
+  beyond what an uncontended call of that size cost;
+- a class of work w bounds any work x by min(1, x / w) of its cost (costs that grow with work can
+  only be that low or higher); beyond the largest class seen, the line through the two largest
+  classes extends it (per-step costs grow at least that fast as work grows);
+- observations expire (a window of recent calls, and an age limit), so what the service learnt
+  under different conditions fades; with none left, nothing is refused.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import threading
-from collections import defaultdict, deque
+import time
+from collections import deque
+from dataclasses import dataclass
 
 _REFERENCE_PIXELS = 512 * 512
-# Estimates are shrunk by this much before refusing anything: timing on shared machines is noisy.
+# Lower bounds are shrunk by this much before anything is refused: timing on shared machines is noisy.
 SAFETY = 0.8
 
 
@@ -25,33 +39,91 @@ def work(specs: list) -> float:
     return sum(len(spec.seeds) * spec.width * spec.height / _REFERENCE_PIXELS for spec in specs)
 
 
+@dataclass(frozen=True)
+class Observation:
+    at: float  # clock time it finished
+    work: float
+    steps: int  # steps it ran (step callbacks)
+    seconds: float  # the whole call
+    step_s: float | None  # its typical clean step (median of steps after the first); None with one step
+
+    @property
+    def size_class(self) -> int:
+        return round(2 * math.log2(max(self.work, 1e-6)))
+
+    @property
+    def overhead_s(self) -> float | None:
+        return None if self.step_s is None else max(0.0, self.seconds - self.steps * self.step_s)
+
+    def bound(self, x: float, steps: int) -> float:
+        """A lower bound for a call of work x and `steps` steps, from this observation alone."""
+        scale = min(1.0, x / self.work) if self.work > 0 else 1.0
+        if self.step_s is None:  # one step: overhead and step together; more steps cost at least as much
+            return scale * self.seconds * min(1.0, steps / self.steps)
+        return scale * (self.overhead_s + steps * self.step_s)
+
+
 class WorkEstimator:
-    def __init__(self, window: int = 64):
-        self._calls: deque[tuple[float, float]] = deque(maxlen=window)  # (work, seconds per step)
+    def __init__(self, window: int = 64, max_age_s: float = 900.0, clock=time.monotonic):
+        self._seen: deque[Observation] = deque(maxlen=window)
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def observe(self, specs: list, seconds: float) -> None:
-        """A pipeline call of these specs (one batch) took `seconds`."""
+    def observe(self, specs: list, seconds: float, step_seconds: list[float] | None = None) -> None:
+        """A call of these specs (one batch) took `seconds`, its steps the given durations (in order)."""
         w = work(specs)
-        if w > 0 and seconds > 0:
-            with self._lock:
-                self._calls.append((w, seconds / steps_run(specs[0])))
+        steps = len(step_seconds) if step_seconds else max(steps_run(spec) for spec in specs)
+        if w <= 0 or seconds <= 0 or steps < 1:
+            return
+        clean = (step_seconds or [])[1:]
+        step_s = statistics.median(clean) if clean else None
+        with self._lock:
+            self._seen.append(Observation(self._clock(), w, steps, seconds, step_s))
+
+    def _recent(self) -> list[Observation]:
+        cutoff = self._clock() - self._max_age_s
+        with self._lock:
+            while self._seen and self._seen[0].at < cutoff:
+                self._seen.popleft()
+            return list(self._seen)
 
     def predict(self, specs: list) -> float | None:
-        """Lower bound, in seconds, for running these specs as one call; None before any data."""
-        with self._lock:
-            calls = list(self._calls)
-        if not calls or not specs:
-            return None if not calls else 0.0
-        x = work(specs)
-        per_step = max(y * min(1.0, x / w) for w, y in calls)
-        return SAFETY * per_step * max(steps_run(spec) for spec in specs)
+        """Lower bound, in seconds, for running these specs as one call; None when nothing recent is known."""
+        seen = self._recent()
+        if not seen:
+            return None
+        if not specs:
+            return 0.0
+        x, steps = work(specs), max(steps_run(spec) for spec in specs)
+        classes: dict[int, list[Observation]] = {}
+        for obs in seen:
+            classes.setdefault(obs.size_class, []).append(obs)
+        # The fastest of each size class, then the tightest of those bounds.
+        best = max(min(obs.bound(x, steps) for obs in group) for group in classes.values())
+        return SAFETY * max(best, self._extrapolated(classes, x, steps))
+
+    @staticmethod
+    def _extrapolated(classes: dict[int, list[Observation]], x: float, steps: int) -> float:
+        """Beyond the largest size seen: the line through the two largest classes' fastest calls."""
+        timed = {k: [o for o in group if o.step_s is not None] for k, group in classes.items()}
+        tops = sorted((k for k, group in timed.items() if group), reverse=True)[:2]
+        if len(tops) < 2:
+            return 0.0
+        hi = min(timed[tops[0]], key=lambda o: o.step_s)
+        lo = min(timed[tops[1]], key=lambda o: o.step_s)
+        if x <= hi.work or hi.work <= lo.work:
+            return 0.0
+        step_slope = max(0.0, (hi.step_s - lo.step_s) / (hi.work - lo.work))
+        over_slope = max(0.0, (hi.overhead_s - lo.overhead_s) / (hi.work - lo.work))
+        more = x - hi.work
+        return hi.overhead_s + over_slope * more + steps * (hi.step_s + step_slope * more)
 
     def predict_queue(self, specs: list) -> float | None:
         """Lower bound for specs waiting in a queue: those that could share a call, as one call."""
-        groups = defaultdict(list)
+        groups: dict[tuple, list] = {}
         for spec in specs:
-            groups[spec.batch_key()].append(spec)
+            groups.setdefault(spec.batch_key(), []).append(spec)
         total = 0.0
         for group in groups.values():
             predicted = self.predict(group)

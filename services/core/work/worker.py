@@ -92,7 +92,7 @@ class PipelineWorker(threading.Thread):
             self.pipe.scheduler = self._scheduler(specs[0].scheduler)
             # CPU generators: the same seed gives the same starting noise on any device.
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
-            outputs = self._call(batch, specs, generators)
+            outputs, step_ends = self._call(batch, specs, generators)
         except torch.OutOfMemoryError:
             self._release_memory()
             for job in batch:
@@ -107,7 +107,8 @@ class PipelineWorker(threading.Thread):
         else:
             done = time.monotonic()
             if self.estimator is not None:
-                self.estimator.observe(specs, done - started)
+                durations = [end - begin for begin, end in zip([started, *step_ends], step_ends)]
+                self.estimator.observe(specs, done - started, durations)
             if self.metrics is not None:
                 self.metrics.observe_batch(len(batch), images, done - started, specs[0].steps)
             offset = 0
@@ -123,10 +124,14 @@ class PipelineWorker(threading.Thread):
         finally:
             self.pipe.scheduler = self._base_scheduler
 
-    def _call(self, batch: list[Job], specs: list, generators: list) -> list:
+    def _call(self, batch: list[Job], specs: list, generators: list) -> tuple[list, list[float]]:
+        """The pipeline call: its images, and when each step ended (for the estimator)."""
         import torch
 
+        step_ends: list[float] = []
+
         def on_step(pipe, index, _timestep, callback_kwargs):
+            step_ends.append(time.monotonic())
             if self.metrics is not None:
                 self.metrics.steps.inc()
             live = []
@@ -143,7 +148,7 @@ class PipelineWorker(threading.Thread):
             return callback_kwargs
 
         with torch.inference_mode():
-            return self.mode.run(self.pipe, specs, generators, on_step)
+            return self.mode.run(self.pipe, specs, generators, on_step), step_ends
 
     def _scheduler(self, name: str):
         if not name:

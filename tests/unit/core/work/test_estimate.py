@@ -1,95 +1,137 @@
-"""WorkEstimator: lower-bound time predictions learned from finished pipeline calls."""
+"""WorkEstimator: lower bounds that separate per-call and per-step cost, ignore contention, and forget."""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.core.work.estimate import SAFETY, WorkEstimator, steps_run, work
+from services.core.work.estimate import SAFETY, WorkEstimator, work
 
 
 @dataclass(frozen=True)
 class Spec:
-    steps: int = 10
     width: int = 512
     height: int = 512
-    seeds: tuple = (0,)
-    strength: float | None = None
+    images: int = 1
+    steps_run: int = 20
+
+    @property
+    def seeds(self):
+        return list(range(self.images))
 
     def batch_key(self):
-        return (self.width, self.height, self.steps, self.strength)
+        return (self.width, self.height, self.steps_run)
 
 
-def trained(*calls):
-    """An estimator that has seen each (spec, seconds) as one call."""
-    estimator = WorkEstimator()
-    for spec, seconds in calls:
-        estimator.observe([spec], seconds)
-    return estimator
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
 
 
-def test_steps_run_scales_by_strength_and_runs_at_least_one():
-    assert steps_run(Spec(steps=20)) == 20
-    assert steps_run(Spec(steps=20, strength=0.5)) == 10
-    assert steps_run(Spec(steps=3, strength=0.1)) == 1
+@dataclass(frozen=True)
+class Cost:
+    """A device where a call costs overhead(w) + steps x step(w), both affine in the work w."""
+
+    call: float = 0.13
+    call_per_work: float = 0.0
+    step: float = 0.01
+    step_per_work: float = 0.08
+
+    def step_s(self, w):
+        return self.step + self.step_per_work * w
+
+    def total(self, w, steps):
+        return self.call + self.call_per_work * w + steps * self.step_s(w)
+
+    def run(self, estimator, spec, slower: float = 1.0):
+        """Observe one call of `spec`, `slower` times its true cost (contention)."""
+        w, steps = work([spec]), spec.steps_run
+        first = (self.call + self.call_per_work * w + self.step_s(w)) * slower
+        durations = [first] + [self.step_s(w) * slower] * (steps - 1)
+        estimator.observe([spec], sum(durations), durations)
 
 
-def test_work_counts_images_times_pixels_relative_to_512_squared():
-    assert work([Spec()]) == 1.0
-    assert work([Spec(seeds=(1, 2)), Spec(width=256, height=256)]) == 2.25
-
-
-def test_nothing_is_predicted_before_any_data():
-    estimator = WorkEstimator()
+def test_nothing_is_predicted_before_any_call_or_after_they_all_expire():
+    clock = Clock()
+    estimator = WorkEstimator(max_age_s=60, clock=clock)
+    assert estimator.predict([Spec()]) is None and estimator.predict_queue([Spec()]) is None
+    Cost().run(estimator, Spec())
+    assert estimator.predict([Spec()]) > 0 and estimator.predict([]) == 0.0
+    clock.now += 61
     assert estimator.predict([Spec()]) is None
-    assert estimator.predict_queue([Spec()]) is None
 
 
-def test_calls_with_no_work_or_time_are_not_learned():
-    estimator = trained((Spec(width=0), 1.0), (Spec(), 0.0))
-    assert estimator.predict([Spec()]) is None
+def test_per_call_and_per_step_cost_are_told_apart():
+    cost, estimator = Cost(), WorkEstimator()
+    cost.run(estimator, Spec(steps_run=10))
+    for steps in (1, 20, 150):
+        predicted = estimator.predict([Spec(steps_run=steps)])
+        assert predicted == pytest.approx(SAFETY * cost.total(1.0, steps))
 
 
-def test_the_same_work_is_predicted_below_what_was_observed():
-    estimator = trained((Spec(steps=10), 2.0))
-    assert estimator.predict([Spec(steps=10)]) == pytest.approx(SAFETY * 2.0)
-    assert estimator.predict([Spec(steps=10)]) <= 2.0
+def test_after_many_one_step_calls_a_longer_call_is_not_overestimated():
+    # The red team: 64 one-step 512x512 calls, then a 20-step one was predicted at 3.6 s (it took 2.0 s).
+    cost, estimator = Cost(), WorkEstimator()
+    for _ in range(64):
+        cost.run(estimator, Spec(steps_run=1))
+    assert estimator.predict([Spec(steps_run=20)]) <= cost.total(1.0, 20)
 
 
-def test_predictions_grow_with_steps():
-    estimator = trained((Spec(steps=10), 2.0))
-    assert estimator.predict([Spec(steps=20)]) == pytest.approx(2 * estimator.predict([Spec(steps=10)]))
+def test_after_a_burst_of_large_calls_a_small_one_is_predicted_small():
+    # The red team: after large requests, a 64x64 10-step img2img was predicted at 34.5 s (it takes 0.06 s).
+    cost, estimator = Cost(), WorkEstimator()
+    for _ in range(20):
+        cost.run(estimator, Spec(1024, 1024, images=4, steps_run=30))
+    small = Spec(64, 64, steps_run=8)
+    assert estimator.predict([small]) <= cost.total(work([small]), 8)
 
 
-def test_predictions_grow_with_pixels_and_images_up_to_the_observed_work():
-    estimator = trained((Spec(seeds=(0, 1, 2, 3)), 4.0))
-    small = estimator.predict([Spec(width=256, height=256)])
+def test_calls_slowed_by_contention_do_not_raise_the_estimate():
+    cost, clean, mixed = Cost(), WorkEstimator(), WorkEstimator()
+    for spec in (Spec(256, 256), Spec(), Spec(64, 64, steps_run=4)):
+        cost.run(clean, spec)
+        cost.run(mixed, spec)
+        for slower in (1.5, 3.0, 10.0):  # the same sizes, run while something else held the device
+            cost.run(mixed, spec, slower)
+    for query in (Spec(), Spec(128, 128, steps_run=50), Spec(1024, 1024, images=2)):
+        assert mixed.predict([query]) == pytest.approx(clean.predict([query]))
+
+
+def test_larger_work_than_seen_extends_the_two_largest_sizes():
+    cost, estimator = Cost(), WorkEstimator()
+    cost.run(estimator, Spec(256, 256))
+    cost.run(estimator, Spec(512, 512))
+    big = Spec(1024, 1024, images=2)  # 8 x the largest work seen
+    predicted = estimator.predict([big])
+    assert SAFETY * cost.total(1.0, 20) < predicted <= cost.total(8.0, 20)
+    assert predicted == pytest.approx(SAFETY * cost.total(8.0, 20))  # affine costs: exact
+
+
+def test_queued_specs_that_share_a_call_count_as_one():
+    cost, estimator = Cost(), WorkEstimator()
+    cost.run(estimator, Spec())
     one = estimator.predict([Spec()])
-    two = estimator.predict([Spec(seeds=(0, 1))])
-    more = estimator.predict([Spec(seeds=tuple(range(8)))])
-    assert 0 < small < one < two <= more
-    assert more == pytest.approx(SAFETY * 4.0)  # no extrapolation above what was seen
+    assert estimator.predict_queue([Spec(), Spec()]) == pytest.approx(estimator.predict([Spec(), Spec()]))
+    assert estimator.predict_queue([Spec(), Spec(steps_run=5)]) > one
 
 
-def test_strength_counts_only_the_steps_run():
-    estimator = trained((Spec(steps=10, strength=0.5), 1.0))  # 5 steps run: 0.2 s each
-    assert estimator.predict([Spec(steps=10)]) == pytest.approx(SAFETY * 2.0)
-    assert estimator.predict([Spec(steps=10, strength=0.5)]) == pytest.approx(SAFETY * 1.0)
+affine = st.builds(Cost, call=st.floats(0.001, 2), call_per_work=st.floats(0, 2), step=st.floats(0, 0.5),
+                   step_per_work=st.floats(0, 0.5))
+shapes = st.builds(Spec, width=st.sampled_from([64, 256, 512, 1024]), height=st.sampled_from([64, 512, 768]),
+                   images=st.integers(1, 4), steps_run=st.integers(1, 60))
 
 
-def test_the_largest_bound_over_recent_calls_wins_and_old_calls_drop_out():
-    estimator = WorkEstimator(window=2)
-    estimator.observe([Spec()], 1.0)
-    estimator.observe([Spec()], 3.0)
-    assert estimator.predict([Spec()]) == pytest.approx(SAFETY * 3.0)
-    estimator.observe([Spec()], 1.0)
-    estimator.observe([Spec()], 1.0)  # the 3 s call is out of the window now
-    assert estimator.predict([Spec()]) == pytest.approx(SAFETY * 1.0)
-
-
-def test_predict_queue_counts_specs_that_share_a_call_as_one_call():
-    estimator = trained((Spec(seeds=(0, 1)), 2.0))
-    a, b, other = Spec(), Spec(), Spec(steps=20)
-    assert estimator.predict_queue([a, b]) == pytest.approx(estimator.predict([a, b]))
-    assert estimator.predict_queue([a, other, b]) == pytest.approx(
-        estimator.predict([a, b]) + estimator.predict([other]))
-    assert estimator.predict_queue([]) == 0.0
+@settings(max_examples=200, deadline=None)
+@given(affine, st.lists(st.tuples(shapes, st.floats(1.0, 5.0)), min_size=1, max_size=12), shapes)
+def test_a_prediction_never_exceeds_the_true_cost_when_each_size_ran_once_uncontended(cost, calls, query):
+    estimator = WorkEstimator()
+    for spec, slower in calls:
+        cost.run(estimator, spec)  # one clean call of each size seen...
+        cost.run(estimator, spec, slower)  # ... among others slowed by contention
+    assert estimator.predict([query]) <= SAFETY * cost.total(work([query]), query.steps_run) * (1 + 1e-9) + 1e-12
