@@ -167,6 +167,8 @@ def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int,
     field = "params.height" if params.height and not params.width else "params.width"
     if source is None:
         width, height = params.width or config.defaults.size, params.height or config.defaults.size
+    elif fit in ("resize", "crop") and not (params.width or params.height):
+        raise InvalidArgument("params.width", f"fit {fit} needs params.width or params.height (or both)")
     elif fit != "keep" and (params.width or params.height):
         width, height = params.width, params.height
         if not (width and height):  # one side: the other keeps the input's aspect ratio

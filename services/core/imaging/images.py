@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from imagegen.v1.contract import OutputFormat
@@ -14,31 +15,86 @@ from ..errors import InvalidArgument
 _EXIF_USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 
+# The input formats the contract documents; nothing else is even parsed (Image.open's `formats`).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+_ACCEPTED_TEXT = "PNG, JPEG, WEBP, BMP or GIF"
+# A JPEG carrying MPF data (several pictures, as some cameras write) opens as "MPO": its first
+# picture is an ordinary JPEG.
+_OPENED_AS = {**{fmt: fmt for fmt in ACCEPTED_FORMATS}, "MPO": "JPEG"}
+_TRUNCATED = "image is truncated (its data ends before the image is complete)"
+
 
 def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
-    """Decode image bytes fully, refusing empty, unreadable, truncated or oversized images."""
+    """Decode image bytes fully, refusing empty, unreadable, truncated or oversized images.
+
+    Only the documented formats are parsed. The size is checked from the header, before any pixel
+    is decoded (decompression bombs). Truncated files are refused: Pillow raises for data that ends
+    early (LOAD_TRUNCATED_IMAGES stays off); a WEBP shorter than its RIFF size and a JPEG too short
+    for the blocks its header claims (libjpeg would fill them grey, and only warn) are refused here.
+    The result is 8 bits per channel (see to_8bit) and upright (EXIF orientation applied).
+    """
     if not data:
         raise InvalidArgument(field, "is required (no image bytes given)")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) < 8 + int.from_bytes(data[4:8], "little"):
+        raise InvalidArgument(field, _TRUNCATED)  # a WEBP shorter than its RIFF size (it would not even open)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            fmt = _OPENED_AS.get(img.format or "")
+            if fmt is None:
+                raise InvalidArgument(field, f"is not a {_ACCEPTED_TEXT} image")
             # The header gives the size before any pixel is decoded: refuse bombs here.
             width, height = img.size
             if width * height > max_pixels:
                 raise InvalidArgument(
                     field, f"image is {width}x{height}, over the limit of {max_pixels} pixels"
                 )
+            # Every 8x8 luma block of a JPEG takes at least one bit (its DC code, baseline or progressive):
+            # a header claiming more blocks than the data has bits is a lie libjpeg would fill grey.
+            if fmt == "JPEG" and len(data) * 8 < -(-width // 8) * -(-height // 8):
+                raise InvalidArgument(field, _TRUNCATED)
             img.load()
     except InvalidArgument:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidArgument(field, "is not a readable image (PNG, JPEG, WEBP, BMP or GIF)") from None
+    except UnidentifiedImageError:
+        raise InvalidArgument(field, f"is not a {_ACCEPTED_TEXT} image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidArgument(field, f"image is over the limit of {max_pixels} pixels") from None
     except Exception as exc:  # noqa: BLE001 - the bytes are the caller's: any decoder failure is theirs
-        raise InvalidArgument(field, f"image could not be decoded ({type(exc).__name__}: {exc})") from None
+        if "truncated" in str(exc):  # Pillow's OSError for data that ends early
+            raise InvalidArgument(field, _TRUNCATED) from None
+        problem = f"image could not be decoded ({type(exc).__name__}: {str(exc)[:80]})"
+        raise InvalidArgument(field, problem) from None
     if width < 1 or height < 1:
         raise InvalidArgument(field, "image is empty")
-    return ImageOps.exif_transpose(img)
+    return to_8bit(ImageOps.exif_transpose(img))
+
+
+# 16-bit (and 32-bit integer) grey: PNG's 16-bit grey opens as "I;16" ("I" in older Pillow).
+_WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """8 bits per channel, keeping the image's tones.
+
+    16-bit grey ("I;16", "I;16B", ...) and integer "I" images hold 0..65535 (16-bit data; larger
+    values are clipped): scaled to 0..255 as value * 255 / 65535, rounded (Pillow's own convert
+    clips them to 0/255 instead). A 16-bit grey PNG's transparent value becomes an alpha channel (LA).
+    16-bit RGB(A) and grey+alpha PNGs need nothing here: Pillow opens them as 8-bit RGB(A), from
+    each sample's high byte (within 1 of the exact scaling).
+    """
+    if img.mode not in _WIDE_MODES:
+        return img
+    values = np.asarray(img).astype(np.int64)
+    scaled = ((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+    gray = Image.fromarray(scaled)
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):
+        alpha = Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8))
+        return Image.merge("LA", (gray, alpha))
+    return gray
+
 
 
 def round8(value: int) -> int:

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 from .images import fit_image
+
+# A mask is a brush layer, read from its alpha, when at least this share of its pixels is fully transparent.
+BRUSH_LAYER_MIN_TRANSPARENT = 0.01
 
 
 def mask_to_gray(mask: Image.Image) -> Image.Image:
     """A mask as 8-bit grey, white = repaint.
 
-    A mask with an alpha channel that is not fully opaque is a brush layer on a transparent canvas
-    (what Gradio's ImageEditor gives): its alpha is the mask, whatever colour was painted.
+    The rule: a mask with transparency (RGBA, LA, or a palette image with a transparent entry) is
+    read from its alpha when at least 1% of its pixels are fully transparent (alpha 0): that is a
+    brush layer on a transparent canvas (what Gradio's ImageEditor gives), painted where opaque,
+    whatever the colour. Every other mask is read by luminance, its alpha ignored: masks without
+    alpha, opaque ones, nearly opaque ones (an opaque black/white mask with a pixel at alpha 254, or
+    a whole mask at alpha 250), and ones with only a few stray fully transparent pixels.
     """
-    if mask.mode == "P":
+    if mask.mode == "PA" or mask.mode == "P" and "transparency" in mask.info:
         mask = mask.convert("RGBA")
     if "A" in mask.getbands():
         alpha = mask.getchannel("A")
-        lo, _hi = alpha.getextrema()
-        if lo < 255:
+        transparent = alpha.histogram()[0]
+        if transparent >= BRUSH_LAYER_MIN_TRANSPARENT * mask.width * mask.height:
             return alpha
-    return mask.convert("L")
+    return mask.convert("L")  # from RGBA or LA: the colour, alpha ignored
 
 
 def prepare_mask(mask: Image.Image, source_size: tuple[int, int], size: tuple[int, int], fit: str, invert: bool) -> Image.Image:
@@ -39,6 +46,12 @@ def prepare_mask(mask: Image.Image, source_size: tuple[int, int], size: tuple[in
 
 
 def blend_over(original: Image.Image, generated: Image.Image, mask: Image.Image, blur: int) -> Image.Image:
-    """Generated pixels where the (blurred) mask is white, the original's exactly where it is black."""
-    soft = mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+    """Generated pixels where the mask is white, the original's exactly where it is black.
+
+    `blur` (mask_blur, px) feathers the seam inside the painted area only: the mask is blurred
+    (Gaussian, radius `blur`), then capped by the mask itself (the minimum of the two), so the blend
+    weight is zero wherever the mask is black, whatever the blur, and the generated pixels fade in
+    over the painted side of the edge.
+    """
+    soft = ImageChops.darker(mask.filter(ImageFilter.GaussianBlur(blur)), mask) if blur > 0 else mask
     return Image.composite(generated, original, soft)
