@@ -33,13 +33,13 @@ def free_port() -> int:
 class Service:
     """A mode service as its own process, as deployed."""
 
-    def __init__(self, mode: str, *args: str):
+    def __init__(self, mode: str, *args: str, model: str = "tiny"):
         from services.client import ImageGenClient
 
         self.port, self.metrics_port = free_port(), free_port()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{mode}", "--model", "tiny", "--port", str(self.port),
+            [sys.executable, "-m", f"services.{mode}", "--model", model, "--port", str(self.port),
              "--metrics-port", str(self.metrics_port), "--log-level", "WARNING", *args],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -216,13 +216,42 @@ def bench_cancel(repeats: int) -> list[tuple]:
              f"max {worst:.0f} over {repeats}", ("meets" if worst <= 1 else "misses") + " <= 1")]
 
 
+def concurrent_rate(service: Service, clients: int, per_client: int, request_of) -> tuple[float, list[float]]:
+    """Images per second with `clients` threads each sending `per_client` requests; and the latencies."""
+    errors, latencies = [], []
+
+    def client_loop(index: int):
+        for n in range(per_client):
+            started = time.perf_counter()
+            try:
+                reply = service.client.generate(request_of(index, n))
+                latencies.append(time.perf_counter() - started)
+                assert len(reply.images) >= 1
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed: {errors[0]}")
+    return clients * per_client / elapsed, latencies
+
+
 def bench_gpu() -> list[tuple]:
+    """sd15 (real SD 1.5 sizes, random weights) in float16: in-process, and served to 1-16 clients."""
     import torch
 
     if not torch.cuda.is_available():
         return [("sd15 on GPU", "skipped: no CUDA device", "", "")]
+    from services.client import make_request
     from services.core.models.presets import build_sd15_pipeline
 
+    name = torch.cuda.get_device_name(0)
     pipe = build_sd15_pipeline(False, "cuda:0", torch.float16)
     pipe.set_progress_bar_config(disable=True)
 
@@ -238,10 +267,39 @@ def bench_gpu() -> list[tuple]:
     one = statistics.median(run(1) for _ in range(3))
     run(8)
     eight = statistics.median(run(8) for _ in range(3))
-    name = torch.cuda.get_device_name(0)
-    return [(f"sd15 fp16 512x512 20 steps, batch 1 ({name})", f"{20 / one:.2f} it/s", f"{one:.2f} s/image", ""),
+    del pipe
+    torch.cuda.empty_cache()
+    rows = [(f"sd15 fp16 512x512 20 steps, batch 1 ({name})", f"{20 / one:.2f} it/s", f"{one:.2f} s/image", ""),
             (f"sd15 fp16 512x512 20 steps, batch 8 ({name})", f"{8 / eight:.2f} images/s",
              f"{(8 / eight) / (1 / one):.2f}x batch 1", "")]
+
+    service = Service("txt2img", "--device", "cuda:0", "--max-batch-size", "8", "--queue-size", "64", model="sd15")
+    try:
+        request = make_request("txt2img", "a red fox", steps=20, width=512, height=512, seed=7)
+        service.client.generate(request)
+        served = statistics.median(timed(lambda: service.client.generate(request)) for _ in range(3))
+        rows.append((f"sd15 served: gRPC Generate, 1 request ({name})", f"{served:.2f} s",
+                     f"{served / one:.3f}x in-process", ""))
+        uniform = lambda i, n: make_request("txt2img", f"fox {i} {n}", steps=20, width=512, height=512,  # noqa: E731
+                                            seed=i * 100 + n)
+        mixed = lambda i, n: make_request("txt2img", f"fox {i} {n}", steps=(8, 14, 20, 30)[(i + n) % 4],  # noqa: E731
+                                          guidance_scale=(5.0, 7.0, 9.0)[i % 3], width=512, height=512,
+                                          scheduler=("euler_a", "dpmpp_2m", "ddim")[(i + 2 * n) % 3], seed=i * 100 + n)
+        for label, request_of in (("uniform", uniform), ("mixed", mixed)):
+            for clients in (1, 4, 8, 16):
+                rate, latencies = concurrent_rate(service, clients, 3, request_of)
+                p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
+                rows.append((f"sd15 served, {label} 512x512, {clients} clients, engine pipeline ({name})",
+                             f"{rate:.2f} images/s", f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s", ""))
+    finally:
+        service.stop()
+    return rows
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def machine() -> str:
@@ -265,6 +323,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
+    parser.add_argument("--sections", default="overhead,throughput,cold start,cancel,gpu",
+                        help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -276,6 +336,11 @@ def main(argv=None) -> int:
         ("cancel", lambda: bench_cancel(args.repeats)),
         ("gpu", bench_gpu),
     ]
+    wanted = {name.strip() for name in args.sections.split(",")}
+    unknown = wanted - {name for name, _run in sections}
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    sections = [(name, run) for name, run in sections if name in wanted]
     rows = []
     for name, run in sections:
         print(f"bench: {name}...", file=sys.stderr, flush=True)
