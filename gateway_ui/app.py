@@ -2,7 +2,12 @@
 
 Tabs Txt2Img, Img2Img and Inpainting, like the original app, each calling its mode's service over
 gRPC. Each tab is described once in `tabs.py`; ranges and choices come from each service's GetInfo;
-progress comes from GenerateStream.
+progress comes from GenerateStream. Each tab forwards at most `concurrency` generations at once
+(Gradio queues the rest).
+
+The browser is shown plain messages only: never an exception's text, a file path or a service's
+address. Anything unexpected is shown as "... failed with an internal error (id XXXXXXXX)" and
+logged (logger "gateway") with that id and its traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES
 from services.client import Progress, Queued
 
-from .backend import GenerationError, ModeBackend
+from .backend import GenerationError, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
-from .tabs import TABS, Tab, build_tab
+from .tabs import TABS, InputError, Tab, build_tab
 
 log = logging.getLogger("gateway")
 
@@ -34,6 +39,7 @@ class Gateway:
         self.backends = backends
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
+        self._states: dict[str, str] = {}  # mode -> the state last logged
 
     def _prune(self) -> None:
         cutoff = time.time() - self.keep_s
@@ -71,8 +77,13 @@ class Gateway:
         return paths, seeds, infotext
 
     def status_line(self, mode: str) -> str:
+        """The mode and its service's state, for the browser; the address goes to the log (on a change)."""
         backend = self.backends[mode]
-        return f"**{mode}** service at `{backend.address}`: **{backend.status()}**"
+        state = backend.status()
+        if self._states.get(mode) != state:
+            self._states[mode] = state
+            log.info("%s service at %s: %s", mode, backend.address, state)
+        return f"**{mode}** service: **{state}**"
 
 
 def endpoint(gateway: Gateway, tab: Tab):
@@ -85,10 +96,18 @@ def endpoint(gateway: Gateway, tab: Tab):
     def generate(*args):
         *values, progress = args
         try:
-            request = tab.spec.request(dict(zip(names, values)))
-        except ValueError as err:
-            raise gr.Error(f"{label}: {err}.", print_exception=False) from None
-        return gateway.run(tab.mode, request, progress)
+            try:
+                request = tab.spec.request(dict(zip(names, values)))
+            except InputError as err:  # our own words, naming what to fix
+                raise gr.Error(f"{label}: {err}.", print_exception=False) from None
+            return gateway.run(tab.mode, request, progress)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - a fault of the gateway itself: an id for the browser, the rest logged
+            error_id = new_error_id()
+            log.exception("%s: internal error (id %s)", tab.mode, error_id)
+            raise gr.Error(internal_error_message(tab.mode, error_id), title=f"{label} error",
+                           print_exception=False) from None
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter(name, kind, default=None) for name in names]
@@ -108,8 +127,11 @@ def _selected_image(gallery, index):
     return Image.open(path).convert("RGB")
 
 
-def build_ui(backends: dict[str, ModeBackend]):
-    """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load."""
+def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None):
+    """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load.
+
+    concurrency: generations each tab forwards at once (GatewayConfig.concurrency); the rest wait in
+    Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency."""
 
     gateway = Gateway(backends)
     image_modes = [spec.contract for spec in TABS if spec.contract.takes_image]
@@ -123,7 +145,8 @@ def build_ui(backends: dict[str, ModeBackend]):
                 tab, button = build_tab(spec, backends[spec.contract.name].info(), image_modes)
                 tabs[tab.mode] = tab
                 button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
-                             api_name=tab.mode, concurrency_limit=None, concurrency_id=tab.mode)
+                             api_name=tab.mode, concurrency_id=tab.mode,
+                             concurrency_limit="default" if concurrency is None else concurrency)
 
         def select_index(evt: gr.SelectData):
             return evt.index
@@ -170,7 +193,7 @@ def launch(demo, config: GatewayConfig, *, block: bool = True):
         server_port=config.port,
         auth=auth,
         max_file_size=int(config.max_upload_mb * 1024 * 1024),
-        show_error=True,
+        show_error=False,  # only gr.Error messages (plain words) reach the browser, never an exception's text
         ssr_mode=False,
         quiet=True,
         prevent_thread_lock=not block,
@@ -181,7 +204,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
-    demo = build_ui(make_backends(config))
+    demo = build_ui(make_backends(config), concurrency=config.concurrency)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
     launch(demo, config)

@@ -1,10 +1,15 @@
 """One mode's service as the gateway sees it: a client with deadlines, and errors people can read.
 
 What went wrong is read from the client's typed errors (built from the services' structured status
-details), never from message text.
+details), never from message text. The browser is told what to do, never the service's address nor
+an internal error's text: those go to the gateway's log (logger "gateway"), with the short id that
+the message shows.
 """
 
 from __future__ import annotations
+
+import logging
+import secrets
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import placeholder_info
@@ -13,6 +18,7 @@ from services.client import (
     ClientSecurity,
     DeadlineExceeded,
     ImageGenClient,
+    InternalError,
     InvalidInput,
     ModelLoading,
     OutOfMemory,
@@ -28,12 +34,26 @@ from services.client import (
 )
 
 
+log = logging.getLogger("gateway")
+
+
 class GenerationError(Exception):
     """A failed generation, with a message for the person at the browser."""
 
 
+def new_error_id() -> str:
+    """A short id for an error the browser is not told about: its log line carries the same id."""
+    return secrets.token_hex(4)
+
+
+def internal_error_message(what: str, error_id: str) -> str:
+    return f"{what} failed with an internal error (id {error_id}); the operator's logs have the details"
+
+
 def explain(error: ServiceError, timeout_s: float) -> str:
-    mode, address = error.mode, error.address
+    """The browser's message for a failed call: what happened and what to do, without addresses or
+    internal details (an internal error shows its id; the gateway's log has the rest)."""
+    mode = error.mode
     if isinstance(error, InvalidInput):
         return f"{mode}: invalid input - {error.details()}. Fix it and generate again."
     if isinstance(error, OutOfMemory):
@@ -43,7 +63,7 @@ def explain(error: ServiceError, timeout_s: float) -> str:
     if isinstance(error, ModelLoading):
         return f"{mode} is still loading its model - try again in a moment."
     if isinstance(error, (Unreachable, ShuttingDown)):
-        return (f"{mode} service is unavailable at {address} (down or restarting) - "
+        return (f"{mode} service is unavailable (down or restarting) - "
                 "try again shortly; the other tabs are not affected.")
     if isinstance(error, Unauthenticated):
         return f"{mode}: the service refused the gateway's credentials - the operator must set IMAGEGEN_AUTH_TOKEN."
@@ -55,7 +75,12 @@ def explain(error: ServiceError, timeout_s: float) -> str:
         return f"{mode}: the generation was cancelled."
     if isinstance(error, TooLarge):
         return f"{mode}: request too large - {error.details()}."
-    return f"{mode} failed ({error.code().name}): {error.details()}"
+    # An internal error of the service (its id matches the service's log line), or a status nobody
+    # expected (a proxy's, an unknown code): a plain message with an id, the details in the log.
+    error_id = error.error_id if isinstance(error, InternalError) and error.error_id else new_error_id()
+    log.error("%s service at %s: internal error (id %s): %s: %s", mode, error.address or "?", error_id,
+              error.code().name, error.details())
+    return internal_error_message(mode, error_id)
 
 
 class ModeBackend:
@@ -88,12 +113,16 @@ class ModeBackend:
                 elif isinstance(event, (Queued, Progress)) and on_event:
                     on_event(event)
         except ServiceError as err:
+            log.warning("%s service at %s: %s: %s", self.mode, self.address, err.code().name, err.details())
             raise GenerationError(explain(err, self.timeout_s)) from None
         except BaseException:
             call.cancel()  # the browser went away (or the gateway is stopping): stop the work
             raise
         if result is None:
-            raise GenerationError(f"{self.mode}: the service ended the stream without a result")
+            error_id = new_error_id()
+            log.error("%s service at %s: internal error (id %s): the stream ended without a result", self.mode,
+                      self.address, error_id)
+            raise GenerationError(internal_error_message(self.mode, error_id))
         return result
 
     def close(self) -> None:

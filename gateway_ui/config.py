@@ -48,6 +48,8 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
                    help="retries when a service's queue is full, before showing 'busy' [GATEWAY_RETRIES]")
     args = p.parse_args(argv)
     username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
+    if args.concurrency < 1:
+        p.error("--concurrency must be at least 1 (generations forwarded at once per tab)")
     if bool(username) != bool(password):
         p.error("set both GATEWAY_USERNAME and GATEWAY_PASSWORD, or neither")
     return GatewayConfig(

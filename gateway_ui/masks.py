@@ -5,6 +5,10 @@ from __future__ import annotations
 from PIL import Image, ImageChops
 
 
+class InputError(ValueError):
+    """What the person must fix, in words for the browser (the gateway shows it after the tab's name)."""
+
+
 def painted_mask(layers: list) -> Image.Image | None:
     """The union of the brush layers' alpha: painted = white = repaint. None if nothing painted."""
     mask = None
@@ -18,15 +22,15 @@ def painted_mask(layers: list) -> Image.Image | None:
     return mask.point(lambda v: 255 if v > 0 else 0)
 
 
-def editor_inputs(editor: dict | None, uploaded_mask: Image.Image | None) -> tuple[Image.Image, Image.Image]:
-    """(image, mask) from an ImageEditor value; an uploaded mask wins over painting."""
+def editor_inputs(editor: dict | None, uploaded_mask) -> tuple[Image.Image, object]:
+    """(image, mask) from an ImageEditor value; an uploaded mask (a file's path, or an image) wins over painting."""
     if not editor or editor.get("background") is None:
-        raise ValueError("upload an image to the editor first")
+        raise InputError("upload an image to the editor first")
     background = editor["background"]
     if uploaded_mask is not None:
         mask = uploaded_mask
     else:
         mask = painted_mask(editor.get("layers"))
         if mask is None:
-            raise ValueError("paint over the part to repaint with the brush, or upload a mask")
+            raise InputError("paint over the part to repaint with the brush, or upload a mask")
     return background, mask

@@ -7,6 +7,7 @@ reads the values by those names. Ranges and defaults come from the service's Get
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,9 +18,12 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG, INPAINT, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract
 from services.client import make_request
 
-from .masks import editor_inputs
+from .masks import InputError, editor_inputs
 
 MODEL_DEFAULT = "model default"
+READABLE = "PNG, JPEG, WEBP, BMP or GIF"
+
+log = logging.getLogger("gateway")
 
 
 @dataclass
@@ -74,18 +78,40 @@ class Controls:
         ]
 
 
+def readable_only(component, what: str):
+    """`component` (an image input), refusing an upload that is not an image with a plain message
+    naming the input (`what`).
+
+    Gradio opens every uploaded image before the handler runs, even with type="filepath"; when that
+    fails its own message would reach the browser: a temporary file's path and a library's error
+    name. The reason is logged here; the browser is told which input to fix."""
+    decode = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the decoder says, the upload is not a usable image
+            log.info("%s: upload refused: %s: %s", what, type(err).__name__, err)
+            raise gr.Error(f"{what} is not a readable image ({READABLE}).", print_exception=False) from None
+
+    component.preprocess = preprocess  # this instance only; Gradio calls block.preprocess
+    return component
+
+
 def number(values: dict, name: str, whole: bool = False, least: float = 0, most: float = 2**32 - 1):
     """A number the browser (or an API caller) sent, checked to fit the request message (whole numbers
-    are unsigned 32-bit unless told); ValueError names the field. The service checks its own ranges."""
+    are unsigned 32-bit unless told); InputError names the field. The service checks its own ranges."""
     value = values[name]
     try:
         result = float(value or 0)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, not {str(value)[:40]!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be a number, not {str(value)[:40]!r}") from None
     if not math.isfinite(result):
-        raise ValueError(f"{name} must be a finite number, not {value}")
+        raise InputError(f"{name} must be a finite number, not {value}")
     if whole and not least <= result <= most:
-        raise ValueError(f"{name} {value} is outside {least:g}..{most:g}")
+        raise InputError(f"{name} {value} is outside {least:g}..{most:g}")
     return int(result) if whole else result
 
 
@@ -116,7 +142,7 @@ class TabSpec:
     image_inputs: Callable[[], dict]
     # Builds the mode's own Advanced controls -> API name -> component.
     mode_controls: Callable[[pb.ServiceInfo], dict]
-    # Values by API name -> the request; ValueError names what the person must fix.
+    # Values by API name -> the request; InputError names what the person must fix.
     request: Callable[[dict], object]
 
 
@@ -138,23 +164,30 @@ def txt2img_request(values: dict):
 
 
 def img2img_inputs() -> dict:
-    return {"image": gr.Image(type="pil", label="Input image", sources=["upload", "clipboard"], height=360,
-                              elem_id="img2img-input")}
+    # type="filepath", image_mode=None: the uploaded file's own bytes go to the service, which decodes
+    # them with its limits (and names init_image.data when they are not a usable image).
+    image = gr.Image(type="filepath", image_mode=None, label="Input image", sources=["upload", "clipboard"],
+                     height=360, elem_id="img2img-input")
+    return {"image": readable_only(image, "Img2Img: the input image")}
 
 
 def img2img_request(values: dict):
     if values["image"] is None:
-        raise ValueError("upload an input image first")
+        raise InputError("upload an input image first")
     return make_request(IMG2IMG.name, values["prompt"] or "", image=values["image"],
                         strength=number(values, "strength"), **common_request_args(values))
 
 
 def inpaint_inputs() -> dict:
+    # The editor's layers are read here (they make the mask), so it gives PIL images; an uploaded mask
+    # goes to the service as the file's own bytes.
     editor = gr.ImageEditor(type="pil", label="Image: paint over the part to repaint",
                             brush=gr.Brush(colors=["#ffffff"], color_mode="defaults"),
                             sources=["upload", "clipboard"], elem_id="inpaint-editor")
-    mask = gr.Image(type="pil", image_mode=None, elem_id="inpaint-mask", label="Or upload a mask (white = repaint)")
-    return {"editor": editor, "mask": mask}
+    mask = gr.Image(type="filepath", image_mode=None, elem_id="inpaint-mask",
+                    label="Or upload a mask (white = repaint)")
+    return {"editor": readable_only(editor, "Inpainting: the editor's image or a brush layer"),
+            "mask": readable_only(mask, "Inpainting: the uploaded mask")}
 
 
 def inpaint_controls(info: pb.ServiceInfo) -> dict:

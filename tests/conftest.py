@@ -145,7 +145,7 @@ class RunningGateway:
         self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries,
                                     security=security, **settings)
         self.backends = make_backends(self.config)
-        self.demo = build_ui(self.backends)
+        self.demo = build_ui(self.backends, concurrency=self.config.concurrency)
         launch(self.demo, self.config, block=False)
         self.url = f"http://127.0.0.1:{self.config.port}/"
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagegen.v1.contract import FIT_MODES, MODE_NAMES, MODES, OUTPUT_FORMATS
+from imagegen.v1.contract import FIT_MODES, MAX_MASK_BLUR, MAX_SEED, MODE_NAMES, MODES, OUTPUT_FORMATS
 
 from .client import ImageGenClient
 from .errors import ServiceError
@@ -15,6 +15,52 @@ from .requests import make_request
 from .security import ClientSecurity
 
 DESCRIPTION = "Python client and command-line tool for the imagegen.v1 services."
+UINT32 = 2**32 - 1
+
+# The suffixes each output format is written under; the first is the one given to other names.
+_SUFFIXES = {name: (f".{fmt.extension}",) for name, fmt in OUTPUT_FORMATS.items()}
+_SUFFIXES["jpeg"] += (".jpeg",)
+_IMAGE_SUFFIXES = {suffix for suffixes in _SUFFIXES.values() for suffix in suffixes}
+
+
+def whole(least: int, most: int, hint: str = ""):
+    """An argparse type: a whole number in least..most, else a one-line usage error (exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is outside {least}..{most}{hint}")
+        return value
+
+    parse.__name__ = "whole number"  # what argparse calls it in its own messages
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
+def output_path(out: Path | None, mode: str, output_format: str) -> Path:
+    """Where to write: --out with the format's extension (x.png with --format jpeg is written as x.jpg;
+    a name without an image suffix gets one added); by default MODE.EXT."""
+    suffixes = _SUFFIXES[output_format]
+    if out is None:
+        return Path(f"{mode}{suffixes[0]}")
+    if out.suffix.lower() in suffixes:
+        return out
+    if out.suffix.lower() in _IMAGE_SUFFIXES:
+        return out.with_suffix(suffixes[0])
+    return out.with_name(out.name + suffixes[0])
 
 
 def _output_paths(out: Path, count: int) -> list[Path]:
@@ -28,17 +74,20 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--addr", default=None, help=f"service address (default {contract.default_address})")
     p.add_argument("--prompt", default="", help="what to draw")
     p.add_argument("--negative-prompt", default="", help="what to avoid")
-    p.add_argument("--steps", type=int, default=0, help="denoising steps (default: the service's)")
+    p.add_argument("--steps", type=whole(0, UINT32), default=0, help="denoising steps (default: the service's)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 7.5)")
-    p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: the service's)")
-    p.add_argument("--height", type=int, default=0, help="multiple of 8 (default: the service's)")
-    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
-    p.add_argument("--num-images", type=int, default=0, help="default 1")
+    p.add_argument("--width", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
+    p.add_argument("--height", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
+    p.add_argument("--seed", type=whole(0, MAX_SEED, " (leave --seed out for a random seed)"), default=None,
+                   help=f"0..{MAX_SEED} (default: random, printed)")
+    p.add_argument("--num-images", type=whole(0, UINT32), default=0, help="default 1")
     p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
     p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output encoding")
-    p.add_argument("--out", type=Path, default=Path(f"{mode}.png"),
-                   help="output file; with several images, NAME-0.png, NAME-1.png, ...")
-    p.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output file (default {mode}.png, {mode}.jpg or {mode}.webp); its extension follows "
+                        "--format (x.png with --format jpeg is written as x.jpg); with several images, "
+                        "NAME-0.EXT, NAME-1.EXT, ...")
+    p.add_argument("--timeout", type=positive, default=600.0, help="deadline in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     if contract.takes_image:
         p.add_argument("--image", type=Path, required=True, help="input image")
@@ -47,7 +96,8 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
                        help="fit the input to --width/--height (default: resize if both set, else keep)")
     if contract.takes_mask:
         p.add_argument("--mask", type=Path, required=True, help="mask: white = repaint, black = keep")
-        p.add_argument("--mask-blur", type=int, default=None, help=f"blend radius in pixels (default {contract.default_mask_blur})")
+        p.add_argument("--mask-blur", type=whole(0, MAX_MASK_BLUR), default=None,
+                       help=f"blend radius in pixels, 0..{MAX_MASK_BLUR} (default {contract.default_mask_blur})")
         p.add_argument("--invert-mask", action="store_true", help="repaint the black part instead")
 
 
@@ -82,7 +132,13 @@ def _run_generate(args) -> int:
                 result = event
         if not args.quiet:
             print(file=sys.stderr)
-    paths = _output_paths(args.out, len(result.images))
+    if result is None:
+        print("error: the service ended the stream without a result", file=sys.stderr)
+        return 1
+    out = output_path(args.out, args.mode, args.format)
+    if args.out is not None and out != args.out and not args.quiet:
+        print(f"note: {args.format} output is written as {out}, not {args.out}", file=sys.stderr)
+    paths = _output_paths(out, len(result.images))
     for path, image in zip(paths, result.images):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.data)

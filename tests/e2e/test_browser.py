@@ -60,6 +60,26 @@ def generate_and_wait(page, mode: str) -> Image.Image:
     return Image.open(io.BytesIO(body))
 
 
+def upload_to_editor(page, path: str) -> None:
+    """Upload into the Inpainting editor, and wait until the image is its background.
+
+    The editor's file input is there as soon as the tab opens, but its canvas starts a moment later
+    (seconds on a busy machine) and an upload before that is dropped: a brush stroke then paints a blank
+    canvas of the editor's own size. So: wait for the canvas, and upload again if the editor's "Upload
+    an image" hint is still there."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_selector("#inpaint-editor canvas", timeout=20000)
+    for _attempt in range(3):
+        page.locator("#inpaint-editor input[type=file]").set_input_files(path)
+        try:
+            page.wait_for_selector("#inpaint-editor .empty", state="detached", timeout=10000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the Inpainting editor did not take the uploaded image")
+
+
 def test_txt2img_tab(page):
     page.get_by_role("tab", name="Txt2Img").click()
     image = generate_and_wait(page, "txt2img")
@@ -79,7 +99,7 @@ def test_img2img_tab(page, input_png):
 
 def test_inpainting_tab_paints_a_mask_with_the_brush(page, input_png):
     page.get_by_role("tab", name="Inpainting").click()
-    page.locator("#inpaint-editor input[type=file]").set_input_files(input_png)
+    upload_to_editor(page, input_png)
     page.wait_for_timeout(1000)
     page.locator("#inpaint-editor button[aria-label=Brush]").click()
     box = page.locator("#inpaint-editor canvas").last.bounding_box()
@@ -104,3 +124,4 @@ def test_send_to_img2img(page):
     page.locator("#txt2img-to-img2img").click()
     page.wait_for_selector("#img2img-input img", timeout=20000)
     assert page.get_by_role("tab", name="Img2Img").get_attribute("aria-selected") == "true"
+    assert generate_and_wait(page, "img2img").size == (64, 64)  # the sent image is Img2Img's input

@@ -1,0 +1,80 @@
+"""The command line: wrong numbers are one-line usage errors (exit code 2), and files are named by format."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagegen.v1.contract import MAX_SEED
+from services.client.cli import build_parser, main, output_path
+
+IMAGE_ARGS = ["--image", "in.png"]
+INPAINT_ARGS = [*IMAGE_ARGS, "--mask", "mask.png"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["txt2img", "--seed", "-1"],
+    ["txt2img", "--seed", str(MAX_SEED + 1)],
+    ["txt2img", "--steps", "-3"],
+    ["txt2img", "--steps", str(2**32)],
+    ["txt2img", "--steps", "many"],
+    ["txt2img", "--steps", "2.5"],
+    ["txt2img", "--width", "-64"],
+    ["txt2img", "--height", "-8"],
+    ["txt2img", "--num-images", "-1"],
+    ["txt2img", "--timeout", "-5"],
+    ["txt2img", "--timeout", "nan"],
+    ["img2img", *IMAGE_ARGS, "--seed", "-7"],
+    ["inpaint", *INPAINT_ARGS, "--mask-blur", "-2"],
+    ["inpaint", *INPAINT_ARGS, "--mask-blur", "65"],
+])
+def test_numbers_out_of_range_are_a_one_line_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)  # refused before any service is called: none runs at the default address
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"argument {argv[-2]}:" in errors[0], err
+
+
+def test_the_parser_takes_numbers_in_range():
+    args = build_parser().parse_args(["inpaint", *INPAINT_ARGS, "--seed", str(MAX_SEED), "--steps", "0",
+                                      "--mask-blur", "64", "--num-images", "2", "--timeout", "1.5"])
+    assert (args.seed, args.steps, args.mask_blur, args.num_images, args.timeout) == (MAX_SEED, 0, 64, 2, 1.5)
+    assert build_parser().parse_args(["txt2img"]).seed is None  # random
+
+
+@pytest.mark.parametrize("out, fmt, expected", [
+    (None, "png", "txt2img.png"),
+    (None, "jpeg", "txt2img.jpg"),
+    (None, "webp", "txt2img.webp"),
+    ("x.png", "jpeg", "x.jpg"),
+    ("x.jpeg", "jpeg", "x.jpeg"),
+    ("x.JPG", "jpeg", "x.JPG"),
+    ("x.jpg", "webp", "x.webp"),
+    ("x.webp", "png", "x.png"),
+    ("dir/x", "jpeg", "dir/x.jpg"),
+    ("run.v2", "png", "run.v2.png"),
+])
+def test_the_output_name_follows_the_format(out, fmt, expected):
+    assert output_path(None if out is None else Path(out), "txt2img", fmt) == Path(expected)
+
+
+def test_jpeg_asked_for_a_png_name_is_written_as_jpg(services, tmp_path, capsys, monkeypatch):
+    address = services["txt2img"].address
+    small = ["--addr", address, "--prompt", "a fox", "--steps", "2", "--width", "64", "--height", "64", "--seed", "3"]
+    assert main(["txt2img", *small, "--format", "jpeg", "--out", str(tmp_path / "x.png")]) == 0
+    assert not (tmp_path / "x.png").exists()
+    data = (tmp_path / "x.jpg").read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and Image.open(io.BytesIO(data)).format == "JPEG"
+    captured = capsys.readouterr()
+    assert str(tmp_path / "x.jpg") in captured.out and "x.jpg" in captured.err  # said where it went
+
+    monkeypatch.chdir(tmp_path)  # the default name follows the format too
+    assert main(["txt2img", *small, "--format", "webp", "--num-images", "2", "--quiet"]) == 0
+    for name in ("txt2img-0.webp", "txt2img-1.webp"):
+        assert Image.open(tmp_path / name).format == "WEBP"
