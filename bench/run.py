@@ -180,6 +180,66 @@ def bench_throughput(clients: int, per_client: int) -> list[tuple]:
     return rows
 
 
+def mixed_request(index: int, n: int, size: int = 256):
+    """Real traffic: steps 8-30, guidance 5-9, three schedulers, each client its own prompt and seeds."""
+    from services.client import make_request
+
+    return make_request("txt2img", f"prompt {index}-{n}", steps=(8, 14, 20, 30)[(index + n) % 4],
+                        guidance_scale=(5.0, 7.0, 9.0)[index % 3], width=size, height=size,
+                        scheduler=("euler_a", "dpmpp_2m", "ddim")[(index + 2 * n) % 3], seed=index * 1000 + n)
+
+
+def uniform_request(index: int, n: int, size: int = 256):
+    from services.client import make_request
+
+    return make_request("txt2img", f"prompt {index}-{n}", steps=20, width=size, height=size, seed=index * 1000 + n)
+
+
+ENGINES = {  # label -> service flags
+    "one at a time": ("--engine", "pipeline", "--max-batch-size", "1"),
+    "request-level batching": ("--engine", "pipeline", "--max-batch-size", "8", "--batch-wait-ms", "20"),
+    "step engine": ("--engine", "step", "--max-batch-size", "8"),
+}
+
+
+def bench_engine(clients: int, per_client: int) -> list[tuple]:
+    """Mixed and uniform traffic from concurrent clients: the step engine vs request-level batching vs
+    one request at a time (throughput, and p50/p95 latency)."""
+    results = {}
+    for label, flags in ENGINES.items():
+        service = Service("txt2img", "--queue-size", str(clients * 2), *flags)
+        try:
+            for workload, request_of in (("mixed", mixed_request), ("uniform", uniform_request)):
+                concurrent_rate(service, clients, 1, request_of)  # warm-up
+                rate, latencies = concurrent_rate(service, clients, per_client, request_of)
+                results[workload, label] = (rate, latencies)
+        finally:
+            service.stop()
+    rows = []
+    for (workload, label), (rate, latencies) in results.items():
+        p95 = statistics.quantiles(latencies, n=20)[-1]
+        rows.append((f"engine, {workload}: {label}", f"{rate:.2f} images/s",
+                     f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s", ""))
+
+    def ratio(workload, a, b):
+        return results[workload, a][0] / results[workload, b][0]
+
+    def p95(workload, label):
+        return statistics.quantiles(results[workload, label][1], n=20)[-1]
+
+    checks = [("mixed: step engine vs one at a time", ratio("mixed", "step engine", "one at a time"), 1.4, ">="),
+              ("mixed: step engine vs request-level batching",
+               ratio("mixed", "step engine", "request-level batching"), 1.25, ">="),
+              ("mixed: p95 latency, step engine vs request-level batching",
+               p95("mixed", "step engine") / p95("mixed", "request-level batching"), 0.8, "<="),
+              ("uniform: step engine vs request-level batching",
+               ratio("uniform", "step engine", "request-level batching"), 0.95, ">=")]
+    for name, value, target, sense in checks:
+        meets = value >= target if sense == ">=" else value <= target
+        rows.append((f"engine, {name}", "", f"{value:.2f}x", f"{'meets' if meets else 'misses'} {sense} {target:.2f}"))
+    return rows
+
+
 def bench_cold_start(repeats: int) -> list[tuple]:
     times = []
     for _ in range(repeats):
@@ -248,7 +308,6 @@ def bench_gpu() -> list[tuple]:
 
     if not torch.cuda.is_available():
         return [("sd15 on GPU", "skipped: no CUDA device", "", "")]
-    from services.client import make_request
     from services.core.models.presets import build_sd15_pipeline
 
     name = torch.cuda.get_device_name(0)
@@ -267,32 +326,30 @@ def bench_gpu() -> list[tuple]:
     one = statistics.median(run(1) for _ in range(3))
     run(8)
     eight = statistics.median(run(8) for _ in range(3))
-    del pipe
+    pipe.to("cpu")  # the GPU's memory is the services' now
     torch.cuda.empty_cache()
     rows = [(f"sd15 fp16 512x512 20 steps, batch 1 ({name})", f"{20 / one:.2f} it/s", f"{one:.2f} s/image", ""),
             (f"sd15 fp16 512x512 20 steps, batch 8 ({name})", f"{8 / eight:.2f} images/s",
              f"{(8 / eight) / (1 / one):.2f}x batch 1", "")]
 
-    service = Service("txt2img", "--device", "cuda:0", "--max-batch-size", "8", "--queue-size", "64", model="sd15")
-    try:
-        request = make_request("txt2img", "a red fox", steps=20, width=512, height=512, seed=7)
-        service.client.generate(request)
-        served = statistics.median(timed(lambda: service.client.generate(request)) for _ in range(3))
-        rows.append((f"sd15 served: gRPC Generate, 1 request ({name})", f"{served:.2f} s",
-                     f"{served / one:.3f}x in-process", ""))
-        uniform = lambda i, n: make_request("txt2img", f"fox {i} {n}", steps=20, width=512, height=512,  # noqa: E731
-                                            seed=i * 100 + n)
-        mixed = lambda i, n: make_request("txt2img", f"fox {i} {n}", steps=(8, 14, 20, 30)[(i + n) % 4],  # noqa: E731
-                                          guidance_scale=(5.0, 7.0, 9.0)[i % 3], width=512, height=512,
-                                          scheduler=("euler_a", "dpmpp_2m", "ddim")[(i + 2 * n) % 3], seed=i * 100 + n)
-        for label, request_of in (("uniform", uniform), ("mixed", mixed)):
-            for clients in (1, 4, 8, 16):
-                rate, latencies = concurrent_rate(service, clients, 3, request_of)
-                p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
-                rows.append((f"sd15 served, {label} 512x512, {clients} clients, engine pipeline ({name})",
-                             f"{rate:.2f} images/s", f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s", ""))
-    finally:
-        service.stop()
+    for engine in ("pipeline", "step"):
+        service = Service("txt2img", "--device", "cuda:0", "--max-batch-size", "8", "--queue-size", "64",
+                          "--engine", engine, model="sd15")
+        try:
+            request = uniform_request(0, 0, 512)
+            service.client.generate(request)
+            served = statistics.median(timed(lambda: service.client.generate(request)) for _ in range(3))
+            rows.append((f"sd15 served: gRPC Generate, 1 request, engine {engine} ({name})", f"{served:.2f} s",
+                         f"{served / one:.3f}x in-process", ""))
+            for label, request_of in (("uniform", uniform_request), ("mixed", mixed_request)):
+                for clients in (1, 4, 8, 16):
+                    rate, latencies = concurrent_rate(service, clients, 3, lambda i, n: request_of(i, n, 512))
+                    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
+                    rows.append((f"sd15 served, {label} 512x512, {clients} clients, engine {engine} ({name})",
+                                 f"{rate:.2f} images/s",
+                                 f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s", ""))
+        finally:
+            service.stop()
     return rows
 
 
@@ -323,7 +380,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
-    parser.add_argument("--sections", default="overhead,throughput,cold start,cancel,gpu",
+    parser.add_argument("--sections", default="overhead,throughput,engine,cold start,cancel,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -332,6 +389,7 @@ def main(argv=None) -> int:
     sections = [
         ("overhead", lambda: bench_overhead(args.repeats)),
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
+        ("engine", lambda: bench_engine(args.clients, args.per_client)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats)),
         ("gpu", bench_gpu),
@@ -357,6 +415,8 @@ def main(argv=None) -> int:
     notes = {
         "overhead": f"overhead: tiny model, 512x512, 20 steps, seed 7, median of {args.repeats}",
         "throughput": f"throughput: tiny model, {args.clients} clients x {args.per_client} requests, 256x256, 20 steps",
+        "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, 256x256; mixed = steps "
+                  "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 3 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

@@ -76,11 +76,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The engine the in-process services run, unless a test names one (IMAGEGEN_TEST_ENGINE=step|pipeline runs
+# the suites against either).
+TEST_ENGINE = os.environ.get("IMAGEGEN_TEST_ENGINE", "pipeline")
+
+
 def service_config(mode: str, *extra: str):
     return load_config(
         SERVER_MODES[mode],
         ["--model", "tiny", "--port", "0", "--cache-dir", str(CACHE_DIR), "--default-size", "64",
-         "--grace", "5", *extra],
+         "--grace", "5", "--engine", TEST_ENGINE, *extra],
         environ={},
     )
 

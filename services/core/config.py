@@ -53,6 +53,7 @@ class ServiceConfig:
     cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
     grace_s: float = 30.0
     warmup: bool = True
+    engine: str = "pipeline"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
     tls_cert: Path | None = None
@@ -135,6 +136,10 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
                    help="steps when a request leaves them unset [DEFAULT_STEPS]")
     p.add_argument("--default-size", type=int, default=int(env("DEFAULT_SIZE", Defaults.size)),
                    help="txt2img width and height when a request leaves them unset [DEFAULT_SIZE]")
+    p.add_argument("--engine", default=env("ENGINE", "pipeline"), choices=["step", "pipeline"],
+                   help="step: one denoising loop that requests join and leave at every step (mixed steps, "
+                        "guidance and schedulers share UNet calls); pipeline: whole requests through the "
+                        "diffusers pipeline, batched when alike [ENGINE]")
     p.add_argument("--warmup", type=_bool, default=_bool(env("WARMUP", "true")),
                    help="run one small generation before reporting SERVING [WARMUP]")
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
@@ -195,6 +200,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         cache_dir=args.cache_dir.expanduser(),
         grace_s=args.grace,
         warmup=args.warmup,
+        engine=args.engine,
         log_level=args.log_level,
         metrics_port=args.metrics_port,
         tls_cert=args.tls_cert,

@@ -22,6 +22,11 @@ class Mode:
     run: Callable[[Any, list, list, Callable], list]
     # ServiceConfig -> a small request run once before reporting SERVING
     warmup_request: Callable[[Any], Any]
+    # The step engine: pipe, spec, prompt embeddings, seed, a fresh scheduler -> the Row of that seed's
+    # image, starting where diffusers' pipeline starts (engine/rows.py has the shared building blocks)
+    admit: Callable[[Any, Any, Any, int, Any], Any]
+    # spec, a decoded PIL image -> the answer's image (inpaint blends it back over the input)
+    finish: Callable[[Any, Any], Any] = lambda _spec, image: image
 
     @property
     def name(self) -> str:

@@ -3,6 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from services.core.engine.rows import Row, step_kwargs, strength_timesteps
 from services.core.imaging import images
 from services.core.mode import Mode, per_image, shared_args
 from services.core.spec import GenerationSpec
@@ -42,6 +43,18 @@ def warmup_request(config):
     )
 
 
+def admit(pipe, spec, embeds, seed: int, scheduler) -> Row:
+    """One image's row, starting where diffusers' image-to-image pipeline starts for this seed."""
+    import torch
+
+    device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
+    image = pipe.image_processor.preprocess(spec.init_image)
+    timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
+    latents = pipe.prepare_latents(image, timesteps[:1], 1, 1, embeds.dtype, device, generator)
+    return Row(None, 0, scheduler, timesteps, latents, embeds, spec.guidance_scale, generator,
+               step_kwargs(pipe, scheduler, generator))
+
+
 MODE = Mode(
     contract=IMG2IMG,
     default_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -50,4 +63,5 @@ MODE = Mode(
     check=check,
     run=run,
     warmup_request=warmup_request,
+    admit=admit,
 )

@@ -3,6 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from services.core.engine.rows import Row, step_kwargs, strength_timesteps
 from services.core.errors import InvalidArgument
 from services.core.imaging import images, masks
 from services.core.mode import Mode, per_image, shared_args
@@ -47,9 +48,13 @@ def run(pipe, batch, generators, on_step):
         width=first.width,
         height=first.height,
     ).images
-    # Keep each input exactly where its mask says keep; mask_blur softens the seam.
     specs = [spec for spec in batch for _seed in spec.seeds]
-    return [masks.blend_over(spec.init_image, img, spec.mask, spec.mask_blur) for spec, img in zip(specs, generated)]
+    return [finish(spec, img) for spec, img in zip(specs, generated)]
+
+
+def finish(spec, image):
+    """Keep the input exactly where the mask says keep; mask_blur softens the seam inside the mask."""
+    return masks.blend_over(spec.init_image, image, spec.mask, spec.mask_blur)
 
 
 def warmup_request(config):
@@ -61,6 +66,42 @@ def warmup_request(config):
     )
 
 
+def admit(pipe, spec, embeds, seed: int, scheduler) -> Row:
+    """One image's row, starting where diffusers' inpainting pipeline starts for this seed: 9-channel
+    UNets take the mask and the masked image's latents as extra input; 4-channel ones (a text-to-image
+    model used for inpainting) keep the unmasked latents at every step instead."""
+    import torch
+
+    device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
+    height, width, cfg = spec.height, spec.width, embeds.shape[0] == 2
+    timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
+    image = pipe.image_processor.preprocess(spec.init_image, height=height, width=width).to(torch.float32)
+    four_channels = pipe.unet.config.in_channels == 4
+    prepared = pipe.prepare_latents(1, pipe.vae.config.latent_channels, height, width, embeds.dtype, device,
+                                    generator, None, image=image, timestep=timesteps[:1],
+                                    is_strength_max=spec.pipeline_strength == 1.0, return_noise=True,
+                                    return_image_latents=four_channels)
+    latents, noise = prepared[0], prepared[1]
+    mask_condition = pipe.mask_processor.preprocess(spec.mask, height=height, width=width)
+    mask, masked_latents = pipe.prepare_mask_latents(mask_condition, image * (mask_condition < 0.5), 1, height,
+                                                     width, embeds.dtype, device, generator, cfg)
+    row = Row(None, 0, scheduler, timesteps, latents, embeds, spec.guidance_scale, generator,
+              step_kwargs(pipe, scheduler, generator))
+    if not four_channels:
+        row.conditioning = torch.cat([mask, masked_latents], dim=1)
+        return row
+    image_latents, keep = prepared[2], mask.chunk(2)[0] if cfg else mask
+
+    def keep_unmasked(row: Row) -> None:
+        known = image_latents
+        if row.index < len(row.timesteps) - 1:
+            known = row.scheduler.add_noise(known, noise, torch.tensor([row.timesteps[row.index + 1]]))
+        row.latents = (1 - keep) * known + keep * row.latents
+
+    row.after_step = keep_unmasked
+    return row
+
+
 MODE = Mode(
     contract=INPAINT,
     default_model="stable-diffusion-v1-5/stable-diffusion-inpainting",
@@ -69,4 +110,6 @@ MODE = Mode(
     check=check,
     run=run,
     warmup_request=warmup_request,
+    admit=admit,
+    finish=finish,
 )

@@ -56,3 +56,11 @@ def build(name: str, base_config):
     spec = SCHEDULERS[name]
     cls = getattr(diffusers, spec.class_name)
     return cls.from_config(base_config, **spec.options)
+
+
+def fresh(name: str, base):
+    """A new scheduler instance for one generation: the named kind, or (name "") a copy of `base`,
+    the model's own. Fresh each time: multistep schedulers keep state between steps."""
+    if not name:
+        return type(base).from_config(base.config)
+    return build(name, base.config)

@@ -36,6 +36,13 @@ class ServiceMetrics:
         self.steps_per_second = Gauge("imagegen_denoising_steps_per_second",
                                       "Denoising steps per second of the last pipeline call.", ["mode"],
                                       registry=registry).labels(mode)
+        self.step_rows = Histogram("imagegen_step_rows", "UNet rows per step-engine call (a guided image is two).",
+                                   ["mode"], buckets=(1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+                                   registry=registry).labels(mode)
+        self.step_seconds = Histogram("imagegen_step_seconds", "Time of one step-engine UNet call and its "
+                                      "scheduler steps.", ["mode"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                               0.5, 1, 2, 5, 10),
+                                      registry=registry).labels(mode)
         self.images = Counter("imagegen_images_generated", "Images generated.", ["mode"],
                               registry=registry).labels(mode)
         self.http_server = None

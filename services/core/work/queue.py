@@ -147,6 +147,27 @@ class JobQueue:
             self._announce_positions()
             return batch
 
+    def take_if(self, fits, timeout: float | None = None) -> Job | None:
+        """The head of the queue if fits(head), marking the worker busy; None when it does not fit, or
+        nothing came within timeout (0: do not wait). The step engine admits in queue order this way."""
+        with self._cond:
+            if timeout == 0:
+                ready = bool(self._waiting)
+            else:
+                ready = self._cond.wait_for(lambda: self._waiting or self._closed, timeout)
+            if not ready or not self._waiting or not fits(self._waiting[0]):
+                return None
+            job = self._waiting.popleft()
+            self._busy = True
+            self._announce_positions()
+            return job
+
+    def set_busy(self, busy: bool) -> None:
+        """The step engine says whether it has work in hand (wait_idle waits for both)."""
+        with self._cond:
+            self._busy = busy
+            self._cond.notify_all()
+
     def task_done(self) -> None:
         with self._cond:
             self._busy = False

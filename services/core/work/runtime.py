@@ -55,13 +55,20 @@ class ModeRuntime:
         started = time.monotonic()
         pipe, device, dtype = load_pipeline(self.mode, self.config)
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
-        self.worker = PipelineWorker(
-            self.mode, pipe, self.queue,
-            max_batch_images=self.config.limits.max_batch_images,
-            batch_wait_s=self.config.limits.batch_wait_s,
-            metrics=self.metrics,
-            estimator=self.estimator,
-        )
+        if self.config.engine == "step":
+            from ..engine.loop import StepEngine
+
+            self.worker = StepEngine(self.mode, pipe, self.queue, max_rows=self.config.limits.max_batch_images,
+                                     row_pixels=self.config.defaults.size**2, metrics=self.metrics,
+                                     estimator=self.estimator)
+        else:
+            self.worker = PipelineWorker(
+                self.mode, pipe, self.queue,
+                max_batch_images=self.config.limits.max_batch_images,
+                batch_wait_s=self.config.limits.batch_wait_s,
+                metrics=self.metrics,
+                estimator=self.estimator,
+            )
         self.worker.start()
         if self.config.warmup:
             warm = Job(self.mode.check(self.mode.warmup_request(self.config), self.config))

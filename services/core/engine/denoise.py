@@ -1,0 +1,48 @@
+"""One denoising step over many rows, and decoding finished rows: the step engine's arithmetic.
+
+Rows of one shape share one UNet forward, each at its own timestep (a 1-D timestep tensor) with its
+own prompt embeddings; classifier-free guidance is applied per row with its own scale (rows without
+guidance send one UNet row, not two), then each row's own scheduler steps it. The arithmetic is the
+pipeline's own loop body, row by row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .rows import Row
+
+
+def unet_step(unet, rows: list[Row]) -> None:
+    """Advance every row (all of one shape_key) by one step, in one UNet call."""
+    inputs, embeds, times = [], [], []
+    for row in rows:
+        t = row.timesteps[row.index]
+        x = torch.cat([row.latents] * 2) if row.guided else row.latents
+        x = row.scheduler.scale_model_input(x, t)
+        if row.conditioning is not None:
+            x = torch.cat([x, row.conditioning], dim=1)
+        inputs.append(x)
+        embeds.append(row.embeds)
+        times.append(t.reshape(1).expand(x.shape[0]))
+    noise = unet(torch.cat(inputs), torch.cat(times), encoder_hidden_states=torch.cat(embeds), return_dict=False)[0]
+    offset = 0
+    for row in rows:
+        width = 2 if row.guided else 1
+        prediction = noise[offset: offset + width]
+        offset += width
+        if row.guided:
+            unconditional, conditional = prediction.chunk(2)
+            prediction = unconditional + row.guidance * (conditional - unconditional)
+        t = row.timesteps[row.index]
+        row.latents = row.scheduler.step(prediction, t, row.latents, **row.step_kwargs, return_dict=False)[0]
+        if row.after_step is not None:
+            row.after_step(row)
+        row.index += 1
+
+
+def decode(pipe, rows: list[Row]) -> list:
+    """PIL images of finished rows, decoded together in one VAE call."""
+    latents = torch.cat([row.latents for row in rows]) / pipe.vae.config.scaling_factor
+    images = pipe.vae.decode(latents, return_dict=False)[0]
+    return pipe.image_processor.postprocess(images, output_type="pil", do_denormalize=[True] * len(rows))

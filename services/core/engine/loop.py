@@ -1,0 +1,238 @@
+"""The step engine's thread: the one owner of a mode's pipeline, running one shared denoising loop.
+
+Queued requests join at step boundaries while the row budget of their shape allows; every step is
+one UNet call over the rows of one shape (shapes take turns, so none starves); a request whose rows
+are done is decoded and answered at once; a cancelled or expired one leaves at the next step.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import deque
+
+from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory
+from ..models import schedulers
+from ..work.queue import Job, JobQueue, Progress
+from ..work.worker import RawResult
+from .denoise import decode, unet_step
+from .rows import Row, encode_prompt
+
+log = logging.getLogger(__name__)
+# After running out of device memory, a shape's row budget is halved for this long.
+OOM_BACKOFF_S = 60.0
+
+
+class Active:
+    """A request in the loop: its rows, and what the estimator and metrics want to know of it."""
+
+    def __init__(self, job: Job, rows: list[Row], admitted: float):
+        self.job, self.rows, self.admitted = job, rows, admitted
+        self.step_seconds: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return all(row.done for row in self.rows)
+
+
+class StepEngine(threading.Thread):
+    def __init__(self, mode, pipe, job_queue: JobQueue, max_rows: int, row_pixels: int, metrics=None,
+                 estimator=None):
+        super().__init__(name=f"{mode.name}-engine", daemon=True)
+        self.mode, self.pipe, self.queue = mode, pipe, job_queue
+        # One UNet call takes at most max_rows guided rows of row_pixels (an unguided row costs half),
+        # counted in latent pixels.
+        self.scale = getattr(pipe, "vae_scale_factor", 8)
+        self.budget = max_rows * 2 * row_pixels // self.scale**2
+        self.metrics, self.estimator = metrics, estimator
+        self._base_scheduler = pipe.scheduler
+        self.default_scheduler = schedulers.name_of(pipe.scheduler)
+        self._stopping = threading.Event()
+        self._active: dict[Job, Active] = {}
+        self._turns: deque = deque()  # shape keys, in the order they take turns
+        self._squeezed: dict[tuple, float] = {}  # shape key -> until when its budget is halved (after OOM)
+        self.current_started = 0.0
+
+    # --- what the runtime reads
+    @property
+    def current(self) -> list[Job]:
+        return list(self._active)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- the loop
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._admit(wait=not self._active)
+            if not self._active:
+                continue
+            key = self._next_shape()
+            rows = [row for active in self._active.values() for row in active.rows
+                    if not row.done and row.shape_key == key]
+            if rows:
+                self._step(rows)
+            self._finish_done()
+            self.queue.set_busy(bool(self._active))
+
+    def _budget(self, key: tuple) -> int:
+        return self.budget // 2 if self._squeezed.get(key, 0) > time.monotonic() else self.budget
+
+    def _used(self, key: tuple) -> int:
+        return sum(row.latents.shape[-1] * row.latents.shape[-2] * (2 if row.guided else 1)
+                   for a in self._active.values() for row in a.rows if row.shape_key == key and not row.done)
+
+    def _admit(self, wait: bool) -> None:
+        """Admit waiting requests, in queue order, while the head's rows fit their shape's budget
+        (a shape with no rows always takes one request, however large)."""
+        while True:
+            job = self.queue.take_if(self._fits, timeout=0.2 if wait else 0)
+            if job is None:
+                return
+            wait = False
+            if job.cancelled:
+                job.fail(Cancelled("cancelled by the client while queued"))
+                continue
+            if job.deadline is not None and time.monotonic() >= job.deadline:
+                job.fail(DeadlinePassed("the deadline passed while the request was queued"))
+                continue
+            self._start(job)
+
+    def _fits(self, job: Job) -> bool:
+        spec = job.spec
+        key = (spec.height // self.scale, spec.width // self.scale)
+        used = self._used(key)
+        cost = key[0] * key[1] * (2 if spec.guidance_scale > 1 else 1) * len(spec.seeds)
+        return used == 0 or used + cost <= self._budget(key)
+
+    def _start(self, job: Job) -> None:
+        import torch
+
+        started = time.monotonic()
+        job.started = started
+        if self.metrics is not None:
+            self.metrics.queue_wait.observe(started - job.created)
+        spec = job.spec
+        try:
+            with torch.inference_mode():
+                embeds = encode_prompt(self.pipe, spec)
+                rows = []
+                for index, seed in enumerate(spec.seeds):
+                    row = self.mode.admit(self.pipe, spec, embeds, seed, schedulers.fresh(spec.scheduler,
+                                                                                          self._base_scheduler))
+                    row.owner, row.image_index = job, index
+                    rows.append(row)
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+            return
+        except Exception as exc:  # noqa: BLE001 - this request fails; the engine keeps serving
+            job.fail(InternalError.logged(exc, log))
+            return
+        finally:
+            self.pipe.scheduler = self._base_scheduler
+        if not self._active:
+            self.current_started = started
+        self._active[job] = Active(job, rows, started)
+        if rows[0].shape_key not in self._turns:
+            self._turns.append(rows[0].shape_key)
+
+    def _next_shape(self) -> tuple:
+        """Shapes take turns, one step each."""
+        live = {row.shape_key for a in self._active.values() for row in a.rows if not row.done}
+        while self._turns:
+            key = self._turns[0]
+            self._turns.rotate(-1)
+            if key in live:
+                return key
+        return next(iter(live))
+
+    def _step(self, rows: list[Row]) -> None:
+        import torch
+
+        # Leavers first: a cancelled or expired request stops costing compute now.
+        now = time.monotonic()
+        for job in {row.owner for row in rows}:
+            if job.cancelled and not job.done:
+                job.fail(Cancelled("cancelled by the client"))
+            elif job.deadline is not None and now >= job.deadline and not job.done:
+                job.fail(DeadlinePassed("the deadline passed while the request ran"))
+        rows = [row for row in rows if not row.owner.done]
+        for job in [job for job in self._active if job.done]:
+            del self._active[job]
+        if not rows:
+            return
+        started = time.monotonic()
+        try:
+            with torch.inference_mode():
+                unet_step(self.pipe.unet, rows)
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            self._squeezed[rows[0].shape_key] = time.monotonic() + OOM_BACKOFF_S
+            self._fail({row.owner for row in rows}, OutOfMemory("the device ran out of memory; try fewer or smaller "
+                                                                "images"))
+            return
+        except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
+            self._fail({row.owner for row in rows}, InternalError.logged(exc, log))
+            return
+        seconds = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.steps.inc()
+            self.metrics.step_rows.observe(sum(2 if row.guided else 1 for row in rows))
+            self.metrics.step_seconds.observe(seconds)
+        for job in {row.owner for row in rows}:
+            active = self._active[job]
+            active.step_seconds.append(seconds)
+            first = active.rows[0]
+            job.emit(Progress(step=first.index, total_steps=len(first.timesteps)))
+
+    def _fail(self, jobs, error) -> None:
+        for job in jobs:
+            job.fail(error)
+            self._active.pop(job, None)
+
+    def _finish_done(self) -> None:
+        import torch
+
+        finished = [active for active in self._active.values() if active.done]
+        if not finished:
+            return
+        try:
+            with torch.inference_mode():
+                images = decode(self.pipe, [row for active in finished for row in active.rows])
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            self._fail([a.job for a in finished], OutOfMemory("the device ran out of memory while decoding"))
+            return
+        except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
+            self._fail([a.job for a in finished], InternalError.logged(exc, log))
+            return
+        done = time.monotonic()
+        offset = 0
+        for active in finished:
+            job, spec = active.job, active.job.spec
+            mine = [self.mode.finish(spec, image) for image in images[offset: offset + len(active.rows)]]
+            offset += len(active.rows)
+            del self._active[job]
+            if self.estimator is not None:
+                self.estimator.observe([spec], done - active.admitted, active.step_seconds)
+            if self.metrics is not None:
+                self.metrics.observe_batch(1, len(mine), done - active.admitted, len(active.step_seconds))
+            job.finish(RawResult(
+                images=mine,
+                scheduler_label=schedulers.label_of(spec.scheduler or self.default_scheduler),
+                queue_ms=(job.started - job.created) * 1000,
+                inference_ms=(done - job.started) * 1000,
+            ))
+        if self._active:
+            self.current_started = min(a.admitted for a in self._active.values())
+
+    @staticmethod
+    def _release_memory() -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
