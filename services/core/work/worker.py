@@ -89,7 +89,7 @@ class PipelineWorker(threading.Thread):
         name = specs[0].scheduler or self.default_scheduler
         images = sum(job.images for job in batch)
         try:
-            self.pipe.scheduler = self._scheduler(specs[0].scheduler)
+            self.pipe.scheduler = schedulers.fresh(specs[0].scheduler, self._base_scheduler)
             # CPU generators: the same seed gives the same starting noise on any device.
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
             outputs, step_ends = self._call(batch, specs, generators)
@@ -149,12 +149,6 @@ class PipelineWorker(threading.Thread):
 
         with torch.inference_mode():
             return self.mode.run(self.pipe, specs, generators, on_step), step_ends
-
-    def _scheduler(self, name: str):
-        if not name:
-            # A fresh copy each time: multistep schedulers keep state between calls.
-            return type(self._base_scheduler).from_config(self._base_scheduler.config)
-        return schedulers.build(name, self._base_scheduler.config)
 
     @staticmethod
     def _release_memory() -> None:
