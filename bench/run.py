@@ -343,7 +343,7 @@ def bench_gpu() -> list[tuple]:
                          f"{served / one:.3f}x in-process", ""))
             for label, request_of in (("uniform", uniform_request), ("mixed", mixed_request)):
                 for clients in (1, 4, 8, 16):
-                    rate, latencies = concurrent_rate(service, clients, 3, lambda i, n: request_of(i, n, 512))
+                    rate, latencies = concurrent_rate(service, clients, 2, lambda i, n: request_of(i, n, 512))
                     p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
                     rows.append((f"sd15 served, {label} 512x512, {clients} clients, engine {engine} ({name})",
                                  f"{rate:.2f} images/s",
@@ -417,7 +417,7 @@ def main(argv=None) -> int:
         "throughput": f"throughput: tiny model, {args.clients} clients x {args.per_client} requests, 256x256, 20 steps",
         "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, 256x256; mixed = steps "
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
-        "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 3 requests per "
+        "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }
     described = "; ".join(text for name, text in notes.items() if name in wanted)
