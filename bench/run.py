@@ -139,30 +139,9 @@ def bench_overhead(repeats: int) -> list[tuple]:
 
 def bench_throughput(clients: int, per_client: int) -> list[tuple]:
     """8 concurrent clients, each sending N requests: batching vs one request at a time."""
-    from services.client import make_request
 
     def run(service: Service) -> float:
-        errors = []
-
-        def client_loop(index: int):
-            for n in range(per_client):
-                request = make_request("txt2img", f"prompt {index}-{n}", steps=20, width=256, height=256,
-                                       seed=index * 1000 + n)
-                try:
-                    service.client.generate(request)
-                except Exception as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-
-        start = time.perf_counter()
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-        if errors:
-            raise RuntimeError(f"{len(errors)} requests failed: {errors[0]}")
-        return clients * per_client / elapsed
+        return concurrent_rate(service, clients, per_client, uniform_request)[0]
 
     rates = {}
     for label, args in (("one at a time", ("--max-batch-size", "1")),

@@ -60,6 +60,57 @@ def request_for(mode: str, **overrides):
     return make_request(mode, **kwargs)
 
 
+class FailingPipeline:
+    """The worker's own pipeline, failing once with `error` in its second denoising step, through either
+    engine (the pipeline's call, or the step engine's UNet calls).
+
+    Faults that cannot be caused for real on purpose (a GPU out of memory, a bug in the service) are
+    injected this way."""
+
+    def __init__(self, pipe, error: BaseException):
+        object.__setattr__(self, "pipe", pipe)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "fired", False)
+        object.__setattr__(self, "steps", 0)
+
+    def __getattr__(self, name):  # scheduler, components: the real pipeline's
+        if name == "unet":
+            return _FailingUNet(self)
+        return getattr(self.pipe, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.pipe, name, value)
+
+    def _step(self) -> None:
+        object.__setattr__(self, "steps", self.steps + 1)
+        if self.steps == 2 and not self.fired:
+            object.__setattr__(self, "fired", True)
+            # A fresh instance: one kept here would keep its traceback, and the failed call's tensors.
+            raise type(self.error)(*self.error.args)
+
+    def __call__(self, **kwargs):
+        on_step = kwargs["callback_on_step_end"]
+
+        def failing(pipe, index, timestep, callback_kwargs):
+            result = on_step(pipe, index, timestep, callback_kwargs)
+            self._step()
+            return result
+
+        return self.pipe(**{**kwargs, "callback_on_step_end": failing})
+
+
+class _FailingUNet:
+    def __init__(self, owner: FailingPipeline):
+        self.owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self.owner.pipe.unet, name)
+
+    def __call__(self, *args, **kwargs):
+        self.owner._step()
+        return self.owner.pipe.unet(*args, **kwargs)
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     """Poll until predicate() is true (True) or the timeout passes (False)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from tests.conftest import RunningGateway, RunningService, box_mask, png
+from tests.conftest import FailingPipeline, RunningGateway, RunningService, box_mask, png
 
 INTERNAL = re.compile(r"^txt2img failed with an internal error \(id ([0-9a-f]{8})\); the operator's logs have the details$")
 READABLE = "is not a readable image (PNG, JPEG, WEBP, BMP or GIF)."
@@ -26,35 +26,10 @@ def shows_no_internals(message: str) -> None:
         assert leak not in message, message
 
 
-class FailingAfterTheFirstStep:
-    """The worker's own pipeline, failing inside its second step with an error whose text is private.
-
-    A bug in the service cannot be caused on purpose: this is the injected fault."""
-
-    def __init__(self, pipe):
-        object.__setattr__(self, "pipe", pipe)
-
-    def __getattr__(self, name):  # scheduler, components: the real pipeline's
-        return getattr(self.pipe, name)
-
-    def __setattr__(self, name, value):
-        setattr(self.pipe, name, value)
-
-    def __call__(self, **kwargs):
-        on_step = kwargs["callback_on_step_end"]
-
-        def failing(pipe, index, timestep, callback_kwargs):
-            result = on_step(pipe, index, timestep, callback_kwargs)
-            if index == 1:
-                raise RuntimeError("secret: weights at /opt/models/unet.safetensors are corrupt")
-            return result
-
-        return self.pipe(**{**kwargs, "callback_on_step_end": failing})
-
-
 def test_an_internal_error_of_the_service_shows_its_id_not_its_text(services, caplog):
     own = RunningService("txt2img", "--warmup", "false")
-    own.worker.pipe = FailingAfterTheFirstStep(own.worker.pipe)
+    own.worker.pipe = FailingPipeline(
+        own.worker.pipe, RuntimeError("secret: weights at /opt/models/unet.safetensors are corrupt"))
     addresses = {mode: service.address for mode, service in services.items()}
     addresses["txt2img"] = own.address
     gw = RunningGateway(addresses, timeout_s=60)

@@ -16,7 +16,16 @@ import pytest
 import torch
 
 from services.client import ImageGenClient, OutOfMemory, QueueFull
-from tests.conftest import CACHE_DIR, RunningGateway, RunningService, free_port, png, request_for, wait_for
+from tests.conftest import (
+    CACHE_DIR,
+    FailingPipeline,
+    RunningGateway,
+    RunningService,
+    free_port,
+    png,
+    request_for,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,40 +35,12 @@ def live_tensors() -> int:
     return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
 
-class OutOfMemoryOnce:
-    """The worker's own pipeline, made to run out of device memory once, after its second step.
-
-    A GPU out-of-memory error cannot be caused for real on a CPU machine: this is the injected fault."""
-
-    def __init__(self, pipe):
-        object.__setattr__(self, "pipe", pipe)
-        object.__setattr__(self, "fired", False)
-
-    def __getattr__(self, name):  # scheduler, components: the real pipeline's
-        return getattr(self.pipe, name)
-
-    def __setattr__(self, name, value):
-        setattr(self.pipe, name, value)
-
-    def __call__(self, **kwargs):
-        on_step = kwargs["callback_on_step_end"]
-
-        def failing(pipe, index, timestep, callback_kwargs):
-            result = on_step(pipe, index, timestep, callback_kwargs)
-            if index == 1 and not self.fired:
-                object.__setattr__(self, "fired", True)
-                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-            return result
-
-        return self.pipe(**{**kwargs, "callback_on_step_end": failing})
-
-
 def test_out_of_memory_is_resource_exhausted_memory_is_released_and_the_next_call_works():
     service = RunningService("img2img", "--warmup", "false")
     try:
         service.client.generate(request_for("img2img", steps=4))  # first call allocates caches
         before = live_tensors()
-        service.worker.pipe = OutOfMemoryOnce(service.worker.pipe)
+        service.worker.pipe = FailingPipeline(service.worker.pipe, torch.OutOfMemoryError("CUDA out of memory (injected)"))
         with pytest.raises(OutOfMemory) as err:
             service.client.generate(request_for("img2img", steps=8, num_images=2))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -70,10 +70,9 @@ class StepEngine(threading.Thread):
             if not self._active:
                 continue
             key = self._next_shape()
-            rows = [row for active in self._active.values() for row in active.rows
-                    if not row.done and row.shape_key == key]
-            if rows:
-                self._step(rows)
+            # No local keeps the rows: failed or finished ones must be freed even while the engine idles.
+            self._step([row for active in self._active.values() for row in active.rows
+                        if not row.done and row.shape_key == key])
             self._finish_done()
             self.queue.set_busy(bool(self._active))
 
