@@ -7,7 +7,6 @@ are done is decoded and answered at once; a cancelled or expired one leaves at t
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -16,7 +15,7 @@ from collections import deque
 from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory
 from ..models import schedulers
 from ..work.queue import Job, JobQueue, Progress
-from ..work.worker import RawResult
+from ..work.worker import RawResult, drop_unwanted, release_device_memory
 from .denoise import decode, unet_step
 from .rows import Row, encode_prompt
 
@@ -58,7 +57,8 @@ class StepEngine(threading.Thread):
     # --- what the runtime reads
     @property
     def current(self) -> list[Job]:
-        return list(self._active)
+        """The requests in the loop (read by other threads: a copy, taken in one step)."""
+        return list(self._active.copy())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -91,13 +91,8 @@ class StepEngine(threading.Thread):
             if job is None:
                 return
             wait = False
-            if job.cancelled:
-                job.fail(Cancelled("cancelled by the client while queued"))
-                continue
-            if job.deadline is not None and time.monotonic() >= job.deadline:
-                job.fail(DeadlinePassed("the deadline passed while the request was queued"))
-                continue
-            self._start(job)
+            if drop_unwanted([job]):
+                self._start(job)
 
     def _fits(self, job: Job) -> bool:
         spec = job.spec
@@ -124,7 +119,7 @@ class StepEngine(threading.Thread):
                     row.owner, row.image_index = job, index
                     rows.append(row)
         except torch.OutOfMemoryError:
-            self._release_memory()
+            release_device_memory()
             job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
             return
         except Exception as exc:  # noqa: BLE001 - this request fails; the engine keeps serving
@@ -141,6 +136,7 @@ class StepEngine(threading.Thread):
     def _next_shape(self) -> tuple:
         """Shapes take turns, one step each."""
         live = {row.shape_key for a in self._active.values() for row in a.rows if not row.done}
+        self._turns = deque(key for key in self._turns if key in live)
         while self._turns:
             key = self._turns[0]
             self._turns.rotate(-1)
@@ -168,7 +164,7 @@ class StepEngine(threading.Thread):
             with torch.inference_mode():
                 unet_step(self.pipe.unet, rows)
         except torch.OutOfMemoryError:
-            self._release_memory()
+            release_device_memory()
             self._squeezed[rows[0].shape_key] = time.monotonic() + OOM_BACKOFF_S
             self._fail({row.owner for row in rows}, OutOfMemory("the device ran out of memory; try fewer or smaller "
                                                                 "images"))
@@ -202,7 +198,7 @@ class StepEngine(threading.Thread):
             with torch.inference_mode():
                 images = decode(self.pipe, [row for active in finished for row in active.rows])
         except torch.OutOfMemoryError:
-            self._release_memory()
+            release_device_memory()
             self._fail([a.job for a in finished], OutOfMemory("the device ran out of memory while decoding"))
             return
         except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
@@ -227,11 +223,3 @@ class StepEngine(threading.Thread):
             ))
         if self._active:
             self.current_started = min(a.admitted for a in self._active.values())
-
-    @staticmethod
-    def _release_memory() -> None:
-        import torch
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()

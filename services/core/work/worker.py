@@ -29,6 +29,28 @@ class RawResult:
     inference_ms: float
 
 
+def drop_unwanted(jobs: list[Job]) -> list[Job]:
+    """Jobs cancelled while queued, or whose deadline passed, are failed before any compute; the rest."""
+    now, keep = time.monotonic(), []
+    for job in jobs:
+        if job.cancelled:
+            job.fail(Cancelled("cancelled by the client while queued"))
+        elif job.deadline is not None and now >= job.deadline:
+            job.fail(DeadlinePassed("the deadline passed while the request was queued"))
+        else:
+            keep.append(job)
+    return keep
+
+
+def release_device_memory() -> None:
+    """After running out of device memory: free what the failed call held."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class PipelineWorker(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_batch_images: int = 1, batch_wait_s: float = 0.0,
                  metrics=None, estimator=None):
@@ -60,23 +82,10 @@ class PipelineWorker(threading.Thread):
                 self.current = []
                 self.queue.task_done()
 
-    @staticmethod
-    def _drop_unwanted(batch: list[Job]) -> list[Job]:
-        """Jobs cancelled while queued, or whose deadline passed, are dropped before any compute."""
-        now, keep = time.monotonic(), []
-        for job in batch:
-            if job.cancelled:
-                job.fail(Cancelled("cancelled by the client while queued"))
-            elif job.deadline is not None and now >= job.deadline:
-                job.fail(DeadlinePassed("the deadline passed while the request was queued"))
-            else:
-                keep.append(job)
-        return keep
-
     def process(self, batch: list[Job]) -> None:
         import torch
 
-        batch = self._drop_unwanted(batch)
+        batch = drop_unwanted(batch)
         if not batch:
             return
         started = time.monotonic()
@@ -94,7 +103,7 @@ class PipelineWorker(threading.Thread):
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
             outputs, step_ends = self._call(batch, specs, generators)
         except torch.OutOfMemoryError:
-            self._release_memory()
+            release_device_memory()
             for job in batch:
                 job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
         except (Cancelled, ShuttingDown) as exc:
@@ -149,11 +158,3 @@ class PipelineWorker(threading.Thread):
 
         with torch.inference_mode():
             return self.mode.run(self.pipe, specs, generators, on_step), step_ends
-
-    @staticmethod
-    def _release_memory() -> None:
-        import torch
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
