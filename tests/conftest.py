@@ -127,16 +127,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# The engine the in-process services run, unless a test names one (IMAGEGEN_TEST_ENGINE=step|pipeline runs
-# the suites against either).
-TEST_ENGINE = os.environ.get("IMAGEGEN_TEST_ENGINE", "pipeline")
+# The engine the in-process services run, unless a test names one: the services' default, or
+# IMAGEGEN_TEST_ENGINE=step|pipeline to run the suites against either.
+TEST_ENGINE = os.environ.get("IMAGEGEN_TEST_ENGINE", "")
 
 
 def service_config(mode: str, *extra: str):
+    engine = ["--engine", TEST_ENGINE] if TEST_ENGINE else []
     return load_config(
         SERVER_MODES[mode],
         ["--model", "tiny", "--port", "0", "--cache-dir", str(CACHE_DIR), "--default-size", "64",
-         "--grace", "5", "--engine", TEST_ENGINE, *extra],
+         "--grace", "5", *engine, *extra],
         environ={},
     )
 

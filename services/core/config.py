@@ -53,7 +53,7 @@ class ServiceConfig:
     cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
     grace_s: float = 30.0
     warmup: bool = True
-    engine: str = "pipeline"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
+    engine: str = "step"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
     tls_cert: Path | None = None
@@ -89,7 +89,8 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
         "a flag wins over the environment.",
     )
     p.add_argument("--model", default=env("MODEL", mode.default_model),
-                   help="Hugging Face id, local diffusers folder, or 'tiny' (embedded toy model) [MODEL]")
+                   help="Hugging Face id, local diffusers folder, 'tiny' or 'tiny-xl' (embedded toy SD and "
+                        "SDXL models) [MODEL]")
     p.add_argument("--host", default=env("HOST", "127.0.0.1"),
                    help="address to bind; 0.0.0.0 or [::] for all interfaces [HOST]")
     p.add_argument("--port", type=int, default=int(env("PORT", mode.contract.port)),
@@ -136,7 +137,7 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
                    help="steps when a request leaves them unset [DEFAULT_STEPS]")
     p.add_argument("--default-size", type=int, default=int(env("DEFAULT_SIZE", Defaults.size)),
                    help="txt2img width and height when a request leaves them unset [DEFAULT_SIZE]")
-    p.add_argument("--engine", default=env("ENGINE", "pipeline"), choices=["step", "pipeline"],
+    p.add_argument("--engine", default=env("ENGINE", "step"), choices=["step", "pipeline"],
                    help="step: one denoising loop that requests join and leave at every step (mixed steps, "
                         "guidance and schedulers share UNet calls); pipeline: whole requests through the "
                         "diffusers pipeline, batched when alike [ENGINE]")

@@ -22,7 +22,7 @@ class Mode:
     run: Callable[[Any, list, list, Callable], list]
     # ServiceConfig -> a small request run once before reporting SERVING
     warmup_request: Callable[[Any], Any]
-    # The step engine: pipe, spec, prompt embeddings, seed, a fresh scheduler -> the Row of that seed's
+    # The step engine: pipe, spec, the encoded Prompt, seed, a fresh scheduler -> the Row of that seed's
     # image, starting where diffusers' pipeline starts (engine/rows.py has the shared building blocks)
     admit: Callable[[Any, Any, Any, int, Any], Any]
     # spec, a decoded PIL image -> the answer's image (inpaint blends it back over the input)

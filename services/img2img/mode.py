@@ -3,7 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
-from services.core.engine.rows import Row, step_kwargs, strength_timesteps
+from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.imaging import images
 from services.core.mode import Mode, per_image, shared_args
 from services.core.spec import GenerationSpec
@@ -43,16 +43,15 @@ def warmup_request(config):
     )
 
 
-def admit(pipe, spec, embeds, seed: int, scheduler) -> Row:
+def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     """One image's row, starting where diffusers' image-to-image pipeline starts for this seed."""
     import torch
 
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
     image = pipe.image_processor.preprocess(spec.init_image)
     timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
-    latents = pipe.prepare_latents(image, timesteps[:1], 1, 1, embeds.dtype, device, generator)
-    return Row(None, 0, scheduler, timesteps, latents, embeds, spec.guidance_scale, generator,
-               step_kwargs(pipe, scheduler, generator))
+    latents = pipe.prepare_latents(image, timesteps[:1], 1, 1, prompt.embeds.dtype, device, generator)
+    return new_row(pipe, spec, prompt, scheduler, timesteps, latents, generator)
 
 
 MODE = Mode(

@@ -3,7 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
-from services.core.engine.rows import Row, step_kwargs, strength_timesteps
+from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.errors import InvalidArgument
 from services.core.imaging import images, masks
 from services.core.mode import Mode, per_image, shared_args
@@ -66,27 +66,26 @@ def warmup_request(config):
     )
 
 
-def admit(pipe, spec, embeds, seed: int, scheduler) -> Row:
+def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     """One image's row, starting where diffusers' inpainting pipeline starts for this seed: 9-channel
     UNets take the mask and the masked image's latents as extra input; 4-channel ones (a text-to-image
     model used for inpainting) keep the unmasked latents at every step instead."""
     import torch
 
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
-    height, width, cfg = spec.height, spec.width, embeds.shape[0] == 2
+    height, width, cfg = spec.height, spec.width, prompt.guided
     timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
     image = pipe.image_processor.preprocess(spec.init_image, height=height, width=width).to(torch.float32)
     four_channels = pipe.unet.config.in_channels == 4
-    prepared = pipe.prepare_latents(1, pipe.vae.config.latent_channels, height, width, embeds.dtype, device,
+    prepared = pipe.prepare_latents(1, pipe.vae.config.latent_channels, height, width, prompt.embeds.dtype, device,
                                     generator, None, image=image, timestep=timesteps[:1],
                                     is_strength_max=spec.pipeline_strength == 1.0, return_noise=True,
                                     return_image_latents=four_channels)
     latents, noise = prepared[0], prepared[1]
     mask_condition = pipe.mask_processor.preprocess(spec.mask, height=height, width=width)
     mask, masked_latents = pipe.prepare_mask_latents(mask_condition, image * (mask_condition < 0.5), 1, height,
-                                                     width, embeds.dtype, device, generator, cfg)
-    row = Row(None, 0, scheduler, timesteps, latents, embeds, spec.guidance_scale, generator,
-              step_kwargs(pipe, scheduler, generator))
+                                                     width, prompt.embeds.dtype, device, generator, cfg)
+    row = new_row(pipe, spec, prompt, scheduler, timesteps, latents, generator)
     if not four_channels:
         row.conditioning = torch.cat([mask, masked_latents], dim=1)
         return row

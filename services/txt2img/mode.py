@@ -3,7 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import TXT2IMG
 from services.core.checks import check_params, output_size
-from services.core.engine.rows import Row, step_kwargs
+from services.core.engine.rows import Row, new_row
 from services.core.mode import Mode, shared_args
 from services.core.spec import GenerationSpec
 
@@ -22,17 +22,16 @@ def warmup_request(config):
     return pb.Txt2ImgRequest(params=pb.GenerationParams(prompt="warm-up", num_inference_steps=2, seed=0))
 
 
-def admit(pipe, spec, embeds, seed: int, scheduler) -> Row:
+def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     """One image's row, starting where diffusers' text-to-image pipeline starts for this seed."""
     import torch
 
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
     pipe.scheduler = scheduler
     scheduler.set_timesteps(spec.steps, device=device)
-    latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, spec.height, spec.width, embeds.dtype, device,
-                                   generator)
-    return Row(None, 0, scheduler, scheduler.timesteps, latents, embeds, spec.guidance_scale, generator,
-               step_kwargs(pipe, scheduler, generator))
+    latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, spec.height, spec.width, prompt.embeds.dtype,
+                                   device, generator)
+    return new_row(pipe, spec, prompt, scheduler, scheduler.timesteps, latents, generator)
 
 
 MODE = Mode(

@@ -1,4 +1,5 @@
-"""Batching across requests: same images as alone, per-member events, cancellation inside a batch."""
+"""Request-level batching (the pipeline engine): same images as alone, per-member events, cancellation
+inside a batch. The step engine's own sharing is tested in test_engine.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def pixels(data: bytes) -> np.ndarray:
 @pytest.fixture(scope="module", params=["txt2img", "img2img", "inpaint"])
 def batching(request):
     # A long batch wait so concurrent requests reliably meet in one pipeline call.
-    service = RunningService(request.param, "--max-batch-size", "8", "--batch-wait-ms", "1500")
+    service = RunningService(request.param, "--engine", "pipeline", "--max-batch-size", "8", "--batch-wait-ms", "1500")
     yield service
     service.stop()
 
@@ -122,7 +123,7 @@ def test_cancelling_every_member_stops_the_batch(batching):
 
 
 def test_batch_size_one_turns_batching_off():
-    service = RunningService("txt2img", "--max-batch-size", "1", "--batch-wait-ms", "500")
+    service = RunningService("txt2img", "--engine", "pipeline", "--max-batch-size", "1", "--batch-wait-ms", "500")
     try:
         run_together(service.client, member_requests("txt2img"))
         assert service.metric("imagegen_batch_requests_sum") == service.metric("imagegen_batch_requests_count")

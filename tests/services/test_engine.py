@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.client import Cancelled, Progress, Result
-from tests.conftest import RunningService, request_for, wait_for
+import torch
+
+from services.client import Cancelled, OutOfMemory, Progress, Result
+from services.core.models.presets import TINY, build_pipeline
+from tests.conftest import FailingPipeline, RunningService, request_for, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +86,55 @@ def test_a_cancelled_request_leaves_at_the_next_step_and_the_others_go_on(engine
     assert wait_for(lambda: len(service.worker.current) == 1, timeout=10)
     events = list(second)
     assert isinstance(events[-1], Result) and len(events[-1].images) == 1
+
+
+@pytest.mark.parametrize("mode", ["txt2img", "img2img", "inpaint"])
+def test_sdxl_is_served_by_the_step_engine(mode):
+    service = RunningService(mode, "--engine", "step", "--model", "tiny-xl")
+    try:
+        assert service.client.info().engine == "step"
+        result = service.client.generate(request_for(mode, seed=5, num_images=2, width=64, height=64))
+        assert [image.seed for image in result.images] == [5, 6]
+        assert Image.open(io.BytesIO(result.images[0].data)).size == (64, 64)
+        assert service.metric("imagegen_step_rows_count") > 0  # its UNet calls were the engine's
+    finally:
+        service.stop()
+
+
+def test_a_model_the_loop_does_not_support_is_served_by_pipeline_calls(tmp_path):
+    # A UNet with a guidance-scale embedding (LCM-style): the loop does not feed it, so the pipeline serves.
+    build_pipeline({**TINY, "unet": {**TINY["unet"], "time_cond_proj_dim": 32}}, inpaint=False).save_pretrained(
+        tmp_path / "lcm")
+    service = RunningService("txt2img", "--engine", "step", "--model", str(tmp_path / "lcm"))
+    try:
+        assert service.client.info().engine == "pipeline"
+        assert len(service.client.generate(request_for("txt2img")).images) == 1
+    finally:
+        service.stop()
+
+
+def test_after_running_out_of_memory_fewer_rows_share_a_call():
+    # Two guided 64x64 rows fit one call; after an OOM the budget is halved for a while: one each.
+    service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "2", "--warmup", "false")
+    try:
+        def pair_max_rows() -> int:
+            """The most rows one UNet call took while a pair of requests ran together (a histogram bucket)."""
+            bounds = (1, 2, 4, 6)
+            before = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) for b in bounds]
+            total = service.metric("imagegen_step_rows_count")
+            streams = [service.client.stream(request_for("txt2img", steps=15, seed=s)) for s in (1, 2)]
+            for stream in streams:
+                assert isinstance(list(stream)[-1], Result)
+            total = service.metric("imagegen_step_rows_count") - total
+            grown = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) - was
+                     for b, was in zip(bounds, before)]
+            return next(b for b, n in zip(bounds, grown) if n == total)
+
+        assert pair_max_rows() == 4  # both requests' rows (two each) shared calls
+        service.worker.pipe = FailingPipeline(service.worker.pipe, torch.OutOfMemoryError("CUDA out of memory"))
+        with pytest.raises(OutOfMemory):
+            service.client.generate(request_for("txt2img", steps=4))
+        assert pair_max_rows() == 2  # the same pair now takes turns, one request per call
+        assert len(service.client.generate(request_for("txt2img")).images) == 1
+    finally:
+        service.stop()

@@ -15,7 +15,7 @@ from .rows import Row
 
 def unet_step(unet, rows: list[Row]) -> None:
     """Advance every row (all of one shape_key) by one step, in one UNet call."""
-    inputs, embeds, times = [], [], []
+    inputs, embeds, times, added = [], [], [], []
     for row in rows:
         t = row.timesteps[row.index]
         x = torch.cat([row.latents] * 2) if row.guided else row.latents
@@ -25,7 +25,13 @@ def unet_step(unet, rows: list[Row]) -> None:
         inputs.append(x)
         embeds.append(row.embeds)
         times.append(t.reshape(1).expand(x.shape[0]))
-    noise = unet(torch.cat(inputs), torch.cat(times), encoder_hidden_states=torch.cat(embeds), return_dict=False)[0]
+        if row.added is not None:
+            added.append(row.added)
+    extra = {}
+    if added:  # SDXL: every row of one service has it
+        extra["added_cond_kwargs"] = {key: torch.cat([a[key] for a in added]) for key in added[0]}
+    noise = unet(torch.cat(inputs), torch.cat(times), encoder_hidden_states=torch.cat(embeds), return_dict=False,
+                 **extra)[0]
     offset = 0
     for row in rows:
         width = 2 if row.guided else 1
@@ -42,7 +48,26 @@ def unet_step(unet, rows: list[Row]) -> None:
 
 
 def decode(pipe, rows: list[Row]) -> list:
-    """PIL images of finished rows, decoded together in one VAE call."""
-    latents = torch.cat([row.latents for row in rows]) / pipe.vae.config.scaling_factor
-    images = pipe.vae.decode(latents, return_dict=False)[0]
+    """PIL images of finished rows, decoded together in one VAE call, as the pipelines decode."""
+    vae = pipe.vae
+    config = vae.config
+    latents = torch.cat([row.latents for row in rows])
+    # SDXL's VAE overflows in float16 unless it is a fixed one: the pipelines decode in float32 then.
+    upcast = vae.dtype == torch.float16 and config.get("force_upcast", False)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        latents = latents.to(vae.dtype)
+        mean, std = config.get("latents_mean"), config.get("latents_std")
+        if mean is not None and std is not None:
+            shape = (1, len(mean), 1, 1)
+            mean = torch.tensor(mean).view(shape).to(latents)
+            std = torch.tensor(std).view(shape).to(latents)
+            latents = latents * std / config.scaling_factor + mean
+        else:
+            latents = latents / config.scaling_factor
+        images = vae.decode(latents, return_dict=False)[0]
+    finally:
+        if upcast:
+            vae.to(torch.float16)
     return pipe.image_processor.postprocess(images, output_type="pil", do_denormalize=[True] * len(rows))

@@ -27,6 +27,7 @@ class Row:
     guidance: float
     generator: torch.Generator  # its seed's CPU generator: noise at admission, in scheduler steps, in the VAE
     step_kwargs: dict = field(default_factory=dict)  # what scheduler.step takes (generator, eta)
+    added: dict | None = None  # SDXL's text-time conditioning (text_embeds, time_ids), batched like embeds
     conditioning: torch.Tensor | None = None  # extra UNet input channels, batched like the UNet input
     after_step: Callable[["Row"], None] | None = None  # 4-channel inpainting: keep the unmasked latents
     index: int = 0  # steps done
@@ -46,19 +47,62 @@ class Row:
         return tuple(self.latents.shape[-2:])
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A request's prompt and negative prompt, encoded once for all of its rows."""
+
+    embeds: torch.Tensor  # (2, L, D): negative then positive; (1, L, D) without guidance
+    pooled: torch.Tensor | None  # SDXL: the second text encoder's pooled projection, batched like embeds
+
+    @property
+    def guided(self) -> bool:
+        return self.embeds.shape[0] == 2
+
+
 def guided(spec) -> bool:
     """Classifier-free guidance as diffusers does it: only above 1."""
     return spec.guidance_scale > 1
 
 
-def encode_prompt(pipe, spec) -> torch.Tensor:
-    """The prompt (and negative prompt) encoded once for all of a request's rows."""
+def encode_prompt(pipe, spec) -> Prompt:
     import torch
 
-    device = pipe._execution_device
     cfg = guided(spec)
-    positive, negative = pipe.encode_prompt(spec.prompt, device, 1, cfg, spec.negative_prompt)
-    return torch.cat([negative, positive]) if cfg else positive
+    # SD pipelines return (positive, negative); SDXL ones add the pooled projections of both.
+    encoded = pipe.encode_prompt(prompt=spec.prompt, device=pipe._execution_device, num_images_per_prompt=1,
+                                 do_classifier_free_guidance=cfg, negative_prompt=spec.negative_prompt)
+    positive, negative = encoded[0], encoded[1]
+    pooled = None
+    if len(encoded) == 4:
+        pooled = torch.cat([encoded[3], encoded[2]]) if cfg else encoded[2]
+    return Prompt(torch.cat([negative, positive]) if cfg else positive, pooled)
+
+
+def text_time(pipe, prompt: Prompt, height: int, width: int) -> dict | None:
+    """SDXL's added conditioning for one row: the pooled text and the size numbers (original size, crop
+    origin, target size; the refiner's aesthetic scores instead of the target), as its pipeline makes them
+    with their defaults. None for models without it."""
+    import torch
+
+    if prompt.pooled is None:
+        return None
+    size, dtype = (height, width), prompt.embeds.dtype
+    encoder_2 = getattr(pipe, "text_encoder_2", None)
+    projection = encoder_2.config.projection_dim if encoder_2 is not None else int(prompt.pooled.shape[-1])
+    if "requires_aesthetics_score" in pipe.config:  # the image-to-image and inpainting pipelines
+        ids, negative_ids = pipe._get_add_time_ids(size, (0, 0), size, 6.0, 2.5, size, (0, 0), size, dtype=dtype,
+                                                   text_encoder_projection_dim=projection)
+    else:
+        ids = negative_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=dtype,
+                                                    text_encoder_projection_dim=projection)
+    time_ids = torch.cat([negative_ids, ids]) if prompt.guided else ids
+    return {"text_embeds": prompt.pooled, "time_ids": time_ids.to(pipe._execution_device)}
+
+
+def new_row(pipe, spec, prompt: Prompt, scheduler, timesteps, latents, generator) -> Row:
+    """A row for one of spec's images, once its mode has prepared its timesteps and starting latents."""
+    return Row(None, 0, scheduler, timesteps, latents, prompt.embeds, spec.guidance_scale, generator,
+               step_kwargs(pipe, scheduler, generator), added=text_time(pipe, prompt, spec.height, spec.width))
 
 
 def step_kwargs(pipe, scheduler, generator) -> dict:

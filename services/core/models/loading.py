@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import ServiceConfig
 from ..mode import Mode
-from .presets import build_sd15_pipeline, ensure_tiny
+from .presets import EMBEDDED, build_sd15_pipeline, ensure_tiny
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def resolve_dtype(requested: str, device: str):
 
 def model_source(mode: Mode, config: ServiceConfig) -> tuple[str, str]:
     """(what to pass to from_pretrained, how to describe it in an error)."""
-    if config.model == "tiny":
-        path = ensure_tiny(config.cache_dir, inpaint=mode.inpaint_unet)
-        return str(path), f"the embedded tiny model at {path}"
+    if config.model in EMBEDDED:
+        path = ensure_tiny(config.cache_dir, inpaint=mode.inpaint_unet, name=config.model)
+        return str(path), f"the embedded {config.model} model at {path}"
     local = Path(config.model).expanduser()
     if local.exists():
         if not (local / "model_index.json").is_file():

@@ -5,6 +5,10 @@ model holds: the VAE has 4 down blocks and downsamples by 8, the text encoder ta
 the inpaint UNet takes 9 input channels. It is written to a cache folder once and then loaded
 through the same `from_pretrained` path as a real model, so tests exercise the real loading code.
 
+`tiny-xl`: the same for Stable Diffusion XL: two text encoders (the second with a projection, whose
+pooled output and the image's size and crop feed the UNet's text-time embedding), an SDXL UNet layout
+and SDXL's scheduler and VAE settings, so every SDXL code path runs in tests.
+
 `sd15`: the full Stable Diffusion 1.5 sizes (UNet 860M, VAE 84M, CLIP text encoder 123M
 parameters), built in memory on the target device: the real model's compute and memory cost, for
 benchmarks and GPU checks. Real weights load through the normal path (`--model ID or folder`).
@@ -19,22 +23,24 @@ from pathlib import Path
 
 TINY_VERSION = "v1"  # bump when the tiny sizes below change, so old caches are not reused
 _SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
+# The embedded models, by --model name: the folder name in the cache.
+EMBEDDED = {"tiny": "sd", "tiny-xl": "sdxl"}
 
 
-def tiny_path(cache_dir: Path, inpaint: bool) -> Path:
-    return Path(cache_dir) / f"tiny-{TINY_VERSION}" / ("sd-inpaint" if inpaint else "sd")
+def tiny_path(cache_dir: Path, inpaint: bool, name: str = "tiny") -> Path:
+    return Path(cache_dir) / f"tiny-{TINY_VERSION}" / (EMBEDDED[name] + ("-inpaint" if inpaint else ""))
 
 
-def ensure_tiny(cache_dir: Path, inpaint: bool) -> Path:
-    """Return the tiny model's folder, building it first if the cache does not hold it yet."""
-    target = tiny_path(cache_dir, inpaint)
+def ensure_tiny(cache_dir: Path, inpaint: bool, name: str = "tiny") -> Path:
+    """Return an embedded model's folder, building it first if the cache does not hold it yet."""
+    target = tiny_path(cache_dir, inpaint, name)
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: services starting together never see half a model.
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        build_tiny_pipeline(inpaint).save_pretrained(staging)
+        (build_tiny_xl_pipeline if name == "tiny-xl" else build_tiny_pipeline)(inpaint).save_pretrained(staging)
         try:
             os.rename(staging, target)
         except OSError:
@@ -134,6 +140,56 @@ def build_tiny_pipeline(inpaint: bool):
     return build_pipeline(TINY, inpaint)
 
 
+# SDXL's layout at toy size: transformer depth per block, linear projections, and the text-time
+# embedding (6 size numbers of addition_time_embed_dim each, plus the pooled text projection).
+TINY_XL = {
+    "unet": dict(block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=64, attention_head_dim=(2, 4),
+                 norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), use_linear_projection=True,
+                 transformer_layers_per_block=(1, 2), addition_embed_type="text_time", addition_time_embed_dim=8,
+                 projection_class_embeddings_input_dim=6 * 8 + 32),
+    "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
+}
+
+
+def build_tiny_xl_pipeline(inpaint: bool):
+    """A toy SDXL pipeline (base, or inpainting with a 9-channel UNet), seeded per component."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=128, in_channels=9 if inpaint else 4, out_channels=4, **TINY_XL["unet"])
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        sample_size=1024, in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.13025,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, **TINY["vae"],
+    )
+    text_config = CLIPTextConfig(
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), **TINY_XL["text"],
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(text_config)
+    torch.manual_seed(1)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    # SDXL base's own scheduler settings.
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+        timestep_spacing="leading", interpolation_type="linear",
+    )
+    cls = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
+    return cls(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+               tokenizer_2=build_tiny_tokenizer(), unet=unet, scheduler=scheduler, add_watermarker=False)
+
+
 def build_sd15_pipeline(inpaint: bool, device: str, dtype):
     """SD 1.5 sizes, built straight on the device (random init there is fast), in dtype."""
     import torch
@@ -151,5 +207,6 @@ if __name__ == "__main__":
 
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(os.environ))
     args = parser.parse_args()
-    for inpaint in (False, True):
-        print(ensure_tiny(args.cache_dir, inpaint))
+    for name in EMBEDDED:
+        for inpaint in (False, True):
+            print(ensure_tiny(args.cache_dir, inpaint, name))

@@ -116,5 +116,5 @@ class ModeServicer:
             ),
             output_formats=[fmt.enum for fmt in OUTPUT_FORMATS.values()],
             version=VERSION,
-            engine=cfg.engine,
+            engine=self.runtime.engine,
         )

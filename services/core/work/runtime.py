@@ -39,6 +39,7 @@ class ModeRuntime:
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
         self.worker = None
+        self.engine = config.engine  # what serves once loaded: the step engine, or pipeline calls
         self.device = ""
         self.dtype = ""
         self._set_health(NOT_SERVING)
@@ -55,7 +56,15 @@ class ModeRuntime:
         started = time.monotonic()
         pipe, device, dtype = load_pipeline(self.mode, self.config)
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
-        if self.config.engine == "step":
+        self.engine = self.config.engine
+        if self.engine == "step":
+            from ..engine.support import unsupported
+
+            reason = unsupported(pipe)
+            if reason:
+                log.warning("the step engine cannot serve this model (%s): serving whole pipeline calls", reason)
+                self.engine = "pipeline"
+        if self.engine == "step":
             from ..engine.loop import StepEngine
 
             self.worker = StepEngine(self.mode, pipe, self.queue, max_rows=self.config.limits.max_batch_images,

@@ -59,3 +59,21 @@ def test_sd15_preset_has_the_real_model_sizes():
     assert 123 < millions(pipe.text_encoder) < 123.2  # 123.06M
     assert pipe.text_encoder.config.vocab_size == 49408 and pipe.vae_scale_factor == 8
     assert inpaint.unet.config.in_channels == 9
+
+
+def test_tiny_xl_has_sdxl_s_shape_rules(tmp_path):
+    from diffusers import AutoPipelineForImage2Image
+
+    folder = ensure_tiny(tmp_path, inpaint=False, name="tiny-xl")
+    assert folder.name == "sdxl" and folder != ensure_tiny(tmp_path, inpaint=False)
+    pipe = AutoPipelineForText2Image.from_pretrained(folder)
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    assert pipe.unet.config.addition_embed_type == "text_time"
+    # The UNet's cross-attention takes both text encoders' hidden states side by side.
+    assert pipe.unet.config.cross_attention_dim == (pipe.text_encoder.config.hidden_size
+                                                    + pipe.text_encoder_2.config.hidden_size)
+    assert pipe.vae.config.scaling_factor == 0.13025
+    assert type(AutoPipelineForImage2Image.from_pretrained(folder)).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    inpaint = AutoPipelineForInpainting.from_pretrained(ensure_tiny(tmp_path, inpaint=True, name="tiny-xl"))
+    assert type(inpaint).__name__ == "StableDiffusionXLInpaintPipeline"
+    assert inpaint.unet.config.in_channels == 9
