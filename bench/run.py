@@ -49,12 +49,16 @@ class Service:
             raise RuntimeError(f"{mode} did not become SERVING")
         self.serving_after = time.monotonic() - self.started
 
-    def steps_total(self) -> float:
+    def metric(self, name: str) -> float:
+        """A sample of the service's own Prometheus metrics (the mode label only); 0 before any."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         for line in text.splitlines():
-            if line.startswith("imagegen_denoising_steps_total{"):
+            if line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
+
+    def steps_total(self) -> float:
+        return self.metric("imagegen_denoising_steps_total")
 
     def stop(self) -> None:
         self.client.close()
@@ -255,6 +259,38 @@ def bench_cancel(repeats: int) -> list[tuple]:
              f"max {worst:.0f} over {repeats}", ("meets" if worst <= 1 else "misses") + " <= 1")]
 
 
+def bench_cancel_rows(clients: int = 4) -> list[tuple]:
+    """Step engine: UNet rows per call while `clients` requests run, then after one of them cancels."""
+    from services.client import Progress, make_request
+
+    service = Service("txt2img", "--engine", "step", "--max-batch-size", "8")
+    try:
+        calls = [service.client.stream(make_request("txt2img", f"fox {i}", steps=150, width=128, height=128, seed=i))
+                 for i in range(clients)]
+        for call in calls:
+            assert any(isinstance(event, Progress) for event in call)  # all running
+
+        def rows_per_call(calls_wanted: int) -> float:
+            rows, count = service.metric("imagegen_step_rows_sum"), service.metric("imagegen_step_rows_count")
+            while service.metric("imagegen_step_rows_count") < count + calls_wanted:
+                time.sleep(0.005)
+            done = service.metric("imagegen_step_rows_count") - count
+            return (service.metric("imagegen_step_rows_sum") - rows) / done
+
+        before = rows_per_call(5)
+        calls[0].cancel()
+        rows_per_call(1)  # the call that may have been running as the cancel arrived
+        after = rows_per_call(5)
+        for call in calls[1:]:
+            call.cancel()
+    finally:
+        service.stop()
+    expected = before * (clients - 1) / clients
+    return [(f"cancel: step engine rows per UNet call, {clients} requests then one cancels",
+             f"{before:.1f} -> {after:.1f}", "from the next step", ("meets" if after <= expected else "misses")
+             + f" <= {expected:.1f}")]
+
+
 def concurrent_rate(service: Service, clients: int, per_client: int, request_of) -> tuple[float, list[float]]:
     """Images per second with `clients` threads each sending `per_client` requests; and the latencies."""
     errors, latencies = [], []
@@ -370,7 +406,7 @@ def main(argv=None) -> int:
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
         ("cold start", lambda: bench_cold_start(3)),
-        ("cancel", lambda: bench_cancel(args.repeats)),
+        ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
         ("gpu", bench_gpu),
     ]
     wanted = {name.strip() for name in args.sections.split(",")}

@@ -18,7 +18,7 @@ def unet_step(unet, rows: list[Row]) -> None:
     inputs, embeds, times, added = [], [], [], []
     for row in rows:
         t = row.timesteps[row.index]
-        x = torch.cat([row.latents] * 2) if row.guided else row.latents
+        x = torch.cat([row.latents] * row.unet_rows)
         x = row.scheduler.scale_model_input(x, t)
         if row.conditioning is not None:
             x = torch.cat([x, row.conditioning], dim=1)
@@ -34,7 +34,7 @@ def unet_step(unet, rows: list[Row]) -> None:
                  **extra)[0]
     offset = 0
     for row in rows:
-        width = 2 if row.guided else 1
+        width = row.unet_rows
         prediction = noise[offset: offset + width]
         offset += width
         if row.guided:

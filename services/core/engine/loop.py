@@ -63,6 +63,29 @@ class StepEngine(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
 
+    # --- what estimates read (other threads: snapshots)
+    def load_of(self, spec) -> tuple[int, int, int]:
+        """(latent pixels, rows in a call, steps) a request brings to the loop."""
+        pixels = (spec.height // self.scale) * (spec.width // self.scale)
+        return pixels, len(spec.seeds) * (2 if spec.guidance_scale > 1 else 1), spec.steps_run
+
+    def crowd(self) -> list[tuple[int, int, int]]:
+        """(latent pixels, rows in a call, steps left) of each request in the loop."""
+        loads = []
+        for active in list(self._active.copy().values()):
+            rows = [row for row in active.rows if not row.done]
+            if rows:
+                first = rows[0]
+                loads.append((first.pixels, sum(row.unet_rows for row in rows), len(first.timesteps) - first.index))
+        return loads
+
+    def fits(self, spec) -> bool:
+        """Whether a request would join at the next step (its shape's row budget has room)."""
+        pixels, rows, _steps = self.load_of(spec)
+        key = (spec.height // self.scale, spec.width // self.scale)
+        used = self._used(key)
+        return used == 0 or used + pixels * rows <= self._budget(key)
+
     # --- the loop
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -80,8 +103,8 @@ class StepEngine(threading.Thread):
         return self.budget // 2 if self._squeezed.get(key, 0) > time.monotonic() else self.budget
 
     def _used(self, key: tuple) -> int:
-        return sum(row.latents.shape[-1] * row.latents.shape[-2] * (2 if row.guided else 1)
-                   for a in self._active.values() for row in a.rows if row.shape_key == key and not row.done)
+        return sum(row.pixels * row.unet_rows for a in list(self._active.copy().values()) for row in a.rows
+                   if row.shape_key == key and not row.done)
 
     def _admit(self, wait: bool) -> None:
         """Admit waiting requests, in queue order, while the head's rows fit their shape's budget
@@ -95,11 +118,7 @@ class StepEngine(threading.Thread):
                 self._start(job)
 
     def _fits(self, job: Job) -> bool:
-        spec = job.spec
-        key = (spec.height // self.scale, spec.width // self.scale)
-        used = self._used(key)
-        cost = key[0] * key[1] * (2 if spec.guidance_scale > 1 else 1) * len(spec.seeds)
-        return used == 0 or used + cost <= self._budget(key)
+        return self.fits(job.spec)
 
     def _start(self, job: Job) -> None:
         import torch
@@ -175,8 +194,10 @@ class StepEngine(threading.Thread):
         seconds = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.steps.inc()
-            self.metrics.step_rows.observe(sum(2 if row.guided else 1 for row in rows))
+            self.metrics.step_rows.observe(sum(row.unet_rows for row in rows))
             self.metrics.step_seconds.observe(seconds)
+        if self.estimator is not None:
+            self.estimator.observe_step(rows[0].pixels, sum(row.unet_rows for row in rows), seconds)
         for job in {row.owner for row in rows}:
             active = self._active[job]
             active.step_seconds.append(seconds)

@@ -37,6 +37,16 @@ class Row:
         return self.embeds.shape[0] == 2
 
     @property
+    def unet_rows(self) -> int:
+        """Rows it takes in a UNet call: two with guidance (unconditional and conditional), else one."""
+        return 2 if self.guided else 1
+
+    @property
+    def pixels(self) -> int:
+        """Latent pixels of one of its UNet rows."""
+        return self.latents.shape[-1] * self.latents.shape[-2]
+
+    @property
     def done(self) -> bool:
         return self.index >= len(self.timesteps)
 

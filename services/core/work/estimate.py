@@ -15,6 +15,11 @@ misses its deadline:
   classes extends it (per-step costs grow at least that fast as work grows);
 - observations expire (a window of recent calls, and an age limit), so what the service learnt
   under different conditions fades; with none left, nothing is refused.
+
+The step engine also reports every UNet call: its latent size, rows and time. A call of a size costs
+no less with more rows, and a row's share only falls as calls grow (batching amortises): from the
+fastest recent call of each row count, that bounds a call of any row count. A request in a crowd
+runs, at each of its steps, in a call with the rows still running beside it.
 """
 
 from __future__ import annotations
@@ -63,9 +68,15 @@ class Observation:
         return scale * (self.overhead_s + steps * self.step_s)
 
 
+def size_class(pixels: int) -> int:
+    """Half an octave of latent pixels."""
+    return round(2 * math.log2(max(pixels, 1)))
+
+
 class WorkEstimator:
     def __init__(self, window: int = 64, max_age_s: float = 900.0, clock=time.monotonic):
         self._seen: deque[Observation] = deque(maxlen=window)
+        self._steps: deque[tuple[float, int, int, float]] = deque(maxlen=4 * window)  # at, class, rows, seconds
         self._max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -80,6 +91,55 @@ class WorkEstimator:
         step_s = statistics.median(clean) if clean else None
         with self._lock:
             self._seen.append(Observation(self._clock(), w, steps, seconds, step_s))
+
+    def observe_step(self, pixels: int, rows: int, seconds: float) -> None:
+        """One step-engine UNet call over `rows` rows of `pixels` latent pixels took `seconds`."""
+        if rows > 0 and seconds > 0:
+            with self._lock:
+                self._steps.append((self._clock(), size_class(pixels), rows, seconds))
+
+    def _step_costs(self, pixels: int) -> dict[int, float]:
+        """Rows -> the fastest recent call of that many rows at this size."""
+        cutoff, wanted = self._clock() - self._max_age_s, size_class(pixels)
+        fastest: dict[int, float] = {}
+        with self._lock:
+            while self._steps and self._steps[0][0] < cutoff:
+                self._steps.popleft()
+            for _at, cls, rows, seconds in self._steps:
+                if cls == wanted:
+                    fastest[rows] = min(seconds, fastest.get(rows, seconds))
+        return fastest
+
+    def step_seconds(self, pixels: int, rows: int) -> float | None:
+        """Lower bound for one UNet call of `rows` rows at this latent size: a call costs no less with more
+        rows, and a row's share only falls as calls grow. None when no call of this size was seen."""
+        seen = self._step_costs(pixels)
+        if not seen:
+            return None
+        return SAFETY * max(s if r <= rows else s * rows / r for r, s in seen.items())
+
+    def in_crowd(self, own: tuple[int, int, int], crowd: list[tuple[int, int, int]]) -> float | None:
+        """Lower bound for a step-engine request's run beside a crowd: at each of its steps, one call of its
+        size with its rows and those of the crowd still running, and one call for each other size running.
+        Items are (latent pixels, rows, steps still to run); None when nothing of its size was seen."""
+        pixels, rows, steps = own
+        if self.step_seconds(pixels, rows) is None:
+            return None
+        total = 0.0
+        for step in range(steps):
+            by_size = {pixels: rows}
+            for other_pixels, other_rows, left in crowd:
+                if left > step:
+                    by_size[other_pixels] = by_size.get(other_pixels, 0) + other_rows
+            total += sum(self.step_seconds(p, r) or 0.0 for p, r in by_size.items())
+        return total
+
+    def first_to_leave(self, crowd: list[tuple[int, int, int]]) -> float | None:
+        """Lower bound for when the first request of a step-engine crowd is done (and frees its rows)."""
+        bounds = [self.step_seconds(pixels, rows) for pixels, rows, _left in crowd]
+        if not crowd or None in bounds:
+            return None
+        return min(bound * left for bound, (_p, _r, left) in zip(bounds, crowd))
 
     def _recent(self) -> list[Observation]:
         cutoff = self._clock() - self._max_age_s

@@ -143,8 +143,7 @@ class ModeRuntime:
         deadline = None
         if time_remaining is not None:
             deadline = time.monotonic() + time_remaining
-            own = self.estimator.predict([spec])
-            ahead = self.seconds_until_free()
+            ahead, own = self._predict(spec)
             if own is not None and ahead is not None and ahead + own > time_remaining:
                 raise DeadlineUnmeetable(
                     f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "
@@ -158,9 +157,29 @@ class ModeRuntime:
             raise
         return job
 
+    def _predict(self, spec) -> tuple[float | None, float | None]:
+        """Lower bounds for (the wait before spec runs, its run); None where nothing is known yet."""
+        own = self.estimator.predict([spec])
+        engine = self.worker
+        if self.engine != "step" or engine is None:
+            return self.seconds_until_free(), own
+        # The step engine: it joins at the next step if its shape has room and nobody waits ahead of it,
+        # else not before the first request in the loop is done; then it runs beside the loop's crowd.
+        crowd = engine.crowd()
+        ahead = 0.0 if engine.fits(spec) and not self.queue.waiting() else self.estimator.first_to_leave(crowd)
+        in_crowd = self.estimator.in_crowd(engine.load_of(spec), crowd)
+        if in_crowd is not None:
+            own = max(own or 0.0, in_crowd)
+        return ahead, own
+
     def retry_hint(self) -> float:
-        """When a queue place is likely to be free: the running batch's predicted end (0.1-30 s)."""
-        left = self._running_left()
+        """When a queue place is likely to be free: the running batch's predicted end, or the step
+        engine's first request done (0.1-30 s)."""
+        if self.engine == "step" and self.worker is not None:
+            crowd = self.worker.crowd()
+            left = self.estimator.first_to_leave(crowd) if crowd else 0.0
+        else:
+            left = self._running_left()
         return 1.0 if left is None else min(30.0, max(0.1, left))
 
     def drain(self, grace_s: float) -> bool:

@@ -135,3 +135,47 @@ def test_a_prediction_never_exceeds_the_true_cost_when_each_size_ran_once_uncont
         cost.run(estimator, spec)  # one clean call of each size seen...
         cost.run(estimator, spec, slower)  # ... among others slowed by contention
     assert estimator.predict([query]) <= SAFETY * cost.total(work([query]), query.steps_run) * (1 + 1e-9) + 1e-12
+
+
+def test_a_step_s_bound_comes_from_the_fastest_calls_of_its_size():
+    clock = Clock()
+    estimator = WorkEstimator(clock=clock)
+    assert estimator.step_seconds(1024, 1) is None
+    # 1 row 0.10 s, 4 rows 0.20 s, 4 rows again under contention 0.9 s.
+    for rows, seconds in ((1, 0.10), (4, 0.20), (4, 0.90)):
+        estimator.observe_step(1024, rows, seconds)
+    assert estimator.step_seconds(1024, 1) == pytest.approx(SAFETY * 0.10)
+    assert estimator.step_seconds(1024, 2) == pytest.approx(SAFETY * 0.10)  # at least one row's call
+    assert estimator.step_seconds(1024, 8) == pytest.approx(SAFETY * 0.20)  # contention never raises it
+    assert estimator.step_seconds(4096, 1) is None  # another size class: nothing known
+    clock.now += 901
+    assert estimator.step_seconds(1024, 1) is None  # forgotten
+
+
+@given(st.floats(0.001, 0.05), st.floats(0.0, 0.5), st.integers(1, 16), st.integers(1, 60),
+       st.lists(st.tuples(st.sampled_from([1024, 4096]), st.integers(1, 16), st.integers(1, 60)), max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_in_crowd_is_a_lower_bound_of_the_run_beside_the_crowd(per_row, per_call, rows, steps, crowd):
+    # A device where a call of r rows of p pixels costs per_call + r x p x per_row: learn from a few calls,
+    # then a request beside a crowd really costs, at each of its steps, one call per size running.
+    def cost(pixels, r):
+        return per_call + r * pixels / 1024 * per_row
+
+    estimator = WorkEstimator()
+    for pixels in (1024, 4096):
+        for r in (1, 2, 8, 16):
+            estimator.observe_step(pixels, r, cost(pixels, r))
+    actual = 0.0
+    for step in range(steps):
+        by_size = {1024: rows}
+        for pixels, r, left in crowd:
+            if left > step:
+                by_size[pixels] = by_size.get(pixels, 0) + r
+        actual += sum(cost(p, r) for p, r in by_size.items())
+    predicted = estimator.in_crowd((1024, rows, steps), crowd)
+    assert predicted <= actual + 1e-9
+    assert predicted >= estimator.in_crowd((1024, rows, steps), [])  # a crowd never makes it faster
+    if any(p != 1024 for p, _r, _left in crowd):
+        assert predicted > estimator.in_crowd((1024, rows, steps), [])  # other sizes' calls take turns
+    if crowd:
+        assert estimator.first_to_leave(crowd) <= min(left * cost(p, r) for p, r, left in crowd) + 1e-9
