@@ -196,7 +196,7 @@ def parse_parameters(text: str) -> Parameters:
 
 
 def _user_comment(value) -> str | None:
-    """EXIF UserComment: an 8-byte charset prefix, then the text (UTF-16 for UNICODE, in either byte order)."""
+    """EXIF UserComment: an 8-byte charset prefix, then the text (UNICODE: UTF-16, either byte order)."""
     if isinstance(value, str):
         return value or None
     if not isinstance(value, bytes) or len(value) < 8:
@@ -233,5 +233,6 @@ def read_parameters(data: bytes) -> Parameters:
     """The parameters of an image file. Raises NoParameters (in words) when it has none."""
     text = read_infotext(data)
     if not text:
-        raise NoParameters("no generation parameters in it (no PNG 'parameters' text, no EXIF UserComment)")
+        raise NoParameters("no generation parameters in it "
+                           "(no PNG 'parameters' text, no EXIF UserComment)")
     return parse_parameters(text)

@@ -27,7 +27,8 @@ _CLASSES: dict[str, tuple[str, dict]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
 }
 SCHEDULERS: dict[str, SchedulerSpec] = {
-    name: SchedulerSpec(class_name, SCHEDULER_LABELS[name], options) for name, (class_name, options) in _CLASSES.items()
+    name: SchedulerSpec(class_name, SCHEDULER_LABELS[name], options)
+    for name, (class_name, options) in _CLASSES.items()
 }
 
 

@@ -60,7 +60,7 @@ def test_the_mode_comes_from_the_infotext():
     assert parse_parameters(base).mode == "txt2img"
     assert parse_parameters(base + ", Denoising strength: 0.6").mode == "img2img"
     assert parse_parameters(base + ", Denoising strength: 1.0, Mask blur: 0").mode == "inpaint"
-    inverted = parse_parameters(base + ", Denoising strength: 1.0, Mask blur: 4, Mask mode: Inpaint not masked")
+    inverted = parse_parameters(f"{base}, Denoising strength: 1, Mask blur: 4, Mask mode: Inpaint not masked")
     assert inverted.mode == "inpaint" and inverted.invert_mask
     # AUTOMATIC1111's hires fix records a denoising strength on a txt2img image.
     hires = parse_parameters(base + ", Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent")
@@ -69,7 +69,7 @@ def test_the_mode_comes_from_the_infotext():
 
 
 def test_an_unknown_sampler_is_named():
-    p = parse_parameters("x\nSteps: 20, Sampler: DPM++ SDE, Schedule type: Exponential, CFG scale: 7, Seed: 1")
+    p = parse_parameters("x\nSteps: 20, Sampler: DPM++ SDE, Schedule type: Exponential, Seed: 1")
     assert p.scheduler is None
     assert p.problems and "'DPM++ SDE, Schedule type: Exponential'" in p.problems[0]
     assert "Euler a" in p.problems[0]  # and what there is instead
