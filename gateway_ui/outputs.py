@@ -105,6 +105,8 @@ class OutputStore:
 
     def listing(self, mode: str | None = None) -> list[SavedOutput]:
         """Saved images, newest first (by day, then time written, then number), from names and dates only."""
+        if mode and mode not in MODE_NAMES:
+            return []  # a mode's name only: the listing never leaves the outputs folder
         found = []
         for m in [mode] if mode else MODE_NAMES:
             try:

@@ -111,6 +111,7 @@ def test_find_stays_inside_the_outputs_folder(tmp_path):
     assert store.find("../../etc/passwd") is None
     assert store.find("txt2img/2026-03-14/../../x.png") is None
     assert store.find("txt2img/2026-03-14/00009-7.png") is None
+    assert store.listing("../txt2img") == [] and len(store.listing("txt2img")) == 1
 
 
 def test_settings_name_the_folder_and_turn_saving_off():
