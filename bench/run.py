@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -89,7 +90,9 @@ def bench_overhead(repeats: int) -> list[tuple]:
     service = Service("txt2img")
     gateway_port = free_port()
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway_ui", "--port", str(gateway_port), "--txt2img-addr", service.address],
+        # Saving every image is part of the gateway's work: measured, into a folder of its own.
+        [sys.executable, "-m", "gateway_ui", "--port", str(gateway_port), "--txt2img-addr", service.address,
+         "--outputs-dir", tempfile.mkdtemp(prefix="imagegen-bench-outputs-")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

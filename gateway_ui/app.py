@@ -3,7 +3,9 @@
 Tabs Txt2Img, Img2Img and Inpainting, like the original app, each calling its mode's service over
 gRPC. Each tab is described once in `tabs.py`; ranges and choices come from each service's GetInfo;
 progress comes from GenerateStream. Each tab forwards at most `concurrency` generations at once
-(Gradio queues the rest).
+(Gradio queues the rest). Every final image is kept on disk (`outputs.py`); the History tab
+(`history.py`) lists them, the PNG Info tab (`png_info.py`) reads any image's parameters, and both
+send them back to a tab (`recall.py`).
 
 The browser is shown plain messages only: never an exception's text, a file path or a service's
 address. Anything unexpected is shown as "... failed with an internal error (id XXXXXXXX)" and
@@ -25,8 +27,12 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES
 from services.client import Progress, Queued
 
+from . import recall
 from .backend import GenerationError, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
+from .history import build_history, pick, show_page
+from .outputs import OutputStore, SaveError
+from .png_info import build_png_info, describe, parameters_of
 from .tabs import TABS, InputError, Tab, build_tab
 
 log = logging.getLogger("gateway")
@@ -35,8 +41,9 @@ log = logging.getLogger("gateway")
 class Gateway:
     """What happens behind the tabs: a request to its service, progress to the browser, files back."""
 
-    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0):
+    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0, outputs: OutputStore | None = None):
         self.backends = backends
+        self.outputs = outputs  # None: nothing is kept on disk
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
         self._states: dict[str, str] = {}  # mode -> the state last logged
@@ -72,6 +79,11 @@ class Gateway:
             path = folder / f"{mode}-{image.seed}-{i}.{fmt.extension if fmt else 'png'}"
             path.write_bytes(image.data)  # the service's bytes, infotext chunk included
             paths.append(str(path))
+        if self.outputs is not None:
+            try:
+                self.outputs.save(mode, result.images)
+            except SaveError as err:  # a warning: the result itself is still shown
+                gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
         seeds = ", ".join(str(seed) for seed in result.seeds)
         infotext = "\n\n".join(image.infotext for image in result.images)
         return paths, seeds, infotext
@@ -117,23 +129,27 @@ def endpoint(gateway: Gateway, tab: Tab):
     return generate
 
 
+def _open_image(path):
+    from PIL import Image
+
+    return Image.open(path).convert("RGB") if path is not None else None
+
+
 def _selected_image(gallery, index):
     if not gallery:
         return None
     item = gallery[min(index or 0, len(gallery) - 1)]
-    path = item[0] if isinstance(item, (tuple, list)) else item
-    from PIL import Image
-
-    return Image.open(path).convert("RGB")
+    return _open_image(item[0] if isinstance(item, (tuple, list)) else item)
 
 
-def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None):
+def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, outputs: OutputStore | None = None):
     """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load.
 
     concurrency: generations each tab forwards at once (GatewayConfig.concurrency); the rest wait in
-    Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency."""
+    Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency.
+    outputs: where final images are kept (and History reads); None: nothing is kept."""
 
-    gateway = Gateway(backends)
+    gateway = Gateway(backends, outputs=outputs)
     image_modes = [spec.contract for spec in TABS if spec.contract.takes_image]
     tabs: dict[str, Tab] = {}
 
@@ -147,6 +163,8 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None):
                 button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
                              api_name=tab.mode, concurrency_id=tab.mode,
                              concurrency_limit="default" if concurrency is None else concurrency)
+            png_image, png_view, png_send = build_png_info()
+            history = build_history(outputs)
 
         def select_index(evt: gr.SelectData):
             return evt.index
@@ -160,6 +178,48 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None):
             for target, send in tab.send_buttons.items():
                 send.click(send_to(target), [gallery, tab.selected], [tabs[target].image_target, tab_row],
                            api_visibility="private")
+
+        def send_parameters(target: Tab):
+            """A send of an image file's parameters (and the image itself, to an image mode) to `target`."""
+            def send(path):
+                image = _open_image(path) if target.image_target is not None else None
+                return recall.updates(target, parameters_of(path), image)
+            return send
+
+        def png_info(image):
+            return describe(image)
+
+        png_image.change(png_info, png_image, [png_view.infotext, png_view.fields], api_name="png_info")
+        for target, button in png_send.items():
+            button.click(send_parameters(tabs[target]), png_image, recall.targets(tabs[target], tab_row),
+                         api_visibility="private")
+
+        def history_page(mode, page):
+            return show_page(outputs, mode, page)
+
+        page_outputs = [history.gallery, history.page, history.summary, history.names]
+        history.refresh.click(history_page, [history.mode, history.page], page_outputs, api_name="history")
+        history.page.submit(history_page, [history.mode, history.page], page_outputs, api_visibility="private")
+        history.mode.change(lambda mode: show_page(outputs, mode, 1), history.mode, page_outputs,
+                            api_visibility="private")
+        history.previous.click(lambda mode, page: show_page(outputs, mode, (page or 1) - 1),
+                               [history.mode, history.page], page_outputs, api_visibility="private")
+        history.next.click(lambda mode, page: show_page(outputs, mode, (page or 1) + 1),
+                           [history.mode, history.page], page_outputs, api_visibility="private")
+        history.tab.select(history_page, [history.mode, history.page], page_outputs, api_visibility="private")
+
+        def history_pick(names, evt: gr.SelectData):
+            return pick(outputs, names, evt.index)
+
+        history.gallery.select(history_pick, history.names, [history.picked, history.view.infotext,
+                                                             history.view.fields], api_visibility="private")
+        def send_saved(target: Tab):
+            send = send_parameters(target)
+            return lambda name: send(outputs.find(name) if outputs is not None and name else None)
+
+        for target, button in history.send.items():
+            button.click(send_saved(tabs[target]), history.picked, recall.targets(tabs[target], tab_row),
+                         api_visibility="private")
 
         modes = list(tabs)
         status_outputs = [tabs[mode].status for mode in modes]
@@ -185,10 +245,15 @@ def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:
             for mode in MODES}
 
 
+def make_outputs(config: GatewayConfig) -> OutputStore | None:
+    return OutputStore(config.outputs_dir) if config.save else None
+
+
 def launch(demo, config: GatewayConfig, *, block: bool = True):
     auth = (config.username, config.password) if config.username else None
     demo.queue(default_concurrency_limit=config.concurrency)
     return demo.launch(
+        allowed_paths=[config.outputs_dir] if config.save else None,  # History shows the saved files
         server_name=config.host,
         server_port=config.port,
         auth=auth,
@@ -204,7 +269,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
-    demo = build_ui(make_backends(config), concurrency=config.concurrency)
+    demo = build_ui(make_backends(config), concurrency=config.concurrency, outputs=make_outputs(config))
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
     launch(demo, config)

@@ -22,6 +22,8 @@ class GatewayConfig:
     concurrency: int = 16  # generations the gateway forwards at once per tab
     retries: int = 3  # retries of a full queue, with backoff, before showing "busy"
     security: ClientSecurity | None = None  # TLS / mutual TLS / token towards the services
+    outputs_dir: str = "outputs"  # every final image is kept under <outputs_dir>/<mode>/<YYYY-MM-DD>/
+    save: bool = True  # False: nothing is kept on disk (and History is empty)
 
 
 def load_config(argv=None, environ=None) -> GatewayConfig:
@@ -46,6 +48,12 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
                    help="generations forwarded at once per tab; the services queue the rest [GATEWAY_CONCURRENCY]")
     p.add_argument("--retries", type=int, default=int(environ.get("GATEWAY_RETRIES", 3)),
                    help="retries when a service's queue is full, before showing 'busy' [GATEWAY_RETRIES]")
+    p.add_argument("--outputs-dir", default=environ.get("GATEWAY_OUTPUTS_DIR", "outputs"),
+                   help="where every final image is kept, as <mode>/<YYYY-MM-DD>/<NNNNN>-<seed>.png "
+                        "[GATEWAY_OUTPUTS_DIR]")
+    p.add_argument("--no-save", dest="save", action="store_false",
+                   default=environ.get("GATEWAY_SAVE", "1").strip().lower() not in ("0", "false", "no", "off"),
+                   help="keep nothing on disk [GATEWAY_SAVE=0]")
     args = p.parse_args(argv)
     username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
     if args.concurrency < 1:
@@ -63,4 +71,6 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         concurrency=args.concurrency,
         retries=args.retries,
         security=ClientSecurity.from_env(environ),
+        outputs_dir=args.outputs_dir,
+        save=args.save,
     )

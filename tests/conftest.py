@@ -196,13 +196,18 @@ class RunningGateway:
     """The Gradio gateway launched on a free port in front of the given service addresses."""
 
     def __init__(self, addresses: dict, timeout_s: float = 60.0, retries: int = 3, security=None, **settings):
-        from gateway_ui.app import build_ui, launch, make_backends
+        import tempfile
+
+        from gateway_ui.app import build_ui, launch, make_backends, make_outputs
         from gateway_ui.config import GatewayConfig
 
+        # Saved outputs go to a folder of their own unless a test names one (never the checkout's outputs/).
+        settings.setdefault("outputs_dir", tempfile.mkdtemp(prefix="imagegen-outputs-"))
         self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries,
                                     security=security, **settings)
         self.backends = make_backends(self.config)
-        self.demo = build_ui(self.backends, concurrency=self.config.concurrency)
+        self.outputs = make_outputs(self.config)
+        self.demo = build_ui(self.backends, concurrency=self.config.concurrency, outputs=self.outputs)
         launch(self.demo, self.config, block=False)
         self.url = f"http://127.0.0.1:{self.config.port}/"
 

@@ -83,6 +83,20 @@ FORMAT_BY_MIME: dict[str, OutputFormat] = {f.mime: f for f in (PNG, JPEG, WEBP)}
 FIT_MODES: dict[str, int] = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
 FIT_BY_ENUM: dict[int, str | None] = {pb.FIT_MODE_UNSPECIFIED: None, **{v: k for k, v in FIT_MODES.items()}}
 
+# Schedulers by the names requests use (GenerationParams.scheduler), each with the AUTOMATIC1111
+# sampler name that infotext records for it; reading infotext back maps these names home again.
+SCHEDULER_LABELS: dict[str, str] = {
+    "ddim": "DDIM",
+    "pndm": "PLMS",
+    "lms": "LMS",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "unipc": "UniPC",
+}
+
 MIN_SIZE = 64  # smallest width or height
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 64

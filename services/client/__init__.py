@@ -3,6 +3,7 @@
     python -m services.client txt2img --prompt "a red fox" --seed 7 --out fox.png
     python -m services.client img2img --image in.png --strength 0.6 --prompt "oil painting" --out out.png
     python -m services.client inpaint --image in.png --mask mask.png --prompt "a cat" --out cat.png
+    python -m services.client replay made.png --out again.png      # again, from the infotext it carries
     python -m services.client info txt2img
 
 In code:
@@ -13,6 +14,7 @@ In code:
         for event in client.stream(make_request("txt2img", "a red fox")):   # Queued, Progress..., Result
             ...
 
+Parameters read back from an image (ours or AUTOMATIC1111's): `services.client.infotext.read_parameters`.
 Failures are the typed errors of `services.client.errors` (InvalidInput, QueueFull, OutOfMemory, ...).
 Only grpcio and the generated contract are needed: no torch, no diffusers.
 """

@@ -1,4 +1,4 @@
-"""The command line: `python -m services.client txt2img|img2img|inpaint|info|health ...`."""
+"""The command line: `python -m services.client txt2img|img2img|inpaint|replay|info|health ...`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from imagegen.v1.contract import FIT_MODES, MAX_MASK_BLUR, MAX_SEED, MODE_NAMES,
 from .client import ImageGenClient
 from .errors import ServiceError
 from .events import Progress, Queued, Result
+from .infotext import NoParameters, read_parameters
+from .replay import ReplayError, replay_request
 from .requests import make_request
 from .security import ClientSecurity
 
@@ -122,28 +124,80 @@ def _run_generate(args) -> int:
         invert_mask=getattr(args, "invert_mask", False),
     )
     with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
-        result = None
-        for event in client.stream(request):
-            if isinstance(event, Queued) and not args.quiet:
-                print(f"queued: {event.position} ahead", file=sys.stderr)
-            elif isinstance(event, Progress) and not args.quiet:
-                print(f"\rstep {event.step}/{event.total_steps}", end="", file=sys.stderr)
-            elif isinstance(event, Result):
-                result = event
-        if not args.quiet:
-            print(file=sys.stderr)
+        result = _stream(client, request, args.quiet)
+    return _write_result(result, args, args.mode, args.format)
+
+
+def _stream(client: ImageGenClient, request, quiet: bool) -> Result | None:
+    """Run the request, showing queue position and steps on stderr; the Result, or None."""
+    result = None
+    for event in client.stream(request):
+        if isinstance(event, Queued) and not quiet:
+            print(f"queued: {event.position} ahead", file=sys.stderr)
+        elif isinstance(event, Progress) and not quiet:
+            print(f"\rstep {event.step}/{event.total_steps}", end="", file=sys.stderr)
+        elif isinstance(event, Result):
+            result = event
+    if not quiet:
+        print(file=sys.stderr)
+    return result
+
+
+def _write_result(result: Result | None, args, mode: str, output_format: str) -> int:
     if result is None:
         print("error: the service ended the stream without a result", file=sys.stderr)
         return 1
-    out = output_path(args.out, args.mode, args.format)
+    out = output_path(args.out, mode, output_format)
     if args.out is not None and out != args.out and not args.quiet:
-        print(f"note: {args.format} output is written as {out}, not {args.out}", file=sys.stderr)
+        print(f"note: {output_format} output is written as {out}, not {args.out}", file=sys.stderr)
     paths = _output_paths(out, len(result.images))
     for path, image in zip(paths, result.images):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.data)
         print(f"{path}  {image.width}x{image.height}  seed {image.seed}")
     return 0
+
+
+def _format_of(data: bytes) -> str:
+    """The output format a file is in (replay writes what it read), by its magic bytes; PNG otherwise."""
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "png"
+
+
+class UsageError(Exception):
+    """A one-line error about the command's input (exit code 2)."""
+
+
+def _run_replay(args) -> int:
+    try:
+        data = args.source.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {args.source}: {err.strerror or err}") from None
+    try:
+        params = read_parameters(data)
+    except NoParameters as err:
+        raise UsageError(f"{args.source}: {err}") from None
+    if args.addr is None:
+        args.addr = MODES[params.mode].default_address
+    security = ClientSecurity.from_env()
+    with ImageGenClient(params.mode, args.addr, timeout=args.timeout, security=security) as client:
+        info = client.info()
+        output_format = _format_of(data)
+        try:
+            request, warnings = replay_request(params, info, image=args.image, mask=args.mask,
+                                               output_format=output_format)
+        except ReplayError as err:
+            raise UsageError(f"{args.source}: {err}") from None
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if not args.quiet:
+            print(f"replaying {params.mode}: seed {params.seed}, {params.steps} steps, {params.sampler}",
+                  file=sys.stderr)
+        result = _stream(client, request, args.quiet)
+    return _write_result(result, args, params.mode, output_format)
 
 
 def _run_info(args) -> int:
@@ -168,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(mode, help=f"generate with the {mode} service")
         _add_generation_args(p, mode)
         p.set_defaults(mode=mode, handler=_run_generate)
+    p = sub.add_parser("replay", help="make an image again from the parameters (infotext) it carries",
+                       description="Regenerate an image from its infotext: the same service and model give the "
+                                   "same pixels. The mode comes from the infotext; img2img needs the original "
+                                   "input (--image), inpaint also its mask (--mask).")
+    p.add_argument("source", type=Path, metavar="IMAGE", help="a PNG, JPEG or WEBP carrying parameters")
+    p.add_argument("--image", type=Path, default=None, help="the input it was made from (img2img, inpaint)")
+    p.add_argument("--mask", type=Path, default=None, help="the mask it was made with (inpaint)")
+    p.add_argument("--addr", default=None, help="the mode's service address (default: the mode's port here)")
+    p.add_argument("--out", type=Path, required=True, help="output file (written in IMAGE's format)")
+    p.add_argument("--timeout", type=positive, default=600.0, help="deadline in seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_run_replay)
     for command, text in (("info", "show a service's model, schedulers, defaults and limits"),
                           ("health", "print SERVING / NOT_SERVING / UNREACHABLE (exit 0 only if SERVING)")):
         p = sub.add_parser(command, help=text)
@@ -181,6 +247,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ServiceError as err:
         print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1

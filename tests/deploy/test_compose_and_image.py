@@ -158,3 +158,13 @@ def test_health_probe_checks_the_gateway_over_http(gateway):
     done = subprocess.run([sys.executable, "-m", "services.healthcheck", "--http", gateway.url], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout
+
+
+def test_gateway_keeps_its_outputs_on_a_volume():
+    compose = load("compose.yaml")
+    gateway = compose["services"]["gateway"]
+    assert gateway["environment"]["GATEWAY_OUTPUTS_DIR"] == "/outputs"
+    assert "outputs:/outputs" in gateway["volumes"] and "outputs" in compose["volumes"]
+    # A fresh named volume takes the ownership of the image's folder: the non-root user's.
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"chown -R 10001:10001 [^\n]*/outputs", dockerfile)

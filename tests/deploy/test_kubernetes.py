@@ -159,3 +159,13 @@ def test_one_image_runs_everything(rendered):
     images = {container(d)["image"] for d in docs if d["kind"] == "Deployment"}
     assert len(images) == 1
     assert images.pop().startswith("registry.example.com/imagegen:" if overlay == "gpu" else "imagegen:")
+
+
+def test_gateway_keeps_its_outputs_on_a_persistent_volume(rendered):
+    _overlay, docs = rendered
+    gateway = find(docs, "Deployment", "gateway")
+    env = {e["name"]: e.get("value") for e in container(gateway)["env"]}
+    mount = next(m for m in container(gateway)["volumeMounts"] if m["name"] == "outputs")
+    assert mount["mountPath"] == env["GATEWAY_OUTPUTS_DIR"] == "/outputs"
+    volume = next(v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == "outputs")
+    find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])

@@ -125,3 +125,82 @@ def test_send_to_img2img(page):
     page.wait_for_selector("#img2img-input img", timeout=20000)
     assert page.get_by_role("tab", name="Img2Img").get_attribute("aria-selected") == "true"
     assert generate_and_wait(page, "img2img").size == (64, 64)  # the sent image is Img2Img's input
+
+
+def png_with_parameters(path: Path, text: str, size=(64, 64)) -> str:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", size, (200, 100, 50)).save(path, pnginfo=info)
+    return str(path)
+
+
+def field(page, selector: str) -> str:
+    return page.locator(selector).first.input_value()
+
+
+def open_advanced(page, mode: str) -> None:
+    """Open the tab's Advanced accordion (closed, its fields are not on the page)."""
+    page.locator(f"#tab-{mode}").get_by_text("Advanced").first.click()
+    page.wait_for_selector(f"#{mode}-seed input", timeout=10000)
+
+
+def test_png_info_reads_automatic1111_parameters_and_sends_them_to_txt2img(page, tmp_path):
+    text = ("a lighthouse at dusk\nNegative prompt: fog\n"
+            "Steps: 7, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 4242, Size: 128x64, Model: v1-5")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#png-info-image input[type=file]").set_input_files(png_with_parameters(tmp_path / "a.png", text))
+    page.wait_for_function("document.querySelector('#png-info-text textarea').value.includes('Seed: 4242')",
+                           timeout=30000)
+    assert "dpmpp_2m_karras" in page.locator("#png-info-fields").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-png-info.png"), full_page=True)
+    page.locator("#png-info-to-txt2img").click()
+    page.wait_for_function("document.querySelector('#txt2img-prompt textarea').value === 'a lighthouse at dusk'",
+                           timeout=20000)
+    assert page.get_by_role("tab", name="Txt2Img").get_attribute("aria-selected") == "true"
+    assert field(page, "#txt2img-negative textarea") == "fog"
+    open_advanced(page, "txt2img")
+    assert field(page, "#txt2img-seed input") == "4242"
+    assert field(page, "#txt2img-steps input[type=number]") == "7"
+    assert field(page, "#txt2img-guidance input[type=number]") == "6.5"
+    assert field(page, "#txt2img-width input[type=number]") == "128"
+    assert field(page, "#txt2img-scheduler input") == "dpmpp_2m_karras"
+
+
+def test_png_info_sends_the_image_and_its_strength_to_img2img(page, tmp_path):
+    text = ("a barn\nSteps: 5, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 77, Size: 64x64, "
+            "Denoising strength: 0.35")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#png-info-image input[type=file]").set_input_files(png_with_parameters(tmp_path / "b.png", text))
+    page.wait_for_function("document.querySelector('#png-info-text textarea').value.includes('Seed: 77')",
+                           timeout=30000)
+    page.locator("#png-info-to-img2img").click()
+    page.wait_for_selector("#img2img-input img", timeout=20000)
+    assert field(page, "#img2img-prompt textarea") == "a barn"
+    open_advanced(page, "img2img")
+    assert field(page, "#img2img-strength input[type=number]") == "0.35"
+    assert field(page, "#img2img-scheduler input") == "dpmpp_2m_karras"
+
+
+def test_history_lists_a_new_image_first_and_sends_its_parameters(page):
+    page.get_by_role("tab", name="Txt2Img").click()
+    generate_and_wait(page, "txt2img")
+    seed = page.locator("#txt2img-seeds textarea").input_value()
+    page.locator("#txt2img-prompt textarea").fill("something else")  # so the send visibly sets it back
+    page.get_by_role("tab", name="History").click()
+    page.wait_for_selector("#history-gallery img", timeout=30000)
+    assert "newest first" in page.locator("#history-summary").inner_text()
+    page.locator("#history-gallery img").first.click()
+    page.wait_for_function(f"document.querySelector('#history-text textarea').value.includes('Seed: {seed}')",
+                           timeout=20000)
+    assert page.locator("#history-picked textarea").input_value().startswith("txt2img/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-history.png"), full_page=True)
+    page.locator("#history-to-txt2img").click()
+    page.wait_for_function("document.querySelector('#txt2img-prompt textarea').value === 'a red fox'",
+                           timeout=20000)
+    assert page.get_by_role("tab", name="Txt2Img").get_attribute("aria-selected") == "true"
+    open_advanced(page, "txt2img")
+    assert field(page, "#txt2img-seed input") == seed

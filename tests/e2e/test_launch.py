@@ -26,14 +26,14 @@ def child_pids(parent: int) -> list[str]:
     return pids
 
 
-def test_launch_runs_all_four_and_ctrl_c_stops_them():
+def test_launch_runs_all_four_and_ctrl_c_stops_them(tmp_path):
     from gradio_client import Client
 
     base, gateway_port = free_port(), free_port()
     while base + 2 > 65535 or gateway_port in (base, base + 1, base + 2):
         base, gateway_port = free_port(), free_port()
     env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64",
-           "IMAGEGEN_METRICS_PORT": "-1"}
+           "IMAGEGEN_METRICS_PORT": "-1", "GATEWAY_OUTPUTS_DIR": str(tmp_path / "outputs")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.launch", "--base-port", str(base), "--gateway-port", str(gateway_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -51,6 +51,7 @@ def test_launch_runs_all_four_and_ctrl_c_stops_them():
         assert any(f"http://127.0.0.1:{gateway_port}/" in line for line in lines), lines
         client = Client(f"http://127.0.0.1:{gateway_port}/", verbose=False)
         _gallery, seeds, _info = client.predict("fox", "", 2, 7.5, 64, 64, 9, 1, "model default", api_name="/txt2img")
+        assert [p.name for p in (tmp_path / "outputs" / "txt2img").glob("*/*")] == ["00001-9.png"]  # kept on disk
         assert seeds == "9"
         children = child_pids(proc.pid)
         assert len(children) == 4

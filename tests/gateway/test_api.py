@@ -11,8 +11,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from services.core.imaging.images import read_infotext
-from services.core.imaging.infotext import parse_infotext
+from services.client.infotext import read_infotext, split_infotext
 from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
 
 ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}
@@ -44,7 +43,7 @@ def test_txt2img_returns_images_of_the_size_and_the_seeds(gateway):
     assert seeds == "7, 8"
     assert "Seed: 7" in infotext and "Sampler: Euler a" in infotext
     # The service's own bytes reach the browser: the infotext chunk survives.
-    assert parse_infotext(read_infotext(Path(gallery[0]["image"]).read_bytes()))["params"]["Seed"] == "7"
+    assert split_infotext(read_infotext(Path(gallery[0]["image"]).read_bytes()))[2]["Seed"] == "7"
 
 
 def test_random_seed_is_reported(gateway):
@@ -58,7 +57,7 @@ def test_img2img_returns_the_input_size_by_default_and_asked_size(gateway, tmp_p
     gallery, seeds, infotext = gateway.client().predict(
         image, "oil painting", "", 0.6, 10, 7.5, 0, 0, 3, 1, "model default", api_name="/img2img")
     assert gallery_images(gallery)[0].size == (96, 64) and seeds == "3"
-    assert parse_infotext(infotext)["params"]["Denoising strength"] == "0.6"
+    assert split_infotext(infotext)[2]["Denoising strength"] == "0.6"
     gallery, _s, _i = gateway.client().predict(
         image, "oil painting", "", 0.6, 10, 7.5, 64, 128, 3, 1, "model default", api_name="/img2img")
     assert gallery_images(gallery)[0].size == (64, 128)

@@ -9,8 +9,7 @@ from PIL import Image
 
 from imagegen.v1 import imagegen_pb2 as pb
 from services.client import Progress, Result
-from services.core.imaging.images import read_infotext
-from services.core.imaging.infotext import parse_infotext
+from services.client.infotext import parse_parameters, read_infotext, split_infotext
 from tests.conftest import box_mask, png, request_for
 
 
@@ -83,16 +82,15 @@ def test_img2img_strength_scales_the_steps_run(services):
 def test_infotext_parses_back_and_is_embedded(service):
     request = request_for(service.mode, prompt="a red fox, at dawn", negative_prompt="blurry", seed=7, steps=3)
     image = service.client.generate(request).images[0]
-    parsed = parse_infotext(image.infotext)
-    assert parsed["prompt"] == "a red fox, at dawn"
-    assert parsed["negative_prompt"] == "blurry"
-    assert parsed["params"]["Seed"] == "7"
-    assert parsed["params"]["Steps"] == "3"
-    assert parsed["params"]["Size"] == "64x64"
-    assert parsed["params"]["Model"] == "tiny"
+    parsed = parse_parameters(image.infotext)
+    assert parsed.prompt == "a red fox, at dawn"
+    assert parsed.negative_prompt == "blurry"
+    assert (parsed.seed, parsed.steps, parsed.width, parsed.height) == (7, 3, 64, 64)
+    assert parsed.model == "tiny"
+    assert parsed.mode == service.mode  # what the infotext tells is what made it
     assert read_infotext(image.data) == image.infotext
     if service.mode != "txt2img":
-        assert "Denoising strength" in parsed["params"]
+        assert parsed.strength is not None
 
 
 @pytest.mark.parametrize("fmt,mime", [("jpeg", "image/jpeg"), ("webp", "image/webp")])
@@ -140,7 +138,7 @@ def test_a_strength_sent_as_float32_runs_the_step_it_asks_for(services, mode, st
     progress = [event for event in events if isinstance(event, Progress)]
     assert isinstance(events[-1], Result) and len(progress) == progress[-1].total_steps
     assert len(progress) <= 2  # one step (PNDM, the tiny model's scheduler, adds one)
-    recorded = parse_infotext(events[-1].images[0].infotext)["params"]["Denoising strength"]
+    recorded = split_infotext(events[-1].images[0].infotext)[2]["Denoising strength"]
     again = list(services[mode].client.stream(request_for(mode, steps=steps, strength=float(recorded))))
     assert again[-1].images[0].data == events[-1].images[0].data  # the recorded value replays exactly
 

@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from services.client import ImageGenClient, Progress, Queued, Result
-from services.core.imaging.images import read_infotext
-from services.core.imaging.infotext import parse_infotext
+from services.client.infotext import read_infotext, split_infotext
 from tests.conftest import CACHE_DIR, box_mask, free_port, png, request_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +94,7 @@ def test_image_modes_from_environment_and_cli(tmp_path, mode):
         done = cli(*args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert Image.open(tmp_path / "out.png").size == (64, 64)
-        params = parse_infotext(read_infotext((tmp_path / "out.png").read_bytes()))["params"]
+        params = split_infotext(read_infotext((tmp_path / "out.png").read_bytes()))[2]
         assert params["Denoising strength"] == "0.6"
     finally:
         stop(proc)

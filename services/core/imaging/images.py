@@ -136,17 +136,6 @@ def encode_image(img: Image.Image, fmt: OutputFormat, infotext: str, quality: in
     return buf.getvalue()
 
 
-def read_infotext(data: bytes) -> str | None:
-    """The infotext embedded by encode_image (PNG text chunk or EXIF UserComment)."""
-    img = Image.open(io.BytesIO(data))
-    if "parameters" in img.info:
-        return img.info["parameters"]
-    comment = img.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
-    if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
-        return comment[8:].decode("utf-16-be")
-    return None
-
-
 def solid_png(size: tuple[int, int], mode: str = "RGB", color=(128, 128, 128)) -> bytes:
     """A PNG of one colour: warm-up inputs, and masks that select everything."""
     buf = io.BytesIO()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from imagegen.v1.contract import SCHEDULER_LABELS
+
 
 @dataclass(frozen=True)
 class SchedulerSpec:
@@ -12,18 +14,21 @@ class SchedulerSpec:
     options: dict = field(default_factory=dict)
 
 
+# The diffusers class (and options) behind each name; the labels are the contract's.
+_CLASSES: dict[str, tuple[str, dict]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
 SCHEDULERS: dict[str, SchedulerSpec] = {
-    "ddim": SchedulerSpec("DDIMScheduler", "DDIM"),
-    "pndm": SchedulerSpec("PNDMScheduler", "PLMS"),
-    "lms": SchedulerSpec("LMSDiscreteScheduler", "LMS"),
-    "euler": SchedulerSpec("EulerDiscreteScheduler", "Euler"),
-    "euler_a": SchedulerSpec("EulerAncestralDiscreteScheduler", "Euler a"),
-    "heun": SchedulerSpec("HeunDiscreteScheduler", "Heun"),
-    "dpmpp_2m": SchedulerSpec("DPMSolverMultistepScheduler", "DPM++ 2M"),
-    "dpmpp_2m_karras": SchedulerSpec(
-        "DPMSolverMultistepScheduler", "DPM++ 2M Karras", {"use_karras_sigmas": True}
-    ),
-    "unipc": SchedulerSpec("UniPCMultistepScheduler", "UniPC"),
+    name: SchedulerSpec(class_name, SCHEDULER_LABELS[name], options)
+    for name, (class_name, options) in _CLASSES.items()
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 from imagegen.v1 import imagegen_pb2 as pb
 from services.core.checks import check_params, denoising_steps
 from services.core.config import load_config
-from services.core.imaging.infotext import parse_infotext
+from services.client.infotext import split_infotext
 from services.core.spec import GenerationSpec
 from services.txt2img.mode import MODE
 
@@ -57,7 +57,7 @@ def test_infotext_describes_one_image():
         check_params(pb.GenerationParams(prompt="a fox", negative_prompt="blurry", seed=3,
                                          num_inference_steps=4, guidance_scale=7.5), CONFIG),
         64, 128, strength=0.6, infotext_extra=(("Denoising strength", 0.6),))
-    parsed = parse_infotext(built.infotext(seed=3, sampler="Euler a", model="tiny"))
-    assert parsed["prompt"] == "a fox" and parsed["negative_prompt"] == "blurry"
-    assert parsed["params"] == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "3",
+    prompt, negative, params = split_infotext(built.infotext(seed=3, sampler="Euler a", model="tiny"))
+    assert prompt == "a fox" and negative == "blurry"
+    assert params == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "3",
                                 "Size": "64x128", "Model": "tiny", "Denoising strength": "0.6"}

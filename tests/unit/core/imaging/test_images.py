@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from imagegen.v1.contract import OUTPUT_FORMATS
+from services.client.infotext import read_infotext
 from services.core.errors import InvalidArgument
 from services.core.imaging import images, masks
 from tests.conftest import png
@@ -232,4 +233,4 @@ def test_encode_embeds_infotext_readable_back(fmt):
     text = "a fox\nSteps: 3, Seed: 1, Size: 8x8 ünïcode"
     data = images.encode_image(Image.new("RGB", (8, 8)), OUTPUT_FORMATS[fmt.lower()], text, 90)
     assert Image.open(io.BytesIO(data)).format == fmt
-    assert images.read_infotext(data) == text
+    assert read_infotext(data) == text  # the client's reader, as the gateway and CLI read it

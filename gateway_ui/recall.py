@@ -1,0 +1,66 @@
+"""Parameters read back from an image (PNG Info, History) filling a tab's fields: "Send to <tab>"."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from services.client.infotext import Parameters
+
+from .tabs import MODEL_DEFAULT, Tab
+
+# Parameters attribute -> the tab field (API name) it fills. A field a tab does not have is skipped:
+# this is the hook for LoRAs (read from `Lora hashes`): once a tab has a "loras" input, it is filled.
+FIELDS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative_prompt",
+    "steps": "steps",
+    "guidance_scale": "guidance",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "scheduler": "scheduler",
+    "strength": "strength",
+    "mask_blur": "mask_blur",
+    "loras": "loras",
+}
+
+
+def targets(tab: Tab, tab_row) -> list:
+    """The components a send to `tab` fills, in the order of `updates`: its fields, its image input
+    (image modes), and the tab row (to open the tab)."""
+    fields = [tab.inputs[name] for name in FIELDS.values() if name in tab.inputs]
+    image = [tab.image_target] if tab.image_target is not None else []
+    return fields + image + [tab_row]
+
+
+def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
+    """(field name -> value for what the parameters record, warnings in words)."""
+    values, warnings = {}, []
+    for attribute, name in FIELDS.items():
+        if name not in tab.inputs:
+            continue
+        value = getattr(params, attribute)
+        if attribute == "scheduler" and value is None and params.sampler is not None:
+            value = MODEL_DEFAULT
+            warnings.append(f"unknown sampler {params.sampler!r}: the model's default is chosen instead")
+        if value is None or value == {}:
+            continue  # not recorded: the field keeps what it has
+        values[name] = value
+    if params.loras and "loras" not in tab.inputs:
+        warnings.append(f"LoRAs are not supported yet: {', '.join(params.loras)} left out")
+    warnings += [p for p in params.problems if not p.startswith("unknown sampler")]
+    return values, warnings
+
+
+def updates(tab: Tab, params: Parameters | None, image=None) -> list:
+    """The updates of `targets(tab, ...)`: fields from `params` (None: left as they are), the image
+    (image modes; None: left as it is), and the tab opened. Warnings show as toasts."""
+    values, warnings = values_for(tab, params) if params is not None else ({}, [])
+    for warning in warnings:
+        gr.Warning(f"{tab.spec.contract.label}: {warning}")
+    out = [gr.update(value=values[name]) if name in values else gr.update()
+           for name in FIELDS.values() if name in tab.inputs]
+    if tab.image_target is not None:
+        out.append(gr.update(value=image) if image is not None else gr.update())
+    out.append(gr.Tabs(selected=tab.mode))
+    return out

@@ -1,0 +1,238 @@
+"""Reading generation parameters back: infotext out of PNG/JPEG/WEBP files, parsed into request fields.
+
+The services write AUTOMATIC1111-style infotext (services/core/imaging/infotext.py):
+
+    a red fox
+    Negative prompt: blurry
+    Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny
+
+This module reads it, and AUTOMATIC1111's own (its sampler names, `Schedule type`, `Lora hashes`, ...),
+for the gateway's PNG Info and History tabs and the CLI's `replay`: the one place infotext is parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+
+from imagegen.v1.contract import SCHEDULER_LABELS
+
+NEGATIVE = "Negative prompt: "
+# One "Key: value" pair of the last line; a value is a quoted JSON string or runs to the next comma
+# (keys as AUTOMATIC1111 writes them: "Lora hashes", "Hires upscale", "ADetailer model", ...).
+_PAIR = re.compile(r'\s*(\w[\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+# Where infotext is kept in JPEG and WEBP files (as AUTOMATIC1111 and the services write it).
+_EXIF_IFD = 0x8769
+_EXIF_USER_COMMENT = 0x9286
+
+# AUTOMATIC1111 sampler names -> ours. Since its 1.9 the schedule is a field of its own
+# ("Sampler: DPM++ 2M, Schedule type: Karras"); before, it was part of the name ("DPM++ 2M Karras").
+_BY_LABEL = {label: name for name, label in SCHEDULER_LABELS.items()}
+_SCHEDULE_SUFFIX = {"karras": " Karras"}
+# The schedules that leave a sampler as it is: its own spacing. "Automatic" is the sampler's default
+# schedule in AUTOMATIC1111, which for DPM++ 2M is Karras.
+_PLAIN_SCHEDULES = {"", "uniform", "normal"}
+_AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
+# Keys that change the picture but have no field in our requests: replaying such infotext differs.
+_UNSUPPORTED = ("Hires upscale", "Hires steps", "Variation seed", "Refiner", "Clip skip")
+
+
+class NoParameters(ValueError):
+    """A file that carries no generation parameters (or cannot be read as an image)."""
+
+
+def split_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """(prompt, negative prompt, the last line's "Key: value" pairs), as written."""
+    lines = text.strip("\n").split("\n")
+    params: dict[str, str] = {}
+    pairs = _PAIR.findall(lines[-1]) if lines else []
+    if len(pairs) >= 3:  # fewer: the last line is part of the prompt (as AUTOMATIC1111 decides)
+        lines = lines[:-1]
+        for key, value in pairs:
+            value = value.strip()
+            if value.startswith('"') and value.endswith('"'):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            params[key.strip()] = value
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if line.startswith(NEGATIVE) and not in_negative:
+            in_negative = True
+            line = line[len(NEGATIVE):]
+        (negative_lines if in_negative else prompt_lines).append(line)
+    return "\n".join(prompt_lines), "\n".join(negative_lines), params
+
+
+def scheduler_for(sampler: str, schedule: str = "") -> str | None:
+    """Our scheduler name for an AUTOMATIC1111 sampler (and schedule type), or None if we have none."""
+    sampler, schedule = sampler.strip(), schedule.strip()
+    if schedule.lower() == "automatic":
+        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "")
+    if schedule.lower() in _PLAIN_SCHEDULES:
+        return _BY_LABEL.get(sampler)
+    suffix = _SCHEDULE_SUFFIX.get(schedule.lower())
+    return _BY_LABEL.get(sampler + suffix) if suffix else None
+
+
+def parse_loras(text: str) -> dict[str, str]:
+    """`Lora hashes: "name: hash, name2: hash2"` -> {name: hash}."""
+    loras = {}
+    for item in text.split(","):
+        name, _, digest = item.partition(":")
+        if name.strip():
+            loras[name.strip()] = digest.strip()
+    return loras
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Generation parameters read from infotext, as request fields (None: not recorded)."""
+
+    infotext: str
+    prompt: str
+    negative_prompt: str
+    mode: str  # txt2img, img2img or inpaint: what made the image, as far as the infotext tells
+    steps: int | None = None
+    sampler: str | None = None  # as written, schedule included ("DPM++ 2M, Schedule type: Karras")
+    scheduler: str | None = None  # our name for it; None when absent or when we have none (see problems)
+    guidance_scale: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    strength: float | None = None
+    mask_blur: int | None = None
+    invert_mask: bool = False
+    model: str | None = None
+    loras: dict = field(default_factory=dict)  # name -> hash; no request takes LoRAs yet
+    extra: dict = field(default_factory=dict)  # every other pair, as written
+    problems: tuple = ()  # what cannot be followed exactly, in words
+
+    def fields(self) -> dict:
+        """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
+        out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
+        for name in ("steps", "sampler", "scheduler", "guidance_scale", "seed", "width", "height", "strength",
+                     "mask_blur", "model"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
+        if self.invert_mask:
+            out["invert_mask"] = True
+        if self.loras:
+            out["loras"] = dict(self.loras)
+        if self.extra:
+            out["other"] = dict(self.extra)
+        if self.problems:
+            out["problems"] = list(self.problems)
+        return out
+
+
+def parse_parameters(text: str) -> Parameters:
+    """Parse infotext (ours or AUTOMATIC1111's) into request fields. Raises NoParameters when the text has
+    no parameters line."""
+    prompt, negative, pairs = split_infotext(text)
+    if not pairs:
+        raise NoParameters("the text has no parameters line (Steps: ..., Sampler: ..., Seed: ...)")
+    pairs = dict(pairs)
+    problems = []
+
+    def take(key: str, kind):
+        raw = pairs.pop(key, None)
+        if raw is None:
+            return None
+        try:
+            return kind(raw)
+        except ValueError:
+            problems.append(f"{key} {raw!r} is not a number")
+            return None
+
+    steps = take("Steps", int)
+    guidance = take("CFG scale", float)
+    seed = take("Seed", int)
+    strength = take("Denoising strength", float)
+    mask_blur = take("Mask blur", int)
+    width = height = None
+    size = pairs.pop("Size", None)
+    if size is not None:
+        match = _SIZE.match(size.strip())
+        if match:
+            width, height = int(match[1]), int(match[2])
+        else:
+            problems.append(f"Size {size!r} is not WIDTHxHEIGHT")
+    sampler = pairs.pop("Sampler", None)
+    schedule = pairs.pop("Schedule type", "")
+    scheduler = None
+    if sampler is not None:
+        scheduler = scheduler_for(sampler, schedule)
+        if schedule:
+            sampler = f"{sampler}, Schedule type: {schedule}"
+        if scheduler is None:
+            known = ", ".join(SCHEDULER_LABELS.values())
+            problems.append(f"unknown sampler {sampler!r}: this project has {known}")
+    invert = pairs.pop("Mask mode", "") == "Inpaint not masked"
+    loras = parse_loras(pairs.pop("Lora hashes", ""))
+    for key in _UNSUPPORTED:
+        if key in pairs:
+            problems.append(f"{key} is not supported here: the image will differ")
+    # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
+    # without hires settings means an input image was used.
+    if mask_blur is not None or invert:
+        mode = "inpaint"
+    elif strength is not None and "Hires upscale" not in pairs and "Hires steps" not in pairs:
+        mode = "img2img"
+    else:
+        mode = "txt2img"
+    return Parameters(
+        infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, steps=steps, sampler=sampler,
+        scheduler=scheduler, guidance_scale=guidance, seed=seed, width=width, height=height,
+        strength=strength if mode != "txt2img" else None, mask_blur=mask_blur, invert_mask=invert,
+        model=pairs.pop("Model", None), loras=loras, extra=pairs, problems=tuple(problems),
+    )
+
+
+def _user_comment(value) -> str | None:
+    """EXIF UserComment: an 8-byte charset prefix, then the text (UNICODE: UTF-16, either byte order)."""
+    if isinstance(value, str):
+        return value or None
+    if not isinstance(value, bytes) or len(value) < 8:
+        return None
+    prefix, body = value[:8], value[8:]
+    if prefix == b"UNICODE\0":
+        # Big-endian is what AUTOMATIC1111 (piexif) and the services write; some tools write little-endian.
+        # Text starts with ASCII, so the zero byte of its first character tells the order.
+        order = "utf-16-le" if body[:1] != b"\0" and body[1:2] == b"\0" else "utf-16-be"
+        return body.decode(order, errors="replace")
+    return body.rstrip(b"\0").decode("utf-8", errors="replace") or None
+
+
+def read_infotext(data: bytes) -> str | None:
+    """The infotext in an image file: a PNG `parameters` text chunk, or EXIF UserComment (JPEG, WEBP).
+    None when there is none. Raises NoParameters when the bytes are not a readable image."""
+    from PIL import Image, UnidentifiedImageError  # only reading files needs Pillow; requests do not
+
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise NoParameters("not a readable image (PNG, JPEG or WEBP)") from None
+    text = img.info.get("parameters")
+    if isinstance(text, str) and text.strip():
+        return text
+    try:
+        comment = img.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no parameters, not a crash
+        return None
+    return _user_comment(comment)
+
+
+def read_parameters(data: bytes) -> Parameters:
+    """The parameters of an image file. Raises NoParameters (in words) when it has none."""
+    text = read_infotext(data)
+    if not text:
+        raise NoParameters("no generation parameters in it "
+                           "(no PNG 'parameters' text, no EXIF UserComment)")
+    return parse_parameters(text)

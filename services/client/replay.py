@@ -1,0 +1,72 @@
+"""Replaying an image: its infotext made into the request that makes it again.
+
+The same service and model give the same pixels: every field the infotext records is sent as recorded
+(the seed, steps, guidance, size, scheduler, strength, mask blur), and nothing is left to defaults that
+could differ. What cannot be followed is a ReplayError naming it; what may differ is a warning.
+"""
+
+from __future__ import annotations
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import mode as mode_contract
+
+from .infotext import Parameters
+from .requests import make_request
+
+
+class ReplayError(ValueError):
+    """Parameters that cannot be replayed here, in words."""
+
+
+def scheduler_to_send(params: Parameters, info: pb.ServiceInfo) -> str:
+    """The scheduler name for the request. Our infotext names the model's own scheduler by its diffusers
+    class when it has no name here; that is the service's default, sent as "" (the model's own)."""
+    if params.sampler is None:
+        raise ReplayError("the parameters name no sampler")
+    if params.scheduler is not None:
+        return params.scheduler
+    if info.defaults.scheduler and params.sampler == info.defaults.scheduler:
+        return ""
+    raise ReplayError(next((p for p in params.problems if p.startswith("unknown sampler")),
+                           f"unknown sampler {params.sampler!r}"))
+
+
+def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask=None,
+                   output_format: str = "png"):
+    """(request, warnings): the request that remakes the image `params` describe, on the service whose
+    GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result."""
+    contract = mode_contract(params.mode)
+    missing = [name for name, value in (("steps", params.steps), ("seed", params.seed),
+                                        ("CFG scale", params.guidance_scale), ("size", params.width))
+               if value is None]
+    if missing:
+        raise ReplayError(f"the parameters do not record {', '.join(missing)}")
+    if contract.takes_image and image is None:
+        raise ReplayError(f"this image was made by {params.mode}: give its input image (--image)")
+    if contract.takes_mask and mask is None:
+        raise ReplayError("this image was made by inpaint: give its mask (--mask)")
+    warnings = [p for p in params.problems if not p.startswith("unknown sampler")]
+    if params.model and info.model and params.model != info.model:
+        warnings.append(f"the image was made with model {params.model!r}, the {params.mode} service runs "
+                        f"{info.model!r}: the result will differ")
+    if params.loras:
+        # The hook for LoRAs: no request takes them yet, so an image made with them cannot be remade.
+        warnings.append(f"LoRAs are not supported yet ({', '.join(params.loras)}): the result will differ")
+    request = make_request(
+        params.mode, params.prompt,
+        negative_prompt=params.negative_prompt,
+        steps=params.steps,
+        guidance_scale=params.guidance_scale,
+        width=params.width,
+        height=params.height,
+        seed=params.seed,
+        num_images=1,
+        scheduler=scheduler_to_send(params, info),
+        output_format=output_format,
+        image=image,
+        mask=mask,
+        strength=params.strength if params.strength is not None else contract.default_strength,
+        mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,
+        invert_mask=params.invert_mask,
+    )
+    return request, warnings

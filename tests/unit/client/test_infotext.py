@@ -1,0 +1,121 @@
+"""Reading parameters back: ours and AUTOMATIC1111's infotext, from PNG, JPEG and WEBP files."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from imagegen.v1.contract import OUTPUT_FORMATS, SCHEDULER_LABELS
+from services.client.infotext import (
+    NoParameters,
+    parse_parameters,
+    read_infotext,
+    read_parameters,
+    scheduler_for,
+    split_infotext,
+)
+from services.core.imaging.images import encode_image
+
+# As AUTOMATIC1111 1.10 writes an inpainting result (with a LoRA, and its extras).
+A1111_INPAINT = (
+    "masterpiece, a castle, <lora:add_detail:0.8>\n"
+    "Negative prompt: lowres, bad anatomy\n"
+    "Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234567890, Size: 512x768, "
+    'Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.75, Mask blur: 4, '
+    'Lora hashes: "add_detail: 7c6bad76eb54, detail2: 0123456789ab", Version: v1.10.1'
+)
+
+
+def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
+    for name, label in SCHEDULER_LABELS.items():
+        assert scheduler_for(label) == name
+    assert scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"  # before AUTOMATIC1111 1.9
+    assert scheduler_for("DPM++ 2M", "Karras") == "dpmpp_2m_karras"  # since 1.9
+    assert scheduler_for("DPM++ 2M", "Automatic") == "dpmpp_2m_karras"  # its default schedule there
+    assert scheduler_for("Euler a", "Automatic") == "euler_a"
+    assert scheduler_for("DPM++ 2M", "Uniform") == "dpmpp_2m"
+    assert scheduler_for("Euler", "Karras") is None  # no such scheduler here
+    assert scheduler_for("DPM++ SDE") is None
+
+
+def test_reads_automatic1111_inpainting_infotext():
+    p = parse_parameters(A1111_INPAINT)
+    assert p.mode == "inpaint"
+    assert p.prompt == "masterpiece, a castle, <lora:add_detail:0.8>"
+    assert p.negative_prompt == "lowres, bad anatomy"
+    assert (p.steps, p.guidance_scale, p.seed, p.width, p.height) == (30, 7.0, 1234567890, 512, 768)
+    assert p.scheduler == "dpmpp_2m_karras" and p.sampler == "DPM++ 2M, Schedule type: Karras"
+    assert (p.strength, p.mask_blur, p.model) == (0.75, 4, "v1-5-pruned-emaonly")
+    assert p.loras == {"add_detail": "7c6bad76eb54", "detail2": "0123456789ab"}
+    assert p.extra == {"Model hash": "6ce0161689", "Version": "v1.10.1"}
+    assert p.problems == ()
+    fields = p.fields()
+    assert fields["seed"] == "1234567890" and fields["loras"]["add_detail"] == "7c6bad76eb54"
+
+
+def test_the_mode_comes_from_the_infotext():
+    base = "a fox\nSteps: 4, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 64x64, Model: tiny"
+    assert parse_parameters(base).mode == "txt2img"
+    assert parse_parameters(base + ", Denoising strength: 0.6").mode == "img2img"
+    assert parse_parameters(base + ", Denoising strength: 1.0, Mask blur: 0").mode == "inpaint"
+    inverted = parse_parameters(f"{base}, Denoising strength: 1, Mask blur: 4, Mask mode: Inpaint not masked")
+    assert inverted.mode == "inpaint" and inverted.invert_mask
+    # AUTOMATIC1111's hires fix records a denoising strength on a txt2img image.
+    hires = parse_parameters(base + ", Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent")
+    assert hires.mode == "txt2img" and hires.strength is None
+    assert any("Hires upscale" in problem for problem in hires.problems)
+
+
+def test_an_unknown_sampler_is_named():
+    p = parse_parameters("x\nSteps: 20, Sampler: DPM++ SDE, Schedule type: Exponential, Seed: 1")
+    assert p.scheduler is None
+    assert p.problems and "'DPM++ SDE, Schedule type: Exponential'" in p.problems[0]
+    assert "Euler a" in p.problems[0]  # and what there is instead
+
+
+def test_bad_numbers_are_problems_not_crashes():
+    p = parse_parameters("x\nSteps: many, CFG scale: 7, Seed: 1, Size: big")
+    assert p.steps is None and p.seed == 1
+    assert any("Steps 'many'" in problem for problem in p.problems)
+    assert any("Size 'big'" in problem for problem in p.problems)
+
+
+def test_text_without_a_parameters_line_is_refused():
+    with pytest.raises(NoParameters):
+        parse_parameters("just a prompt")
+    assert split_infotext("just a prompt\nsecond line") == ("just a prompt\nsecond line", "", {})
+
+
+def png_with_text(text: str | None) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    if text is not None:
+        info.add_text("parameters", text)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_reads_what_the_services_write_in_every_format(fmt):
+    data = encode_image(Image.new("RGB", (8, 8)), OUTPUT_FORMATS[fmt], A1111_INPAINT, 90)
+    assert read_infotext(data) == A1111_INPAINT
+    assert read_parameters(data).seed == 1234567890
+
+
+@pytest.mark.parametrize("order", ["utf-16-be", "utf-16-le"])
+def test_reads_exif_user_comment_in_either_byte_order(order):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111_INPAINT.encode(order)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="JPEG", exif=exif.tobytes())
+    assert read_infotext(buf.getvalue()) == A1111_INPAINT
+
+
+def test_files_without_parameters_say_so():
+    assert read_infotext(png_with_text(None)) is None
+    with pytest.raises(NoParameters, match="no generation parameters"):
+        read_parameters(png_with_text(None))
+    with pytest.raises(NoParameters, match="not a readable image"):
+        read_parameters(b"not an image at all")
