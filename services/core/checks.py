@@ -35,6 +35,7 @@ class CheckedParams:
     scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
     output_format: OutputFormat
     quality: int
+    preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none)
 
 
 def short_float(value: float) -> float:
@@ -112,6 +113,8 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     quality = params.quality or defaults.quality
     if quality > 100:
         raise InvalidArgument("params.quality", f"{quality} is outside 1..100")
+    if params.preview_every > limits.max_steps:
+        raise InvalidArgument("params.preview_every", f"{params.preview_every} is outside 0..{limits.max_steps}")
 
     return CheckedParams(
         prompt=prompt,
@@ -124,6 +127,7 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         scheduler=params.scheduler,
         output_format=FORMAT_BY_ENUM[params.output_format],
         quality=quality,
+        preview_every=params.preview_every,
     )
 
 

@@ -26,6 +26,7 @@ class GenerationSpec:
     scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
     output_format: OutputFormat
     quality: int
+    preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none); not in infotext
     strength: float | None = None  # image modes: as asked (and recorded in infotext)
     denoise_steps: int | None = None  # image modes: the steps that strength runs (checks.denoising_steps)
     init_image: object | None = None  # PIL RGB image at width x height (img2img, inpaint)
