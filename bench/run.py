@@ -294,15 +294,43 @@ def bench_cancel_rows(clients: int = 4) -> list[tuple]:
              + f" <= {expected:.1f}")]
 
 
-def concurrent_rate(service: Service, clients: int, per_client: int, request_of) -> tuple[float, list[float]]:
-    """Images per second with `clients` threads each sending `per_client` requests; and the latencies."""
+def bench_previews(clients: int, per_client: int) -> list[tuple]:
+    """The step engine streaming mixed traffic with previews every 2 steps vs none."""
+    service = Service("txt2img", "--engine", "step", "--max-batch-size", "8", "--queue-size", str(clients * 2))
+    rates = {}
+    try:
+        for every in (0, 2, 0, 2):  # interleaved, so a drift of the machine hits both
+            def request_of(i, n, every=every):
+                request = mixed_request(i, n)
+                request.params.preview_every = every
+                return request
+
+            rate, _latencies = concurrent_rate(service, clients, per_client, request_of, stream=True)
+            rates.setdefault(every, []).append(rate)
+    finally:
+        service.stop()
+    ratio = max(rates[2]) / max(rates[0])
+    return [(f"previews: step engine, mixed, {clients} clients streaming, every 2 steps vs none",
+             f"{max(rates[2]):.2f} vs {max(rates[0]):.2f} images/s", f"{ratio:.2f}x",
+             ("meets" if ratio >= 0.95 else "misses") + " >= 0.95")]
+
+
+def concurrent_rate(service: Service, clients: int, per_client: int, request_of,
+                    stream: bool = False) -> tuple[float, list[float]]:
+    """Images per second with `clients` threads each sending `per_client` requests; and the latencies.
+    stream: through GenerateStream (every event read), else Generate."""
+    from services.client import Result
+
     errors, latencies = [], []
 
     def client_loop(index: int):
         for n in range(per_client):
             started = time.perf_counter()
             try:
-                reply = service.client.generate(request_of(index, n))
+                if stream:
+                    reply = [e for e in service.client.stream(request_of(index, n)) if isinstance(e, Result)][0]
+                else:
+                    reply = service.client.generate(request_of(index, n))
                 latencies.append(time.perf_counter() - started)
                 assert len(reply.images) >= 1
             except Exception as exc:  # noqa: BLE001 - reported below
@@ -398,7 +426,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
-    parser.add_argument("--sections", default="overhead,throughput,engine,cold start,cancel,gpu",
+    parser.add_argument("--sections", default="overhead,throughput,engine,previews,cold start,cancel,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -408,6 +436,7 @@ def main(argv=None) -> int:
         ("overhead", lambda: bench_overhead(args.repeats)),
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
+        ("previews", lambda: bench_previews(args.clients, 2)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
         ("gpu", bench_gpu),

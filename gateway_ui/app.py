@@ -41,9 +41,12 @@ log = logging.getLogger("gateway")
 class Gateway:
     """What happens behind the tabs: a request to its service, progress to the browser, files back."""
 
-    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0, outputs: OutputStore | None = None):
+    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0, outputs: OutputStore | None = None,
+                 preview_every: int = 0):
         self.backends = backends
         self.outputs = outputs  # None: nothing is kept on disk
+        self.preview_every = preview_every  # live previews every this many steps (0: none)
+        self._running: dict[tuple[str, str], object] = {}  # (browser session, mode) -> its GenerationStream
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
         self._states: dict[str, str] = {}  # mode -> the state last logged
@@ -57,28 +60,37 @@ class Gateway:
             except OSError:
                 pass
 
-    def run(self, mode: str, request, progress) -> tuple[list[str], str, str]:
-        """Generate; returns the gallery files (the service's own bytes), the seeds and the infotext."""
-
-        def on_event(event):
-            if isinstance(event, Queued):
-                progress(0, desc=f"{mode}: queued, {event.position} ahead")
-            elif isinstance(event, Progress):
-                progress((event.step, event.total_steps), desc=f"{mode}: step {event.step}/{event.total_steps}",
-                         unit="steps")
-
+    def run(self, mode: str, request, progress, session: str = ""):
+        """Generate: yields (gallery files, seeds, infotext) updates: a live preview every few steps, then
+        the final images (the service's own bytes), their seeds and infotext. `session` names the browser
+        session, so its Interrupt button and its closing reach this generation."""
+        if self.preview_every:
+            request.params.preview_every = self.preview_every
+        stream = self.backends[mode].stream(request)
+        key = (session, mode)
+        self._running[key] = stream
+        result = None
         try:
-            result = self.backends[mode].generate(request, on_event)
+            for event in stream:
+                if isinstance(event, Queued):
+                    progress(0, desc=f"{mode}: queued, {event.position} ahead")
+                elif isinstance(event, Progress):
+                    progress((event.step, event.total_steps), desc=f"{mode}: step {event.step}/{event.total_steps}",
+                             unit="steps")
+                    if event.preview:
+                        yield [self._keep(mode, "preview", event.preview, "jpg")], "", ""
+                else:
+                    result = event
         except GenerationError as err:
             raise gr.Error(str(err), title=f"{MODES[mode].label} error", print_exception=False) from None
-        self._prune()
-        folder = Path(tempfile.mkdtemp(dir=self.out_dir))
+        finally:
+            if self._running.get(key) is stream:
+                del self._running[key]
         paths = []
         for i, image in enumerate(result.images):
             fmt = FORMAT_BY_MIME.get(image.mime_type)
-            path = folder / f"{mode}-{image.seed}-{i}.{fmt.extension if fmt else 'png'}"
-            path.write_bytes(image.data)  # the service's bytes, infotext chunk included
-            paths.append(str(path))
+            # The service's bytes, infotext chunk included.
+            paths.append(self._keep(mode, f"{image.seed}-{i}", image.data, fmt.extension if fmt else "png"))
         if self.outputs is not None:
             try:
                 self.outputs.save(mode, result.images)
@@ -86,7 +98,23 @@ class Gateway:
                 gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
         seeds = ", ".join(str(seed) for seed in result.seeds)
         infotext = "\n\n".join(image.infotext for image in result.images)
-        return paths, seeds, infotext
+        yield paths, seeds, infotext
+
+    def _keep(self, mode: str, name: str, data: bytes, extension: str) -> str:
+        """A file for the browser, in a folder of its own (pruned after keep_s)."""
+        self._prune()
+        path = Path(tempfile.mkdtemp(dir=self.out_dir)) / f"{mode}-{name}.{extension}"
+        path.write_bytes(data)
+        return str(path)
+
+    def interrupt(self, mode: str | None, session: str) -> bool:
+        """Cancel the session's running generation of `mode` (None: all of its modes); True if one ran."""
+        keys = [key for key in list(self._running) if key[0] == session and mode in (None, key[1])]
+        for key in keys:
+            stream = self._running.pop(key, None)
+            if stream is not None:
+                stream.cancel()
+        return bool(keys)
 
     def status_line(self, mode: str) -> str:
         """The mode and its service's state, for the browser; the address goes to the log (on a change)."""
@@ -106,13 +134,13 @@ def endpoint(gateway: Gateway, tab: Tab):
     label = tab.spec.contract.label
 
     def generate(*args):
-        *values, progress = args
+        *values, progress, session = args
         try:
             try:
                 request = tab.spec.request(dict(zip(names, values)))
             except InputError as err:  # our own words, naming what to fix
                 raise gr.Error(f"{label}: {err}.", print_exception=False) from None
-            return gateway.run(tab.mode, request, progress)
+            yield from gateway.run(tab.mode, request, progress, session_of(session))
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - a fault of the gateway itself: an id for the browser, the rest logged
@@ -124,9 +152,23 @@ def endpoint(gateway: Gateway, tab: Tab):
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter(name, kind, default=None) for name in names]
     parameters.append(inspect.Parameter("progress", kind, default=gr.Progress()))
+    # Gradio passes the browser session in (not an API parameter): Interrupt and closing the page use it.
+    parameters.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
     generate.__signature__ = inspect.Signature(parameters)
+    generate.__annotations__ = {"request": gr.Request}
     generate.__name__ = tab.mode
     return generate
+
+
+def interrupter(gateway: Gateway, mode: str | None):
+    """The Interrupt button's function (mode None: the page closing, every mode of its session)."""
+    def interrupt(request: gr.Request):
+        gateway.interrupt(mode, session_of(request))
+    return interrupt
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
 
 
 def _open_image(path):
@@ -142,14 +184,16 @@ def _selected_image(gallery, index):
     return _open_image(item[0] if isinstance(item, (tuple, list)) else item)
 
 
-def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, outputs: OutputStore | None = None):
+def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, outputs: OutputStore | None = None,
+             preview_every: int = 2):
     """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load.
 
     concurrency: generations each tab forwards at once (GatewayConfig.concurrency); the rest wait in
     Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency.
-    outputs: where final images are kept (and History reads); None: nothing is kept."""
+    outputs: where final images are kept (and History reads); None: nothing is kept.
+    preview_every: steps between live previews in the result area (0: none)."""
 
-    gateway = Gateway(backends, outputs=outputs)
+    gateway = Gateway(backends, outputs=outputs, preview_every=preview_every)
     image_modes = [spec.contract for spec in TABS if spec.contract.takes_image]
     tabs: dict[str, Tab] = {}
 
@@ -160,9 +204,13 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, o
             for spec in TABS:
                 tab, button = build_tab(spec, backends[spec.contract.name].info(), image_modes)
                 tabs[tab.mode] = tab
-                button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
-                             api_name=tab.mode, concurrency_id=tab.mode,
-                             concurrency_limit="default" if concurrency is None else concurrency)
+                running = button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
+                                       api_name=tab.mode, concurrency_id=tab.mode,
+                                       concurrency_limit="default" if concurrency is None else concurrency)
+                # Interrupt: the service stops this session's request at the next step; the last preview
+                # stays in the result area.
+                tab.interrupt.click(interrupter(gateway, tab.mode), None, None, cancels=[running],
+                                    api_visibility="private")
             png_image, png_view, png_send = build_png_info()
             history = build_history(outputs)
 
@@ -235,6 +283,8 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, o
             return [gateway.status_line(mode) for mode in modes]
 
         demo.load(refresh_all, None, status_outputs + range_outputs, api_visibility="private")
+        # Closing (or reloading) the page cancels what it was waiting for.
+        demo.unload(interrupter(gateway, None))
         gr.Timer(10).tick(refresh_status, None, status_outputs, api_visibility="private")
     demo.gateway = gateway
     return demo
@@ -269,7 +319,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
-    demo = build_ui(make_backends(config), concurrency=config.concurrency, outputs=make_outputs(config))
+    demo = build_ui(make_backends(config), concurrency=config.concurrency, outputs=make_outputs(config),
+                    preview_every=config.preview_every)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
     launch(demo, config)

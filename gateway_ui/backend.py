@@ -102,28 +102,53 @@ class ModeBackend:
         """'serving', 'not serving' or 'unreachable'."""
         return self.client.health(timeout=2.0).lower().replace("_", " ")
 
+    def stream(self, request) -> "GenerationStream":
+        """Start the generation; iterate the result for its events (cancel() stops it)."""
+        return GenerationStream(self, self.client.stream(request, timeout=self.timeout_s))
+
     def generate(self, request, on_event=None) -> Result:
         """Stream the generation, passing Queued and Progress events to on_event; raise GenerationError."""
-        call = self.client.stream(request, timeout=self.timeout_s)
-        result = None
-        try:
-            for event in call:  # to the end of the stream: the result is its last event
-                if isinstance(event, Result):
-                    result = event
-                elif isinstance(event, (Queued, Progress)) and on_event:
-                    on_event(event)
-        except ServiceError as err:
-            log.warning("%s service at %s: %s: %s", self.mode, self.address, err.code().name, err.details())
-            raise GenerationError(explain(err, self.timeout_s)) from None
-        except BaseException:
-            call.cancel()  # the browser went away (or the gateway is stopping): stop the work
-            raise
-        if result is None:
-            error_id = new_error_id()
-            log.error("%s service at %s: internal error (id %s): the stream ended without a result", self.mode,
-                      self.address, error_id)
-            raise GenerationError(internal_error_message(self.mode, error_id))
-        return result
+        for event in self.stream(request):
+            if isinstance(event, Result):
+                return event
+            if on_event:
+                on_event(event)
+        raise AssertionError("unreachable: a stream ends with its result or raises")
 
     def close(self) -> None:
         self.client.close()
+
+
+class GenerationStream:
+    """A running generation: Queued and Progress events, then its Result as the last event; failures as
+    GenerationError. Leaving the loop early (the browser went away, Interrupt) cancels the service's work."""
+
+    def __init__(self, backend: ModeBackend, call):
+        self.backend, self.call = backend, call
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+    def __iter__(self):
+        backend, result = self.backend, None
+        try:
+            for event in self.call:  # to the end of the stream: the result is its last event
+                if isinstance(event, Result):
+                    result = event
+                elif isinstance(event, (Queued, Progress)):
+                    yield event
+        except ServiceError as err:
+            log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name, err.details())
+            raise GenerationError(explain(err, backend.timeout_s)) from None
+        except BaseException:
+            self.call.cancel()  # the browser went away (or the gateway is stopping): stop the work
+            raise
+        finally:
+            if result is None:
+                self.call.cancel()  # closed early (GeneratorExit): nothing more is wanted
+        if result is None:
+            error_id = new_error_id()
+            log.error("%s service at %s: internal error (id %s): the stream ended without a result", backend.mode,
+                      backend.address, error_id)
+            raise GenerationError(internal_error_message(backend.mode, error_id))
+        yield result

@@ -24,6 +24,7 @@ class GatewayConfig:
     security: ClientSecurity | None = None  # TLS / mutual TLS / token towards the services
     outputs_dir: str = "outputs"  # every final image is kept under <outputs_dir>/<mode>/<YYYY-MM-DD>/
     save: bool = True  # False: nothing is kept on disk (and History is empty)
+    preview_every: int = 2  # steps between live previews in the result area; 0 = none
 
 
 def load_config(argv=None, environ=None) -> GatewayConfig:
@@ -54,10 +55,14 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
     p.add_argument("--no-save", dest="save", action="store_false",
                    default=environ.get("GATEWAY_SAVE", "1").strip().lower() not in ("0", "false", "no", "off"),
                    help="keep nothing on disk [GATEWAY_SAVE=0]")
+    p.add_argument("--preview-every", type=int, default=int(environ.get("GATEWAY_PREVIEW_EVERY", 2)),
+                   help="show a live preview every this many steps; 0 = none [GATEWAY_PREVIEW_EVERY]")
     args = p.parse_args(argv)
     username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
     if args.concurrency < 1:
         p.error("--concurrency must be at least 1 (generations forwarded at once per tab)")
+    if args.preview_every < 0:
+        p.error("--preview-every must be 0 (no previews) or more")
     if bool(username) != bool(password):
         p.error("set both GATEWAY_USERNAME and GATEWAY_PASSWORD, or neither")
     return GatewayConfig(
@@ -73,4 +78,5 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         security=ClientSecurity.from_env(environ),
         outputs_dir=args.outputs_dir,
         save=args.save,
+        preview_every=args.preview_every,
     )

@@ -224,6 +224,7 @@ class Tab:
     outputs: list  # gallery, seeds, infotext
     send_buttons: dict = field(default_factory=dict)  # target mode -> button
     selected: object = None  # gr.State: the gallery index picked
+    interrupt: object = None  # the Interrupt button: stops the running generation
 
     @property
     def mode(self) -> str:
@@ -246,7 +247,9 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info))
-                button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
+                with gr.Row():
+                    button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
+                    interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
             with gr.Column():
                 gallery = gr.Gallery(label="Result", type="filepath", format="png", interactive=False,
                                      elem_id=f"{mode}-gallery", columns=2)
@@ -259,5 +262,5 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected)
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt)
     return tab, button

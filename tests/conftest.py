@@ -207,7 +207,8 @@ class RunningGateway:
                                     security=security, **settings)
         self.backends = make_backends(self.config)
         self.outputs = make_outputs(self.config)
-        self.demo = build_ui(self.backends, concurrency=self.config.concurrency, outputs=self.outputs)
+        self.demo = build_ui(self.backends, concurrency=self.config.concurrency, outputs=self.outputs,
+                             preview_every=self.config.preview_every)
         launch(self.demo, self.config, block=False)
         self.url = f"http://127.0.0.1:{self.config.port}/"
 

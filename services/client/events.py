@@ -16,6 +16,7 @@ class Queued:
 class Progress:
     step: int  # steps done, 1..total_steps
     total_steps: int
+    preview: bytes | None = None  # JPEG of the current estimate, every preview_every steps when asked
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def from_message(event: pb.GenerateEvent) -> Event:
     if kind == "queued":
         return Queued(event.queued.position)
     if kind == "progress":
-        return Progress(event.progress.step, event.progress.total_steps)
+        progress = event.progress
+        return Progress(progress.step, progress.total_steps,
+                        progress.preview.data if progress.HasField("preview") else None)
     if kind == "result":
         return Result(event.result)
     raise ValueError(f"unknown event {kind!r} (a newer service?)")

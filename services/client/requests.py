@@ -46,6 +46,7 @@ def make_request(
     fit: str | None = None,
     mask_blur: int | None = None,
     invert_mask: bool = False,
+    preview_every: int = 0,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -65,6 +66,7 @@ def make_request(
         scheduler=scheduler,
         output_format=OUTPUT_FORMATS[output_format].enum,
         quality=quality,
+        preview_every=preview_every,
     )
     if guidance_scale is not None:
         params.guidance_scale = guidance_scale

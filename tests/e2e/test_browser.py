@@ -204,3 +204,61 @@ def test_history_lists_a_new_image_first_and_sends_its_parameters(page):
     assert page.get_by_role("tab", name="Txt2Img").get_attribute("aria-selected") == "true"
     open_advanced(page, "txt2img")
     assert field(page, "#txt2img-seed input") == seed
+
+
+LONG_STEPS = 60
+
+
+def start_long_txt2img(page) -> None:
+    """A Txt2Img generation long enough to watch (LONG_STEPS at 512x512; well within the gateway's deadline)."""
+    page.get_by_role("tab", name="Txt2Img").click()
+    page.locator("#tab-txt2img").get_by_text("Advanced").click()
+    for field, value in (("steps", LONG_STEPS), ("width", 512), ("height", 512)):
+        box = page.locator(f"#txt2img-{field} input[type=number]")
+        box.fill(str(value))
+        box.press("Enter")
+    page.locator("#txt2img-prompt textarea").fill("a slow red fox")
+    page.locator("#txt2img-generate").click()
+
+
+def test_a_preview_shows_while_it_runs_and_interrupt_stops_it_keeping_the_preview(page, services):
+    service = services["txt2img"]
+    steps_before = service.steps_run
+    start_long_txt2img(page)
+    # A live preview (a JPEG) is in the result area while the seeds, which come with the result, are not.
+    page.wait_for_selector("#txt2img-gallery img", timeout=60000)
+    src = page.locator("#txt2img-gallery img").first.get_attribute("src")
+    assert Image.open(io.BytesIO(page.request.get(src).body())).format == "JPEG"
+    assert page.locator("#txt2img-seeds textarea").input_value() == ""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-preview.png"), full_page=True)
+    page.locator("#txt2img-interrupt").click()
+    # The service stops the request at its next step: nothing is left running, short of all its steps.
+    wait = 0
+    while service.worker.current and wait < 100:
+        page.wait_for_timeout(100)
+        wait += 1
+    assert not service.worker.current
+    assert service.steps_run - steps_before < LONG_STEPS
+    page.wait_for_timeout(500)
+    assert page.locator("#txt2img-gallery img").count() >= 1  # what was made so far stays
+    assert page.locator("#txt2img-seeds textarea").input_value() == ""
+
+
+def test_closing_the_page_cancels_its_generation(browser, gateway, services):
+    service = services["txt2img"]
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(gateway.url, wait_until="load")
+    page.wait_for_selector("button[role=tab]", timeout=30000)
+    steps_before = service.steps_run
+    start_long_txt2img(page)
+    page.wait_for_selector("#txt2img-gallery img", timeout=60000)  # it runs
+    page.close()
+    deadline = 0
+    while service.worker.current and deadline < 100:
+        import time
+
+        time.sleep(0.1)
+        deadline += 1
+    assert not service.worker.current
+    assert service.steps_run - steps_before < LONG_STEPS

@@ -138,3 +138,28 @@ def test_after_running_out_of_memory_fewer_rows_share_a_call():
         assert len(service.client.generate(request_for("txt2img")).images) == 1
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_previews_come_every_n_steps_as_small_jpegs_and_generate_ignores_them(engine):
+    service = RunningService("img2img", "--engine", engine)
+    try:
+        request = request_for("img2img", steps=8, strength=1.0, num_images=2, width=128, height=64, preview_every=3)
+        events = list(service.client.stream(request))
+        progress = [e for e in events if isinstance(e, Progress)]
+        assert [e.step for e in progress if e.preview] == [3, 6]  # not the last step: the result follows
+        preview = Image.open(io.BytesIO(progress[2].preview))
+        assert preview.format == "JPEG"
+        # The two images side by side (each 128x64), the long side at most 256 pixels.
+        assert preview.size == (256, 64)
+        # Previews show the latents of this request: a different seed gives a different preview.
+        other = list(service.client.stream(request_for("img2img", steps=8, strength=1.0, num_images=2, width=128,
+                                                      height=64, preview_every=3, seed=99)))
+        other_preview = [e.preview for e in other if isinstance(e, Progress) and e.preview][0]
+        assert np.abs(pixels(other_preview) - pixels(progress[2].preview)).max() > 10
+        # The result is the same as without previews.
+        plain = service.client.generate(request_for("img2img", steps=8, strength=1.0, num_images=2, width=128,
+                                                    height=64))
+        assert [i.data for i in plain.images] == [i.data for i in events[-1].images]
+    finally:
+        service.stop()

@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory
+from ..imaging import previews
 from ..models import schedulers
 from ..work.queue import Job, JobQueue, Progress
 from ..work.worker import RawResult, drop_unwanted, release_device_memory
@@ -47,6 +48,7 @@ class StepEngine(threading.Thread):
         self.budget = max_rows * 2 * row_pixels // self.scale**2
         self.metrics, self.estimator = metrics, estimator
         self._base_scheduler = pipe.scheduler
+        self.family = previews.family(pipe)
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
         self._stopping = threading.Event()
         self._active: dict[Job, Active] = {}
@@ -202,7 +204,11 @@ class StepEngine(threading.Thread):
             active = self._active[job]
             active.step_seconds.append(seconds)
             first = active.rows[0]
-            job.emit(Progress(step=first.index, total_steps=len(first.timesteps)))
+            step, total = first.index, len(first.timesteps)
+            preview = None
+            if previews.due(job.spec, step, total):
+                preview = previews.preview_jpeg(torch.cat([row.latents for row in active.rows]), self.family)
+            job.emit(Progress(step=step, total_steps=total, preview=preview))
 
     def _fail(self, jobs, error) -> None:
         for job in jobs:

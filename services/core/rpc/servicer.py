@@ -6,6 +6,7 @@ request message, which the mode's `check` turns into a GenerationSpec.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from imagegen.v1 import imagegen_pb2 as pb
@@ -49,7 +50,10 @@ def to_event(event) -> pb.GenerateEvent:
     if isinstance(event, Queued):
         return pb.GenerateEvent(queued=pb.QueuedEvent(position=event.position))
     if isinstance(event, Progress):
-        return pb.GenerateEvent(progress=pb.ProgressEvent(step=event.step, total_steps=event.total_steps))
+        progress = pb.ProgressEvent(step=event.step, total_steps=event.total_steps)
+        if event.preview is not None:
+            progress.preview.CopyFrom(pb.Image(data=event.preview, mime_type="image/jpeg"))
+        return pb.GenerateEvent(progress=progress)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -59,10 +63,12 @@ class ModeServicer:
         self.mode = runtime.mode
         self.config = runtime.config
 
-    def _start(self, request, context):
+    def _start(self, request, context, streaming: bool):
         arrived = time.monotonic()
         self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
         spec = self.runtime.check(request)
+        if not streaming and spec.preview_every:
+            spec = dataclasses.replace(spec, preview_every=0)  # a unary call has nowhere to send previews
         job = self.runtime.submit(spec, context.time_remaining())
         if not context.add_callback(job.cancel):
             job.cancel()  # the call already ended
@@ -70,13 +76,13 @@ class ModeServicer:
 
     def Generate(self, request, context):
         with self.runtime.call_slot():
-            arrived, spec, job = self._start(request, context)
+            arrived, spec, job = self._start(request, context, streaming=False)
             raw = job.wait()
             return build_response(spec, raw, self.config.model, arrived)
 
     def GenerateStream(self, request, context):
         with self.runtime.call_slot():
-            arrived, spec, job = self._start(request, context)
+            arrived, spec, job = self._start(request, context, streaming=True)
             for event in job.iter_events():
                 yield to_event(event)
             yield pb.GenerateEvent(result=build_response(spec, job.result, self.config.model, arrived))

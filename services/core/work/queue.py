@@ -20,6 +20,7 @@ class Queued:
 class Progress:
     step: int
     total_steps: int
+    preview: bytes | None = None  # a small JPEG of the current estimate (imaging/previews.py), when due
 
 
 class Job:

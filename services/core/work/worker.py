@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ShuttingDown
+from ..imaging import previews
 from ..models import schedulers
 from .queue import Job, JobQueue, Progress
 
@@ -63,6 +64,7 @@ class PipelineWorker(threading.Thread):
         self.metrics = metrics
         self.estimator = estimator
         self._base_scheduler = pipe.scheduler
+        self.family = previews.family(pipe)
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
         self._stopping = threading.Event()
         self.current: list[Job] = []
@@ -152,8 +154,15 @@ class PipelineWorker(threading.Thread):
                     live.append(job)
             if not live:
                 raise Cancelled("every request in the batch was cancelled")
-            for job in live:
-                job.emit(Progress(step=index + 1, total_steps=pipe.num_timesteps))
+            latents, offset = callback_kwargs.get("latents"), 0
+            for job in batch:  # the batch's latents are its jobs' images, in order
+                step, total = index + 1, pipe.num_timesteps
+                if not job.done:
+                    preview = None
+                    if latents is not None and previews.due(job.spec, step, total):
+                        preview = previews.preview_jpeg(latents[offset: offset + job.images], self.family)
+                    job.emit(Progress(step=step, total_steps=total, preview=preview))
+                offset += job.images
             return callback_kwargs
 
         with torch.inference_mode():
