@@ -36,7 +36,7 @@ def browser():
 def page(browser, gateway):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(gateway.url, wait_until="load")
-    page.wait_for_selector("button[role=tab]", timeout=30000)
+    page.wait_for_selector("button[role=tab]", timeout=90000)  # a busy machine starts Gradio slowly
     yield page
     page.close()
 
@@ -249,7 +249,7 @@ def test_closing_the_page_cancels_its_generation(browser, gateway, services):
     service = services["txt2img"]
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(gateway.url, wait_until="load")
-    page.wait_for_selector("button[role=tab]", timeout=30000)
+    page.wait_for_selector("button[role=tab]", timeout=90000)  # a busy machine starts Gradio slowly
     steps_before = service.steps_run
     start_long_txt2img(page)
     page.wait_for_selector("#txt2img-gallery img", timeout=60000)  # it runs
