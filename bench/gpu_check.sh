@@ -39,5 +39,7 @@ for mode in txt2img img2img inpaint; do
 done
 kill "${pids[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
+"$PY" -m bench.gpu_sdxl_check
+[ "${GPU_BENCH:-1}" = 0 ] && exit 0
 "$PY" -m bench.run --sections gpu
 [ "$OUT" = bench/results ] || cp "$(ls -t bench/results/*.md | head -1)" "$OUT/"
