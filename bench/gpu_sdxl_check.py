@@ -1,5 +1,6 @@
-"""On a CUDA machine: the embedded tiny-xl model in float16 (the device default), each mode, the step engine's image vs
-diffusers' own pipeline (SDXL's VAE is decoded in float32 by both). Prints the largest difference."""
+"""On a CUDA machine: the embedded tiny-xl model in float16 (the device default), each mode, the step
+engine's image vs diffusers' own pipeline (SDXL's VAE is decoded in float32 by both). Prints the largest
+difference; exits 1 above 3/255."""
 
 from __future__ import annotations
 
