@@ -81,6 +81,8 @@ def load_pipeline(mode: Mode, config: ServiceConfig):
             pipe = build_sd15_pipeline(mode.inpaint_unet, device, dtype)
         except (RuntimeError, torch.OutOfMemoryError) as exc:
             raise ModelLoadError(f"could not build the sd15 preset on {device}: {exc}") from exc
+        # The mode's own pipeline over the same components (an image-to-image one for img2img).
+        pipe = getattr(diffusers, mode.pipeline_class).from_pipe(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe, device, dtype
     source, described = model_source(mode, config)
