@@ -117,13 +117,15 @@ class Gateway:
         return bool(keys)
 
     def status_line(self, mode: str) -> str:
-        """The mode and its service's state, for the browser; the address goes to the log (on a change)."""
+        """The mode, its service's state and, when serving, the model's family (never its name or path,
+        which may be a file on the service's machine); the address goes to the log (on a change)."""
         backend = self.backends[mode]
         state = backend.status()
         if self._states.get(mode) != state:
             self._states[mode] = state
             log.info("%s service at %s: %s", mode, backend.address, state)
-        return f"**{mode}** service: **{state}**"
+        model = backend.model_label() if state == "serving" else ""
+        return f"**{mode}** service: **{state}**" + (f" · {model}" if model else "")
 
 
 def endpoint(gateway: Gateway, tab: Tab):

@@ -83,6 +83,10 @@ def explain(error: ServiceError, timeout_s: float) -> str:
     return internal_error_message(mode, error_id)
 
 
+# GetInfo's model_family, as the status line names it.
+FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
+
 class ModeBackend:
     def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3,
                  security: ClientSecurity | None = None):
@@ -97,6 +101,14 @@ class ModeBackend:
             return self.client.info(timeout=3.0)
         except ServiceError:
             return placeholder_info(self.mode)
+
+    def model_label(self) -> str:
+        """What the service loaded, from GetInfo: "SDXL inpainting model"; "" when it does not say."""
+        info = self.info()
+        family = FAMILY_LABELS.get(info.model_family)
+        if not family:
+            return ""
+        return f"{family} {'inpainting model' if info.inpaint_model else 'model'}"
 
     def status(self) -> str:
         """'serving', 'not serving' or 'unreachable'."""

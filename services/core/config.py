@@ -46,6 +46,7 @@ class Defaults:
 class ServiceConfig:
     mode: str  # the mode's name, for messages; the Mode itself is passed alongside
     model: str
+    model_config: Path | None = None  # a single-file checkpoint's component configs (a diffusers folder)
     host: str = "127.0.0.1"
     port: int = 0  # load_config gives the mode's own; 0 picks a free one
     device: str = "auto"
@@ -90,7 +91,10 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=env("MODEL", mode.default_model),
                    help="Hugging Face id, local diffusers folder, 'tiny' or 'tiny-xl' (embedded toy SD and "
-                        "SDXL models) [MODEL]")
+                        "SDXL models), or a single-file checkpoint (.safetensors, .ckpt) in A1111's layout [MODEL]")
+    p.add_argument("--model-config", type=Path, default=env("MODEL_CONFIG", None),
+                   help="for a single-file --model: a diffusers folder of the same architecture whose configs "
+                        "(not weights) describe the components; without it they come from the hub [MODEL_CONFIG]")
     p.add_argument("--host", default=env("HOST", "127.0.0.1"),
                    help="address to bind; 0.0.0.0 or [::] for all interfaces [HOST]")
     p.add_argument("--port", type=int, default=int(env("PORT", mode.contract.port)),
@@ -167,6 +171,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if args.model_config is not None and not args.model_config.is_dir():
+        parser.error(f"--model-config: {args.model_config} is not a folder")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -194,6 +200,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     return ServiceConfig(
         mode=mode.name,
         model=args.model,
+        model_config=args.model_config.expanduser() if args.model_config else None,
         host=args.host,
         port=args.port,
         device=args.device,

@@ -85,7 +85,7 @@ def test_txt2img_tab(page):
     image = generate_and_wait(page, "txt2img")
     assert image.size == (64, 64)  # the services' default size in the tests, from GetInfo
     assert "Steps:" in page.locator("#txt2img-infotext textarea").input_value()
-    assert "serving" in page.locator("#txt2img-status").inner_text()
+    assert "serving · SD 1.x model" in page.locator("#txt2img-status").inner_text()  # GetInfo's family
 
 
 def test_img2img_tab(page, input_png):

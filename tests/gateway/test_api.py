@@ -150,7 +150,7 @@ def test_a_stopped_service_fails_its_tab_only(services, tmp_path):
                                        api_name="/img2img")
         assert seeds == "3"  # the other tabs keep working
         assert gw.demo.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"
-        assert gw.demo.gateway.status_line("img2img") == "**img2img** service: **serving**"
+        assert gw.demo.gateway.status_line("img2img") == "**img2img** service: **serving** · SD 1.x model"
     finally:
         gw.close()
 

@@ -1,4 +1,5 @@
-"""Loading a mode's pipeline: from the embedded tiny model, a local folder, or a Hugging Face id."""
+"""Loading a mode's pipeline: from the embedded tiny model, a local folder, a Hugging Face id, or a
+single-file checkpoint (single_file.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from ..config import ServiceConfig
 from ..mode import Mode
+from . import single_file
 from .presets import EMBEDDED, build_sd15_pipeline, ensure_tiny
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ def model_source(mode: Mode, config: ServiceConfig) -> tuple[str, str]:
         path = ensure_tiny(config.cache_dir, inpaint=mode.inpaint_unet, name=config.model)
         return str(path), f"the embedded {config.model} model at {path}"
     local = Path(config.model).expanduser()
+    if not local.exists() and single_file.is_checkpoint_path(local):
+        raise ModelLoadError(f"the checkpoint file {local} does not exist")
     if local.exists():
         if not (local / "model_index.json").is_file():
             raise ModelLoadError(f"{local} exists but is not a diffusers model folder (no model_index.json)")
@@ -65,6 +69,21 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def single_file_path(config: ServiceConfig) -> Path | None:
+    """The checkpoint file --model names, if it names a file (a folder, preset or hub id: None)."""
+    if config.model in EMBEDDED or config.model == "sd15":
+        return None
+    local = Path(config.model).expanduser()
+    return local if local.is_file() else None
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE (as huggingface_hub reads it): configs may come from the hub cache only."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def load_pipeline(mode: Mode, config: ServiceConfig):
@@ -85,15 +104,25 @@ def load_pipeline(mode: Mode, config: ServiceConfig):
         pipe = getattr(diffusers, mode.pipeline_class).from_pipe(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe, device, dtype
-    source, described = model_source(mode, config)
-    log.info("loading %s for %s on %s (%s)", described, config.mode, device, dtype)
-    try:
-        pipe = getattr(diffusers, mode.pipeline_class).from_pretrained(
-            source, dtype=dtype, safety_checker=None, requires_safety_checker=False
-        )
-    except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"could not load {described}: {reason}") from exc
+    checkpoint = single_file_path(config)
+    if checkpoint is not None:
+        log.info("loading the checkpoint %s for %s on %s (%s), configs from %s", checkpoint, config.mode, device,
+                 dtype, config.model_config or "the hub")
+        try:
+            pipe, kind = single_file.load(checkpoint, mode.pipeline_class, config.model_config, dtype, is_offline())
+        except single_file.CheckpointError as exc:
+            raise ModelLoadError(f"{checkpoint}: {exc}") from exc
+        log.info("%s is a %s checkpoint", checkpoint, kind.describe())
+    else:
+        source, described = model_source(mode, config)
+        log.info("loading %s for %s on %s (%s)", described, config.mode, device, dtype)
+        try:
+            pipe = getattr(diffusers, mode.pipeline_class).from_pretrained(
+                source, dtype=dtype, safety_checker=None, requires_safety_checker=False
+            )
+        except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"could not load {described}: {reason}") from exc
     try:
         pipe = pipe.to(device)
     except (RuntimeError, torch.OutOfMemoryError) as exc:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = "v1"  # bump when the tiny sizes below change, so old caches are not reused
+TINY_VERSION = "v2"  # bump when the tiny sizes below change, so old caches are not reused
 _SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 # The embedded models, by --model name: the folder name in the cache.
 EMBEDDED = {"tiny": "sd", "tiny-xl": "sdxl"}
@@ -142,13 +142,16 @@ def build_tiny_pipeline(inpaint: bool):
 
 # SDXL's layout at toy size: transformer depth per block, linear projections, and the text-time
 # embedding (6 size numbers of addition_time_embed_dim each, plus the pooled text projection).
+# The second text encoder is wider than the first, as in SDXL (1280 vs 768): diffusers' single-file
+# loader tells the two apart in a checkpoint by their widths.
 TINY_XL = {
-    "unet": dict(block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=64, attention_head_dim=(2, 4),
+    "unet": dict(block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=32 + 48, attention_head_dim=(2, 4),
                  norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), use_linear_projection=True,
                  transformer_layers_per_block=(1, 2), addition_embed_type="text_time", addition_time_embed_dim=8,
                  projection_class_embeddings_input_dim=6 * 8 + 32),
-    "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
+    "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+    "text_2": dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
 }
 
 
@@ -172,14 +175,16 @@ def build_tiny_xl_pipeline(inpaint: bool):
         sample_size=1024, in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.13025,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, **TINY["vae"],
     )
-    text_config = CLIPTextConfig(
-        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), **TINY_XL["text"],
-    )
+    def text_config(sizes):
+        return CLIPTextConfig(
+            max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), **sizes,
+        )
+
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(text_config)
+    text_encoder = CLIPTextModel(text_config(TINY_XL["text"]))
     torch.manual_seed(1)
-    text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(TINY_XL["text_2"]))
     # SDXL base's own scheduler settings.
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,

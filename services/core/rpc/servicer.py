@@ -91,6 +91,7 @@ class ModeServicer:
         cfg, limits, defaults = self.config, self.config.limits, self.config.defaults
         worker = self.runtime.worker
         contract = self.mode.contract
+        kind = self.runtime.model_kind  # None while loading
         return pb.ServiceInfo(
             mode=self.mode.name,
             model=cfg.model,
@@ -123,4 +124,6 @@ class ModeServicer:
             output_formats=[fmt.enum for fmt in OUTPUT_FORMATS.values()],
             version=VERSION,
             engine=self.runtime.engine,
+            model_family=kind.family if kind else "",
+            inpaint_model=kind.inpaint if kind else False,
         )

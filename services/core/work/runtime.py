@@ -42,6 +42,7 @@ class ModeRuntime:
         self.engine = config.engine  # what serves once loaded: the step engine, or pipeline calls
         self.device = ""
         self.dtype = ""
+        self.model_kind = None  # models.family.ModelKind once loaded: what GetInfo reports
         self._set_health(NOT_SERVING)
 
     def _set_health(self, status) -> None:
@@ -50,12 +51,14 @@ class ModeRuntime:
 
     def load(self) -> None:
         """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
+        from ..models.family import of_pipeline
         from ..models.loading import load_pipeline
         from .worker import PipelineWorker
 
         started = time.monotonic()
         pipe, device, dtype = load_pipeline(self.mode, self.config)
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
+        self.model_kind = of_pipeline(pipe)
         self.engine = self.config.engine
         if self.engine == "step":
             from ..engine.support import unsupported
@@ -87,8 +90,8 @@ class ModeRuntime:
             return  # asked to stop while loading
         self.state = "serving"
         self._set_health(SERVING)
-        log.info("%s SERVING after %.1fs (%s on %s)", self.mode.name, time.monotonic() - started,
-                 self.config.model, self.device)
+        log.info("%s SERVING after %.1fs (%s, %s, on %s)", self.mode.name, time.monotonic() - started,
+                 self.config.model, self.model_kind.describe(), self.device)
 
     def check_accepting(self) -> None:
         if self.state == "loading":

@@ -24,6 +24,16 @@ def test_environment_sets_and_flags_win():
     assert load_config(SERVER_MODES["img2img"], ["--port", "7000"], environ=environ).port == 7000
 
 
+def test_model_config_is_a_folder_from_the_flag_or_environment(tmp_path, capsys):
+    mode = SERVER_MODES["txt2img"]
+    assert load_config(mode, [], environ={}).model_config is None
+    assert load_config(mode, [], environ={"IMAGEGEN_MODEL_CONFIG": str(tmp_path)}).model_config == tmp_path
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        load_config(mode, ["--model-config", str(tmp_path / "file")], environ={})
+    assert "--model-config: " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--max-size", "100"], ["--queue-size", "0"], ["--port", "70000"],
                                   ["--dtype", "float8"]])
 def test_bad_settings_are_refused(argv):
