@@ -13,15 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_SEED, MIN_SIZE, OutputFormat
+from imagegen.v1.contract import (FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_CLIP_SKIP, MAX_SEED, MIN_SIZE,
+                                  OutputFormat)
 
 from .config import Limits, ServiceConfig
 from .errors import InvalidArgument
 from .imaging import images
 from .prompts import take_lora_tags
 from .models import schedulers
-
-MAX_CLIP_SKIP = 12  # GenerationParams.clip_skip: the layers of SD 1.x's text encoder
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,9 @@ def _encode_chunk(encoder, chunk: Chunk, device, sdxl: bool, clip_skip: int):
         return encoder(ids, attention_mask=mask)[0], None
     # A1111's Clip skip N: layer -N's hidden state through the final layer norm (diffusers' clip_skip=N-1).
     hidden = encoder(ids, attention_mask=mask, output_hidden_states=True)[-1][-clip_skip]
-    return encoder.text_model.final_layer_norm(hidden), None
+    # transformers 5 moved the layer norm from `text_model` onto the model (diffusers 0.42 still looks
+    # for `text_model`, so its own clip_skip fails there).
+    return getattr(encoder, "text_model", encoder).final_layer_norm(hidden), None
 
 
 def encode_text(pipe, text: str, clip_skip: int = 1) -> Encoded:
