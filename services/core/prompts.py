@@ -226,16 +226,29 @@ class Encoded:
         return self.embeds.shape[1] // 77
 
 
+# The mean restoration divides by the weighted chunk's mean: where a mean is this small against the
+# values' own size it is rounding noise, and the rescale is skipped (the weights still apply).
+MEAN_FLOOR = 1e-3
+
+
 def emphasize(z: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
     """A1111's emphasis: each token's embedding times its weight, then the chunk rescaled so its mean is
-    the unweighted mean. Unweighted chunks are returned as they are (bit for bit)."""
+    the unweighted mean. Unweighted chunks are returned as they are (bit for bit).
+
+    Real text encoders' outputs have a mean well away from zero (A1111's arithmetic exactly); one whose
+    outputs average to zero (an untrained final layer norm, as the embedded tiny model's) would be
+    rescaled by noise over noise, to inf or NaN: there the rescale is skipped."""
     import torch
 
     if all(weight == 1.0 for weight in weights):
         return z
     original = z.float()
     scaled = original * torch.tensor(weights, dtype=torch.float32, device=z.device).reshape(1, -1, 1)
-    return (scaled * (original.mean() / scaled.mean())).to(z.dtype)
+    floor = MEAN_FLOOR * original.abs().mean()
+    before, after = original.mean(), scaled.mean()
+    if before.abs() > floor and after.abs() > floor:
+        scaled = scaled * (before / after)
+    return scaled.to(z.dtype)
 
 
 def _encode_chunk(encoder, chunk: Chunk, device, sdxl: bool, clip_skip: int):

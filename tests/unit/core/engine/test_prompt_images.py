@@ -67,7 +67,7 @@ def test_both_engines_make_the_same_image_of_a_weighted_long_prompt(pipes, model
     spec = spec_for(mode, config, prompt=WEIGHTED_LONG, negative_prompt="(ugly:1.2), lowres", num_images=2)
     pipeline, step = reference(mode, pipe, spec), served(mode, pipe, [spec])[0]
     for a, b in zip(pipeline, step):
-        assert np.abs(a - b).max() <= MAX_DIFF
+        assert np.abs(a - b).max() <= MAX_DIFF and a.std() > 1  # an image, not the black of NaN latents
     unweighted = spec_for(mode, config, prompt=WEIGHTED_LONG.replace("(red:1.3)", "red"),
                           negative_prompt="(ugly:1.2), lowres", num_images=2)
     assert not np.array_equal(reference(mode, pipe, unweighted)[0], pipeline[0])
