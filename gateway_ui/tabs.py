@@ -15,7 +15,8 @@ from typing import Callable
 import gradio as gr
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import IMG2IMG, INPAINT, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract
+from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, TXT2IMG,
+                                  ModeContract)
 from services.client import make_request
 
 from .masks import InputError, editor_inputs
@@ -55,9 +56,13 @@ class Controls:
                                        elem_id=f"{mode}-num-images")
                 scheduler = gr.Dropdown([MODEL_DEFAULT, *info.schedulers], value=MODEL_DEFAULT, label="Scheduler",
                                         elem_id=f"{mode}-scheduler")
+            with gr.Row():
+                clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=1, step=1, label="Clip skip (1 = last layer; SDXL: none)",
+                                      elem_id=f"{mode}-clip-skip")
+            # Mode controls stay last on the page: moved above, they broke ImageEditor uploads in Chromium.
             mode_fields = extra()  # strength, mask blur (first in the API, last on the page)
         return cls({**mode_fields, "steps": steps, "guidance": guidance, "width": width, "height": height,
-                    "seed": seed, "num_images": num_images, "scheduler": scheduler}, sized)
+                    "seed": seed, "num_images": num_images, "scheduler": scheduler, "clip_skip": clip_skip}, sized)
 
     @property
     def ranged(self) -> list:
@@ -128,6 +133,8 @@ def common_request_args(values: dict) -> dict:
         "seed": None if seed < 0 else seed,  # -1: random
         "num_images": number(values, "num_images", whole=True),
         "scheduler": "" if not scheduler or scheduler == MODEL_DEFAULT else str(scheduler),
+        # Left out (an API caller's None or 0): the service's default, the last layer.
+        "clip_skip": number(values, "clip_skip", whole=True) or None if values.get("clip_skip") else None,
     }
 
 

@@ -100,6 +100,8 @@ SCHEDULER_LABELS: dict[str, str] = {
 MIN_SIZE = 64  # smallest width or height
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 64
+# GenerationParams.clip_skip: 1 (the text encoder's last layer) .. the layers of SD 1.x's text encoder.
+MAX_CLIP_SKIP = 12
 
 # What a service uses for unset fields and which limits it applies unless its operator changes them
 # (it reports its own in GetInfo; the gateway shows these while a service cannot be reached).

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagegen.v1.contract import FIT_MODES, MAX_MASK_BLUR, MAX_SEED, MODE_NAMES, MODES, OUTPUT_FORMATS
+from imagegen.v1.contract import (FIT_MODES, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MODE_NAMES, MODES,
+                                  OUTPUT_FORMATS)
 
 from .client import ImageGenClient
 from .errors import ServiceError
@@ -84,6 +85,9 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
                    help=f"0..{MAX_SEED} (default: random, printed)")
     p.add_argument("--num-images", type=whole(0, UINT32), default=0, help="default 1")
     p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
+    p.add_argument("--clip-skip", type=whole(1, MAX_CLIP_SKIP), default=None,
+                   help=f"1..{MAX_CLIP_SKIP}: stop the text encoder this many layers early, as A1111's Clip skip "
+                        "(default 1: the last layer; SDXL always uses its penultimate layer)")
     p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output encoding")
     p.add_argument("--out", type=Path, default=None,
                    help=f"output file (default {mode}.png, {mode}.jpg or {mode}.webp); its extension follows "
@@ -122,6 +126,7 @@ def _run_generate(args) -> int:
         fit=getattr(args, "fit", None),
         mask_blur=getattr(args, "mask_blur", None),
         invert_mask=getattr(args, "invert_mask", False),
+        clip_skip=args.clip_skip,
     )
     with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
         result = _stream(client, request, args.quiet)

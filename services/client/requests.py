@@ -47,6 +47,7 @@ def make_request(
     mask_blur: int | None = None,
     invert_mask: bool = False,
     preview_every: int = 0,
+    clip_skip: int | None = None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -72,6 +73,8 @@ def make_request(
         params.guidance_scale = guidance_scale
     if seed is not None:
         params.seed = seed
+    if clip_skip is not None:
+        params.clip_skip = clip_skip
     request = contract.request(params=params)
     if contract.takes_image:
         if image is not None:

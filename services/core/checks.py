@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_SEED, MIN_SIZE, OutputFormat
+from imagegen.v1.contract import (FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_CLIP_SKIP, MAX_SEED, MIN_SIZE,
+                                  OutputFormat)
 
 from .config import Limits, ServiceConfig
 from .errors import InvalidArgument
 from .imaging import images
+from .prompts import take_lora_tags
 from .models import schedulers
 
 
@@ -36,6 +38,8 @@ class CheckedParams:
     output_format: OutputFormat
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none)
+    clip_skip: int = 1  # A1111's Clip skip: 1 = the text encoder's last layer
+    prompt_loras: tuple[tuple[str, float], ...] = ()  # <lora:name:weight> tags of both prompts, in order
 
 
 def short_float(value: float) -> float:
@@ -63,6 +67,14 @@ def check_text(value: str, field: str, limit: int) -> str:
     return value
 
 
+def check_prompt_tags(value: str, field: str) -> tuple[tuple[str, float], ...]:
+    """The prompt's <lora:name:weight> tags (the encoder leaves them out of the text)."""
+    try:
+        return take_lora_tags(value)[1]
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
 def check_side(value: int, field: str, limit: int) -> int:
     """One requested side in pixels: a multiple of 8 within MIN_SIZE..limit."""
     if value % 8:
@@ -84,6 +96,7 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     limits, defaults = config.limits, config.defaults
     prompt = check_text(params.prompt, "params.prompt", limits.max_prompt_chars)
     negative = check_text(params.negative_prompt, "params.negative_prompt", limits.max_prompt_chars)
+    loras = check_prompt_tags(prompt, "params.prompt") + check_prompt_tags(negative, "params.negative_prompt")
 
     steps = params.num_inference_steps or defaults.num_inference_steps
     if steps > limits.max_steps:
@@ -116,6 +129,10 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     if params.preview_every > limits.max_steps:
         raise InvalidArgument("params.preview_every", f"{params.preview_every} is outside 0..{limits.max_steps}")
 
+    clip_skip = params.clip_skip if params.HasField("clip_skip") else 1
+    if not 1 <= clip_skip <= MAX_CLIP_SKIP:
+        raise InvalidArgument("params.clip_skip", f"{clip_skip} is outside 1..{MAX_CLIP_SKIP}")
+
     return CheckedParams(
         prompt=prompt,
         negative_prompt=negative,
@@ -128,6 +145,8 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         output_format=FORMAT_BY_ENUM[params.output_format],
         quality=quality,
         preview_every=params.preview_every,
+        clip_skip=clip_skip,
+        prompt_loras=loras,
     )
 
 

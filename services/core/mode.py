@@ -42,12 +42,34 @@ def per_image(batch: list, attribute: str) -> list:
     return [getattr(spec, attribute) for spec in batch for _seed in spec.seeds]
 
 
-def shared_args(batch: list, generators: list, on_step) -> dict:
-    """The pipeline arguments every mode passes: per-image prompts, and what the batch shares."""
+def prompt_args(pipe, batch: list) -> dict:
+    """Per-image prompt embeddings from the one encoder the step engine uses too (prompts.encode_pair),
+    so both engines make the same image; the batch's specs have equal chunk counts (batch_key)."""
+    import torch
+
+    from .prompts import encode_pair
+
+    encoded = [encode_pair(pipe, spec) for spec in batch]
+    counts = [len(spec.seeds) for spec in batch]
+
+    def stack(values) -> torch.Tensor:
+        return torch.cat([value.repeat(count, *([1] * (value.ndim - 1))) for value, count in zip(values, counts)])
+
+    args = {"prompt_embeds": stack([positive.embeds for positive, _ in encoded])}
+    if encoded[0][0].pooled is not None:
+        args["pooled_prompt_embeds"] = stack([positive.pooled for positive, _ in encoded])
+    if encoded[0][1] is not None:  # under guidance (the batch shares its scale)
+        args["negative_prompt_embeds"] = stack([negative.embeds for _, negative in encoded])
+        if encoded[0][1].pooled is not None:
+            args["negative_pooled_prompt_embeds"] = stack([negative.pooled for _, negative in encoded])
+    return args
+
+
+def shared_args(pipe, batch: list, generators: list, on_step) -> dict:
+    """The pipeline arguments every mode passes: per-image prompt embeddings, and what the batch shares."""
     first = batch[0]
     return {
-        "prompt": per_image(batch, "prompt"),
-        "negative_prompt": per_image(batch, "negative_prompt"),
+        **prompt_args(pipe, batch),
         "num_inference_steps": first.steps,
         "guidance_scale": first.guidance_scale,
         "generator": generators,

@@ -27,6 +27,12 @@ class GenerationSpec:
     output_format: OutputFormat
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none); not in infotext
+    clip_skip: int = 1  # A1111's Clip skip (1: the last layer); in infotext when not 1
+    # <lora:name:weight> tags of the prompts, removed from the text the encoder sees; not acted on yet.
+    prompt_loras: tuple[tuple[str, float], ...] = ()
+    # 77-token chunks of the encoded prompts (prompts.sequence_chunks), set once the tokenizer is loaded
+    # (ModeRuntime.check): only equal lengths share a pipeline call. 0: not counted (a lone request).
+    prompt_chunks: int = 0
     strength: float | None = None  # image modes: as asked (and recorded in infotext)
     denoise_steps: int | None = None  # image modes: the steps that strength runs (checks.denoising_steps)
     init_image: object | None = None  # PIL RGB image at width x height (img2img, inpaint)
@@ -56,7 +62,8 @@ class GenerationSpec:
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
-        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength)
+        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength,
+                self.prompt_chunks)
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""
@@ -69,4 +76,6 @@ class GenerationSpec:
             "Model": model,
             **dict(self.infotext_extra),
         }
+        if self.clip_skip != 1:
+            params["Clip skip"] = self.clip_skip
         return format_infotext(self.prompt, self.negative_prompt, params)

@@ -28,7 +28,7 @@ def run(pipe, batch, generators, on_step):
     # One copy of the input per image: each image's VAE sample then uses its own generator,
     # so an image does not depend on what else was in the batch.
     return pipe(
-        **shared_args(batch, generators, on_step),
+        **shared_args(pipe, batch, generators, on_step),
         image=per_image(batch, "init_image"),
         strength=batch[0].pipeline_strength,
     ).images

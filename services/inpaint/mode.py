@@ -41,7 +41,7 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
 def run(pipe, batch, generators, on_step):
     first = batch[0]
     generated = pipe(
-        **shared_args(batch, generators, on_step),
+        **shared_args(pipe, batch, generators, on_step),
         image=per_image(batch, "init_image"),
         mask_image=per_image(batch, "mask"),
         strength=first.pipeline_strength,

@@ -15,7 +15,7 @@ def check(request: pb.Txt2ImgRequest, config) -> GenerationSpec:
 
 
 def run(pipe, batch, generators, on_step):
-    return pipe(**shared_args(batch, generators, on_step), width=batch[0].width, height=batch[0].height).images
+    return pipe(**shared_args(pipe, batch, generators, on_step), width=batch[0].width, height=batch[0].height).images
 
 
 def warmup_request(config):

@@ -93,6 +93,16 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
     assert seeds == "11" and "Steps: 3" in infotext and gallery_images(painted)[0].size == (96, 64)
     _g, seeds, infotext = client.predict(prompt="a fox", seed=4, api_name="/txt2img")
     assert seeds == "4" and "Size: 64x64" in infotext  # the form's defaults: the service's, from GetInfo
+    assert "Clip skip" not in infotext  # the form's default: the last layer
+
+
+def test_clip_skip_is_the_last_advanced_setting_of_every_tab(gateway):
+    client = gateway.client()
+    api = client.view_api(print_info=False, return_format="dict")
+    for name in ("/txt2img", "/img2img", "/inpaint"):
+        assert [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]][-1] == "clip_skip"
+    _g, _seeds, infotext = client.predict(prompt="a (red:1.2) fox", seed=4, clip_skip=2, api_name="/txt2img")
+    assert "Clip skip: 2" in infotext
 
 
 def test_numbers_out_of_range_are_named(gateway):

@@ -106,7 +106,7 @@ class StepEngine(threading.Thread):
 
     def _used(self, key: tuple) -> int:
         return sum(row.pixels * row.unet_rows for a in list(self._active.copy().values()) for row in a.rows
-                   if row.shape_key == key and not row.done)
+                   if row.latent_shape == key and not row.done)
 
     def _admit(self, wait: bool) -> None:
         """Admit waiting requests, in queue order, while the head's rows fit their shape's budget
@@ -186,7 +186,7 @@ class StepEngine(threading.Thread):
                 unet_step(self.pipe.unet, rows)
         except torch.OutOfMemoryError:
             release_device_memory()
-            self._squeezed[rows[0].shape_key] = time.monotonic() + OOM_BACKOFF_S
+            self._squeezed[rows[0].latent_shape] = time.monotonic() + OOM_BACKOFF_S
             self._fail({row.owner for row in rows}, OutOfMemory("the device ran out of memory; try fewer or smaller "
                                                                 "images"))
             return

@@ -51,10 +51,15 @@ class Row:
         return self.index >= len(self.timesteps)
 
     @property
-    def shape_key(self) -> tuple:
-        """Rows with equal keys (latent height, width) share UNet calls; a service's rows differ in
-        nothing else that matters to the UNet (one model: the same channels and prompt length)."""
+    def latent_shape(self) -> tuple:
+        """(latent height, width): what the row budget counts by."""
         return tuple(self.latents.shape[-2:])
+
+    @property
+    def shape_key(self) -> tuple:
+        """Rows with equal keys (latent height, width, prompt embedding length) share UNet calls. Long
+        prompts are longer sequences; padding a shorter one to share a call would change its image."""
+        return (*self.latent_shape, self.embeds.shape[1])
 
 
 @dataclass(frozen=True)
@@ -75,17 +80,16 @@ def guided(spec) -> bool:
 
 
 def encode_prompt(pipe, spec) -> Prompt:
+    """The request's prompts through the one encoder both engines use (prompts.encode_pair)."""
     import torch
 
-    cfg = guided(spec)
-    # SD pipelines return (positive, negative); SDXL ones add the pooled projections of both.
-    encoded = pipe.encode_prompt(prompt=spec.prompt, device=pipe._execution_device, num_images_per_prompt=1,
-                                 do_classifier_free_guidance=cfg, negative_prompt=spec.negative_prompt)
-    positive, negative = encoded[0], encoded[1]
-    pooled = None
-    if len(encoded) == 4:
-        pooled = torch.cat([encoded[3], encoded[2]]) if cfg else encoded[2]
-    return Prompt(torch.cat([negative, positive]) if cfg else positive, pooled)
+    from ..prompts import encode_pair
+
+    positive, negative = encode_pair(pipe, spec)
+    if negative is None:
+        return Prompt(positive.embeds, positive.pooled)
+    pooled = None if positive.pooled is None else torch.cat([negative.pooled, positive.pooled])
+    return Prompt(torch.cat([negative.embeds, positive.embeds]), pooled)
 
 
 def text_time(pipe, prompt: Prompt, height: int, width: int) -> dict | None:

@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from grpc_health.v1 import health_pb2
 
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
+from ..prompts import sequence_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
@@ -39,6 +41,7 @@ class ModeRuntime:
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
         self.worker = None
+        self.pipe = None  # once loaded: its tokenizer counts the prompts' chunks in check
         self.engine = config.engine  # what serves once loaded: the step engine, or pipeline calls
         self.device = ""
         self.dtype = ""
@@ -57,6 +60,7 @@ class ModeRuntime:
 
         started = time.monotonic()
         pipe, device, dtype = load_pipeline(self.mode, self.config)
+        self.pipe = pipe
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
         self.model_kind = of_pipeline(pipe)
         self.engine = self.config.engine
@@ -112,9 +116,13 @@ class ModeRuntime:
             self._calls.release()
 
     def check(self, request):
-        """The mode's checks (decoding input images), a few requests at a time."""
+        """The mode's checks (decoding input images), a few requests at a time; then the prompts' chunk
+        count (tokenizing only), which decides what may share a pipeline call."""
         with self._checking:
-            return self.mode.check(request, self.config)
+            spec = self.mode.check(request, self.config)
+            if self.pipe is not None:
+                spec = replace(spec, prompt_chunks=sequence_chunks(self.pipe, spec))
+            return spec
 
     def _running_left(self) -> float | None:
         """Predicted seconds until the running batch ends (0 when idle; None before any data)."""

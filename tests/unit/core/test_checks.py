@@ -170,3 +170,27 @@ def test_pixels_over_the_limit_are_refused_naming_the_field_that_set_them():
     with pytest.raises(InvalidArgument, match="64x128") as info:
         output_size(check_params(pb.GenerationParams(width=64, height=128), small), small, (64, 64))
     assert info.value.field == "params.width"
+
+
+@pytest.mark.parametrize("value", [0, 13])
+def test_clip_skip_outside_1_to_12_is_refused(value):
+    error = refused(pb.GenerationParams(clip_skip=value))
+    assert error.field == "params.clip_skip" and "outside 1..12" in error.problem
+
+
+def test_clip_skip_defaults_to_the_last_layer():
+    assert check_params(pb.GenerationParams(), CONFIG).clip_skip == 1
+    assert check_params(pb.GenerationParams(clip_skip=2), CONFIG).clip_skip == 2
+
+
+def test_lora_tags_of_both_prompts_are_taken_in_order():
+    checked = check_params(pb.GenerationParams(prompt="a fox <lora:film:0.6>", negative_prompt="<lora:blur:-1>"),
+                           CONFIG)
+    assert checked.prompt_loras == (("film", 0.6), ("blur", -1.0))
+    assert checked.prompt == "a fox <lora:film:0.6>"  # the text as sent: infotext records the tags, as A1111
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_a_malformed_lora_tag_is_refused_naming_its_prompt(field):
+    error = refused(pb.GenerationParams(**{field: "a fox <lora:film:strong>"}))
+    assert error.field == f"params.{field}" and "not a number" in error.problem

@@ -61,3 +61,16 @@ def test_infotext_describes_one_image():
     assert prompt == "a fox" and negative == "blurry"
     assert params == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "3",
                                 "Size": "64x128", "Model": "tiny", "Denoising strength": "0.6"}
+
+
+def test_infotext_carries_clip_skip_when_not_the_last_layer():
+    _prompt, _negative, params = split_infotext(spec(clip_skip=2).infotext(seed=3, sampler="Euler", model="tiny"))
+    assert params["Clip skip"] == "2"
+    for unskipped in (spec(), spec(clip_skip=1)):
+        assert "Clip skip" not in split_infotext(unskipped.infotext(seed=3, sampler="Euler", model="tiny"))[2]
+
+
+def test_only_prompts_of_equal_chunk_counts_share_a_batch():
+    assert dataclasses.replace(spec(), prompt_chunks=2).batch_key() != dataclasses.replace(spec(), prompt_chunks=1
+                                                                                          ).batch_key()
+    assert spec(clip_skip=2).batch_key() == spec().batch_key()  # the embeddings carry it

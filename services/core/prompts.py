@@ -1,0 +1,324 @@
+"""Prompts as AUTOMATIC1111 reads them: attention weights, BREAK, LoRA tags, 75-token chunks, clip skip.
+
+    a (red:1.3) fox, ((sharp)), [blurry] BREAK at dawn <lora:film:0.6>
+
+Parsing (`parse_prompt`) is pure Python, so the checks run it before any model work. Encoding
+(`encode_text`, `encode_pair`) is the one text encoding both engines use:
+
+- the text is split into 75-token chunks (a BREAK ends one early; near the end of a full chunk the
+  text after the last comma moves to the next one, as A1111 does), each wrapped in BOS/EOS and padded
+  to 77, encoded alone and concatenated along the sequence axis: nothing is cut;
+- each token's embedding is multiplied by its weight, then the chunk is rescaled so its mean is the
+  unweighted one (A1111's mean restoration), so `(word:1.0)` is exactly `word`;
+- a plain prompt of at most 75 tokens gives exactly diffusers' own `encode_prompt` result;
+- SDXL: each text encoder is chunked and weighted on its own (penultimate layer, as its pipeline),
+  the outputs concatenated along the features; the pooled embedding is the second encoder's on the
+  first chunk, unweighted (A1111, ComfyUI).
+
+Why not compel: it reads its own syntax (`word++`, `(word)1.3`), not `(word:1.3)` / `[word]` / BREAK,
+and weights by interpolating from the empty prompt's embedding (down-weights by blending with the
+prompt without the word) instead of A1111's multiply-and-restore-mean, so its images differ from
+A1111's for the same prompt. The parser below follows A1111's own rules, token by token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+CHUNK_TOKENS = 75  # tokens of text per chunk; with BOS and EOS the encoder's 77
+COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack: how far back a comma may end a full chunk
+ROUND, SQUARE = 1.1, 1 / 1.1  # what one (…) or […] multiplies by
+
+_LORA_TAG = re.compile(r"<lora:([^<>]*)>")
+# One lexical unit of A1111's attention syntax: an escape, a bracket, an explicit weight closing a
+# round bracket, plain text, or a lone ':' or '\' (A1111's own units, with a stricter number).
+_UNIT = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:")
+_BREAK = re.compile(r"\s*\bBREAK\b\s*")
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    """A prompt's text as (text, weight) runs, split into sections by BREAK; its LoRA tags apart."""
+
+    sections: tuple[tuple[tuple[str, float], ...], ...]
+    loras: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def weighted(self) -> bool:
+        return any(weight != 1.0 for section in self.sections for _text, weight in section)
+
+
+def take_lora_tags(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """The text without its `<lora:name:weight>` tags (weight 1 when left out), and the tags in order.
+    Raises ValueError for a tag without a name, or whose weight is not one finite number."""
+    loras = []
+    for match in _LORA_TAG.finditer(text):
+        name, *weights = match.group(1).split(":")
+        name = name.strip()
+        if not name:
+            raise ValueError(f"{match.group(0)!r} names no LoRA")
+        if len(weights) > 1:
+            raise ValueError(f"{match.group(0)!r} has {len(weights)} weights; give one: <lora:{name}:0.8>")
+        try:
+            weight = float(weights[0]) if weights else 1.0
+        except ValueError:
+            raise ValueError(f"{match.group(0)!r}: the weight {weights[0]!r} is not a number") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"{match.group(0)!r}: the weight must be a finite number")
+        loras.append((name, weight))
+    return _LORA_TAG.sub("", text), tuple(loras)
+
+
+def parse_attention(text: str) -> tuple[tuple[tuple[str, float], ...], ...]:
+    """A1111's attention syntax: (x) x1.1, [x] /1.1, (x:w) xw, nesting multiplies; \\( \\) \\[ \\] \\\\ are
+    literal; a bracket never closed still applies to the rest, one closed but never opened is literal;
+    BREAK (a word of its own, in capitals) starts a new section. Adjacent runs of equal weight merge, so
+    `a (fox:1.0)` is the one run `a fox`."""
+    runs: list[list] = []  # [text, weight], or None for a BREAK
+    rounds: list[int] = []  # where each open bracket's runs start
+    squares: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for run in runs[start:]:
+            if run is not None:
+                run[1] *= factor
+
+    for match in _UNIT.finditer(text):
+        unit, weight = match.group(0), match.group(1)
+        if unit.startswith("\\"):
+            runs.append([unit[1:], 1.0])  # a lone backslash drops, as in A1111
+        elif unit == "(":
+            rounds.append(len(runs))
+        elif unit == "[":
+            squares.append(len(runs))
+        elif weight is not None and rounds:
+            multiply(rounds.pop(), float(weight))
+        elif unit == ")" and rounds:
+            multiply(rounds.pop(), ROUND)
+        elif unit == "]" and squares:
+            multiply(squares.pop(), SQUARE)
+        else:
+            for index, part in enumerate(_BREAK.split(unit)):
+                if index:
+                    runs.append(None)
+                runs.append([part, 1.0])
+    for start in rounds:
+        multiply(start, ROUND)
+    for start in squares:
+        multiply(start, SQUARE)
+
+    sections, current = [], []
+    for run in runs + [None]:
+        if run is None:
+            sections.append(tuple((text, weight) for text, weight in current if text))
+            current = []
+        elif current and current[-1][1] == run[1]:
+            current[-1] = (current[-1][0] + run[0], run[1])
+        else:
+            current.append((run[0], run[1]))
+    return tuple(sections)
+
+
+def parse_prompt(text: str) -> ParsedPrompt:
+    """The prompt's weighted runs and LoRA tags (ValueError for a malformed tag)."""
+    rest, loras = take_lora_tags(text)
+    return ParsedPrompt(parse_attention(rest), loras)
+
+
+# --- tokens
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ids: tuple[int, ...]  # BOS, up to 75 tokens, EOS, padding: 77 in all
+    weights: tuple[float, ...]  # one per id; 1.0 for BOS, EOS and padding
+    length: int  # BOS + tokens + EOS: the ids an attention mask keeps
+
+
+def chunk_tokens(parsed: ParsedPrompt, tokenizer) -> list[Chunk]:
+    """The parsed prompt as the encoder's 77-token chunks, as A1111 makes them."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    comma = tokenizer.get_vocab().get(",</w>")
+    chunks: list[Chunk] = []
+    tokens: list[int] = []
+    weights: list[float] = []
+    last_comma = -1
+
+    def close() -> None:
+        nonlocal tokens, weights, last_comma
+        fill = CHUNK_TOKENS - len(tokens)
+        # After EOS, the tokenizer's padding: diffusers' (and A1111's, which pads SD1 with EOS = pad).
+        chunks.append(Chunk(tuple([bos, *tokens, eos] + [pad] * fill), tuple([1.0, *weights, 1.0] + [1.0] * fill),
+                            len(tokens) + 2))
+        tokens, weights, last_comma = [], [], -1
+
+    for index, section in enumerate(parsed.sections):
+        if index:
+            close()  # BREAK
+        texts = [text for text, _weight in section]
+        ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] if texts else []
+        for run_ids, (_text, weight) in zip(ids, section):
+            for token in run_ids:
+                if token == comma:
+                    last_comma = len(tokens)
+                elif len(tokens) == CHUNK_TOKENS and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
+                    # A full chunk with a comma near its end: the words after the comma start the next chunk.
+                    cut = last_comma + 1
+                    moved, moved_weights = tokens[cut:], weights[cut:]
+                    tokens, weights = tokens[:cut], weights[:cut]
+                    close()
+                    tokens, weights = moved, moved_weights
+                if len(tokens) == CHUNK_TOKENS:
+                    close()
+                tokens.append(token)
+                weights.append(weight)
+    if tokens or not chunks:
+        close()
+    return chunks
+
+
+def text_encoders(pipe) -> list[tuple[object, object]]:
+    """(tokenizer, text encoder) pairs, in the order their outputs are concatenated: SDXL's two (the
+    refiner has only the second), or the one of SD 1.x/2.x."""
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    return [(tokenizer, encoder) for tokenizer, encoder in pairs if encoder is not None]
+
+
+def is_sdxl(pipe) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
+def chunk_count(pipe, text: str) -> int:
+    """How many 77-token chunks `text` encodes to with this pipeline's tokenizer."""
+    return len(chunk_tokens(parse_prompt(text), text_encoders(pipe)[0][0]))
+
+
+def sequence_chunks(pipe, spec) -> int:
+    """The chunks of a request's embeddings: the prompt's, with the negative's (under guidance) padded
+    to a common count (pad_to)."""
+    positive = chunk_count(pipe, spec.prompt)
+    if spec.guidance_scale <= 1:
+        return positive
+    return math.lcm(positive, chunk_count(pipe, spec.negative_prompt))
+
+
+# --- embeddings
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text's embeddings: (1, 77 x chunks, D), and SDXL's pooled (1, P) or None."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None
+
+    @property
+    def chunks(self) -> int:
+        return self.embeds.shape[1] // 77
+
+
+# The mean restoration divides by the weighted chunk's mean: where a mean is this small against the
+# values' own size it is rounding noise, and the rescale is skipped (the weights still apply).
+MEAN_FLOOR = 1e-3
+
+
+def emphasize(z: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
+    """A1111's emphasis: each token's embedding times its weight, then the chunk rescaled so its mean is
+    the unweighted mean. Unweighted chunks are returned as they are (bit for bit).
+
+    Real text encoders' outputs have a mean well away from zero (A1111's arithmetic exactly); one whose
+    outputs average to zero (an untrained final layer norm, as the embedded tiny model's) would be
+    rescaled by noise over noise, to inf or NaN: there the rescale is skipped."""
+    import torch
+
+    if all(weight == 1.0 for weight in weights):
+        return z
+    original = z.float()
+    scaled = original * torch.tensor(weights, dtype=torch.float32, device=z.device).reshape(1, -1, 1)
+    floor = MEAN_FLOOR * original.abs().mean()
+    before, after = original.mean(), scaled.mean()
+    if before.abs() > floor and after.abs() > floor:
+        scaled = scaled * (before / after)
+    return scaled.to(z.dtype)
+
+
+def _encode_chunk(encoder, chunk: Chunk, device, sdxl: bool, clip_skip: int):
+    """(hidden states (1, 77, D), the projection's pooled output or None) of one chunk, as diffusers'
+    encode_prompt computes them for 77 tokens."""
+    import torch
+
+    ids = torch.tensor([chunk.ids], device=device)
+    if sdxl:
+        # SDXL conditions on the penultimate layer by design; clip skip does not apply (A1111's default).
+        out = encoder(ids, output_hidden_states=True)
+        pooled = out[0] if out[0].ndim == 2 else None
+        return out.hidden_states[-2], pooled
+    mask = None
+    if getattr(encoder.config, "use_attention_mask", False):
+        mask = torch.tensor([[1] * chunk.length + [0] * (len(chunk.ids) - chunk.length)], device=device)
+    if clip_skip <= 1:
+        return encoder(ids, attention_mask=mask)[0], None
+    # A1111's Clip skip N: layer -N's hidden state through the final layer norm (diffusers' clip_skip=N-1).
+    hidden = encoder(ids, attention_mask=mask, output_hidden_states=True)[-1][-clip_skip]
+    # transformers 5 moved the layer norm from `text_model` onto the model (diffusers 0.42 still looks
+    # for `text_model`, so its own clip_skip fails there).
+    return getattr(encoder, "text_model", encoder).final_layer_norm(hidden), None
+
+
+def encode_text(pipe, text: str, clip_skip: int = 1) -> Encoded:
+    """The text's embeddings, chunked and weighted as A1111 does (LoRA tags removed)."""
+    import torch
+
+    parsed = parse_prompt(text)
+    device, sdxl = pipe._execution_device, is_sdxl(pipe)
+    per_encoder, pooled, counts = [], None, set()
+    for tokenizer, encoder in text_encoders(pipe):
+        chunks = chunk_tokens(parsed, tokenizer)
+        counts.add(len(chunks))
+        outputs = []
+        for index, chunk in enumerate(chunks):
+            z, projected = _encode_chunk(encoder, chunk, device, sdxl, clip_skip)
+            outputs.append(emphasize(z, chunk.weights))
+            if index == 0 and projected is not None:
+                pooled = projected  # the last encoder with a projection: SDXL's second
+        per_encoder.append(torch.cat(outputs, dim=1))
+    if len(counts) != 1:
+        raise ValueError(f"the text encoders' tokenizers split the prompt into different chunk counts: {counts}")
+    embeds = torch.cat(per_encoder, dim=-1)
+    # The dtype diffusers gives them: the (last) text encoder's.
+    dtype = text_encoders(pipe)[-1][1].dtype
+    return Encoded(embeds.to(dtype=dtype, device=device), None if pooled is None else pooled.to(dtype=dtype,
+                                                                                                  device=device))
+
+
+def pad_to(encoded: Encoded, chunks: int) -> Encoded:
+    """The embeddings repeated whole up to `chunks` chunks (a multiple of theirs). Cross-attention over
+    keys repeated k times is attention over the keys once, so the image stays the one A1111 makes
+    by running prompt and negative prompt in separate UNet passes when their lengths differ (ComfyUI
+    pads the same way); padding with empty-prompt chunks would change it."""
+    if encoded.chunks == chunks:
+        return encoded
+    if chunks % encoded.chunks:
+        raise ValueError(f"cannot pad {encoded.chunks} chunks to {chunks}")
+    return Encoded(encoded.embeds.repeat(1, chunks // encoded.chunks, 1), encoded.pooled)
+
+
+def encode_pair(pipe, spec) -> tuple[Encoded, Encoded | None]:
+    """A request's prompt and (under guidance, i.e. above 1, as diffusers) negative prompt, encoded and
+    padded to a common chunk count. The negative is None without guidance."""
+    clip_skip = getattr(spec, "clip_skip", 1)
+    positive = encode_text(pipe, spec.prompt, clip_skip)
+    if spec.guidance_scale <= 1:
+        return positive, None
+    negative = encode_text(pipe, spec.negative_prompt, clip_skip)
+    chunks = math.lcm(positive.chunks, negative.chunks)
+    return pad_to(positive, chunks), pad_to(negative, chunks)

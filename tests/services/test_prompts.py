@@ -1,0 +1,72 @@
+"""Prompt syntax over gRPC: both engines make the same image of a weighted long prompt, prompts of
+different lengths served together get their images alone, clip skip is checked and recorded."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.client import InvalidInput
+from tests.conftest import RunningService, request_for
+from tests.unit.core.engine.test_prompt_images import WEIGHTED_LONG
+
+
+@pytest.fixture(scope="module")
+def engines():
+    running = {engine: RunningService("txt2img", "--engine", engine, "--max-batch-size", "8",
+                                      "--batch-wait-ms", "300") for engine in ("step", "pipeline")}
+    yield running
+    for service in running.values():
+        service.stop()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def test_both_engines_make_the_same_image_of_a_weighted_long_prompt(engines):
+    request = request_for("txt2img", prompt=WEIGHTED_LONG, negative_prompt="(ugly:1.2)", clip_skip=2)
+    step, pipeline = (engines[name].client.generate(request).images[0] for name in ("step", "pipeline"))
+    assert np.abs(pixels(step.data) - pixels(pipeline.data)).max() <= 3
+    assert pixels(step.data).std() > 1  # an image, not the black of NaN latents
+    assert "Clip skip: 2" in step.infotext and step.infotext.startswith(WEIGHTED_LONG + "\n")
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_prompts_of_different_lengths_served_together_get_their_images_alone(engines, engine):
+    client = engines[engine].client
+    prompts = [WEIGHTED_LONG, "a red fox", WEIGHTED_LONG + " BREAK snow", "a (red:1.2) fox"]
+    alone = [client.generate(request_for("txt2img", prompt=prompt, seed=i)) for i, prompt in enumerate(prompts)]
+    together = [None] * len(prompts)
+
+    def call(i):
+        together[i] = client.generate(request_for("txt2img", prompt=prompts[i], seed=i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for one, crowd in zip(alone, together):
+        assert np.abs(pixels(one.images[0].data) - pixels(crowd.images[0].data)).max() <= 3
+
+
+@pytest.mark.parametrize("value", [0, 13])
+def test_a_bad_clip_skip_is_invalid_argument_naming_it(engines, value):
+    with pytest.raises(InvalidInput) as info:
+        engines["step"].client.generate(request_for("txt2img", clip_skip=value))
+    assert [v.field for v in info.value.violations] == ["params.clip_skip"]
+
+
+def test_sdxl_serves_long_weighted_prompts():
+    service = RunningService("txt2img", "--engine", "step", "--model", "tiny-xl", "--warmup", "false")
+    try:
+        images = [service.client.generate(request_for("txt2img", prompt=prompt)).images[0]
+                  for prompt in (WEIGHTED_LONG, WEIGHTED_LONG.replace("(red:1.3)", "red"))]
+        assert not np.array_equal(pixels(images[0].data), pixels(images[1].data))
+    finally:
+        service.stop()
