@@ -206,8 +206,9 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, o
             for spec in TABS:
                 tab, button = build_tab(spec, backends[spec.contract.name].info(), image_modes)
                 tabs[tab.mode] = tab
+                # The progress bar sits on the infotext box: the gallery stays clear for the live previews.
                 running = button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
-                                       api_name=tab.mode, concurrency_id=tab.mode,
+                                       api_name=tab.mode, concurrency_id=tab.mode, show_progress_on=tab.outputs[2],
                                        concurrency_limit="default" if concurrency is None else concurrency)
                 # Interrupt: the service stops this session's request at the next step; the last preview
                 # stays in the result area.
