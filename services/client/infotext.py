@@ -109,7 +109,7 @@ class Parameters:
     mask_blur: int | None = None
     invert_mask: bool = False
     model: str | None = None
-    loras: dict = field(default_factory=dict)  # name -> hash; no request takes LoRAs yet
+    loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
 
