@@ -90,6 +90,14 @@ def parse_loras(text: str) -> dict[str, str]:
     return loras
 
 
+_LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::[^<>]*)?>")
+
+
+def prompt_lora_names(params: "Parameters") -> set[str]:
+    """Names of the <lora:name:weight> tags in the prompts (the tags carry the weights)."""
+    return {name.strip() for text in (params.prompt, params.negative_prompt) for name in _LORA_TAG.findall(text)}
+
+
 @dataclass(frozen=True)
 class Parameters:
     """Generation parameters read from infotext, as request fields (None: not recorded)."""

@@ -7,21 +7,11 @@ could differ. What cannot be followed is a ReplayError naming it; what may diffe
 
 from __future__ import annotations
 
-import re
-
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
 
-from .infotext import Parameters
+from .infotext import Parameters, prompt_lora_names
 from .requests import make_request
-
-
-_LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::[^<>]*)?>")
-
-
-def prompt_lora_names(params: Parameters) -> set[str]:
-    """Names of the <lora:name:weight> tags in the prompts."""
-    return {name.strip() for text in (params.prompt, params.negative_prompt) for name in _LORA_TAG.findall(text)}
 
 
 class ReplayError(ValueError):
