@@ -274,12 +274,14 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, o
 
         modes = list(tabs)
         status_outputs = [tabs[mode].status for mode in modes]
-        range_outputs = [component for mode in modes for component in tabs[mode].controls.ranged]
+        range_outputs = [component for mode in modes for component in [*tabs[mode].controls.ranged,
+                                                                         tabs[mode].lora_picker]]
 
         def refresh_all():
             updates = [gateway.status_line(mode) for mode in modes]
             for mode in modes:
-                updates += tabs[mode].controls.updates(backends[mode].info())
+                info = backends[mode].info()
+                updates += [*tabs[mode].controls.updates(info), gr.update(choices=list(info.loras))]
             return updates
 
         def refresh_status():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services.client.infotext import Parameters
+from services.client.infotext import Parameters, prompt_lora_names
 
 from .tabs import MODEL_DEFAULT, Tab
 
-# Parameters attribute -> the tab field (API name) it fills. A field a tab does not have is skipped:
-# this is the hook for LoRAs (read from `Lora hashes`): once a tab has a "loras" input, it is filled.
+# Parameters attribute -> the tab field (API name) it fills. A field a tab does not have is skipped.
+# LoRAs need no field: their <lora:name:weight> tags are in the prompt (A1111's infotext and ours).
 FIELDS = {
     "prompt": "prompt",
     "negative_prompt": "negative_prompt",
@@ -21,7 +21,6 @@ FIELDS = {
     "scheduler": "scheduler",
     "strength": "strength",
     "mask_blur": "mask_blur",
-    "loras": "loras",
 }
 
 
@@ -46,8 +45,9 @@ def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
         if value is None or value == {}:
             continue  # not recorded: the field keeps what it has
         values[name] = value
-    if params.loras and "loras" not in tab.inputs:
-        warnings.append(f"LoRAs are not supported yet: {', '.join(params.loras)} left out")
+    untagged = [name for name in params.loras if name not in prompt_lora_names(params)]
+    if untagged:
+        warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt are left out: {', '.join(untagged)}")
     warnings += [p for p in params.problems if not p.startswith("unknown sampler")]
     return values, warnings
 

@@ -138,6 +138,25 @@ def common_request_args(values: dict) -> dict:
     }
 
 
+def add_lora_tag(prompt: str | None, name: str | None) -> tuple:
+    """(the prompt with A1111's `<lora:NAME:1>` added at its end, the picker cleared for the next pick).
+    The weight is edited in the prompt, as in A1111; the service reads the tag."""
+    if not name:
+        return gr.update(), None
+    text = (prompt or "").rstrip()
+    tag = f"<lora:{name}:1>"
+    return (f"{text} {tag}" if text else tag), None
+
+
+def lora_picker(mode: str, info: pb.ServiceInfo, prompt):
+    """The LoRAs the tab's service has (GetInfo); picking one inserts its tag into the prompt. Not an API
+    input: the tag in the prompt is what the request carries."""
+    picker = gr.Dropdown(list(info.loras), value=None, label="LoRA (adds <lora:name:1> to the prompt)",
+                         elem_id=f"{mode}-lora", interactive=True)
+    picker.input(add_lora_tag, [prompt, picker], [prompt, picker], api_visibility="private")
+    return picker
+
+
 @dataclass
 class TabSpec:
     """What makes one tab: its mode, its own inputs and controls, and how its values become a request."""
@@ -232,6 +251,7 @@ class Tab:
     send_buttons: dict = field(default_factory=dict)  # target mode -> button
     selected: object = None  # gr.State: the gallery index picked
     interrupt: object = None  # the Interrupt button: stops the running generation
+    lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
 
     @property
     def mode(self) -> str:
@@ -253,6 +273,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 images = spec.image_inputs()
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
+                picker = lora_picker(mode, info, prompt)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info))
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
@@ -269,5 +290,5 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt)
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker)
     return tab, button

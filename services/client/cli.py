@@ -53,6 +53,21 @@ def positive(text: str) -> float:
     return value
 
 
+def lora_weight(text: str) -> tuple[str, float]:
+    """An argparse type: NAME or NAME:WEIGHT (weight 1 when left out), a LoRA and its weight."""
+    name, sep, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weight {weight!r} is not a number (NAME:WEIGHT)") from None
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no LoRA (NAME:WEIGHT)")
+    return name.strip(), value
+
+
+lora_weight.__name__ = "LoRA"  # what argparse calls it in its own messages
+
+
 def output_path(out: Path | None, mode: str, output_format: str) -> Path:
     """Where to write: --out with the format's extension (x.png with --format jpeg is written as x.jpg;
     a name without an image suffix gets one added); by default MODE.EXT."""
@@ -88,6 +103,9 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--clip-skip", type=whole(1, MAX_CLIP_SKIP), default=None,
                    help=f"1..{MAX_CLIP_SKIP}: stop the text encoder this many layers early, as A1111's Clip skip "
                         "(default 1: the last layer; SDXL always uses its penultimate layer)")
+    p.add_argument("--lora", type=lora_weight, action="append", default=[], metavar="NAME[:WEIGHT]",
+                   help="a LoRA the service has (its `info` lists them) and its weight (default 1); repeat for more; "
+                        "<lora:NAME:WEIGHT> in the prompt works too")
     p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output encoding")
     p.add_argument("--out", type=Path, default=None,
                    help=f"output file (default {mode}.png, {mode}.jpg or {mode}.webp); its extension follows "
@@ -127,6 +145,7 @@ def _run_generate(args) -> int:
         mask_blur=getattr(args, "mask_blur", None),
         invert_mask=getattr(args, "invert_mask", False),
         clip_skip=args.clip_skip,
+        loras=args.lora,
     )
     with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
         result = _stream(client, request, args.quiet)

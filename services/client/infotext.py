@@ -90,6 +90,14 @@ def parse_loras(text: str) -> dict[str, str]:
     return loras
 
 
+_LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::[^<>]*)?>")
+
+
+def prompt_lora_names(params: "Parameters") -> set[str]:
+    """Names of the <lora:name:weight> tags in the prompts (the tags carry the weights)."""
+    return {name.strip() for text in (params.prompt, params.negative_prompt) for name in _LORA_TAG.findall(text)}
+
+
 @dataclass(frozen=True)
 class Parameters:
     """Generation parameters read from infotext, as request fields (None: not recorded)."""
@@ -109,7 +117,7 @@ class Parameters:
     mask_blur: int | None = None
     invert_mask: bool = False
     model: str | None = None
-    loras: dict = field(default_factory=dict)  # name -> hash; no request takes LoRAs yet
+    loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
 
-from .infotext import Parameters
+from .infotext import Parameters, prompt_lora_names
 from .requests import make_request
 
 
@@ -49,9 +49,17 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     if params.model and info.model and params.model != info.model:
         warnings.append(f"the image was made with model {params.model!r}, the {params.mode} service runs "
                         f"{info.model!r}: the result will differ")
-    if params.loras:
-        # The hook for LoRAs: no request takes them yet, so an image made with them cannot be remade.
-        warnings.append(f"LoRAs are not supported yet ({', '.join(params.loras)}): the result will differ")
+    # The prompt's <lora:name:weight> tags carry the weights (A1111's and our infotext write them there:
+    # params.loras as tags), so the prompt is sent as written; sending the field too would count them twice.
+    tagged = prompt_lora_names(params)
+    missing = sorted(name for name in tagged if name not in info.loras)
+    if missing:
+        raise ReplayError(f"the image was made with LoRAs the {params.mode} service does not have: "
+                          f"{', '.join(missing)} (it has {', '.join(info.loras) or 'none'})")
+    untagged = [name for name in params.loras if name not in tagged]
+    if untagged:
+        warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt (so without a weight) are left out: "
+                        f"{', '.join(untagged)}; the result will differ")
     request = make_request(
         params.mode, params.prompt,
         negative_prompt=params.negative_prompt,

@@ -48,10 +48,13 @@ def make_request(
     invert_mask: bool = False,
     preview_every: int = 0,
     clip_skip: int | None = None,
+    loras=None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
-    Fields the mode does not have (an image for txt2img, a mask for img2img) are ignored."""
+    `loras`: LoRAs by name (GetInfo lists them) with weights, as a mapping {name: weight} or (name, weight)
+    pairs; `<lora:name:weight>` tags in the prompt work too. Fields the mode does not have (an image for
+    txt2img, a mask for img2img) are ignored."""
     contract = mode_contract(mode)
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -75,6 +78,8 @@ def make_request(
         params.seed = seed
     if clip_skip is not None:
         params.clip_skip = clip_skip
+    for name, weight in (loras.items() if hasattr(loras, "items") else loras or ()):
+        params.loras.add(name=name, weight=weight)
     request = contract.request(params=params)
     if contract.takes_image:
         if image is not None:

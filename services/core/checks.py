@@ -20,6 +20,7 @@ from .config import Limits, ServiceConfig
 from .errors import InvalidArgument
 from .imaging import images
 from .prompts import take_lora_tags
+from .models import loras as lora_files
 from .models import schedulers
 
 
@@ -40,6 +41,9 @@ class CheckedParams:
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none)
     clip_skip: int = 1  # A1111's Clip skip: 1 = the text encoder's last layer
     prompt_loras: tuple[tuple[str, float], ...] = ()  # <lora:name:weight> tags of both prompts, in order
+    requested_loras: tuple[tuple[str, float], ...] = ()  # params.loras as sent (no zero weights), in order
+    loras: lora_files.LoraSet = ()  # what runs: tags and field merged, weights of one name added up
+    lora_hashes: tuple[tuple[str, str], ...] = ()  # (name, A1111's short hash) of each in `loras`
 
 
 def short_float(value: float) -> float:
@@ -75,6 +79,44 @@ def check_prompt_tags(value: str, field: str) -> tuple[tuple[str, float], ...]:
         raise InvalidArgument(field, str(exc)) from None
 
 
+def check_loras(params: pb.GenerationParams, tags: list[tuple[tuple[str, float], str]], config: ServiceConfig):
+    """(the field's LoRAs as sent, the set that runs, their hashes). `tags` are the prompts' (name, weight)
+    with the field each came from. A name is one of the LoRA folder's names - never a path - and a
+    weight within -MAX_WEIGHT..MAX_WEIGHT; one name asked for more than once runs with the weights added
+    up (LoRA deltas add, as A1111 applies a repeated tag twice); a weight of 0 runs nothing."""
+    entries = [((item.name, item.weight), "params.loras") for item in params.loras] + tags
+    if not entries:
+        return (), (), ()
+    found = lora_files.available(config.lora_dir)
+    bound = lora_files.MAX_WEIGHT
+    totals: dict[str, float] = {}
+    for (name, weight), field in entries:
+        if name not in found:
+            if not found:
+                problem = "this service has no LoRAs (it was started without --lora-dir)"
+            elif "/" in name or "\\" in name or name.startswith("."):
+                problem = f"{quote(name)} is not a LoRA name (names, not paths); choose one of {', '.join(sorted(found))}"
+            else:
+                problem = f"unknown LoRA {quote(name)}; choose one of {', '.join(sorted(found))}"
+            raise InvalidArgument(field, problem)
+        if not math.isfinite(weight) or not -bound <= weight <= bound:
+            raise InvalidArgument(field, f"LoRA {quote(name)}: weight {weight} is outside {-bound:g}..{bound:g}")
+        totals[name] = totals.get(name, 0.0) + short_float(weight)
+    if len(totals) > lora_files.CACHE_SIZE:
+        raise InvalidArgument("params.loras", f"{len(totals)} LoRAs asked for; at most {lora_files.CACHE_SIZE}")
+    for name, total in totals.items():
+        if not -bound <= total <= bound:
+            raise InvalidArgument("params.loras", f"LoRA {quote(name)}: its weights add up to {total:g}, outside "
+                                                  f"{-bound:g}..{bound:g}")
+    requested = tuple((item.name, short_float(item.weight)) for item in params.loras if item.weight != 0)
+    active = tuple(sorted((name, short_float(total)) for name, total in totals.items() if total != 0))
+    try:
+        hashes = tuple((name, lora_files.short_hash(found[name])) for name, _ in active)
+    except OSError as exc:
+        raise InvalidArgument("params.loras", f"a LoRA file cannot be read: {exc.strerror}") from None
+    return requested, active, hashes
+
+
 def check_side(value: int, field: str, limit: int) -> int:
     """One requested side in pixels: a multiple of 8 within MIN_SIZE..limit."""
     if value % 8:
@@ -96,7 +138,9 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     limits, defaults = config.limits, config.defaults
     prompt = check_text(params.prompt, "params.prompt", limits.max_prompt_chars)
     negative = check_text(params.negative_prompt, "params.negative_prompt", limits.max_prompt_chars)
-    loras = check_prompt_tags(prompt, "params.prompt") + check_prompt_tags(negative, "params.negative_prompt")
+    tags = [(tag, "params.prompt") for tag in check_prompt_tags(prompt, "params.prompt")]
+    tags += [(tag, "params.negative_prompt") for tag in check_prompt_tags(negative, "params.negative_prompt")]
+    loras = tuple(tag for tag, _field in tags)
 
     steps = params.num_inference_steps or defaults.num_inference_steps
     if steps > limits.max_steps:
@@ -133,6 +177,8 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     if not 1 <= clip_skip <= MAX_CLIP_SKIP:
         raise InvalidArgument("params.clip_skip", f"{clip_skip} is outside 1..{MAX_CLIP_SKIP}")
 
+    requested_loras, active_loras, lora_hashes = check_loras(params, tags, config)
+
     return CheckedParams(
         prompt=prompt,
         negative_prompt=negative,
@@ -147,6 +193,9 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         preview_every=params.preview_every,
         clip_skip=clip_skip,
         prompt_loras=loras,
+        requested_loras=requested_loras,
+        loras=active_loras,
+        lora_hashes=lora_hashes,
     )
 
 

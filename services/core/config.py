@@ -47,6 +47,7 @@ class ServiceConfig:
     mode: str  # the mode's name, for messages; the Mode itself is passed alongside
     model: str
     model_config: Path | None = None  # a single-file checkpoint's component configs (a diffusers folder)
+    lora_dir: Path | None = None  # every NAME.safetensors in it is the LoRA NAME (models/loras.py)
     host: str = "127.0.0.1"
     port: int = 0  # load_config gives the mode's own; 0 picks a free one
     device: str = "auto"
@@ -95,6 +96,9 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
     p.add_argument("--model-config", type=Path, default=env("MODEL_CONFIG", None),
                    help="for a single-file --model: a diffusers folder of the same architecture whose configs "
                         "(not weights) describe the components; without it they come from the hub [MODEL_CONFIG]")
+    p.add_argument("--lora-dir", type=Path, default=env("LORA_DIR", None),
+                   help="a folder of LoRAs: every NAME.safetensors in it (diffusers' or kohya's format) can be "
+                        "asked for by NAME, per request (params.loras or <lora:NAME:weight> in a prompt) [LORA_DIR]")
     p.add_argument("--host", default=env("HOST", "127.0.0.1"),
                    help="address to bind; 0.0.0.0 or [::] for all interfaces [HOST]")
     p.add_argument("--port", type=int, default=int(env("PORT", mode.contract.port)),
@@ -173,6 +177,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         parser.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
     if args.model_config is not None and not args.model_config.is_dir():
         parser.error(f"--model-config: {args.model_config} is not a folder")
+    if args.lora_dir is not None and not args.lora_dir.is_dir():
+        parser.error(f"--lora-dir: {args.lora_dir} is not a folder")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -201,6 +207,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         mode=mode.name,
         model=args.model,
         model_config=args.model_config.expanduser() if args.model_config else None,
+        lora_dir=args.lora_dir.expanduser() if args.lora_dir else None,
         host=args.host,
         port=args.port,
         device=args.device,

@@ -28,8 +28,11 @@ class GenerationSpec:
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none); not in infotext
     clip_skip: int = 1  # A1111's Clip skip (1: the last layer); in infotext when not 1
-    # <lora:name:weight> tags of the prompts, removed from the text the encoder sees; not acted on yet.
+    # <lora:name:weight> tags of the prompts, removed from the text the encoder sees (merged into `loras`).
     prompt_loras: tuple[tuple[str, float], ...] = ()
+    requested_loras: tuple[tuple[str, float], ...] = ()  # params.loras as sent: infotext writes them as tags
+    loras: tuple[tuple[str, float], ...] = ()  # the LoRA set that runs (checks.check_loras): sorted, no zeros
+    lora_hashes: tuple[tuple[str, str], ...] = ()  # (name, short hash) of each in `loras`: infotext
     # 77-token chunks of the encoded prompts (prompts.sequence_chunks), set once the tokenizer is loaded
     # (ModeRuntime.check): only equal lengths share a pipeline call. 0: not counted (a lone request).
     prompt_chunks: int = 0
@@ -63,7 +66,7 @@ class GenerationSpec:
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
         return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength,
-                self.prompt_chunks)
+                self.prompt_chunks, self.loras)
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""
@@ -78,4 +81,13 @@ class GenerationSpec:
         }
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
-        return format_infotext(self.prompt, self.negative_prompt, params)
+        if self.lora_hashes:  # as A1111: Lora hashes: "name: 0123456789ab, other: ..."
+            params["Lora hashes"] = ", ".join(f"{name}: {digest}" for name, digest in self.lora_hashes)
+        return format_infotext(self.recorded_prompt, self.negative_prompt, params)
+
+    @property
+    def recorded_prompt(self) -> str:
+        """The prompt as sent, with params.loras written as A1111's tags after it: A1111 tools (and our
+        replay) read a LoRA's weight from the prompt, and the tags add up to the same set when sent back."""
+        tags = "".join(f" <lora:{name}:{str(weight).removesuffix('.0')}>" for name, weight in self.requested_loras)
+        return self.prompt + tags if tags else self.prompt

@@ -12,9 +12,10 @@ import threading
 import time
 from collections import deque
 
-from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory
+from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models import schedulers
+from ..models.loras import LoraAdapters
 from ..work.queue import Job, JobQueue, Progress
 from ..work.worker import RawResult, drop_unwanted, release_device_memory
 from .denoise import decode, unet_step
@@ -39,9 +40,10 @@ class Active:
 
 class StepEngine(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_rows: int, row_pixels: int, metrics=None,
-                 estimator=None):
+                 estimator=None, adapters: LoraAdapters | None = None):
         super().__init__(name=f"{mode.name}-engine", daemon=True)
         self.mode, self.pipe, self.queue = mode, pipe, job_queue
+        self.adapters = adapters or LoraAdapters(pipe, None)
         # One UNet call takes at most max_rows guided rows of row_pixels (an unguided row costs half),
         # counted in latent pixels.
         self.scale = getattr(pipe, "vae_scale_factor", 8)
@@ -131,6 +133,8 @@ class StepEngine(threading.Thread):
             self.metrics.queue_wait.observe(started - job.created)
         spec = job.spec
         try:
+            # Its LoRAs (loaded now if they are not), for its prompt encoding: they may change the text encoder.
+            self.adapters.activate(spec.loras, refresh=True)
             with torch.inference_mode():
                 embeds = encode_prompt(self.pipe, spec)
                 rows = []
@@ -142,6 +146,9 @@ class StepEngine(threading.Thread):
         except torch.OutOfMemoryError:
             release_device_memory()
             job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+            return
+        except ServiceError as exc:  # a LoRA that does not fit this model
+            job.fail(exc)
             return
         except Exception as exc:  # noqa: BLE001 - this request fails; the engine keeps serving
             job.fail(InternalError.logged(exc, log))
@@ -182,6 +189,7 @@ class StepEngine(threading.Thread):
             return
         started = time.monotonic()
         try:
+            self.adapters.activate(rows[0].loras)  # the rows' LoRA set (one per shape key); none: plain model
             with torch.inference_mode():
                 unet_step(self.pipe.unet, rows)
         except torch.OutOfMemoryError:
@@ -189,6 +197,9 @@ class StepEngine(threading.Thread):
             self._squeezed[rows[0].latent_shape] = time.monotonic() + OOM_BACKOFF_S
             self._fail({row.owner for row in rows}, OutOfMemory("the device ran out of memory; try fewer or smaller "
                                                                 "images"))
+            return
+        except ServiceError as exc:  # a LoRA reloaded after eviction no longer there, or not fitting
+            self._fail({row.owner for row in rows}, exc)
             return
         except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
             self._fail({row.owner for row in rows}, InternalError.logged(exc, log))

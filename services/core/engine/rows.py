@@ -30,6 +30,7 @@ class Row:
     added: dict | None = None  # SDXL's text-time conditioning (text_embeds, time_ids), batched like embeds
     conditioning: torch.Tensor | None = None  # extra UNet input channels, batched like the UNet input
     after_step: Callable[["Row"], None] | None = None  # 4-channel inpainting: keep the unmasked latents
+    loras: tuple = ()  # its request's LoRA set (spec.loras): set on the pipeline for its UNet calls
     index: int = 0  # steps done
 
     @property
@@ -57,9 +58,10 @@ class Row:
 
     @property
     def shape_key(self) -> tuple:
-        """Rows with equal keys (latent height, width, prompt embedding length) share UNet calls. Long
-        prompts are longer sequences; padding a shorter one to share a call would change its image."""
-        return (*self.latent_shape, self.embeds.shape[1])
+        """Rows with equal keys (latent height, width, prompt embedding length, LoRA set) share UNet calls.
+        Long prompts are longer sequences; padding a shorter one to share a call would change its image.
+        A LoRA set lives in the UNet's layers, so one call runs one set."""
+        return (*self.latent_shape, self.embeds.shape[1], self.loras)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def guided(spec) -> bool:
 
 
 def encode_prompt(pipe, spec) -> Prompt:
-    """The request's prompts through the one encoder both engines use (prompts.encode_pair)."""
+    """The request's prompts through the one encoder both engines use (prompts.encode_pair); the request's
+    LoRA set must be active (a LoRA may change the text encoders too)."""
     import torch
 
     from ..prompts import encode_pair
@@ -116,7 +119,8 @@ def text_time(pipe, prompt: Prompt, height: int, width: int) -> dict | None:
 def new_row(pipe, spec, prompt: Prompt, scheduler, timesteps, latents, generator) -> Row:
     """A row for one of spec's images, once its mode has prepared its timesteps and starting latents."""
     return Row(None, 0, scheduler, timesteps, latents, prompt.embeds, spec.guidance_scale, generator,
-               step_kwargs(pipe, scheduler, generator), added=text_time(pipe, prompt, spec.height, spec.width))
+               step_kwargs(pipe, scheduler, generator), added=text_time(pipe, prompt, spec.height, spec.width),
+               loras=getattr(spec, "loras", ()))
 
 
 def step_kwargs(pipe, scheduler, generator) -> dict:

@@ -13,7 +13,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import OUTPUT_FORMATS
 
 from ..imaging import images
-from ..models import schedulers
+from ..models import loras, schedulers
 from ..spec import GenerationSpec
 from ..work.queue import Progress, Queued
 from ..work.runtime import ModeRuntime
@@ -126,4 +126,5 @@ class ModeServicer:
             engine=self.runtime.engine,
             model_family=kind.family if kind else "",
             inpaint_model=kind.inpaint if kind else False,
+            loras=loras.names(cfg.lora_dir),
         )

@@ -56,6 +56,7 @@ class ModeRuntime:
         """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
         from ..models.family import of_pipeline
         from ..models.loading import load_pipeline
+        from ..models.loras import LoraAdapters
         from .worker import PipelineWorker
 
         started = time.monotonic()
@@ -63,6 +64,7 @@ class ModeRuntime:
         self.pipe = pipe
         self.device, self.dtype = device, str(dtype).removeprefix("torch.")
         self.model_kind = of_pipeline(pipe)
+        adapters = LoraAdapters(pipe, self.config.lora_dir)  # the one cache both engines activate LoRAs by
         self.engine = self.config.engine
         if self.engine == "step":
             from ..engine.support import unsupported
@@ -76,7 +78,7 @@ class ModeRuntime:
 
             self.worker = StepEngine(self.mode, pipe, self.queue, max_rows=self.config.limits.max_batch_images,
                                      row_pixels=self.config.defaults.size**2, metrics=self.metrics,
-                                     estimator=self.estimator)
+                                     estimator=self.estimator, adapters=adapters)
         else:
             self.worker = PipelineWorker(
                 self.mode, pipe, self.queue,
@@ -84,6 +86,7 @@ class ModeRuntime:
                 batch_wait_s=self.config.limits.batch_wait_s,
                 metrics=self.metrics,
                 estimator=self.estimator,
+                adapters=adapters,
             )
         self.worker.start()
         if self.config.warmup:

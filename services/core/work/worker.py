@@ -12,9 +12,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ShuttingDown
+from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models import schedulers
+from ..models.loras import LoraAdapters
 from .queue import Job, JobQueue, Progress
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,11 @@ def release_device_memory() -> None:
 
 class PipelineWorker(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_batch_images: int = 1, batch_wait_s: float = 0.0,
-                 metrics=None, estimator=None):
+                 metrics=None, estimator=None, adapters: LoraAdapters | None = None):
         super().__init__(name=f"{mode.name}-worker", daemon=True)
         self.mode = mode
         self.pipe = pipe
+        self.adapters = adapters or LoraAdapters(pipe, None)
         self.queue = job_queue
         self.max_batch_images = max_batch_images
         self.batch_wait_s = batch_wait_s
@@ -101,6 +103,8 @@ class PipelineWorker(threading.Thread):
         images = sum(job.images for job in batch)
         try:
             self.pipe.scheduler = schedulers.fresh(specs[0].scheduler, self._base_scheduler)
+            # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
+            self.adapters.activate(specs[0].loras, refresh=True)
             # CPU generators: the same seed gives the same starting noise on any device.
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
             outputs, step_ends = self._call(batch, specs, generators)
@@ -108,7 +112,7 @@ class PipelineWorker(threading.Thread):
             release_device_memory()
             for job in batch:
                 job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
-        except (Cancelled, ShuttingDown) as exc:
+        except ServiceError as exc:  # cancelled, shutting down, a LoRA that does not fit this model
             for job in batch:
                 job.fail(exc)
         except Exception as exc:  # noqa: BLE001 - the jobs report it; the worker keeps serving

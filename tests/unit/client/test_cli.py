@@ -78,3 +78,20 @@ def test_jpeg_asked_for_a_png_name_is_written_as_jpg(services, tmp_path, capsys,
     assert main(["txt2img", *small, "--format", "webp", "--num-images", "2", "--quiet"]) == 0
     for name in ("txt2img-0.webp", "txt2img-1.webp"):
         assert Image.open(tmp_path / name).format == "WEBP"
+
+
+def test_loras_are_name_and_weight_and_reach_the_request():
+    from services.client.requests import make_request
+
+    args = build_parser().parse_args(["txt2img", "--lora", "film grain:0.6", "--lora", "pixel", "--lora", "x:-1.5"])
+    assert args.lora == [("film grain", 0.6), ("pixel", 1.0), ("x", -1.5)]
+    request = make_request("txt2img", "a fox", loras=args.lora)
+    assert [(item.name, round(item.weight, 3)) for item in request.params.loras] == args.lora
+    assert [item.name for item in make_request("txt2img", loras={"a": 1}).params.loras] == ["a"]
+
+
+@pytest.mark.parametrize("value", ["film:strong", ":0.5"])
+def test_a_bad_lora_is_a_one_line_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["txt2img", "--lora", value])
+    assert exit_info.value.code == 2 and "--lora" in capsys.readouterr().err

@@ -39,3 +39,12 @@ def test_model_config_is_a_folder_from_the_flag_or_environment(tmp_path, capsys)
 def test_bad_settings_are_refused(argv):
     with pytest.raises(SystemExit):
         load_config(SERVER_MODES["txt2img"], argv, environ={})
+
+
+def test_lora_dir_is_a_folder_from_the_flag_or_environment(tmp_path, capsys):
+    mode = SERVER_MODES["txt2img"]
+    assert load_config(mode, [], environ={}).lora_dir is None
+    assert load_config(mode, [], environ={"IMAGEGEN_LORA_DIR": str(tmp_path)}).lora_dir == tmp_path
+    with pytest.raises(SystemExit):
+        load_config(mode, ["--lora-dir", str(tmp_path / "missing")], environ={})
+    assert "--lora-dir: " in capsys.readouterr().err

@@ -31,7 +31,11 @@ def test_every_recorded_field_the_tab_has_is_filled(tabs):
     assert values == {"prompt": "a castle", "negative_prompt": "lowres", "steps": 30, "guidance": 7.0,
                       "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m_karras",
                       "strength": 0.75, "mask_blur": 4}
-    assert warnings == ["LoRAs are not supported yet: add_detail left out"]  # the hook: no "loras" field yet
+    # A LoRA is sent as its prompt tag; one recorded without a tag has no weight to send.
+    assert warnings == ["LoRAs recorded without a <lora:...> tag in the prompt are left out: add_detail"]
+    values, warnings = values_for(built["txt2img"], parse_parameters("a castle <lora:add_detail:0.8>\n" +
+                                                                     A1111.split("\n", 2)[2]))
+    assert values["prompt"] == "a castle <lora:add_detail:0.8>" and warnings == []
     values, _ = values_for(built["img2img"], params)
     assert "mask_blur" not in values and values["strength"] == 0.75
     values, _ = values_for(built["txt2img"], params)

@@ -1,0 +1,157 @@
+"""LoRA per request over gRPC: the image is diffusers' own load_lora_weights + set_adapters result, weight 0
+is the plain image, requests with different LoRA sets served together get their images alone (both
+engines), kohya files load, bad names and weights are INVALID_ARGUMENT naming the field, infotext
+records A1111's `Lora hashes`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from services.client import InvalidInput
+from services.client.infotext import parse_parameters
+from services.client.replay import replay_request
+from services.core.models.presets import ensure_tiny
+from tests.conftest import CACHE_DIR, RunningService, request_for
+from tests.lora_files import write_lora
+
+MAX_DIFF = 3  # of 255, per channel
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory):
+    from diffusers import StableDiffusionPipeline
+
+    folder = tmp_path_factory.mktemp("loras")
+    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+    write_lora(folder, "film", pipe, seed=1)
+    write_lora(folder, "pixel art", pipe, seed=2, text_encoder=False)  # a name with a space; UNet only
+    write_lora(folder, "kohya_film", pipe, seed=1, kohya=True)  # film's very weights, in kohya's keys
+    (folder / "notes.txt").write_text("not a LoRA")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engines(lora_dir):
+    running = {engine: RunningService("txt2img", "--engine", engine, "--lora-dir", str(lora_dir),
+                                      "--max-batch-size", "8", "--batch-wait-ms", "300")
+               for engine in ("step", "pipeline")}
+    yield running
+    for service in running.values():
+        service.stop()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def generate(service, **fields):
+    return service.client.generate(request_for("txt2img", **fields)).images[0]
+
+
+def diffusers_image(lora_dir, loras: dict, prompt="a red fox", seed=7, steps=4) -> np.ndarray:
+    """diffusers' own: the pipeline with load_lora_weights + set_adapters, called for the same image."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+    for index, name in enumerate(loras):
+        pipe.load_lora_weights(str(lora_dir / f"{name}.safetensors"), adapter_name=f"a{index}")
+    pipe.set_adapters([f"a{index}" for index in range(len(loras))], list(loras.values()))
+    image = pipe(prompt, num_inference_steps=steps, width=64, height=64,
+                 generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_get_info_lists_the_folder_s_loras(engines):
+    assert list(engines["step"].client.info().loras) == ["film", "kohya_film", "pixel art"]
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_a_lora_image_is_diffusers_own_and_differs_from_the_plain_one(engines, lora_dir, engine):
+    service = engines[engine]
+    loras = {"film": 0.8, "pixel art": -1.5}
+    got = pixels(generate(service, loras=loras).data)
+    assert np.abs(got - diffusers_image(lora_dir, loras)).max() <= MAX_DIFF
+    plain = pixels(generate(service).data)
+    assert np.abs(got - plain).max() > 3 * MAX_DIFF
+
+
+def test_prompt_tags_and_the_field_give_the_same_image(engines):
+    service = engines["step"]
+    by_field = generate(service, loras={"film": 0.8})
+    by_tag = generate(service, prompt="a red fox <lora:film:0.8>")
+    assert np.array_equal(pixels(by_field.data), pixels(by_tag.data))
+    # The field's LoRAs are recorded as tags, so A1111 tools read their weights from the prompt.
+    assert by_field.infotext.startswith("a red fox <lora:film:0.8>\n")
+
+
+def test_a_kohya_file_gives_the_image_of_the_same_weights_in_diffusers_format(engines):
+    service = engines["step"]
+    kohya, diffusers = (generate(service, loras={name: 1.0}) for name in ("kohya_film", "film"))
+    assert np.abs(pixels(kohya.data) - pixels(diffusers.data)).max() <= MAX_DIFF
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_weight_zero_is_exactly_the_plain_image(engines, engine):
+    service = engines[engine]
+    generate(service, loras={"film": 1.0})  # loaded and active before: weight 0 must still be plain
+    zero = generate(service, loras={"film": 0.0})
+    assert np.array_equal(pixels(zero.data), pixels(generate(service).data))
+    assert "Lora hashes" not in zero.infotext
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_requests_with_different_lora_sets_sent_together_get_their_images_alone(engines, engine):
+    service = engines[engine]
+    sets = [{}, {"film": 1.0}, {"film": 0.5}, {"pixel art": 1.0, "film": 1.0}, {"film": 1.0}]
+    alone = [pixels(generate(service, loras=loras, seed=i).data) for i, loras in enumerate(sets)]
+    together = [None] * len(sets)
+
+    def call(i):
+        together[i] = pixels(generate(service, loras=sets[i], seed=i).data)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(sets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for one, crowd in zip(alone, together):
+        assert np.abs(one - crowd).max() <= MAX_DIFF
+
+
+@pytest.mark.parametrize("fields, field", [
+    (dict(loras={"../film": 1.0}), "params.loras"),
+    (dict(loras={"/tmp/film": 1.0}), "params.loras"),
+    (dict(loras={"unknown": 1.0}), "params.loras"),
+    (dict(loras={"notes": 1.0}), "params.loras"),  # notes.txt is no LoRA
+    (dict(loras={"film": 4.5}), "params.loras"),
+    (dict(loras={"film": float("nan")}), "params.loras"),
+    (dict(prompt="a fox <lora:../film:1>"), "params.prompt"),
+    (dict(prompt="a fox <lora:film:-5>"), "params.prompt"),
+    (dict(negative_prompt="<lora:missing:1>"), "params.negative_prompt"),
+])
+def test_a_bad_lora_is_invalid_argument_naming_the_field(engines, fields, field):
+    with pytest.raises(InvalidInput) as info:
+        generate(engines["step"], **fields)
+    assert [v.field for v in info.value.violations] == [field]
+
+
+def test_infotext_records_a1111_lora_hashes_and_replay_sends_them_back(engines, lora_dir):
+    service = engines["step"]
+    image = generate(service, loras={"film": 0.8, "pixel art": 1.0})
+    # A1111's hash: sha256 of the file's tensor data (past the header), first 12 hex digits.
+    data = (lora_dir / "film.safetensors").read_bytes()
+    film = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()[:12]
+    params = parse_parameters(image.infotext)
+    assert params.loras["film"] == film and set(params.loras) == {"film", "pixel art"}
+    assert f'Lora hashes: "film: {film}, pixel art: ' in image.infotext
+    request, warnings = replay_request(params, service.client.info())
+    assert warnings == []
+    again = service.client.generate(request).images[0]
+    assert np.array_equal(pixels(again.data), pixels(image.data))
