@@ -135,6 +135,16 @@ def stop_private(pid: int, timeout: float = 60) -> None:
             except ProcessLookupError:
                 pass
     _reap(pid)
+    # dockerd leaves its default network namespace mounted in its exec root.
+    for mount in private_mounts():
+        subprocess.run(["umount", "--lazy", mount], capture_output=True)
+
+
+def private_mounts() -> list[str]:
+    """Mounts under the private engine's folders (namespaces, overlay layers), deepest first."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    ours = [m for m in mounts if m.startswith((f"{RUN_DIR}/", f"{DATA_ROOT}/"))]
+    return sorted(ours, key=len, reverse=True)
 
 
 def _reap(pid: int) -> None:

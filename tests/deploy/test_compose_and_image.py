@@ -180,3 +180,15 @@ def test_health_probe_checks_the_gateway_over_http(gateway):
     done = subprocess.run([sys.executable, "-m", "services.healthcheck", "--http", gateway.url], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout
+
+
+def test_the_stack_tool_needs_only_the_standard_library():
+    # `make stack` runs it with the system's python3, before (and without) the virtual environment.
+    import ast
+
+    for path in sorted((DEPLOY / "stack").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+        outside = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"}}
+        assert not outside, f"{path.name} imports {outside}"

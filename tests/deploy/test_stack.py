@@ -164,4 +164,4 @@ def test_down_leaves_nothing_and_the_private_engine_stops(stack):
     if stack.engine.started_here:
         stack.engine.stop()
         assert not engines.answers(stack.engine.env)
-        assert engines.private_processes() == []
+        assert engines.private_processes() == [] and engines.private_mounts() == []
