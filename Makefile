@@ -74,5 +74,5 @@ bench: setup
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts deploy/local/wheels deploy/local/ca
 	find . -name __pycache__ -prune -exec rm -rf {} +

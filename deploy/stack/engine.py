@@ -138,6 +138,8 @@ def stop_private(pid: int, timeout: float = 60) -> None:
     # dockerd leaves its default network namespace mounted in its exec root.
     for mount in private_mounts():
         subprocess.run(["umount", "--lazy", mount], capture_output=True)
+    if not private_mounts():
+        shutil.rmtree(RUN_DIR, ignore_errors=True)  # sockets and state of a run that is over
 
 
 def private_mounts() -> list[str]:

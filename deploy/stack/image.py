@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .engine import Engine, EngineError
@@ -52,6 +53,7 @@ def ensure_base(engine: Engine, log=print) -> None:
     if shutil.which("mmdebstrap") is None:
         raise EngineError("the CPU base is made with mmdebstrap: `make docker-tools` (or apt-get install mmdebstrap)")
     log(f"making the {BASE_IMAGE} base with mmdebstrap (about a minute)")
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="imagegen-base-") as tmp:
         tarball = Path(tmp) / "base.tar"
         command = ["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "--quiet",
@@ -62,6 +64,7 @@ def ensure_base(engine: Engine, log=print) -> None:
             raise EngineError(f"mmdebstrap failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         changes = [a for c in [*IMPORT_CHANGES, f"LABEL {RECIPE_LABEL}={recipe()}"] for a in ("--change", c)]
         engine.docker("import", *changes, str(tarball), BASE_IMAGE, timeout=600)
+    log(f"{BASE_IMAGE} made in {time.monotonic() - started:.0f} s")
 
 
 def prepare_inputs(torch_spec: str, log=print) -> None:
@@ -100,12 +103,14 @@ def build(engine: Engine, torch_spec: str, log=print) -> str:
     ensure_base(engine, log)
     prepare_inputs(torch_spec, log)
     log(f"building {CPU_IMAGE}")
+    started = time.monotonic()
     done = subprocess.run(
         ["docker", "build", "--file", "deploy/Dockerfile", "--tag", CPU_IMAGE, "--network", "host",
          "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "PYTHON=python3", "."],
         cwd=ROOT, env=engine.env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise EngineError(f"docker build failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
+    log(f"{CPU_IMAGE} built in {time.monotonic() - started:.0f} s")
     return CPU_IMAGE
 
 
