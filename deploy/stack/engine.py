@@ -118,8 +118,7 @@ def _alive(pid: int) -> bool:
 
 
 def stop_private(pid: int, timeout: float = 60) -> None:
-    """SIGTERM (dockerd stops its containers and its containerd), then SIGKILL if it hangs."""
-    children = _descendants(pid)
+    """SIGTERM (dockerd stops its containers and its containerd), then SIGKILL for what is left."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -128,12 +127,11 @@ def stop_private(pid: int, timeout: float = 60) -> None:
     while _alive(pid) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.2)
-    for left in [pid, *children]:
-        if _alive(left):
-            try:
-                os.kill(left, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for left in {pid, *private_processes()}:
+        try:
+            os.kill(left, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     _reap(pid)
     # dockerd leaves its default network namespace mounted in its exec root.
     for mount in private_mounts():
@@ -156,25 +154,18 @@ def _reap(pid: int) -> None:
         pass  # not our child: its parent reaps it
 
 
+ENGINE_PROGRAMS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy", "runc")
+
+
 def private_processes() -> list[int]:
-    """Processes of a private engine (dockerd, its containerd, container shims): their command lines
-    name its run folder."""
+    """The private engine's processes (dockerd, its containerd, container shims, port proxies): engine
+    programs whose command lines name its run folder."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if str(RUN_DIR).encode() in cmdline.read_bytes() and _alive(int(cmdline.parent.name)):
-                found.append(int(cmdline.parent.name))
+            ours = str(RUN_DIR).encode() in (proc / "cmdline").read_bytes()
+            if ours and (proc / "comm").read_text().strip() in ENGINE_PROGRAMS and _alive(int(proc.name)):
+                found.append(int(proc.name))
         except OSError:
             continue  # ended while we looked
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for child in Path(f"/proc/{parent}/task").glob("*/children"):
-            for c in child.read_text().split():
-                found.append(int(c))
-                todo.append(int(c))
     return found
