@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROTO := protos/imagegen/v1/imagegen.proto
 GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imagegen/v1/imagegen_pb2.pyi
 
-.PHONY: setup run services test bench proto tiny chromium kubectl clean
+.PHONY: setup run services test bench proto tiny chromium kubectl docker-tools image stack stack-down clean
 
 setup: $(VENV)/.installed $(GENERATED) tiny
 
@@ -49,7 +49,24 @@ kubectl:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; \
 	  else echo "Deployment tests need kubectl: sudo apt-get install kubernetes-client" >&2; exit 1; fi; }
 
-test: setup chromium kubectl
+# The container tests build the image and run the compose stack: a Docker engine (the running one,
+# or as root a private dockerd started for the run), compose (v2 or 1.29) and mmdebstrap for the base.
+docker-tools:
+	@$(PYTHON) -m deploy.stack tools
+
+# The CPU image (imagegen:cpu) from a local Debian base and the host's torch wheel; cached layers.
+image: docker-tools
+	$(PYTHON) -m deploy.stack image
+
+# The three services (tiny model) and the gateway as containers, in the background: gateway on
+# http://127.0.0.1:7860, gRPC on 127.0.0.1:50051-50053. `make stack-down` removes everything.
+stack: docker-tools
+	$(PYTHON) -m deploy.stack up
+
+stack-down:
+	$(PYTHON) -m deploy.stack down
+
+test: setup chromium kubectl docker-tools
 	$(PY) -m pytest
 
 # Prints a table of ratios measured in one run and writes it to bench/results/ (a few minutes).
@@ -57,5 +74,5 @@ bench: setup
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts deploy/local/wheels deploy/local/ca
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,30 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
-class _Reset:
-    """Compose's `!reset` tag: the override removes the key."""
-
-
-class ComposeLoader(yaml.SafeLoader):
-    pass
-
-
-ComposeLoader.add_constructor("!reset", lambda loader, node: _Reset())
-ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_yaml_map(node)
-                              if isinstance(node, yaml.MappingNode) else loader.construct_sequence(node))
-
-
 def load(name: str) -> dict:
-    return yaml.load((DEPLOY / name).read_text(), Loader=ComposeLoader)
+    # safe_load refuses tags such as `!reset` (Compose 2.24+), which docker-compose 1.29 cannot read.
+    return yaml.safe_load((DEPLOY / name).read_text())
 
 
 def merge(base, override):
-    """Compose's merge of an override file, for the keys our files use: maps merge, !reset removes."""
+    """Compose's merge of an override file, for the keys our files use: maps merge, the rest replaces."""
     result = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, _Reset):
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = merge(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
@@ -62,7 +49,7 @@ def test_compose_file_is_valid_compose(tmp_path):
 
 
 def test_the_validator_rejects_a_broken_compose_file(tmp_path):
-    broken = load("compose.yaml")
+    broken = merge(load("compose.yaml"), load("compose.gpu.yaml"))
     broken["services"]["txt2img"]["deploy"]["resources"]["reservations"]["devices"][0]["gpu_ids"] = ["0"]
     assert validate(broken, tmp_path, "broken.yaml").returncode != 0
 
@@ -71,27 +58,48 @@ def test_cpu_variant_merged_is_valid_compose_without_gpus(tmp_path):
     merged = merge(load("compose.yaml"), load("compose.cpu.yaml"))
     done = validate(merged, tmp_path, "merged.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
-    for mode in MODE_NAMES:
-        service = merged["services"][mode]
+    for name, service in merged["services"].items():
         assert "deploy" not in service
-        assert service["environment"]["IMAGEGEN_MODEL"] == "tiny" and service["environment"]["IMAGEGEN_DEVICE"] == "cpu"
-        assert service["environment"]["IMAGEGEN_PORT"] == str(MODES[mode].port)
+        assert service["image"] == "${IMAGEGEN_IMAGE:-imagegen:cpu}"
+        assert service["build"]["args"] == {"BASE_IMAGE": "imagegen-debian:bookworm", "PYTHON": "python3"}
+        if name in MODE_NAMES:
+            assert service["environment"]["IMAGEGEN_MODEL"] == "tiny" and service["environment"]["IMAGEGEN_DEVICE"] == "cpu"
+            assert service["environment"]["IMAGEGEN_PORT"] == str(MODES[name].port)
 
 
 @pytest.mark.parametrize("mode,gpu", [("txt2img", "0"), ("img2img", "1"), ("inpaint", "2")])
-def test_each_mode_reserves_its_own_gpu(mode, gpu):
-    service = load("compose.yaml")["services"][mode]
-    devices = service["deploy"]["resources"]["reservations"]["devices"]
+def test_the_gpu_variant_reserves_each_mode_its_own_gpu(mode, gpu, tmp_path):
+    merged = merge(load("compose.yaml"), load("compose.gpu.yaml"))
+    assert validate(merged, tmp_path, "gpu.yaml").returncode == 0
+    devices = merged["services"][mode]["deploy"]["resources"]["reservations"]["devices"]
     assert len(devices) == 1 and devices[0]["capabilities"] == ["gpu"]
     # Configurable, with the default GPU index per mode.
     assert devices[0]["device_ids"] == [f"${{{mode.upper()}_GPU:-{gpu}}}"]
+    assert "deploy" not in load("compose.yaml")["services"][mode]  # the CPU variant has nothing to remove
+
+
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_each_mode_is_published_on_this_host_and_runs_as_the_manifests_say(mode):
+    service = load("compose.yaml")["services"][mode]
     assert service["command"] == ["python", "-m", f"services.{mode}"]
     env = service["environment"]
     assert env["IMAGEGEN_PORT"] == str(MODES[mode].port)
     assert env["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
     assert re.fullmatch(rf"\$\{{{mode.upper()}_MODEL:-[^}}]+\}}", env["IMAGEGEN_MODEL"])
+    assert service["ports"] == [f"${{{mode.upper()}_PUBLISH:-127.0.0.1:{MODES[mode].port}}}:{MODES[mode].port}"]
     assert "model-cache:/models" in service["volumes"]
-    assert service["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "services.healthcheck"]
+    assert service["user"] == "10001:10001" and service["read_only"] is True and service["tmpfs"] == ["/tmp"]
+    assert service["cap_drop"] == ["ALL"]
+    assert "test" not in service["healthcheck"]  # the image's own HEALTHCHECK
+
+
+@pytest.mark.parametrize("variant", ["compose.cpu.yaml", "compose.gpu.yaml"])
+def test_docker_compose_1_29_reads_every_variant(variant):
+    # Debian's docker-compose, with its own schema (installed by `make docker-tools`).
+    assert shutil.which("docker-compose"), "docker-compose is not installed: make docker-tools"
+    done = subprocess.run(["docker-compose", "--project-name", "check", "--file", "compose.yaml", "--file", variant,
+                           "config", "--quiet"], cwd=DEPLOY, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_gateway_waits_for_healthy_services_and_reaches_them_by_name():
@@ -108,13 +116,21 @@ def test_gateway_waits_for_healthy_services_and_reaches_them_by_name():
 def test_dockerfile_runs_every_role_as_non_root_with_a_grpc_health_check():
     parser = DockerfileParser(path=str(DEPLOY / "Dockerfile"))
     instructions = parser.structure
-    base = parser.baseimage
-    assert "cuda" in parser.args.get("BASE_IMAGE", base) and "pytorch" in parser.args.get("BASE_IMAGE", base)
-    users = [i["value"] for i in instructions if i["instruction"] == "USER"]
+    # GPU by default: the CUDA PyTorch base, for the build stage and the final one alike.
+    base = next(i["value"] for i in instructions if i["instruction"] == "ARG" and i["value"].startswith("BASE_IMAGE="))
+    assert "cuda" in base and "pytorch" in base
+    stages = [i["value"] for i in instructions if i["instruction"] == "FROM"]
+    assert stages == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
+    final = instructions[max(n for n, i in enumerate(instructions) if i["instruction"] == "FROM"):]
+    users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     for copy_ in (i["value"].split() for i in instructions if i["instruction"] == "COPY"):
+        if copy_[0].startswith("--from="):
+            continue
         for source in copy_[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    # Build inputs stay in the build stage.
+    assert not any("deploy/local" in i["value"] for i in final)
     healthcheck = next(i["value"] for i in instructions if i["instruction"] == "HEALTHCHECK")
     assert '"services.healthcheck"' in healthcheck
     cmd = next(i["value"] for i in instructions if i["instruction"] == "CMD")
@@ -125,9 +141,15 @@ def test_dockerfile_runs_every_role_as_non_root_with_a_grpc_health_check():
         assert path.with_suffix(".py").exists() or (path / "__main__.py").exists(), module
     # Nothing is generated at start: no protoc or make in the command, generated code is copied in.
     assert "protoc" not in cmd and "make" not in cmd
-    assert any(i["value"].startswith("imagegen/") for i in instructions if i["instruction"] == "COPY")
+    assert any(i["value"].startswith("imagegen/") for i in final if i["instruction"] == "COPY")
     run = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
     assert "services.core.models.presets" in run  # the tiny model is baked in at build time
+
+
+def test_the_build_context_holds_only_what_the_image_is_built_from():
+    ignore = (ROOT / ".dockerignore").read_text().split("\n")
+    assert "*" in ignore  # everything else (.venv, tests, .git, results) stays out of the context
+    assert {"!imagegen/", "!services/", "!gateway_ui/", "!protos/", "!requirements.txt", "!deploy/local/"} <= set(ignore)
 
 
 def test_health_probe_exits_zero_only_when_serving(services):
@@ -167,4 +189,16 @@ def test_gateway_keeps_its_outputs_on_a_volume():
     assert "outputs:/outputs" in gateway["volumes"] and "outputs" in compose["volumes"]
     # A fresh named volume takes the ownership of the image's folder: the non-root user's.
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert re.search(r"chown -R 10001:10001 [^\n]*/outputs", dockerfile)
+    assert re.search(r"chown (-R )?10001:10001 [^\n]*/outputs", dockerfile)
+
+
+def test_the_stack_tool_needs_only_the_standard_library():
+    # `make stack` runs it with the system's python3, before (and without) the virtual environment.
+    import ast
+
+    for path in sorted((DEPLOY / "stack").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+        outside = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"}}
+        assert not outside, f"{path.name} imports {outside}"

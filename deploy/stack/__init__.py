@@ -1,0 +1,1 @@
+"""Build the CPU image and run the compose stack on this machine: `python3 -m deploy.stack --help`."""
