@@ -238,7 +238,7 @@ def bench_cold_start(repeats: int) -> list[tuple]:
 
 def bench_cancel(repeats: int) -> list[tuple]:
     """Steps run after the client cancels a stream (counted by the service's own metrics)."""
-    from services.client import make_request
+    from services.client import Progress, make_request
 
     service = Service("txt2img")
     after = []
@@ -247,7 +247,7 @@ def bench_cancel(repeats: int) -> list[tuple]:
             call = service.client.stream(make_request("txt2img", "a fox", steps=100, width=512, height=512, seed=i))
             progress = 0
             for event in call:
-                if event.HasField("progress"):
+                if isinstance(event, Progress):
                     progress += 1
                     if progress == 3:
                         break
@@ -449,7 +449,13 @@ def main(argv=None) -> int:
     rows = []
     for name, run in sections:
         print(f"bench: {name}...", file=sys.stderr, flush=True)
-        rows += run()
+        try:
+            found = run()
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others' results
+            found = [(f"{name}: failed", f"{type(exc).__name__}: {exc}"[:80], "", "")]
+        for row in found:
+            print("bench:", " | ".join(map(str, row)), file=sys.stderr, flush=True)
+        rows += found
 
     header = ("measure", "value", "ratio / detail", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
