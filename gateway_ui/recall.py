@@ -21,6 +21,7 @@ FIELDS = {
     "scheduler": "scheduler",
     "strength": "strength",
     "mask_blur": "mask_blur",
+    "clip_skip": "clip_skip",
 }
 
 

@@ -38,7 +38,7 @@ _SCHEDULE_SUFFIX = {"karras": " Karras"}
 _PLAIN_SCHEDULES = {"", "uniform", "normal"}
 _AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
 # Keys that change the picture but have no field in our requests: replaying such infotext differs.
-_UNSUPPORTED = ("Hires upscale", "Hires steps", "Variation seed", "Refiner", "Clip skip")
+_UNSUPPORTED = ("Hires upscale", "Hires steps", "Variation seed", "Refiner")
 
 
 class NoParameters(ValueError):
@@ -115,6 +115,7 @@ class Parameters:
     height: int | None = None
     strength: float | None = None
     mask_blur: int | None = None
+    clip_skip: int | None = None
     invert_mask: bool = False
     model: str | None = None
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
@@ -125,7 +126,7 @@ class Parameters:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
         for name in ("steps", "sampler", "scheduler", "guidance_scale", "seed", "width", "height", "strength",
-                     "mask_blur", "model"):
+                     "mask_blur", "clip_skip", "model"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -164,6 +165,7 @@ def parse_parameters(text: str) -> Parameters:
     seed = take("Seed", int)
     strength = take("Denoising strength", float)
     mask_blur = take("Mask blur", int)
+    clip_skip = take("Clip skip", int)
     width = height = None
     size = pairs.pop("Size", None)
     if size is not None:
@@ -198,7 +200,8 @@ def parse_parameters(text: str) -> Parameters:
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, steps=steps, sampler=sampler,
         scheduler=scheduler, guidance_scale=guidance, seed=seed, width=width, height=height,
-        strength=strength if mode != "txt2img" else None, mask_blur=mask_blur, invert_mask=invert,
+        strength=strength if mode != "txt2img" else None, mask_blur=mask_blur, clip_skip=clip_skip,
+        invert_mask=invert,
         model=pairs.pop("Model", None), loras=loras, extra=pairs, problems=tuple(problems),
     )
 

@@ -76,5 +76,6 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
         strength=params.strength if params.strength is not None else contract.default_strength,
         mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,
         invert_mask=params.invert_mask,
+        clip_skip=params.clip_skip,
     )
     return request, warnings
