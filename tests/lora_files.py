@@ -53,6 +53,17 @@ def write_lora(folder: Path, name: str, pipe, seed: int = 0, kohya: bool = False
     unet = _layers(pipe.unet, UNET_TARGETS, seed)
     text = _layers(pipe.text_encoder, TEXT_TARGETS, seed + 1000) if text_encoder else None
     path = folder / f"{name}.safetensors"
+    encoder_2 = getattr(pipe, "text_encoder_2", None)
+    if encoder_2 is not None:  # SDXL: both text encoders, in diffusers' format
+        from diffusers import StableDiffusionXLPipeline
+
+        text_2 = _layers(encoder_2, TEXT_TARGETS, seed + 2000) if text_encoder else None
+        StableDiffusionXLPipeline.save_lora_weights(
+            folder, unet_lora_layers=convert_state_dict_to_diffusers(unet),
+            text_encoder_lora_layers=convert_state_dict_to_diffusers(text) if text is not None else None,
+            text_encoder_2_lora_layers=convert_state_dict_to_diffusers(text_2) if text_2 is not None else None,
+            weight_name=path.name)
+        return path
     if kohya:
         state = _kohya(unet, "lora_unet_")
         if text is not None:

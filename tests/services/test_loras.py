@@ -155,3 +155,37 @@ def test_infotext_records_a1111_lora_hashes_and_replay_sends_them_back(engines, 
     assert warnings == []
     again = service.client.generate(request).images[0]
     assert np.array_equal(pixels(again.data), pixels(image.data))
+
+
+@pytest.mark.parametrize("model, mode", [("tiny-xl", "img2img"), ("tiny", "inpaint")])
+def test_a_lora_in_the_image_modes_and_on_sdxl_is_diffusers_own(tmp_path, model, mode):
+    # The same code path as txt2img; here with SDXL's two text encoders, and with input images and masks.
+    import diffusers
+
+    from tests.conftest import SERVER_MODES, box_mask, png
+
+    contract = SERVER_MODES[mode].contract
+    folder = ensure_tiny(CACHE_DIR, SERVER_MODES[mode].inpaint_unet, name=model)
+    cls = getattr(diffusers, SERVER_MODES[mode].pipeline_class)
+    pipe = cls.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    write_lora(tmp_path, "grain", pipe, seed=3)
+    service = RunningService(mode, "--model", model, "--lora-dir", str(tmp_path))
+    try:
+        inputs = {"image": png(seed=4), **({"mask": box_mask()} if contract.takes_mask else {})}
+        fields = dict(seed=7, steps=5, strength=0.8, **inputs)
+        got = pixels(service.client.generate(request_for(mode, loras={"grain": 0.7}, **fields)).images[0].data)
+        plain = pixels(service.client.generate(request_for(mode, **fields)).images[0].data)
+        assert np.abs(got - plain).max() > 10  # the LoRA changes the image
+        spec = service.runtime.check(request_for(mode, loras={"grain": 0.7}, **fields))
+        pipe.load_lora_weights(str(tmp_path / "grain.safetensors"), adapter_name="grain")
+        pipe.set_adapters(["grain"], [0.7])
+        args = dict(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_inference_steps=spec.steps,
+                    guidance_scale=spec.guidance_scale, image=spec.init_image, strength=spec.pipeline_strength,
+                    generator=torch.Generator("cpu").manual_seed(7))
+        if contract.takes_mask:
+            args.update(mask_image=spec.mask, width=spec.width, height=spec.height)
+        expected = SERVER_MODES[mode].finish(spec, pipe(**args).images[0])
+        assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= MAX_DIFF
+    finally:
+        service.stop()
