@@ -66,6 +66,7 @@ class Gateway:
         session, so its Interrupt button and its closing reach this generation."""
         if self.preview_every:
             request.params.preview_every = self.preview_every
+        self._prune()
         stream = self.backends[mode].stream(request)
         key = (session, mode)
         self._running[key] = stream
@@ -101,8 +102,7 @@ class Gateway:
         yield paths, seeds, infotext
 
     def _keep(self, mode: str, name: str, data: bytes, extension: str) -> str:
-        """A file for the browser, in a folder of its own (pruned after keep_s)."""
-        self._prune()
+        """A file for the browser, in a folder of its own (pruned after keep_s, once per generation)."""
         path = Path(tempfile.mkdtemp(dir=self.out_dir)) / f"{mode}-{name}.{extension}"
         path.write_bytes(data)
         return str(path)

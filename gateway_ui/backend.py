@@ -152,12 +152,10 @@ class GenerationStream:
         except ServiceError as err:
             log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name, err.details())
             raise GenerationError(explain(err, backend.timeout_s)) from None
-        except BaseException:
-            self.call.cancel()  # the browser went away (or the gateway is stopping): stop the work
-            raise
         finally:
             if result is None:
-                self.call.cancel()  # closed early (GeneratorExit): nothing more is wanted
+                # Closed early (the browser went away, Interrupt, the gateway stopping): stop the work.
+                self.call.cancel()
         if result is None:
             error_id = new_error_id()
             log.error("%s service at %s: internal error (id %s): the stream ended without a result", backend.mode,

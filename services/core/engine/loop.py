@@ -15,6 +15,7 @@ from collections import deque
 from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models import schedulers
+from ..models.family import of_pipeline
 from ..models.loras import LoraAdapters
 from ..work.queue import Job, JobQueue, Progress
 from ..work.worker import RawResult, drop_unwanted, release_device_memory
@@ -50,7 +51,7 @@ class StepEngine(threading.Thread):
         self.budget = max_rows * 2 * row_pixels // self.scale**2
         self.metrics, self.estimator = metrics, estimator
         self._base_scheduler = pipe.scheduler
-        self.family = previews.family(pipe)
+        self.family = of_pipeline(pipe).family  # which latent-to-RGB factors previews use
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
         self._stopping = threading.Event()
         self._active: dict[Job, Active] = {}

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import io
 
-# Per family: 4 latent channels x RGB, and an RGB offset; the result is roughly in -1..1.
+# Per family (models/family.py): 4 latent channels x RGB, and an RGB offset; roughly -1..1 out.
+_SD = ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
+       [-0.2120, -0.2616, -0.7177]], [0.0, 0.0, 0.0])
 LATENT_RGB = {
-    "sd": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177]], [0.0, 0.0, 0.0]),
+    "sd1": _SD,
+    "sd2": _SD,  # SD 2.x kept SD 1.x's VAE, so its latent space
     "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
               [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
 }
 LONG_SIDE = 256  # pixels, at most
 QUALITY = 70
-
-
-def family(pipe) -> str:
-    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
 
 
 def preview_jpeg(latents, family_name: str) -> bytes:

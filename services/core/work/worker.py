@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models import schedulers
+from ..models.family import of_pipeline
 from ..models.loras import LoraAdapters
 from .queue import Job, JobQueue, Progress
 
@@ -66,7 +67,7 @@ class PipelineWorker(threading.Thread):
         self.metrics = metrics
         self.estimator = estimator
         self._base_scheduler = pipe.scheduler
-        self.family = previews.family(pipe)
+        self.family = of_pipeline(pipe).family  # which latent-to-RGB factors previews use
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
         self._stopping = threading.Event()
         self.current: list[Job] = []
