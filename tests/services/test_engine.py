@@ -140,6 +140,29 @@ def test_after_running_out_of_memory_fewer_rows_share_a_call():
         service.stop()
 
 
+def test_where_bigger_calls_do_not_pay_a_long_request_is_not_held_to_the_whole_crowd():
+    # A device where a row costs the same in any call (as on a CPU): the estimator has seen such calls at
+    # this size (64x64: 8x8 latents), faster than any real one, so they are the ones it keeps.
+    service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "8", "--warmup", "false")
+    try:
+        for rows in (1, 2, 4, 8, 16):
+            service.worker.estimator.observe_step(64, rows, 1e-5 * rows)
+        before = {b: service.metric("imagegen_step_rows_bucket", le=str(float(b))) for b in (4, 8)}
+        calls = service.metric("imagegen_step_rows_count")
+        # One 40-step request and three 8-step ones, two UNet rows each: 128 rows of work, 40 steps for the
+        # longest, so calls of 4 rows (two requests) have every request done by the long one's last step.
+        streams = [service.client.stream(request_for("txt2img", steps=steps, seed=seed))
+                   for seed, steps in enumerate((40, 8, 8, 8))]
+        results = [list(stream)[-1] for stream in streams]
+        assert all(isinstance(r, Result) and len(r.images) == 1 for r in results)
+        calls = service.metric("imagegen_step_rows_count") - calls
+        grown = {b: service.metric("imagegen_step_rows_bucket", le=str(float(b))) - n for b, n in before.items()}
+        assert grown[4] == calls  # never more than two requests in a call, though four ran together
+        assert calls <= 41  # and the long one rode in (nearly) every call: the short ones fit beside it
+    finally:
+        service.stop()
+
+
 @pytest.mark.parametrize("engine", ["step", "pipeline"])
 def test_previews_come_every_n_steps_as_small_jpegs_and_generate_ignores_them(engine):
     service = RunningService("img2img", "--engine", engine)

@@ -3,11 +3,19 @@
 Queued requests join at step boundaries while the row budget of their shape allows; every step is
 one UNet call over the rows of one shape (shapes take turns, so none starves); a request whose rows
 are done is decoded and answered at once; a cancelled or expired one leaves at the next step.
+
+Which rows of a shape ride in a call: all of them, unless bigger calls no longer pay. Then a call takes
+just enough rows that every request could be done by the time the longest one is, and picks the
+requests with the least slack first (arrival minus the time their remaining steps need), so a
+30-step request is not held to one step per call of the whole crowd while 8-step ones come and go.
+On a CPU a row costs about the same in any call, and this lowers the worst latencies at equal
+throughput; on a GPU bigger calls are nearly free, and every row rides.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -38,6 +46,16 @@ class Active:
     def done(self) -> bool:
         return all(row.done for row in self.rows)
 
+    @property
+    def left(self) -> int:
+        """Steps still to run."""
+        first = self.rows[0]
+        return len(first.timesteps) - first.index
+
+    @property
+    def unet_rows(self) -> int:
+        return sum(row.unet_rows for row in self.rows)
+
 
 class StepEngine(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_rows: int, row_pixels: int, metrics=None,
@@ -57,6 +75,7 @@ class StepEngine(threading.Thread):
         self._active: dict[Job, Active] = {}
         self._turns: deque = deque()  # shape keys, in the order they take turns
         self._squeezed: dict[tuple, float] = {}  # shape key -> until when its budget is halved (after OOM)
+        self._call_s: dict[tuple, float] = {}  # shape key -> recent seconds per UNet call (moving average)
         self.current_started = 0.0
 
     # --- what the runtime reads
@@ -97,10 +116,12 @@ class StepEngine(threading.Thread):
             self._admit(wait=not self._active)
             if not self._active:
                 continue
+            self._drop_leavers()
+            if not self._active:
+                continue
             key = self._next_shape()
             # No local keeps the rows: failed or finished ones must be freed even while the engine idles.
-            self._step([row for active in self._active.values() for row in active.rows
-                        if not row.done and row.shape_key == key])
+            self._step([row for active in self._pick(key) for row in active.rows if not row.done])
             self._finish_done()
             self.queue.set_busy(bool(self._active))
 
@@ -166,6 +187,7 @@ class StepEngine(threading.Thread):
         """Shapes take turns, one step each."""
         live = {row.shape_key for a in self._active.values() for row in a.rows if not row.done}
         self._turns = deque(key for key in self._turns if key in live)
+        self._call_s = {key: s for key, s in self._call_s.items() if key in live}
         while self._turns:
             key = self._turns[0]
             self._turns.rotate(-1)
@@ -173,19 +195,40 @@ class StepEngine(threading.Thread):
                 return key
         return next(iter(live))
 
-    def _step(self, rows: list[Row]) -> None:
-        import torch
-
-        # Leavers first: a cancelled or expired request stops costing compute now.
+    def _drop_leavers(self) -> None:
+        """A cancelled or expired request leaves now and stops costing compute."""
         now = time.monotonic()
-        for job in {row.owner for row in rows}:
+        for job in list(self._active):
             if job.cancelled and not job.done:
                 job.fail(Cancelled("cancelled by the client"))
             elif job.deadline is not None and now >= job.deadline and not job.done:
                 job.fail(DeadlinePassed("the deadline passed while the request ran"))
-        rows = [row for row in rows if not row.owner.done]
-        for job in [job for job in self._active if job.done]:
-            del self._active[job]
+            if job.done:
+                del self._active[job]
+
+    def _pick(self, key: tuple) -> list[Active]:
+        """The requests of one shape that step in this call (see the module's docstring)."""
+        group = [a for a in self._active.values() if not a.done and a.rows[0].shape_key == key]
+        rows = sum(a.unet_rows for a in group)
+        longest = max((a.left for a in group), default=0)
+        # Rows per call with which every request could be done by the longest one's last step.
+        need = math.ceil(sum(a.left * a.unet_rows for a in group) / longest) if longest else rows
+        if need >= rows or self.estimator is None:
+            return group
+        if self.estimator.batching_pays(group[0].rows[0].pixels, need, rows) is not False:
+            return group
+        unit = self._call_s.get(key, 0.0)  # before the first call: arrival order
+        picked, taken = [], 0
+        for active in sorted(group, key=lambda a: a.job.created - a.left * unit):
+            if taken >= need:
+                break
+            picked.append(active)
+            taken += active.unet_rows
+        return picked
+
+    def _step(self, rows: list[Row]) -> None:
+        import torch
+
         if not rows:
             return
         started = time.monotonic()
@@ -206,6 +249,8 @@ class StepEngine(threading.Thread):
             self._fail({row.owner for row in rows}, InternalError.logged(exc, log))
             return
         seconds = time.monotonic() - started
+        key = rows[0].shape_key
+        self._call_s[key] = seconds if key not in self._call_s else 0.8 * self._call_s[key] + 0.2 * seconds
         if self.metrics is not None:
             self.metrics.steps.inc()
             self.metrics.step_rows.observe(sum(row.unet_rows for row in rows))

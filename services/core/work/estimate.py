@@ -19,7 +19,11 @@ misses its deadline:
 The step engine also reports every UNet call: its latent size, rows and time. A call of a size costs
 no less with more rows, and a row's share only falls as calls grow (batching amortises): from the
 fastest recent call of each row count, that bounds a call of any row count. A request in a crowd
-runs, at each of its steps, in a call with the rows still running beside it.
+runs, at each of its steps, in a call with at least its own rows (the loop may leave rows of its size
+out of a call, see engine/loop.py), and other sizes' calls take turns with it.
+
+Whether bigger calls still pay (for the loop's choice of rows) comes from the same fastest calls: the
+line through them gives a per-call and a per-row part.
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ class WorkEstimator:
 
     def in_crowd(self, own: tuple[int, int, int], crowd: list[tuple[int, int, int]]) -> float | None:
         """Lower bound for a step-engine request's run beside a crowd: at each of its steps, one call of its
-        size with its rows and those of the crowd still running, and one call for each other size running.
+        size with at least its own rows (rows of its size may sit a call out), and one call for each other
+        size running, with at least the fewest rows a request of that size brings.
         Items are (latent pixels, rows, steps still to run); None when nothing of its size was seen."""
         pixels, rows, steps = own
         if self.step_seconds(pixels, rows) is None:
@@ -129,10 +134,24 @@ class WorkEstimator:
         for step in range(steps):
             by_size = {pixels: rows}
             for other_pixels, other_rows, left in crowd:
-                if left > step:
-                    by_size[other_pixels] = by_size.get(other_pixels, 0) + other_rows
+                if left > step and other_pixels != pixels:
+                    by_size[other_pixels] = min(other_rows, by_size.get(other_pixels, other_rows))
             total += sum(self.step_seconds(p, r) or 0.0 for p, r in by_size.items())
         return total
+
+    def batching_pays(self, pixels: int, fewer: int, more: int) -> bool | None:
+        """Whether a call of `more` rows costs a row at least 10% less than a call of `fewer` (at this size),
+        by the line through the fastest recent call of each row count; None while fewer than two row
+        counts were seen."""
+        seen = self._step_costs(pixels)
+        if len(seen) < 2:
+            return None
+        xs, ys = list(seen), list(seen.values())
+        mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+        per_row = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+                   / sum((x - mean_x) ** 2 for x in xs))
+        per_call = mean_y - per_row * mean_x
+        return per_call / more + per_row <= 0.9 * (per_call / fewer + per_row)
 
     def first_to_leave(self, crowd: list[tuple[int, int, int]]) -> float | None:
         """Lower bound for when the first request of a step-engine crowd is done (and frees its rows)."""

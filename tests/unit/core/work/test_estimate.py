@@ -179,3 +179,19 @@ def test_in_crowd_is_a_lower_bound_of_the_run_beside_the_crowd(per_row, per_call
         assert predicted > estimator.in_crowd((1024, rows, steps), [])  # other sizes' calls take turns
     if crowd:
         assert estimator.first_to_leave(crowd) <= min(left * cost(p, r) for p, r, left in crowd) + 1e-9
+
+
+def test_bigger_calls_pay_while_a_call_has_a_large_fixed_part():
+    gpu_like, cpu_like = WorkEstimator(), WorkEstimator()
+    assert gpu_like.batching_pays(1024, 4, 16) is None  # nothing seen: unknown
+    gpu_like.observe_step(1024, 2, 0.050)
+    assert gpu_like.batching_pays(1024, 4, 16) is None  # one row count: no line yet
+    for rows in (2, 4, 8, 16):
+        gpu_like.observe_step(1024, rows, 0.050 + 0.001 * rows)  # nearly all per call
+        cpu_like.observe_step(1024, rows, 0.002 + 0.020 * rows)  # nearly all per row
+    assert gpu_like.batching_pays(1024, 4, 16) is True
+    assert cpu_like.batching_pays(1024, 4, 16) is False
+    assert cpu_like.batching_pays(1024, 1, 16) is True  # one row alone still carries the whole call part
+    cpu_like.observe_step(1024, 8, 0.9)  # contention never counts: the fastest call of a count does
+    assert cpu_like.batching_pays(1024, 4, 16) is False
+    assert cpu_like.batching_pays(4096, 4, 16) is None  # another size: nothing seen
