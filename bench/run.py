@@ -184,23 +184,33 @@ def uniform_request(index: int, n: int, size: int = 256):
 ENGINES = {  # label -> service flags
     "one at a time": ("--engine", "pipeline", "--max-batch-size", "1"),
     "request-level batching": ("--engine", "pipeline", "--max-batch-size", "8", "--batch-wait-ms", "20"),
-    "step engine": ("--engine", "step", "--max-batch-size", "8"),
+    "step engine": ("--engine", "step", "--max-batch-size", "8", "--batch-wait-ms", "20"),
 }
 
 
-def bench_engine(clients: int, per_client: int) -> list[tuple]:
+def bench_engine(clients: int, per_client: int, rounds: int = 2) -> list[tuple]:
     """Mixed and uniform traffic from concurrent clients: the step engine vs request-level batching vs
-    one request at a time (throughput, and p50/p95 latency)."""
-    results = {}
-    for label, flags in ENGINES.items():
-        service = Service("txt2img", "--queue-size", str(clients * 2), *flags)
-        try:
-            for workload, request_of in (("mixed", mixed_request), ("uniform", uniform_request)):
+    one request at a time (throughput, and p50/p95 latency). The three services run side by side and take
+    turns, round after round, so a machine that slows down or speeds up during the run (shared CPUs do)
+    weighs on all three alike."""
+    services = {}
+    results: dict[tuple, tuple[float, list[float]]] = {}
+    try:
+        for label, flags in ENGINES.items():
+            services[label] = Service("txt2img", "--queue-size", str(clients * 2), *flags)
+        for workload, request_of in (("mixed", mixed_request), ("uniform", uniform_request)):
+            for service in services.values():
                 concurrent_rate(service, clients, 1, request_of)  # warm-up
-                rate, latencies = concurrent_rate(service, clients, per_client, request_of)
-                results[workload, label] = (rate, latencies)
-        finally:
+            for _round in range(rounds):
+                for label, service in services.items():
+                    started = time.perf_counter()
+                    _rate, latencies = concurrent_rate(service, clients, per_client, request_of)
+                    seconds, pooled = results.get((workload, label), (0.0, []))
+                    results[workload, label] = (seconds + time.perf_counter() - started, pooled + latencies)
+    finally:
+        for service in services.values():
             service.stop()
+    results = {key: (len(latencies) / seconds, latencies) for key, (seconds, latencies) in results.items()}
     rows = []
     for (workload, label), (rate, latencies) in results.items():
         p95 = statistics.quantiles(latencies, n=20)[-1]
@@ -468,7 +478,8 @@ def main(argv=None) -> int:
     notes = {
         "overhead": f"overhead: tiny model, 512x512, 20 steps, seed 7, median of {args.repeats}",
         "throughput": f"throughput: tiny model, {args.clients} clients x {args.per_client} requests, 256x256, 20 steps",
-        "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, 256x256; mixed = steps "
+        "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, twice, the three services "
+                  "taking turns, 256x256; mixed = steps "
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",

@@ -118,7 +118,8 @@ def build_parser(mode, environ) -> argparse.ArgumentParser:
                    help="images per pipeline call when queued requests can share one; 1 turns batching off "
                         "[MAX_BATCH_SIZE]")
     p.add_argument("--batch-wait-ms", type=float, default=float(env("BATCH_WAIT_MS", Limits.batch_wait_s * 1000)),
-                   help="how long the worker waits for more requests to batch [BATCH_WAIT_MS]")
+                   help="how long the worker waits for more requests to batch (step engine: to start together "
+                        "when idle) [BATCH_WAIT_MS]")
     p.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", mode.contract.metrics_port)),
                    help="Prometheus /metrics port on --host; -1 turns it off [METRICS_PORT]")
     p.add_argument("--tls-cert", type=Path, default=env("TLS_CERT", None),

@@ -59,7 +59,7 @@ class Active:
 
 class StepEngine(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_rows: int, row_pixels: int, metrics=None,
-                 estimator=None, adapters: LoraAdapters | None = None):
+                 estimator=None, adapters: LoraAdapters | None = None, gather_s: float = 0.0):
         super().__init__(name=f"{mode.name}-engine", daemon=True)
         self.mode, self.pipe, self.queue = mode, pipe, job_queue
         self.adapters = adapters or LoraAdapters(pipe, None)
@@ -68,6 +68,9 @@ class StepEngine(threading.Thread):
         self.scale = getattr(pipe, "vae_scale_factor", 8)
         self.budget = max_rows * 2 * row_pixels // self.scale**2
         self.metrics, self.estimator = metrics, estimator
+        # An idle loop admits what arrives this soon after its first request too, so a crowd that comes
+        # together starts (and, with equal steps, finishes) together instead of a step or two apart.
+        self.gather_s = gather_s
         self._base_scheduler = pipe.scheduler
         self.family = of_pipeline(pipe).family  # which latent-to-RGB factors previews use
         self.default_scheduler = schedulers.name_of(pipe.scheduler)
@@ -135,10 +138,14 @@ class StepEngine(threading.Thread):
     def _admit(self, wait: bool) -> None:
         """Admit waiting requests, in queue order, while the head's rows fit their shape's budget
         (a shape with no rows always takes one request, however large)."""
+        gather_until = 0.0
         while True:
-            job = self.queue.take_if(self._fits, timeout=0.2 if wait else 0)
+            timeout = 0.2 if wait else max(0.0, gather_until - time.monotonic())
+            job = self.queue.take_if(self._fits, timeout=timeout)
             if job is None:
                 return
+            if wait:
+                gather_until = time.monotonic() + self.gather_s
             wait = False
             if drop_unwanted([job]):
                 self._start(job)

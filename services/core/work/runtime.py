@@ -78,7 +78,8 @@ class ModeRuntime:
 
             self.worker = StepEngine(self.mode, pipe, self.queue, max_rows=self.config.limits.max_batch_images,
                                      row_pixels=self.config.defaults.size**2, metrics=self.metrics,
-                                     estimator=self.estimator, adapters=adapters)
+                                     estimator=self.estimator, adapters=adapters,
+                                     gather_s=self.config.limits.batch_wait_s)
         else:
             self.worker = PipelineWorker(
                 self.mode, pipe, self.queue,
