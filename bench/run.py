@@ -423,11 +423,15 @@ def bench_gpu() -> list[tuple]:
                          f"{served / one:.3f}x in-process", ""))
             for label, request_of in (("uniform", uniform_request), ("mixed", mixed_request)):
                 for clients in (1, 4, 8, 16):
+                    calls, rows_in = service.metric("imagegen_step_rows_count"), service.metric("imagegen_step_rows_sum")
                     rate, latencies = concurrent_rate(service, clients, 2, lambda i, n: request_of(i, n, 512))
                     p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
+                    calls = service.metric("imagegen_step_rows_count") - calls
+                    per_call = f", {(service.metric('imagegen_step_rows_sum') - rows_in) / calls:.1f} rows/call" \
+                        if calls else ""
                     rows.append((f"sd15 served, {label} 512x512, {clients} clients, engine {engine} ({name})",
                                  f"{rate:.2f} images/s",
-                                 f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s", ""))
+                                 f"p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s{per_call}", ""))
         finally:
             service.stop()
     return rows
