@@ -26,7 +26,7 @@ from ..models import schedulers
 from ..models.family import of_pipeline
 from ..models.loras import LoraAdapters
 from ..work.queue import Job, JobQueue, Progress
-from ..work.worker import RawResult, drop_unwanted, release_device_memory
+from ..work.worker import RawResult, drop_unwanted, release_device_memory, wait_for_device
 from .denoise import decode, unet_step
 from .rows import Row, encode_prompt
 
@@ -243,6 +243,8 @@ class StepEngine(threading.Thread):
             self.adapters.activate(rows[0].loras)  # the rows' LoRA set (one per shape key); none: plain model
             with torch.inference_mode():
                 unet_step(self.pipe.unet, rows)
+            # The call's real time, for the estimator and for whether bigger calls pay (_pick).
+            wait_for_device(self.pipe.unet.device)
         except torch.OutOfMemoryError:
             release_device_memory()
             self._squeezed[rows[0].latent_shape] = time.monotonic() + OOM_BACKOFF_S

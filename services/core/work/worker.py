@@ -54,6 +54,17 @@ def release_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def wait_for_device(device) -> None:
+    """Wait until the device has run what was queued on it: CUDA (and MPS) run behind the Python that
+    queues their work, so a call's time is its own only after this."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 class PipelineWorker(threading.Thread):
     def __init__(self, mode, pipe, job_queue: JobQueue, max_batch_images: int = 1, batch_wait_s: float = 0.0,
                  metrics=None, estimator=None, adapters: LoraAdapters | None = None):
