@@ -120,12 +120,11 @@ class StepEngine(threading.Thread):
             if not self._active:
                 continue
             self._drop_leavers()
-            if not self._active:
-                continue
-            key = self._next_shape()
-            # No local keeps the rows: failed or finished ones must be freed even while the engine idles.
-            self._step([row for active in self._pick(key) for row in active.rows if not row.done])
-            self._finish_done()
+            if self._active:
+                key = self._next_shape()
+                # No local keeps the rows: failed or finished ones must be freed even while the engine idles.
+                self._step([row for active in self._pick(key) for row in active.rows if not row.done])
+                self._finish_done()
             self.queue.set_busy(bool(self._active))
 
     def _budget(self, key: tuple) -> int:
