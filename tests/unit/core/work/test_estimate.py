@@ -188,7 +188,7 @@ def test_bigger_calls_pay_while_a_call_has_a_large_fixed_part():
     assert gpu_like.batching_pays(1024, 4, 16) is None  # one row count: no line yet
     for rows in (2, 4, 8, 16):
         gpu_like.observe_step(1024, rows, 0.050 + 0.001 * rows)  # nearly all per call
-        cpu_like.observe_step(1024, rows, 0.002 + 0.020 * rows)  # nearly all per row
+        cpu_like.observe_step(1024, rows, 0.005 + 0.020 * rows)  # nearly all per row
     assert gpu_like.batching_pays(1024, 4, 16) is True
     assert cpu_like.batching_pays(1024, 4, 16) is False
     assert cpu_like.batching_pays(1024, 1, 16) is True  # one row alone still carries the whole call part
