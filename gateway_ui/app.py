@@ -42,10 +42,11 @@ class Gateway:
     """What happens behind the tabs: a request to its service, progress to the browser, files back."""
 
     def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0, outputs: OutputStore | None = None,
-                 preview_every: int = 0):
+                 preview_every: int = 0, preview_s: float = 0.0):
         self.backends = backends
         self.outputs = outputs  # None: nothing is kept on disk
         self.preview_every = preview_every  # live previews every this many steps (0: none)
+        self.preview_s = preview_s  # and at most one sent to the page this often
         self._running: dict[tuple[str, str], object] = {}  # (browser session, mode) -> its GenerationStream
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
@@ -70,7 +71,7 @@ class Gateway:
         stream = self.backends[mode].stream(request)
         key = (session, mode)
         self._running[key] = stream
-        result = None
+        result, shown = None, None  # shown: when the last preview went to the page
         try:
             for event in stream:
                 if isinstance(event, Queued):
@@ -78,7 +79,8 @@ class Gateway:
                 elif isinstance(event, Progress):
                     progress((event.step, event.total_steps), desc=f"{mode}: step {event.step}/{event.total_steps}",
                              unit="steps")
-                    if event.preview:
+                    if event.preview and (shown is None or time.monotonic() - shown >= self.preview_s):
+                        shown = time.monotonic()
                         yield [self._keep(mode, "preview", event.preview, "jpg")], "", ""
                 else:
                     result = event
@@ -187,15 +189,16 @@ def _selected_image(gallery, index):
 
 
 def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, outputs: OutputStore | None = None,
-             preview_every: int = 2):
+             preview_every: int = 2, preview_ms: int = 1000):
     """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load.
 
     concurrency: generations each tab forwards at once (GatewayConfig.concurrency); the rest wait in
     Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency.
     outputs: where final images are kept (and History reads); None: nothing is kept.
-    preview_every: steps between live previews in the result area (0: none)."""
+    preview_every: steps between live previews in the result area (0: none); preview_ms: at most one
+    preview sent to the page this often."""
 
-    gateway = Gateway(backends, outputs=outputs, preview_every=preview_every)
+    gateway = Gateway(backends, outputs=outputs, preview_every=preview_every, preview_s=preview_ms / 1000)
     image_modes = [spec.contract for spec in TABS if spec.contract.takes_image]
     tabs: dict[str, Tab] = {}
 
@@ -325,7 +328,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
     demo = build_ui(make_backends(config), concurrency=config.concurrency, outputs=make_outputs(config),
-                    preview_every=config.preview_every)
+                    preview_every=config.preview_every, preview_ms=config.preview_ms)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
     launch(demo, config)

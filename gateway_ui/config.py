@@ -25,6 +25,7 @@ class GatewayConfig:
     outputs_dir: str = "outputs"  # every final image is kept under <outputs_dir>/<mode>/<YYYY-MM-DD>/
     save: bool = True  # False: nothing is kept on disk (and History is empty)
     preview_every: int = 2  # steps between live previews in the result area; 0 = none
+    preview_ms: int = 1000  # and at most one preview sent to the page this often (A1111's refresh period)
 
 
 def load_config(argv=None, environ=None) -> GatewayConfig:
@@ -57,12 +58,17 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
                    help="keep nothing on disk [GATEWAY_SAVE=0]")
     p.add_argument("--preview-every", type=int, default=int(environ.get("GATEWAY_PREVIEW_EVERY", 2)),
                    help="show a live preview every this many steps; 0 = none [GATEWAY_PREVIEW_EVERY]")
+    p.add_argument("--preview-ms", type=int, default=int(environ.get("GATEWAY_PREVIEW_MS", 1000)),
+                   help="send the page at most one preview this often, in ms: each one costs the gateway, "
+                        "the page and API clients a round of work [GATEWAY_PREVIEW_MS]")
     args = p.parse_args(argv)
     username, password = environ.get("GATEWAY_USERNAME"), environ.get("GATEWAY_PASSWORD")
     if args.concurrency < 1:
         p.error("--concurrency must be at least 1 (generations forwarded at once per tab)")
     if args.preview_every < 0:
         p.error("--preview-every must be 0 (no previews) or more")
+    if args.preview_ms < 0:
+        p.error("--preview-ms must be 0 (every preview) or more")
     if bool(username) != bool(password):
         p.error("set both GATEWAY_USERNAME and GATEWAY_PASSWORD, or neither")
     return GatewayConfig(
@@ -79,4 +85,5 @@ def load_config(argv=None, environ=None) -> GatewayConfig:
         outputs_dir=args.outputs_dir,
         save=args.save,
         preview_every=args.preview_every,
+        preview_ms=args.preview_ms,
     )

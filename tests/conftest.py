@@ -208,7 +208,7 @@ class RunningGateway:
         self.backends = make_backends(self.config)
         self.outputs = make_outputs(self.config)
         self.demo = build_ui(self.backends, concurrency=self.config.concurrency, outputs=self.outputs,
-                             preview_every=self.config.preview_every)
+                             preview_every=self.config.preview_every, preview_ms=self.config.preview_ms)
         launch(self.demo, self.config, block=False)
         self.url = f"http://127.0.0.1:{self.config.port}/"
 

@@ -237,3 +237,19 @@ def test_old_results_are_pruned_so_disk_use_stays_flat(gateway):
     client.predict("fox", "", 2, 7.5, 64, 64, 2, 1, "model default", api_name="/txt2img")
     assert not old.exists()
     assert any(gw.out_dir.iterdir())  # the new result is kept
+
+
+def test_previews_reach_the_page_at_most_once_per_preview_period(services):
+    addresses = {mode: service.address for mode, service in services.items()}
+    updates = {}
+    for preview_ms in (0, 60_000):
+        gateway = RunningGateway(addresses, preview_every=1, preview_ms=preview_ms)
+        try:
+            job = gateway.client().submit("a red fox", "", 12, 7.5, 64, 64, 7, 1, "model default",
+                                          api_name="/txt2img")
+            job.result()
+            updates[preview_ms] = len(job.outputs())  # the previews, then the result
+        finally:
+            gateway.close()
+    assert updates[0] >= 6  # a preview after each of the first 11 steps (Gradio may merge a few)
+    assert updates[60_000] == 2  # the first preview, then nothing until the result
