@@ -4,12 +4,13 @@ Queued requests join at step boundaries while the row budget of their shape allo
 one UNet call over the rows of one shape (shapes take turns, so none starves); a request whose rows
 are done is decoded and answered at once; a cancelled or expired one leaves at the next step.
 
-Which rows of a shape ride in a call: all of them, unless bigger calls no longer pay. Then a call takes
-just enough rows that every request could be done by the time the longest one is, and picks the
-requests with the least slack first (arrival minus the time their remaining steps need), so a
-30-step request is not held to one step per call of the whole crowd while 8-step ones come and go.
-On a CPU a row costs about the same in any call, and this lowers the worst latencies at equal
-throughput; on a GPU bigger calls are nearly free, and every row rides.
+Which rows of a shape ride in a call: all of them, unless the device is a CPU where bigger calls no
+longer pay (a row costs about the same in any call). Then a call takes just enough rows that every
+request could be done by the time the longest one is, and picks the requests with the least slack
+first (arrival minus the time their remaining steps need), so a 30-step request is not held to one
+step per call of the whole crowd while 8-step ones come and go: the worst latencies fall at about
+the same throughput. On a GPU every row rides: measured on an H200, taking fewer rows cost a fifth of
+mixed-traffic throughput and did not lower p95.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ class StepEngine(threading.Thread):
         longest = max((a.left for a in group), default=0)
         # Rows per call with which every request could be done by the longest one's last step.
         need = math.ceil(sum(a.left * a.unet_rows for a in group) / longest) if longest else rows
-        if need >= rows or self.estimator is None:
+        if need >= rows or self.estimator is None or self.pipe.unet.device.type != "cpu":
             return group
         if self.estimator.batching_pays(group[0].rows[0].pixels, need, rows) is not False:
             return group
