@@ -113,22 +113,28 @@ def test_a_model_the_loop_does_not_support_is_served_by_pipeline_calls(tmp_path)
         service.stop()
 
 
+def most_rows_per_call(service, streams) -> tuple[int, int, list]:
+    """Runs the streams to their results; returns the most UNet rows one call took meanwhile (the smallest
+    histogram bucket holding every call), how many calls there were, and the results."""
+    bounds = (1, 2, 4, 6, 8, 12, 16)
+    before = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) for b in bounds]
+    total = service.metric("imagegen_step_rows_count")
+    results = [list(stream)[-1] for stream in streams]
+    for result in results:
+        assert isinstance(result, Result) and len(result.images) == 1
+    total = service.metric("imagegen_step_rows_count") - total
+    grown = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) - was for b, was in zip(bounds, before)]
+    return next(b for b, n in zip(bounds, grown) if n == total), int(total), results
+
+
 def test_after_running_out_of_memory_fewer_rows_share_a_call():
     # Two guided 64x64 rows fit one call; after an OOM the budget is halved for a while: one each.
     service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "2", "--warmup", "false")
     try:
         def pair_max_rows() -> int:
-            """The most rows one UNet call took while a pair of requests ran together (a histogram bucket)."""
-            bounds = (1, 2, 4, 6)
-            before = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) for b in bounds]
-            total = service.metric("imagegen_step_rows_count")
-            streams = [service.client.stream(request_for("txt2img", steps=15, seed=s)) for s in (1, 2)]
-            for stream in streams:
-                assert isinstance(list(stream)[-1], Result)
-            total = service.metric("imagegen_step_rows_count") - total
-            grown = [service.metric("imagegen_step_rows_bucket", le=str(float(b))) - was
-                     for b, was in zip(bounds, before)]
-            return next(b for b, n in zip(bounds, grown) if n == total)
+            """The most rows one UNet call took while a pair of requests ran together."""
+            return most_rows_per_call(
+                service, [service.client.stream(request_for("txt2img", steps=15, seed=s)) for s in (1, 2)])[0]
 
         assert pair_max_rows() == 4  # both requests' rows (two each) shared calls
         service.worker.pipe = FailingPipeline(service.worker.pipe, torch.OutOfMemoryError("CUDA out of memory"))
@@ -147,20 +153,19 @@ def test_where_bigger_calls_do_not_pay_a_long_request_is_not_held_to_the_whole_c
     try:
         for rows in (1, 2, 4, 8, 16):
             service.worker.estimator.observe_step(64, rows, 1e-5 * rows)
-        before = {b: service.metric("imagegen_step_rows_bucket", le=str(float(b))) for b in (4, 8)}
-        calls = service.metric("imagegen_step_rows_count")
         # One 40-step request and three 8-step ones, two UNet rows each: 128 rows of work, 40 steps for the
         # longest, so calls of 4 rows (two requests) have every request done by the long one's last step.
-        streams = [service.client.stream(request_for("txt2img", steps=steps, seed=seed))
-                   for seed, steps in enumerate((40, 8, 8, 8))]
-        results = [list(stream)[-1] for stream in streams]
-        assert all(isinstance(r, Result) and len(r.images) == 1 for r in results)
-        calls = service.metric("imagegen_step_rows_count") - calls
-        grown = {b: service.metric("imagegen_step_rows_bucket", le=str(float(b))) - n for b, n in before.items()}
-        assert grown[4] == calls  # never more than two requests in a call, though four ran together
+        requests = [request_for("txt2img", steps=steps, seed=seed) for seed, steps in enumerate((40, 8, 8, 8))]
+        streams = [service.client.stream(request) for request in requests]
+        most, calls, results = most_rows_per_call(service, streams)
+        assert most <= 4  # never more than two requests in a call, though four ran together
         # And the long one rode in nearly every call: the short ones' 24 steps fit beside its 40 (a short one
         # may arrive first and step alone once or twice before the long one is admitted).
         assert calls <= 45
+        # Riding in some calls and not others leaves each image as it is alone.
+        for request, result in zip(requests, results):
+            alone = service.client.generate(request)
+            assert np.abs(pixels(alone.images[0].data) - pixels(result.images[0].data)).max() <= 3
     finally:
         service.stop()
 
