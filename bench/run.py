@@ -233,31 +233,35 @@ def bench_engine(clients: int, per_client: int, rounds: int = 2) -> list[tuple]:
     for name, value, target, sense in checks:
         meets = value >= target if sense == ">=" else value <= target
         rows.append((f"engine, {name}", "", f"{value:.2f}x", f"{'meets' if meets else 'misses'} {sense} {target:.2f}"))
-    one, many = unet_row_seconds(2), unet_row_seconds(2 * clients)
+    one, many = unet_row_seconds((2, 2 * clients))
     rows.append((f"engine, the UNet alone: a row's cost in a call of 2 rows (one guided image) vs {2 * clients}",
                  f"{one * 1000:.1f} vs {many * 1000:.1f} ms", f"{one / many:.2f}x",
                  "the most any batching can gain here"))
     return rows
 
 
-def unet_row_seconds(rows: int, size: int = 256) -> float:
-    """The tiny UNet's cost per row in one call of `rows` rows at this image size (fastest of ten), in-process."""
+def unet_row_seconds(row_counts: tuple[int, ...], size: int = 256) -> list[float]:
+    """The tiny UNet's cost per row in one call of each of these row counts at this image size (fastest of
+    ten), in-process."""
     import torch
 
     from services.core.models.presets import build_tiny_pipeline
 
     unet = build_tiny_pipeline(False).unet
-    latents = torch.randn(rows, unet.config.in_channels, size // 8, size // 8)
-    embeds = torch.randn(rows, 77, unet.config.cross_attention_dim)
-    timesteps = torch.full((rows,), 500)
-    best = float("inf")
-    with torch.inference_mode():
-        for attempt in range(13):
-            started = time.perf_counter()
-            unet(latents, timesteps, encoder_hidden_states=embeds)
-            if attempt >= 3:  # the first calls warm up
-                best = min(best, time.perf_counter() - started)
-    return best / rows
+    costs = []
+    for rows in row_counts:
+        latents = torch.randn(rows, unet.config.in_channels, size // 8, size // 8)
+        embeds = torch.randn(rows, 77, unet.config.cross_attention_dim)
+        timesteps = torch.full((rows,), 500)
+        best = float("inf")
+        with torch.inference_mode():
+            for attempt in range(13):
+                started = time.perf_counter()
+                unet(latents, timesteps, encoder_hidden_states=embeds)
+                if attempt >= 3:  # the first calls warm up
+                    best = min(best, time.perf_counter() - started)
+        costs.append(best / rows)
+    return costs
 
 
 def bench_cold_start(repeats: int) -> list[tuple]:
