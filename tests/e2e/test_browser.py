@@ -146,13 +146,18 @@ def open_advanced(page, mode: str) -> None:
     page.wait_for_selector(f"#{mode}-seed input", timeout=10000)
 
 
+def read_in_png_info(page, path, expected: str) -> None:
+    """Drop a PNG on the PNG Info tab and wait until its parameters, with `expected` in them, show."""
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#png-info-image input[type=file]").set_input_files(path)
+    page.wait_for_function(f"document.querySelector('#png-info-text textarea').value.includes('{expected}')",
+                           timeout=30000)
+
+
 def test_png_info_reads_automatic1111_parameters_and_sends_them_to_txt2img(page, tmp_path):
     text = ("a lighthouse at dusk\nNegative prompt: fog\n"
             "Steps: 7, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 4242, Size: 128x64, Model: v1-5")
-    page.get_by_role("tab", name="PNG Info").click()
-    page.locator("#png-info-image input[type=file]").set_input_files(png_with_parameters(tmp_path / "a.png", text))
-    page.wait_for_function("document.querySelector('#png-info-text textarea').value.includes('Seed: 4242')",
-                           timeout=30000)
+    read_in_png_info(page, png_with_parameters(tmp_path / "a.png", text), "Seed: 4242")
     assert "dpmpp_2m_karras" in page.locator("#png-info-fields").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-png-info.png"), full_page=True)
@@ -172,10 +177,7 @@ def test_png_info_reads_automatic1111_parameters_and_sends_them_to_txt2img(page,
 def test_png_info_sends_the_image_and_its_strength_to_img2img(page, tmp_path):
     text = ("a barn\nSteps: 5, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 77, Size: 64x64, "
             "Denoising strength: 0.35")
-    page.get_by_role("tab", name="PNG Info").click()
-    page.locator("#png-info-image input[type=file]").set_input_files(png_with_parameters(tmp_path / "b.png", text))
-    page.wait_for_function("document.querySelector('#png-info-text textarea').value.includes('Seed: 77')",
-                           timeout=30000)
+    read_in_png_info(page, png_with_parameters(tmp_path / "b.png", text), "Seed: 77")
     page.locator("#png-info-to-img2img").click()
     page.wait_for_selector("#img2img-input img", timeout=20000)
     assert field(page, "#img2img-prompt textarea") == "a barn"
