@@ -61,7 +61,7 @@ def request_for(mode: str, **overrides):
 
 
 class FailingPipeline:
-    """The worker's own pipeline, failing once with `error` in its second denoising step, through either
+    """The served model's own pipeline (set it as `runtime.model.pipe`), failing once with `error` in its second denoising step, through either
     engine (the pipeline's call, or the step engine's UNet calls).
 
     Faults that cannot be caused for real on purpose (a GPU out of memory, a bug in the service) are
@@ -158,8 +158,8 @@ class RunningService:
             self.runtime.load()
 
     @property
-    def worker(self):
-        return self.runtime.worker
+    def engine(self):
+        return self.runtime.engine
 
     def metric(self, name: str, **labels) -> float:
         """A sample from this service's Prometheus registry (0 when not yet recorded)."""

@@ -143,3 +143,9 @@ class Reason:
     CANCELLED = "CANCELLED"  # the client went away
     UNAUTHENTICATED = "UNAUTHENTICATED"  # missing or wrong token
     INTERNAL = "INTERNAL"  # a failure of the service, not of the request
+
+
+def guided(guidance_scale: float) -> bool:
+    """Whether a request runs classifier-free guidance (an unconditional and a conditional UNet row per
+    image): only above 1, as diffusers decides."""
+    return guidance_scale > 1

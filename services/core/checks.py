@@ -40,7 +40,6 @@ class CheckedParams:
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none)
     clip_skip: int = 1  # A1111's Clip skip: 1 = the text encoder's last layer
-    prompt_loras: tuple[tuple[str, float], ...] = ()  # <lora:name:weight> tags of both prompts, in order
     requested_loras: tuple[tuple[str, float], ...] = ()  # params.loras as sent (no zero weights), in order
     loras: lora_files.LoraSet = ()  # what runs: tags and field merged, weights of one name added up
     lora_hashes: tuple[tuple[str, str], ...] = ()  # (name, A1111's short hash) of each in `loras`
@@ -140,7 +139,6 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     negative = check_text(params.negative_prompt, "params.negative_prompt", limits.max_prompt_chars)
     tags = [(tag, "params.prompt") for tag in check_prompt_tags(prompt, "params.prompt")]
     tags += [(tag, "params.negative_prompt") for tag in check_prompt_tags(negative, "params.negative_prompt")]
-    loras = tuple(tag for tag, _field in tags)
 
     steps = params.num_inference_steps or defaults.num_inference_steps
     if steps > limits.max_steps:
@@ -192,7 +190,6 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         quality=quality,
         preview_every=params.preview_every,
         clip_skip=clip_skip,
-        prompt_loras=loras,
         requested_loras=requested_loras,
         loras=active_loras,
         lora_hashes=lora_hashes,

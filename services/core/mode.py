@@ -14,7 +14,6 @@ class Mode:
     contract: ModeContract  # name, proto service, request class, default ports (shared with clients)
     default_model: str  # what --model is when neither the flag nor IMAGEGEN_MODEL says
     pipeline_class: str  # the diffusers class that loads it, e.g. "AutoPipelineForText2Image"
-    inpaint_unet: bool  # the presets (tiny, sd15) build a 9-channel inpainting UNet
     # request, ServiceConfig -> GenerationSpec: every field checked first; raises InvalidArgument. No model work.
     check: Callable[[Any, Any], Any]
     # pipe, batch (GenerationSpecs with one batch_key), generators (one per image), step callback

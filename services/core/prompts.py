@@ -206,7 +206,7 @@ def sequence_chunks(pipe, spec) -> int:
     """The chunks of a request's embeddings: the prompt's, with the negative's (under guidance) padded
     to a common count (pad_to)."""
     positive = chunk_count(pipe, spec.prompt)
-    if spec.guidance_scale <= 1:
+    if not spec.guided:
         return positive
     return math.lcm(positive, chunk_count(pipe, spec.negative_prompt))
 
@@ -317,7 +317,7 @@ def encode_pair(pipe, spec) -> tuple[Encoded, Encoded | None]:
     padded to a common chunk count. The negative is None without guidance."""
     clip_skip = getattr(spec, "clip_skip", 1)
     positive = encode_text(pipe, spec.prompt, clip_skip)
-    if spec.guidance_scale <= 1:
+    if not spec.guided:
         return positive, None
     negative = encode_text(pipe, spec.negative_prompt, clip_skip)
     chunks = math.lcm(positive.chunks, negative.chunks)

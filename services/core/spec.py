@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagegen.v1.contract import OutputFormat
+from imagegen.v1.contract import OutputFormat, guided
 
 from .checks import CheckedParams
 from .imaging.infotext import format_infotext
@@ -28,8 +28,6 @@ class GenerationSpec:
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none); not in infotext
     clip_skip: int = 1  # A1111's Clip skip (1: the last layer); in infotext when not 1
-    # <lora:name:weight> tags of the prompts, removed from the text the encoder sees (merged into `loras`).
-    prompt_loras: tuple[tuple[str, float], ...] = ()
     requested_loras: tuple[tuple[str, float], ...] = ()  # params.loras as sent: infotext writes them as tags
     loras: tuple[tuple[str, float], ...] = ()  # the LoRA set that runs (checks.check_loras): sorted, no zeros
     lora_hashes: tuple[tuple[str, str], ...] = ()  # (name, short hash) of each in `loras`: infotext
@@ -49,6 +47,11 @@ class GenerationSpec:
         shared = {name: getattr(params, name) for name in CheckedParams.__dataclass_fields__
                   if name not in ("width", "height")}
         return cls(**shared, width=width, height=height, **mode_fields)
+
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance: the negative prompt is encoded, and each image takes two UNet rows."""
+        return guided(self.guidance_scale)
 
     @property
     def steps_run(self) -> int:

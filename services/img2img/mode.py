@@ -58,7 +58,6 @@ MODE = Mode(
     contract=IMG2IMG,
     default_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
     pipeline_class="AutoPipelineForImage2Image",
-    inpaint_unet=False,
     check=check,
     run=run,
     warmup_request=warmup_request,

@@ -3,6 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from services.core.engine.conditioners import InpaintChannels, KeepUnmasked
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.errors import InvalidArgument
 from services.core.imaging import images, masks
@@ -87,25 +88,14 @@ def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
                                                      width, prompt.embeds.dtype, device, generator, cfg)
     row = new_row(pipe, spec, prompt, scheduler, timesteps, latents, generator)
     if not four_channels:
-        row.conditioning = torch.cat([mask, masked_latents], dim=1)
-        return row
-    image_latents, keep = prepared[2], mask.chunk(2)[0] if cfg else mask
-
-    def keep_unmasked(row: Row) -> None:
-        known = image_latents
-        if row.index < len(row.timesteps) - 1:
-            known = row.scheduler.add_noise(known, noise, torch.tensor([row.timesteps[row.index + 1]]))
-        row.latents = (1 - keep) * known + keep * row.latents
-
-    row.after_step = keep_unmasked
-    return row
+        return row.attach(InpaintChannels(mask, masked_latents))
+    return row.attach(KeepUnmasked(prepared[2], noise, mask.chunk(2)[0] if cfg else mask))
 
 
 MODE = Mode(
     contract=INPAINT,
     default_model="stable-diffusion-v1-5/stable-diffusion-inpainting",
     pipeline_class="AutoPipelineForInpainting",
-    inpaint_unet=True,
     check=check,
     run=run,
     warmup_request=warmup_request,

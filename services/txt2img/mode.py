@@ -39,7 +39,6 @@ MODE = Mode(
     # What the original app used; real weights for users who have them (or can download them).
     default_model="CompVis/stable-diffusion-v1-4",
     pipeline_class="AutoPipelineForText2Image",
-    inpaint_unet=False,
     check=check,
     run=run,
     warmup_request=warmup_request,

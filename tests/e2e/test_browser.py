@@ -237,10 +237,10 @@ def test_a_preview_shows_while_it_runs_and_interrupt_stops_it_keeping_the_previe
     page.locator("#txt2img-interrupt").click()
     # The service stops the request at its next step: nothing is left running, short of all its steps.
     wait = 0
-    while service.worker.current and wait < 100:
+    while service.engine.current and wait < 100:
         page.wait_for_timeout(100)
         wait += 1
-    assert not service.worker.current
+    assert not service.engine.current
     assert service.steps_run - steps_before < LONG_STEPS
     page.wait_for_timeout(500)
     assert page.locator("#txt2img-gallery img").count() >= 1  # what was made so far stays
@@ -257,10 +257,10 @@ def test_closing_the_page_cancels_its_generation(browser, gateway, services):
     page.wait_for_selector("#txt2img-gallery img", timeout=60000)  # it runs
     page.close()
     deadline = 0
-    while service.worker.current and deadline < 100:
+    while service.engine.current and deadline < 100:
         import time
 
         time.sleep(0.1)
         deadline += 1
-    assert not service.worker.current
+    assert not service.engine.current
     assert service.steps_run - steps_before < LONG_STEPS

@@ -211,7 +211,7 @@ def test_a_full_queue_shows_busy_try_again(services):
         running = own.client.stream(request_for("txt2img", steps=150, width=128, height=128))
         next(running)
         deadline = time.monotonic() + 10
-        while not own.worker.current and time.monotonic() < deadline:
+        while not own.engine.current and time.monotonic() < deadline:
             time.sleep(0.01)
         waiting = own.client.stream(request_for("txt2img", steps=5, width=128, height=128))
         next(waiting)

@@ -28,8 +28,8 @@ def shows_no_internals(message: str) -> None:
 
 def test_an_internal_error_of_the_service_shows_its_id_not_its_text(services, caplog):
     own = RunningService("txt2img", "--warmup", "false")
-    own.worker.pipe = FailingPipeline(
-        own.worker.pipe, RuntimeError("secret: weights at /opt/models/unet.safetensors are corrupt"))
+    own.runtime.model.pipe = FailingPipeline(
+        own.runtime.model.pipe, RuntimeError("secret: weights at /opt/models/unet.safetensors are corrupt"))
     addresses = {mode: service.address for mode, service in services.items()}
     addresses["txt2img"] = own.address
     gw = RunningGateway(addresses, timeout_s=60)

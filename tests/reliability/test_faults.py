@@ -40,12 +40,12 @@ def test_out_of_memory_is_resource_exhausted_memory_is_released_and_the_next_cal
     try:
         service.client.generate(request_for("img2img", steps=4))  # first call allocates caches
         before = live_tensors()
-        service.worker.pipe = FailingPipeline(service.worker.pipe, torch.OutOfMemoryError("CUDA out of memory (injected)"))
+        service.runtime.model.pipe = FailingPipeline(service.runtime.model.pipe, torch.OutOfMemoryError("CUDA out of memory (injected)"))
         with pytest.raises(OutOfMemory) as err:
             service.client.generate(request_for("img2img", steps=8, num_images=2))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "out of memory" in err.value.details()
-        assert service.worker.pipe.fired
+        assert service.runtime.model.pipe.fired
         # The failed call's latents are not kept (other services in this process may be finishing work:
         # give their tensors a moment to go).
         assert wait_for(lambda: live_tensors() <= before + 5, timeout=10), (live_tensors(), before)

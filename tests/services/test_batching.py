@@ -95,7 +95,7 @@ def test_cancelling_one_member_keeps_the_others(batching):
         assert isinstance(next(call), Queued)
     first = next(calls[1])
     assert isinstance(first, Progress)  # the batch is running
-    assert len(batching.worker.current) == 3
+    assert len(batching.engine.current) == 3
     calls[1].cancel()
     with pytest.raises(grpc.RpcError) as err:
         list(calls[1])

@@ -66,10 +66,10 @@ def test_a_mixed_crowd_gets_the_images_each_gets_alone(engines, mode):
 def test_a_newcomer_joins_a_running_loop_and_leaves_first(engines):
     service = engines["txt2img"]
     long = service.client.stream(request_for("txt2img", steps=120, width=128, height=128))
-    assert wait_for(lambda: bool(service.worker.current))
+    assert wait_for(lambda: bool(service.engine.current))
     short = service.client.generate(request_for("txt2img", steps=3, width=128, height=128))
     assert len(short.images) == 1
-    assert service.worker.current  # the long one is still running: the short one did not wait for it
+    assert service.engine.current  # the long one is still running: the short one did not wait for it
     long.cancel()
     with pytest.raises(Cancelled):
         list(long)
@@ -81,9 +81,9 @@ def test_a_cancelled_request_leaves_at_the_next_step_and_the_others_go_on(engine
     second = service.client.stream(request_for("txt2img", steps=60, width=128, height=128, seed=2))
     for call in (first, second):
         assert any(isinstance(event, Progress) for event in call)  # both running
-    assert len(service.worker.current) == 2
+    assert len(service.engine.current) == 2
     first.cancel()
-    assert wait_for(lambda: len(service.worker.current) == 1, timeout=10)
+    assert wait_for(lambda: len(service.engine.current) == 1, timeout=10)
     events = list(second)
     assert isinstance(events[-1], Result) and len(events[-1].images) == 1
 
@@ -137,7 +137,7 @@ def test_after_running_out_of_memory_fewer_rows_share_a_call():
                 service, [service.client.stream(request_for("txt2img", steps=15, seed=s)) for s in (1, 2)])[0]
 
         assert pair_max_rows() == 4  # both requests' rows (two each) shared calls
-        service.worker.pipe = FailingPipeline(service.worker.pipe, torch.OutOfMemoryError("CUDA out of memory"))
+        service.runtime.model.pipe = FailingPipeline(service.runtime.model.pipe, torch.OutOfMemoryError("CUDA out of memory"))
         with pytest.raises(OutOfMemory):
             service.client.generate(request_for("txt2img", steps=4))
         assert pair_max_rows() == 2  # the same pair now takes turns, one request per call
@@ -152,7 +152,7 @@ def test_where_bigger_calls_do_not_pay_a_long_request_is_not_held_to_the_whole_c
     service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "8", "--warmup", "false")
     try:
         for rows in (1, 2, 4, 8, 16):
-            service.worker.estimator.observe_step(64, rows, 1e-5 * rows)
+            service.engine.estimator.observe_step(64, rows, 1e-5 * rows)
         # One 40-step request and three 8-step ones, two UNet rows each: 128 rows of work, 40 steps for the
         # longest, so calls of 4 rows (two requests) have every request done by the long one's last step.
         requests = [request_for("txt2img", steps=steps, seed=seed) for seed, steps in enumerate((40, 8, 8, 8))]

@@ -67,7 +67,7 @@ def test_stream_has_one_progress_event_per_step_then_the_result(service):
     total = progress[0].total_steps
     assert [p.step for p in progress] == list(range(1, total + 1))
     assert all(p.total_steps == total for p in progress)
-    assert service.worker is not None
+    assert service.engine is not None
     result = events[-1].response
     assert len(result.images) == 1 and result.images[0].seed == 7
 

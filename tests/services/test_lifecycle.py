@@ -78,7 +78,7 @@ def test_cancelled_queued_request_leaves_the_queue_and_others_finish(services):
     service = services["txt2img"]
     running = service.client.stream(request_for("txt2img", steps=40, width=128, height=128))
     assert isinstance(next(running), Queued)
-    assert wait_for(lambda: bool(service.worker.current))
+    assert wait_for(lambda: bool(service.engine.current))
     queued = service.client.stream(request_for("txt2img", steps=40))
     first = next(queued)
     assert first.position == 0  # next to run, behind the running one
@@ -93,7 +93,7 @@ def test_queue_positions_count_down(services):
     service = services["txt2img"]
     running = service.client.stream(request_for("txt2img", steps=15, width=128, height=128))
     next(running)
-    assert wait_for(lambda: bool(service.worker.current))
+    assert wait_for(lambda: bool(service.engine.current))
     second = service.client.stream(request_for("txt2img", steps=5))
     assert next(second).position == 0
     third = service.client.stream(request_for("txt2img", steps=6))  # not batchable with the second
@@ -110,7 +110,7 @@ def test_full_queue_is_resource_exhausted_at_once_with_a_retry_hint():
     try:
         running = service.client.stream(request_for("txt2img", steps=100, width=128, height=128))
         next(running)
-        assert wait_for(lambda: bool(service.worker.current))
+        assert wait_for(lambda: bool(service.engine.current))
         waiting = service.client.stream(request_for("txt2img"))
         next(waiting)
         started = time.monotonic()
@@ -137,7 +137,7 @@ def test_client_retries_a_full_queue_with_backoff_and_gets_its_images():
     try:
         running = service.client.stream(request_for("txt2img", steps=30, width=128, height=128))
         next(running)
-        assert wait_for(lambda: bool(service.worker.current))
+        assert wait_for(lambda: bool(service.engine.current))
         waiting = service.client.stream(request_for("txt2img", steps=30, width=128, height=128))
         next(waiting)
         patient = ImageGenClient("txt2img", service.address, retries=8, backoff_s=0.2, timeout=120)

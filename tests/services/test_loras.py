@@ -165,7 +165,7 @@ def test_a_lora_in_the_image_modes_and_on_sdxl_is_diffusers_own(tmp_path, model,
     from tests.conftest import SERVER_MODES, box_mask, png
 
     contract = SERVER_MODES[mode].contract
-    folder = ensure_tiny(CACHE_DIR, SERVER_MODES[mode].inpaint_unet, name=model)
+    folder = ensure_tiny(CACHE_DIR, SERVER_MODES[mode].contract.takes_mask, name=model)
     cls = getattr(diffusers, SERVER_MODES[mode].pipeline_class)
     pipe = cls.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)

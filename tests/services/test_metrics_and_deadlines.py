@@ -60,7 +60,7 @@ def test_metrics_count_requests_by_code_and_time_them(service):
 def test_queue_depth_gauge_follows_the_queue(service):
     running = service.client.stream(request_for("txt2img", steps=60, width=256, height=256))
     next(running)
-    assert wait_for(lambda: bool(service.worker.current))
+    assert wait_for(lambda: bool(service.engine.current))
     waiting = [service.client.stream(request_for("txt2img", steps=s)) for s in (3, 4)]  # not batchable
     for call in waiting:
         next(call)

@@ -1,37 +1,34 @@
 """One denoising step over many rows, and decoding finished rows: the step engine's arithmetic.
 
 Rows of one shape share one UNet forward, each at its own timestep (a 1-D timestep tensor) with its
-own prompt embeddings; classifier-free guidance is applied per row with its own scale (rows without
-guidance send one UNet row, not two), then each row's own scheduler steps it. The arithmetic is the
-pipeline's own loop body, row by row.
+own prompt embeddings and what its conditioners add; classifier-free guidance is applied per row with
+its own scale (rows without guidance send one UNet row, not two), then each row's own scheduler steps
+it. The arithmetic is the pipeline's own loop body, row by row.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .conditioners import batched_kwargs
 from .rows import Row
 
 
 def unet_step(unet, rows: list[Row]) -> None:
     """Advance every row (all of one shape_key) by one step, in one UNet call."""
-    inputs, embeds, times, added = [], [], [], []
+    inputs, embeds, times, kwargs = [], [], [], []
     for row in rows:
-        t = row.timesteps[row.index]
-        x = torch.cat([row.latents] * row.unet_rows)
-        x = row.scheduler.scale_model_input(x, t)
-        if row.conditioning is not None:
-            x = torch.cat([x, row.conditioning], dim=1)
+        t = row.timestep
+        x = row.scheduler.scale_model_input(torch.cat([row.latents] * row.unet_rows), t)
+        extra = [c for c in (cond.channels(row) for cond in row.conditioners) if c is not None]
+        if extra:
+            x = torch.cat([x, *extra], dim=1)
         inputs.append(x)
         embeds.append(row.embeds)
         times.append(t.reshape(1).expand(x.shape[0]))
-        if row.added is not None:
-            added.append(row.added)
-    extra = {}
-    if added:  # SDXL: every row of one service has it
-        extra["added_cond_kwargs"] = {key: torch.cat([a[key] for a in added]) for key in added[0]}
+        kwargs.append({path: value for cond in row.conditioners for path, value in cond.unet_kwargs(row).items()})
     noise = unet(torch.cat(inputs), torch.cat(times), encoder_hidden_states=torch.cat(embeds), return_dict=False,
-                 **extra)[0]
+                 **batched_kwargs(rows, kwargs))[0]
     offset = 0
     for row in rows:
         width = row.unet_rows
@@ -40,11 +37,11 @@ def unet_step(unet, rows: list[Row]) -> None:
         if row.guided:
             unconditional, conditional = prediction.chunk(2)
             prediction = unconditional + row.guidance * (conditional - unconditional)
-        t = row.timesteps[row.index]
-        row.latents = row.scheduler.step(prediction, t, row.latents, **row.step_kwargs, return_dict=False)[0]
-        if row.after_step is not None:
-            row.after_step(row)
-        row.index += 1
+        row.latents = row.scheduler.step(prediction, row.timestep, row.latents, **row.phase.step_kwargs,
+                                         return_dict=False)[0]
+        for cond in row.conditioners:
+            cond.after_step(row)
+        row.advance()
 
 
 def decode(pipe, rows: list[Row]) -> list:

@@ -1,118 +1,106 @@
-"""The step engine's thread: the one owner of a mode's pipeline, running one shared denoising loop.
+"""The step engine: the thread that joins the scheduler's decisions (scheduler.py, policy) to the
+runner's execution (runner.py) and the requests' lives (admit, progress, previews, answers).
 
-Queued requests join at step boundaries while the row budget of their shape allows; every step is
-one UNet call over the rows of one shape (shapes take turns, so none starves); a request whose rows
-are done is decoded and answered at once; a cancelled or expired one leaves at the next step.
-
-Which rows of a shape ride in a call: all of them, unless the device is a CPU where bigger calls no
-longer pay (a row costs about the same in any call). Then a call takes just enough rows that every
-request could be done by the time the longest one is, and picks the requests with the least slack
-first (arrival minus the time their remaining steps need), so a 30-step request is not held to one
-step per call of the whole crowd while 8-step ones come and go: the worst latencies fall at about
-the same throughput. On a GPU every row rides: measured on an H200, taking fewer rows cost a fifth of
-mixed-traffic throughput and did not lower p95.
+Queued requests join at step boundaries while the row budget of their shape allows; every iteration
+is one UNet call over rows of one shape; a request whose rows are done is decoded and answered at
+once; a cancelled or expired one leaves before the next call.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import threading
 import time
-from collections import deque
 
-from ..errors import Cancelled, DeadlinePassed, InternalError, OutOfMemory, ServiceError
+from ..errors import Cancelled, DeadlinePassed
 from ..imaging import previews
-from ..models import schedulers
-from ..models.family import of_pipeline
-from ..models.loras import LoraAdapters
-from ..work.queue import Job, JobQueue, Progress
-from ..work.worker import RawResult, drop_unwanted, release_device_memory, wait_for_device
-from .denoise import decode, unet_step
-from .rows import Row, encode_prompt
-
-log = logging.getLogger(__name__)
-# After running out of device memory, a shape's row budget is halved for this long.
-OOM_BACKOFF_S = 60.0
+from ..work.engines import Engine
+from ..work.queue import Job, Progress, RawResult, drop_unwanted
+from .runner import CallFailed, Runner
+from .scheduler import StepScheduler
 
 
-class Active:
-    """A request in the loop: its rows, and what the estimator and metrics want to know of it."""
+class Request:
+    """A request in the loop: its job, its rows, and what the estimator and metrics want of it."""
 
-    def __init__(self, job: Job, rows: list[Row], admitted: float):
+    def __init__(self, job: Job, rows: list, admitted: float):
         self.job, self.rows, self.admitted = job, rows, admitted
         self.step_seconds: list[float] = []
+
+    # --- what the scheduler reads
+    @property
+    def arrived(self) -> float:
+        return self.job.created
+
+    @property
+    def deadline(self) -> float | None:
+        return self.job.deadline
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.job.cancel_requested
 
     @property
     def done(self) -> bool:
         return all(row.done for row in self.rows)
 
-    @property
-    def left(self) -> int:
-        """Steps still to run."""
-        first = self.rows[0]
-        return len(first.timesteps) - first.index
 
-    @property
-    def unet_rows(self) -> int:
-        return sum(row.unet_rows for row in self.rows)
+class StepEngine(Engine):
+    kind = "step"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limits, model = self.limits, self.model
+        # One UNet call takes at most max_batch_images guided rows of the default size (an unguided row
+        # costs half), counted in latent pixels.
+        budget = limits.max_batch_images * 2 * self.config.defaults.size**2 // model.vae_scale**2
+        estimator = self.estimator
+        self.scheduler = StepScheduler(budget, choose_rows=model.pipe.unet.device.type == "cpu",
+                                       batching_pays=estimator.batching_pays if estimator is not None else None)
+        self.runner = Runner(self.mode, model)
+        self._active: dict[Job, Request] = {}
 
-class StepEngine(threading.Thread):
-    def __init__(self, mode, pipe, job_queue: JobQueue, max_rows: int, row_pixels: int, metrics=None,
-                 estimator=None, adapters: LoraAdapters | None = None, gather_s: float = 0.0):
-        super().__init__(name=f"{mode.name}-engine", daemon=True)
-        self.mode, self.pipe, self.queue = mode, pipe, job_queue
-        self.adapters = adapters or LoraAdapters(pipe, None)
-        # One UNet call takes at most max_rows guided rows of row_pixels (an unguided row costs half),
-        # counted in latent pixels.
-        self.scale = getattr(pipe, "vae_scale_factor", 8)
-        self.budget = max_rows * 2 * row_pixels // self.scale**2
-        self.metrics, self.estimator = metrics, estimator
-        # An idle loop admits what arrives this soon after its first request too, so a crowd that comes
-        # together starts (and, with equal steps, finishes) together instead of a step or two apart.
-        self.gather_s = gather_s
-        self._base_scheduler = pipe.scheduler
-        self.family = of_pipeline(pipe).family  # which latent-to-RGB factors previews use
-        self.default_scheduler = schedulers.name_of(pipe.scheduler)
-        self._stopping = threading.Event()
-        self._active: dict[Job, Active] = {}
-        self._turns: deque = deque()  # shape keys, in the order they take turns
-        self._squeezed: dict[tuple, float] = {}  # shape key -> until when its budget is halved (after OOM)
-        self._call_s: dict[tuple, float] = {}  # shape key -> recent seconds per UNet call (moving average)
-        self.current_started = 0.0
-
-    # --- what the runtime reads
     @property
     def current(self) -> list[Job]:
-        """The requests in the loop (read by other threads: a copy, taken in one step)."""
         return list(self._active.copy())
 
-    def stop(self) -> None:
-        self._stopping.set()
-
     # --- what estimates read (other threads: snapshots)
+    def _requests(self) -> list[Request]:
+        return list(self._active.copy().values())
+
     def load_of(self, spec) -> tuple[int, int, int]:
         """(latent pixels, rows in a call, steps) a request brings to the loop."""
-        pixels = (spec.height // self.scale) * (spec.width // self.scale)
-        return pixels, len(spec.seeds) * (2 if spec.guidance_scale > 1 else 1), spec.steps_run
+        scale = self.model.vae_scale
+        pixels = (spec.height // scale) * (spec.width // scale)
+        return pixels, len(spec.seeds) * (2 if spec.guided else 1), spec.steps_run
 
     def crowd(self) -> list[tuple[int, int, int]]:
         """(latent pixels, rows in a call, steps left) of each request in the loop."""
         loads = []
-        for active in list(self._active.copy().values()):
-            rows = [row for row in active.rows if not row.done]
+        for request in self._requests():
+            rows = [row for row in request.rows if not row.done]
             if rows:
-                first = rows[0]
-                loads.append((first.pixels, sum(row.unet_rows for row in rows), len(first.timesteps) - first.index))
+                loads.append((rows[0].pixels, sum(row.unet_rows for row in rows), rows[0].steps_left))
         return loads
 
     def fits(self, spec) -> bool:
         """Whether a request would join at the next step (its shape's row budget has room)."""
         pixels, rows, _steps = self.load_of(spec)
-        key = (spec.height // self.scale, spec.width // self.scale)
-        used = self._used(key)
-        return used == 0 or used + pixels * rows <= self._budget(key)
+        scale = self.model.vae_scale
+        return self.scheduler.fits((spec.height // scale, spec.width // scale), pixels * rows, self._requests())
+
+    def predict(self, spec) -> tuple[float | None, float | None]:
+        # It joins at the next step if its shape has room and nobody waits ahead of it, else not before
+        # the first request in the loop is done; then it runs beside the loop's crowd.
+        crowd = self.crowd()
+        ahead = 0.0 if self.fits(spec) and not self.queue.waiting() else self.estimator.first_to_leave(crowd)
+        own = self.estimator.predict([spec])
+        in_crowd = self.estimator.in_crowd(self.load_of(spec), crowd)
+        if in_crowd is not None:
+            own = max(own or 0.0, in_crowd)
+        return ahead, own
+
+    def free_in(self) -> float | None:
+        crowd = self.crowd()
+        return self.estimator.first_to_leave(crowd) if crowd else 0.0
 
     # --- the loop
     def run(self) -> None:
@@ -121,160 +109,75 @@ class StepEngine(threading.Thread):
             if not self._active:
                 continue
             self._drop_leavers()
-            if self._active:
-                key = self._next_shape()
-                # No local keeps the rows: failed or finished ones must be freed even while the engine idles.
-                self._step([row for active in self._pick(key) for row in active.rows if not row.done])
-                self._finish_done()
+            # No local keeps the call: its rows must be freed when they fail or finish, even while idle.
+            self._step(self.scheduler.next_call(self._active.values()))
+            self._finish_done()
             self.queue.set_busy(bool(self._active))
 
-    def _budget(self, key: tuple) -> int:
-        return self.budget // 2 if self._squeezed.get(key, 0) > time.monotonic() else self.budget
-
-    def _used(self, key: tuple) -> int:
-        return sum(row.pixels * row.unet_rows for a in list(self._active.copy().values()) for row in a.rows
-                   if row.latent_shape == key and not row.done)
-
     def _admit(self, wait: bool) -> None:
-        """Admit waiting requests, in queue order, while the head's rows fit their shape's budget
-        (a shape with no rows always takes one request, however large)."""
+        """Admit waiting requests, in queue order, while the head's rows fit their shape's budget. An idle
+        loop also admits what arrives within --batch-wait-ms of its first request, so a crowd that comes
+        together starts (and, with equal steps, finishes) together instead of a step or two apart."""
         gather_until = 0.0
         while True:
             timeout = 0.2 if wait else max(0.0, gather_until - time.monotonic())
-            job = self.queue.take_if(self._fits, timeout=timeout)
+            job = self.queue.take_if(lambda head: self.fits(head.spec), timeout=timeout)
             if job is None:
                 return
             if wait:
-                gather_until = time.monotonic() + self.gather_s
+                gather_until = time.monotonic() + self.limits.batch_wait_s
             wait = False
             if drop_unwanted([job]):
                 self._start(job)
 
-    def _fits(self, job: Job) -> bool:
-        return self.fits(job.spec)
-
     def _start(self, job: Job) -> None:
-        import torch
-
         started = time.monotonic()
-        job.started = started
+        job.start(started)
         if self.metrics is not None:
             self.metrics.queue_wait.observe(started - job.created)
-        spec = job.spec
         try:
-            # Its LoRAs (loaded now if they are not), for its prompt encoding: they may change the text encoder.
-            self.adapters.activate(spec.loras, refresh=True)
-            with torch.inference_mode():
-                embeds = encode_prompt(self.pipe, spec)
-                rows = []
-                for index, seed in enumerate(spec.seeds):
-                    row = self.mode.admit(self.pipe, spec, embeds, seed, schedulers.fresh(spec.scheduler,
-                                                                                          self._base_scheduler))
-                    row.owner, row.image_index = job, index
-                    rows.append(row)
-        except torch.OutOfMemoryError:
-            release_device_memory()
-            job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+            rows = self.runner.admit(job)
+        except CallFailed as failed:
+            job.fail(failed.error)
             return
-        except ServiceError as exc:  # a LoRA that does not fit this model
-            job.fail(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - this request fails; the engine keeps serving
-            job.fail(InternalError.logged(exc, log))
-            return
-        finally:
-            self.pipe.scheduler = self._base_scheduler
         if not self._active:
             self.current_started = started
-        self._active[job] = Active(job, rows, started)
-        if rows[0].shape_key not in self._turns:
-            self._turns.append(rows[0].shape_key)
-
-    def _next_shape(self) -> tuple:
-        """Shapes take turns, one step each."""
-        live = {row.shape_key for a in self._active.values() for row in a.rows if not row.done}
-        self._turns = deque(key for key in self._turns if key in live)
-        self._call_s = {key: s for key, s in self._call_s.items() if key in live}
-        while self._turns:
-            key = self._turns[0]
-            self._turns.rotate(-1)
-            if key in live:
-                return key
-        return next(iter(live))
+        self._active[job] = Request(job, rows, started)
 
     def _drop_leavers(self) -> None:
         """A cancelled or expired request leaves now and stops costing compute."""
-        now = time.monotonic()
-        for job in list(self._active):
-            if job.cancelled and not job.done:
-                job.fail(Cancelled("cancelled by the client"))
-            elif job.deadline is not None and now >= job.deadline and not job.done:
-                job.fail(DeadlinePassed("the deadline passed while the request ran"))
-            if job.done:
-                del self._active[job]
+        for request, why in self.scheduler.leaving(self._active.values(), time.monotonic()):
+            if why == "cancelled":
+                request.job.fail(Cancelled("cancelled by the client"))
+            else:
+                request.job.fail(DeadlinePassed("the deadline passed while the request ran"))
+        for job in [job for job in self._active if job.done]:  # also those a shutdown ended
+            del self._active[job]
 
-    def _pick(self, key: tuple) -> list[Active]:
-        """The requests of one shape that step in this call (see the module's docstring)."""
-        group = [a for a in self._active.values() if not a.done and a.rows[0].shape_key == key]
-        rows = sum(a.unet_rows for a in group)
-        longest = max((a.left for a in group), default=0)
-        # Rows per call with which every request could be done by the longest one's last step.
-        need = math.ceil(sum(a.left * a.unet_rows for a in group) / longest) if longest else rows
-        if need >= rows or self.estimator is None or self.pipe.unet.device.type != "cpu":
-            return group
-        if self.estimator.batching_pays(group[0].rows[0].pixels, need, rows) is not False:
-            return group
-        unit = self._call_s.get(key, 0.0)  # before the first call: arrival order
-        picked, taken = [], 0
-        for active in sorted(group, key=lambda a: a.job.created - a.left * unit):
-            if taken >= need:
-                break
-            picked.append(active)
-            taken += active.unet_rows
-        return picked
-
-    def _step(self, rows: list[Row]) -> None:
-        import torch
-
-        if not rows:
+    def _step(self, call) -> None:
+        if call is None:
             return
-        started = time.monotonic()
         try:
-            self.adapters.activate(rows[0].loras)  # the rows' LoRA set (one per shape key); none: plain model
-            with torch.inference_mode():
-                unet_step(self.pipe.unet, rows)
-            # The call's real time, for the estimator and for whether bigger calls pay (_pick).
-            wait_for_device(self.pipe.unet.device)
-        except torch.OutOfMemoryError:
-            release_device_memory()
-            self._squeezed[rows[0].latent_shape] = time.monotonic() + OOM_BACKOFF_S
-            self._fail({row.owner for row in rows}, OutOfMemory("the device ran out of memory; try fewer or smaller "
-                                                                "images"))
+            seconds = self.runner.step(call.rows)
+        except CallFailed as failed:
+            if failed.out_of_memory:
+                self.scheduler.squeeze(call.rows[0].latent_shape)
+            self._fail([request.job for request in call.requests], failed.error)
             return
-        except ServiceError as exc:  # a LoRA reloaded after eviction no longer there, or not fitting
-            self._fail({row.owner for row in rows}, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
-            self._fail({row.owner for row in rows}, InternalError.logged(exc, log))
-            return
-        seconds = time.monotonic() - started
-        key = rows[0].shape_key
-        self._call_s[key] = seconds if key not in self._call_s else 0.8 * self._call_s[key] + 0.2 * seconds
+        self.scheduler.observed(call.key, seconds)
+        unet_rows = sum(row.unet_rows for row in call.rows)
         if self.metrics is not None:
             self.metrics.steps.inc()
-            self.metrics.step_rows.observe(sum(row.unet_rows for row in rows))
+            self.metrics.step_rows.observe(unet_rows)
             self.metrics.step_seconds.observe(seconds)
         if self.estimator is not None:
-            self.estimator.observe_step(rows[0].pixels, sum(row.unet_rows for row in rows), seconds)
-        for job in {row.owner for row in rows}:
-            active = self._active[job]
-            active.step_seconds.append(seconds)
-            first = active.rows[0]
-            step, total = first.index, len(first.timesteps)
-            preview = None
-            if previews.due(job.spec, step, total):
-                preview = previews.preview_jpeg(torch.cat([row.latents for row in active.rows]), self.family)
-            job.emit(Progress(step=step, total_steps=total, preview=preview))
+            self.estimator.observe_step(call.rows[0].pixels, unet_rows, seconds)
+        for request in call.requests:
+            request.step_seconds.append(seconds)
+            first = request.rows[0]
+            step, total = first.steps_done, first.steps_total
+            preview = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
+            request.job.emit(Progress(step=step, total_steps=total, preview=preview))
 
     def _fail(self, jobs, error) -> None:
         for job in jobs:
@@ -282,37 +185,30 @@ class StepEngine(threading.Thread):
             self._active.pop(job, None)
 
     def _finish_done(self) -> None:
-        import torch
-
-        finished = [active for active in self._active.values() if active.done]
+        finished = [request for request in self._active.values() if request.done]
         if not finished:
             return
         try:
-            with torch.inference_mode():
-                images = decode(self.pipe, [row for active in finished for row in active.rows])
-        except torch.OutOfMemoryError:
-            release_device_memory()
-            self._fail([a.job for a in finished], OutOfMemory("the device ran out of memory while decoding"))
-            return
-        except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
-            self._fail([a.job for a in finished], InternalError.logged(exc, log))
+            images = self.runner.decode([row for request in finished for row in request.rows])
+        except CallFailed as failed:
+            self._fail([request.job for request in finished], failed.error)
             return
         done = time.monotonic()
         offset = 0
-        for active in finished:
-            job, spec = active.job, active.job.spec
-            mine = [self.mode.finish(spec, image) for image in images[offset: offset + len(active.rows)]]
-            offset += len(active.rows)
+        for request in finished:
+            job, spec = request.job, request.job.spec
+            mine = [self.mode.finish(spec, image) for image in images[offset: offset + len(request.rows)]]
+            offset += len(request.rows)
             del self._active[job]
             if self.estimator is not None:
-                self.estimator.observe([spec], done - active.admitted, active.step_seconds)
+                self.estimator.observe([spec], done - request.admitted, request.step_seconds)
             if self.metrics is not None:
-                self.metrics.observe_batch(1, len(mine), done - active.admitted, len(active.step_seconds))
+                self.metrics.observe_batch(1, len(mine), done - request.admitted, len(request.step_seconds))
             job.finish(RawResult(
                 images=mine,
-                scheduler_label=schedulers.label_of(spec.scheduler or self.default_scheduler),
+                scheduler_label=self.model.sampler_label(spec.scheduler),
                 queue_ms=(job.started - job.created) * 1000,
                 inference_ms=(done - job.started) * 1000,
             ))
         if self._active:
-            self.current_started = min(a.admitted for a in self._active.values())
+            self.current_started = min(request.admitted for request in self._active.values())

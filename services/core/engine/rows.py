@@ -1,5 +1,9 @@
 """Rows: one image of one request, from admission to its answer, as the step engine carries it.
 
+A row carries a plan, its phases in order: denoise phases (with their scheduler and timesteps), then
+decode. The scheduler and the budgets read a row's current phase and size, never its request's, so a
+row may change size between phases (a resize phase) and be served fairly at the new size.
+
 Admission uses the pipeline's own building blocks (prompt encoding, latent and mask preparation, the
 image processors, the scheduler objects), one row at a time with the row's own generator and
 scheduler, so a row starts exactly where diffusers' own pipeline starts for that seed.
@@ -8,10 +12,33 @@ scheduler, so a row starts exactly where diffusers' own pipeline starts for that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+
+from .conditioners import Conditioner, TextTime
 
 if TYPE_CHECKING:
     import torch
+
+
+@dataclass(eq=False)
+class Denoise:
+    """A phase: denoise the row's latents over these timesteps with this scheduler."""
+
+    scheduler: Any  # the row's own instance: multistep schedulers keep state per row
+    timesteps: torch.Tensor  # the timesteps it runs, in order
+    step_kwargs: dict  # what scheduler.step takes (generator, eta)
+    size: tuple[int, int]  # (height, width) in image pixels: SDXL's size conditioning reads it
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+
+@dataclass(frozen=True)
+class Decode:
+    """The last phase: the row's latents are decoded (with other finished rows) and answered."""
+
+    steps = 0
 
 
 @dataclass(eq=False)
@@ -20,19 +47,64 @@ class Row:
 
     owner: Any  # what it belongs to (the engine's job), and which of its images it is
     image_index: int
-    scheduler: Any  # its own scheduler instance: multistep schedulers keep state per row
-    timesteps: torch.Tensor  # the timesteps it runs, in order
     latents: torch.Tensor  # (1, C, h, w)
     embeds: torch.Tensor  # (2, L, D): unconditional then conditional; (1, L, D) without guidance
     guidance: float
     generator: torch.Generator  # its seed's CPU generator: noise at admission, in scheduler steps, in the VAE
-    step_kwargs: dict = field(default_factory=dict)  # what scheduler.step takes (generator, eta)
-    added: dict | None = None  # SDXL's text-time conditioning (text_embeds, time_ids), batched like embeds
-    conditioning: torch.Tensor | None = None  # extra UNet input channels, batched like the UNet input
-    after_step: Callable[["Row"], None] | None = None  # 4-channel inpainting: keep the unmasked latents
+    plan: list  # its phases: Denoise ..., Decode
+    conditioners: list[Conditioner] = field(default_factory=list)  # what it adds to its UNet calls
     loras: tuple = ()  # its request's LoRA set (spec.loras): set on the pipeline for its UNet calls
-    index: int = 0  # steps done
+    at: int = 0  # the phase it is in
+    index: int = 0  # steps done in that phase
 
+    def attach(self, *conditioners: Conditioner) -> "Row":
+        """Add what the row brings to its UNet calls (extra channels, keyword arguments, a step after
+        the scheduler's): the one way conditioning reaches the UNet call."""
+        self.conditioners.extend(conditioners)
+        return self
+
+    # --- its phase
+    @property
+    def phase(self):
+        return self.plan[self.at]
+
+    @property
+    def scheduler(self):
+        return self.phase.scheduler
+
+    @property
+    def timesteps(self):
+        return self.phase.timesteps
+
+    @property
+    def timestep(self):
+        return self.phase.timesteps[self.index]
+
+    def advance(self) -> None:
+        """One step done; past a phase's last step, the next phase."""
+        self.index += 1
+        if self.index >= self.phase.steps:
+            self.at, self.index = self.at + 1, 0
+
+    @property
+    def done(self) -> bool:
+        """Denoised: the row waits to be decoded."""
+        return isinstance(self.phase, Decode)
+
+    # --- progress, over every phase
+    @property
+    def steps_total(self) -> int:
+        return sum(phase.steps for phase in self.plan)
+
+    @property
+    def steps_done(self) -> int:
+        return sum(phase.steps for phase in self.plan[: self.at]) + self.index
+
+    @property
+    def steps_left(self) -> int:
+        return self.steps_total - self.steps_done
+
+    # --- what the scheduler groups by
     @property
     def guided(self) -> bool:
         return self.embeds.shape[0] == 2
@@ -44,16 +116,12 @@ class Row:
 
     @property
     def pixels(self) -> int:
-        """Latent pixels of one of its UNet rows."""
+        """Latent pixels of one of its UNet rows, now."""
         return self.latents.shape[-1] * self.latents.shape[-2]
 
     @property
-    def done(self) -> bool:
-        return self.index >= len(self.timesteps)
-
-    @property
     def latent_shape(self) -> tuple:
-        """(latent height, width): what the row budget counts by."""
+        """(latent height, width) now: what the row budget counts by."""
         return tuple(self.latents.shape[-2:])
 
     @property
@@ -76,11 +144,6 @@ class Prompt:
         return self.embeds.shape[0] == 2
 
 
-def guided(spec) -> bool:
-    """Classifier-free guidance as diffusers does it: only above 1."""
-    return spec.guidance_scale > 1
-
-
 def encode_prompt(pipe, spec) -> Prompt:
     """The request's prompts through the one encoder both engines use (prompts.encode_pair); the request's
     LoRA set must be active (a LoRA may change the text encoders too)."""
@@ -95,32 +158,39 @@ def encode_prompt(pipe, spec) -> Prompt:
     return Prompt(torch.cat([negative.embeds, positive.embeds]), pooled)
 
 
-def text_time(pipe, prompt: Prompt, height: int, width: int) -> dict | None:
-    """SDXL's added conditioning for one row: the pooled text and the size numbers (original size, crop
-    origin, target size; the refiner's aesthetic scores instead of the target), as its pipeline makes them
-    with their defaults. None for models without it."""
+def text_time(pipe, prompt: Prompt) -> TextTime | None:
+    """SDXL's added conditioning for a row: the pooled text and the size numbers (original size, crop
+    origin, target size; the refiner's aesthetic scores instead of the target) of the size it denoises
+    at, as its pipeline makes them with their defaults. None for models without it."""
     import torch
 
     if prompt.pooled is None:
         return None
-    size, dtype = (height, width), prompt.embeds.dtype
+    dtype, device = prompt.embeds.dtype, pipe._execution_device
     encoder_2 = getattr(pipe, "text_encoder_2", None)
     projection = encoder_2.config.projection_dim if encoder_2 is not None else int(prompt.pooled.shape[-1])
-    if "requires_aesthetics_score" in pipe.config:  # the image-to-image and inpainting pipelines
-        ids, negative_ids = pipe._get_add_time_ids(size, (0, 0), size, 6.0, 2.5, size, (0, 0), size, dtype=dtype,
-                                                   text_encoder_projection_dim=projection)
-    else:
-        ids = negative_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=dtype,
-                                                    text_encoder_projection_dim=projection)
-    time_ids = torch.cat([negative_ids, ids]) if prompt.guided else ids
-    return {"text_embeds": prompt.pooled, "time_ids": time_ids.to(pipe._execution_device)}
+    aesthetic = "requires_aesthetics_score" in pipe.config  # the image-to-image and inpainting pipelines
+
+    def time_ids(size: tuple[int, int]) -> torch.Tensor:
+        if aesthetic:
+            ids, negative_ids = pipe._get_add_time_ids(size, (0, 0), size, 6.0, 2.5, size, (0, 0), size,
+                                                       dtype=dtype, text_encoder_projection_dim=projection)
+        else:
+            ids = negative_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=dtype,
+                                                        text_encoder_projection_dim=projection)
+        return (torch.cat([negative_ids, ids]) if prompt.guided else ids).to(device)
+
+    return TextTime(prompt.pooled, time_ids)
 
 
 def new_row(pipe, spec, prompt: Prompt, scheduler, timesteps, latents, generator) -> Row:
-    """A row for one of spec's images, once its mode has prepared its timesteps and starting latents."""
-    return Row(None, 0, scheduler, timesteps, latents, prompt.embeds, spec.guidance_scale, generator,
-               step_kwargs(pipe, scheduler, generator), added=text_time(pipe, prompt, spec.height, spec.width),
-               loras=getattr(spec, "loras", ()))
+    """A row for one of spec's images, once its mode has prepared its timesteps and starting latents:
+    one denoise phase at the request's size, then decode."""
+    denoise = Denoise(scheduler, timesteps, step_kwargs(pipe, scheduler, generator), (spec.height, spec.width))
+    row = Row(None, 0, latents, prompt.embeds, spec.guidance_scale, generator, [denoise, Decode()],
+              loras=getattr(spec, "loras", ()))
+    conditioning = text_time(pipe, prompt)
+    return row.attach(conditioning) if conditioning is not None else row
 
 
 def step_kwargs(pipe, scheduler, generator) -> dict:

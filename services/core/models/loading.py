@@ -9,7 +9,10 @@ from pathlib import Path
 from ..config import ServiceConfig
 from ..mode import Mode
 from . import single_file
-from .presets import EMBEDDED, build_sd15_pipeline, ensure_tiny
+from .loaded import Loaded
+from .loras import LoraAdapters
+from . import presets
+from .presets import EMBEDDED, ensure_tiny
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def resolve_dtype(requested: str, device: str):
 def model_source(mode: Mode, config: ServiceConfig) -> tuple[str, str]:
     """(what to pass to from_pretrained, how to describe it in an error)."""
     if config.model in EMBEDDED:
-        path = ensure_tiny(config.cache_dir, inpaint=mode.inpaint_unet, name=config.model)
+        path = ensure_tiny(config.cache_dir, inpaint=mode.contract.takes_mask, name=config.model)
         return str(path), f"the embedded {config.model} model at {path}"
     local = Path(config.model).expanduser()
     if not local.exists() and single_file.is_checkpoint_path(local):
@@ -73,7 +76,7 @@ def quiet_libraries() -> None:
 
 def single_file_path(config: ServiceConfig) -> Path | None:
     """The checkpoint file --model names, if it names a file (a folder, preset or hub id: None)."""
-    if config.model in EMBEDDED or config.model == "sd15":
+    if presets.is_preset(config.model):
         return None
     local = Path(config.model).expanduser()
     return local if local.is_file() else None
@@ -86,6 +89,14 @@ def is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def load_model(mode: Mode, config: ServiceConfig, on_lora_load=None) -> Loaded:
+    """The model --model names, loaded for `mode`, with what the engines and GetInfo read of it
+    (`on_lora_load`: called after each LoRA file loaded onto it). Raises ModelLoadError."""
+    pipe, device, dtype = load_pipeline(mode, config)
+    return Loaded(config.model, pipe, device, str(dtype).removeprefix("torch."),
+                  LoraAdapters(pipe, config.lora_dir, on_load=on_lora_load))
+
+
 def load_pipeline(mode: Mode, config: ServiceConfig):
     """Load, place and configure the pipeline for `mode`. Raises ModelLoadError."""
     import diffusers
@@ -94,12 +105,14 @@ def load_pipeline(mode: Mode, config: ServiceConfig):
     quiet_libraries()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    if config.model == "sd15":
-        log.info("building the sd15 preset (random weights) for %s on %s (%s)", config.mode, device, dtype)
+    build = presets.BUILT_ON_DEVICE.get(config.model)
+    if build is not None:
+        log.info("building the %s preset (random weights) for %s on %s (%s)", config.model, config.mode, device,
+                 dtype)
         try:
-            pipe = build_sd15_pipeline(mode.inpaint_unet, device, dtype)
+            pipe = build(mode.contract.takes_mask, device, dtype)
         except (RuntimeError, torch.OutOfMemoryError) as exc:
-            raise ModelLoadError(f"could not build the sd15 preset on {device}: {exc}") from exc
+            raise ModelLoadError(f"could not build the {config.model} preset on {device}: {exc}") from exc
         # The mode's own pipeline over the same components (an image-to-image one for img2img).
         pipe = getattr(diffusers, mode.pipeline_class).from_pipe(pipe)
         pipe.set_progress_bar_config(disable=True)

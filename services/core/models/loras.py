@@ -18,6 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 from ..errors import InvalidArgument
 
@@ -83,12 +84,13 @@ def _stamp(path: Path) -> tuple:
 class LoraAdapters:
     """The LoRAs loaded on one pipeline, as peft adapters; not thread-safe (the pipeline's owner calls it)."""
 
-    def __init__(self, pipe, lora_dir: Path | None, capacity: int = CACHE_SIZE):
+    def __init__(self, pipe, lora_dir: Path | None, capacity: int = CACHE_SIZE,
+                 on_load: Callable[[], None] | None = None):
         self.pipe, self.lora_dir, self.capacity = pipe, lora_dir, capacity
+        self.on_load = on_load  # called after each file loaded (the service counts them: cache misses)
         self._loaded: OrderedDict[str, tuple[str, tuple]] = OrderedDict()  # name -> (adapter, file stamp)
         self._active: LoraSet | None = ()  # the set the pipeline runs with now; None: unknown
         self._count = 0
-        self.loads = 0  # files loaded so far (the tests read it: the cache's hits are loads not made)
 
     @property
     def loaded(self) -> list[str]:
@@ -140,8 +142,9 @@ class LoraAdapters:
             self._forget(adapter)
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise InvalidArgument("params.loras", f"LoRA {name!r} cannot be applied to this model: {first}") from None
-        self.loads += 1
         self._loaded[name] = (adapter, stamp)
+        if self.on_load is not None:
+            self.on_load()
         log.info("LoRA %s loaded (%s); %d loaded", name, adapter, len(self._loaded))
         return adapter
 

@@ -204,6 +204,15 @@ def build_sd15_pipeline(inpaint: bool, device: str, dtype):
     return pipe.to(device=device, dtype=dtype)
 
 
+# Presets built in memory on the device rather than saved and loaded (a GB of random weights is made
+# faster than it is read), by --model name: (inpaint, device, dtype) -> pipeline.
+BUILT_ON_DEVICE = {"sd15": build_sd15_pipeline}
+
+
+def is_preset(name: str) -> bool:
+    return name in EMBEDDED or name in BUILT_ON_DEVICE
+
+
 if __name__ == "__main__":
     import argparse
 

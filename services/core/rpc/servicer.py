@@ -78,32 +78,31 @@ class ModeServicer:
         with self.runtime.call_slot():
             arrived, spec, job = self._start(request, context, streaming=False)
             raw = job.wait()
-            return build_response(spec, raw, self.config.model, arrived)
+            return build_response(spec, raw, self.runtime.model.name, arrived)
 
     def GenerateStream(self, request, context):
         with self.runtime.call_slot():
             arrived, spec, job = self._start(request, context, streaming=True)
             for event in job.iter_events():
                 yield to_event(event)
-            yield pb.GenerateEvent(result=build_response(spec, job.result, self.config.model, arrived))
+            yield pb.GenerateEvent(result=build_response(spec, job.result, self.runtime.model.name, arrived))
 
     def GetInfo(self, request, context):
         cfg, limits, defaults = self.config, self.config.limits, self.config.defaults
-        worker = self.runtime.worker
+        model, engine = self.runtime.model, self.runtime.engine  # None while loading
         contract = self.mode.contract
-        kind = self.runtime.model_kind  # None while loading
         return pb.ServiceInfo(
             mode=self.mode.name,
-            model=cfg.model,
-            device=self.runtime.device,
-            dtype=self.runtime.dtype,
+            model=model.name if model else cfg.model,
+            device=model.device if model else "",
+            dtype=model.dtype if model else "",
             schedulers=schedulers.names(),
             defaults=pb.Defaults(
                 num_inference_steps=defaults.num_inference_steps,
                 guidance_scale=defaults.guidance_scale,
                 width=defaults.size,
                 height=defaults.size,
-                scheduler=worker.default_scheduler if worker else "",
+                scheduler=model.default_scheduler if model else "",
                 strength=contract.default_strength,
                 mask_blur=contract.default_mask_blur,
                 quality=defaults.quality,
@@ -123,8 +122,8 @@ class ModeServicer:
             ),
             output_formats=[fmt.enum for fmt in OUTPUT_FORMATS.values()],
             version=VERSION,
-            engine=self.runtime.engine,
-            model_family=kind.family if kind else "",
-            inpaint_model=kind.inpaint if kind else False,
+            engine=engine.kind if engine else cfg.engine,
+            model_family=model.family if model else "",
+            inpaint_model=model.kind.inpaint if model else False,
             loras=loras.names(cfg.lora_dir),
         )

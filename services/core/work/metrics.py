@@ -1,6 +1,6 @@
 """Prometheus metrics of one service, served over HTTP by prometheus-client.
 
-imagegen_queue_depth is the one to autoscale on: requests waiting for the worker.
+imagegen_queue_depth is the one to autoscale on: requests waiting for the engine.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class ServiceMetrics:
                                       "scheduler steps.", ["mode"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                                0.5, 1, 2, 5, 10),
                                       registry=registry).labels(mode)
+        self.lora_loads = Counter("imagegen_lora_loads", "LoRA files loaded onto the model (adapter cache misses).",
+                                  ["mode"], registry=registry).labels(mode)
         self.images = Counter("imagegen_images_generated", "Images generated.", ["mode"],
                               registry=registry).labels(mode)
         self.http_server = None

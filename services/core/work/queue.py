@@ -1,14 +1,28 @@
-"""The bounded request queue in front of a mode's one pipeline worker, and the jobs in it."""
+"""The bounded request queue in front of a mode's engine, and the jobs in it."""
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..errors import Cancelled, QueueFull, ShuttingDown
+from ..errors import Cancelled, DeadlinePassed, QueueFull, ShuttingDown
+
+
+class Status(enum.Enum):
+    """Where a request is: waiting, in an engine, or ended one of three ways."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+ENDED = frozenset({Status.FINISHED, Status.CANCELLED, Status.FAILED})
 
 
 @dataclass(frozen=True)
@@ -23,11 +37,23 @@ class Progress:
     preview: bytes | None = None  # a small JPEG of the current estimate (imaging/previews.py), when due
 
 
-class Job:
-    """One request's trip through the queue and the worker.
+@dataclass
+class RawResult:
+    """What an engine hands back to a job: PIL images, and where the time went."""
 
-    The worker reports Progress events and then finishes or fails the job; a stream reads the
-    events as they come, a unary call just waits for the end.
+    images: list
+    scheduler_label: str
+    queue_ms: float
+    inference_ms: float
+
+
+class Job:
+    """One request's trip through the queue and an engine, with its explicit `status`.
+
+    The engine starts the job (RUNNING), reports Progress events and then finishes or fails it; a
+    stream reads the events as they come, a unary call just waits for the end. `cancel_requested` is
+    the one signal another thread sends in (the client went away): the engine acts on it at its next
+    step.
     """
 
     _END = object()
@@ -39,10 +65,11 @@ class Job:
         self.images = len(spec.seeds)
         self.batch_key = spec.batch_key()
         self.started: float | None = None
+        self.status = Status.QUEUED
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.result = None
         self.error: BaseException | None = None
-        self._cancelled = threading.Event()
+        self._cancel = threading.Event()
         self._done = threading.Event()
         self._end_lock = threading.Lock()
         self._queue: JobQueue | None = None
@@ -52,7 +79,7 @@ class Job:
         """Stop costing compute: leave the queue now, or stop at the next step if running."""
         if self._done.is_set():
             return
-        self._cancelled.set()
+        self._cancel.set()
         if self._queue is not None and self._queue.remove(self):
             self.fail(Cancelled("cancelled by the client while queued"))
 
@@ -72,10 +99,17 @@ class Job:
         if self.error is not None:
             raise self.error
 
-    # --- the worker's side
+    # --- the engine's side
     @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def start(self, now: float) -> None:
+        """An engine took it: it runs from now."""
+        with self._end_lock:  # a shutdown may end it from another thread meanwhile
+            self.started = now
+            if self.status is Status.QUEUED:
+                self.status = Status.RUNNING
 
     def emit(self, event) -> None:
         self.events.put(event)
@@ -91,6 +125,8 @@ class Job:
             if self._done.is_set():
                 return  # the first ending wins (a shutdown may fail a job the worker then finishes)
             self.result, self.error = result, error
+            self.status = (Status.FINISHED if error is None
+                           else Status.CANCELLED if isinstance(error, Cancelled) else Status.FAILED)
             self._done.set()
         self.events.put(self._END)
 
@@ -99,8 +135,21 @@ class Job:
         return self._done.is_set()
 
 
+def drop_unwanted(jobs: list[Job]) -> list[Job]:
+    """Jobs cancelled while queued, or whose deadline passed, are failed before any compute; the rest."""
+    now, keep = time.monotonic(), []
+    for job in jobs:
+        if job.cancel_requested:
+            job.fail(Cancelled("cancelled by the client while queued"))
+        elif job.deadline is not None and now >= job.deadline:
+            job.fail(DeadlinePassed("the deadline passed while the request was queued"))
+        else:
+            keep.append(job)
+    return keep
+
+
 class JobQueue:
-    """FIFO of waiting jobs, bounded; one worker takes from it. Keeps positions up to date."""
+    """FIFO of waiting jobs, bounded; one engine takes from it. Keeps positions up to date."""
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize

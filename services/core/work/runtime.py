@@ -1,4 +1,4 @@
-"""A mode's life: load the pipeline, warm up, report SERVING, take jobs, drain and stop."""
+"""A mode's life: load the model, start its engine, warm up, report SERVING, take jobs, drain and stop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import replace
 from grpc_health.v1 import health_pb2
 
 from ..config import ServiceConfig
-from ..errors import DeadlineUnmeetable, ModelLoading, QueueFull, ShuttingDown
+from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
 from ..prompts import sequence_chunks
 from .estimate import WorkEstimator
@@ -40,12 +40,8 @@ class ModeRuntime:
         self.metrics = ServiceMetrics(mode.name, self.queue)
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
-        self.worker = None
-        self.pipe = None  # once loaded: its tokenizer counts the prompts' chunks in check
-        self.engine = config.engine  # what serves once loaded: the step engine, or pipeline calls
-        self.device = ""
-        self.dtype = ""
-        self.model_kind = None  # models.family.ModelKind once loaded: what GetInfo reports
+        self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
+        self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
 
     def _set_health(self, status) -> None:
@@ -54,42 +50,12 @@ class ModeRuntime:
 
     def load(self) -> None:
         """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
-        from ..models.family import of_pipeline
-        from ..models.loading import load_pipeline
-        from ..models.loras import LoraAdapters
-        from .worker import PipelineWorker
+        from ..models.loading import load_model
 
         started = time.monotonic()
-        pipe, device, dtype = load_pipeline(self.mode, self.config)
-        self.pipe = pipe
-        self.device, self.dtype = device, str(dtype).removeprefix("torch.")
-        self.model_kind = of_pipeline(pipe)
-        adapters = LoraAdapters(pipe, self.config.lora_dir)  # the one cache both engines activate LoRAs by
-        self.engine = self.config.engine
-        if self.engine == "step":
-            from ..engine.support import unsupported
-
-            reason = unsupported(pipe)
-            if reason:
-                log.warning("the step engine cannot serve this model (%s): serving whole pipeline calls", reason)
-                self.engine = "pipeline"
-        if self.engine == "step":
-            from ..engine.loop import StepEngine
-
-            self.worker = StepEngine(self.mode, pipe, self.queue, max_rows=self.config.limits.max_batch_images,
-                                     row_pixels=self.config.defaults.size**2, metrics=self.metrics,
-                                     estimator=self.estimator, adapters=adapters,
-                                     gather_s=self.config.limits.batch_wait_s)
-        else:
-            self.worker = PipelineWorker(
-                self.mode, pipe, self.queue,
-                max_batch_images=self.config.limits.max_batch_images,
-                batch_wait_s=self.config.limits.batch_wait_s,
-                metrics=self.metrics,
-                estimator=self.estimator,
-                adapters=adapters,
-            )
-        self.worker.start()
+        self.model = load_model(self.mode, self.config, on_lora_load=self.metrics.lora_loads.inc)
+        self.engine = self._engine(self.model)
+        self.engine.start()
         if self.config.warmup:
             warm = Job(self.mode.check(self.mode.warmup_request(self.config), self.config))
             self.queue.submit(warm)
@@ -98,8 +64,25 @@ class ModeRuntime:
             return  # asked to stop while loading
         self.state = "serving"
         self._set_health(SERVING)
-        log.info("%s SERVING after %.1fs (%s, %s, on %s)", self.mode.name, time.monotonic() - started,
-                 self.config.model, self.model_kind.describe(), self.device)
+        log.info("%s SERVING after %.1fs (%s, %s, on %s, %s engine)", self.mode.name, time.monotonic() - started,
+                 self.model.name, self.model.kind.describe(), self.model.device, self.engine.kind)
+
+    def _engine(self, model):
+        """The engine --engine asks for; the pipeline engine where the step engine cannot feed the model."""
+        kind = self.config.engine
+        if kind == "step":
+            from ..engine.support import unsupported
+
+            reason = unsupported(model.pipe)
+            if reason:
+                log.warning("the step engine cannot serve this model (%s): serving whole pipeline calls", reason)
+                kind = "pipeline"
+        if kind == "step":
+            from ..engine.loop import StepEngine as engine_class
+        else:
+            from .pipeline import PipelineEngine as engine_class
+        return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
+                            estimator=self.estimator)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
@@ -124,33 +107,12 @@ class ModeRuntime:
         count (tokenizing only), which decides what may share a pipeline call."""
         with self._checking:
             spec = self.mode.check(request, self.config)
-            if self.pipe is not None:
-                spec = replace(spec, prompt_chunks=sequence_chunks(self.pipe, spec))
+            if self.model is not None:
+                spec = replace(spec, prompt_chunks=sequence_chunks(self.model.pipe, spec))
+            refused = self.engine.refusal(spec) if self.engine is not None else None
+            if refused is not None:
+                raise InvalidArgument(*refused)
             return spec
-
-    def _running_left(self) -> float | None:
-        """Predicted seconds until the running batch ends (0 when idle; None before any data)."""
-        worker = self.worker
-        running = list(worker.current) if worker else []
-        if not running:
-            return 0.0
-        predicted = self.estimator.predict([job.spec for job in running])
-        if predicted is None:
-            return None
-        return max(0.0, predicted - (time.monotonic() - worker.current_started))
-
-    def seconds_until_free(self) -> float | None:
-        """Predicted seconds until the worker has done what is running and waiting now."""
-        total = self._running_left()
-        if total is None:
-            return None
-        waiting = self.queue.waiting()
-        if waiting:
-            predicted = self.estimator.predict_queue([job.spec for job in waiting])
-            if predicted is None:
-                return None
-            total += predicted
-        return total
 
     def submit(self, spec, time_remaining: float | None = None) -> Job:
         """Queue a spec. A deadline that the predicted wait and run cannot meet is refused now."""
@@ -158,7 +120,7 @@ class ModeRuntime:
         deadline = None
         if time_remaining is not None:
             deadline = time.monotonic() + time_remaining
-            ahead, own = self._predict(spec)
+            ahead, own = self.engine.predict(spec)
             if own is not None and ahead is not None and ahead + own > time_remaining:
                 raise DeadlineUnmeetable(
                     f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "
@@ -172,29 +134,9 @@ class ModeRuntime:
             raise
         return job
 
-    def _predict(self, spec) -> tuple[float | None, float | None]:
-        """Lower bounds for (the wait before spec runs, its run); None where nothing is known yet."""
-        own = self.estimator.predict([spec])
-        engine = self.worker
-        if self.engine != "step" or engine is None:
-            return self.seconds_until_free(), own
-        # The step engine: it joins at the next step if its shape has room and nobody waits ahead of it,
-        # else not before the first request in the loop is done; then it runs beside the loop's crowd.
-        crowd = engine.crowd()
-        ahead = 0.0 if engine.fits(spec) and not self.queue.waiting() else self.estimator.first_to_leave(crowd)
-        in_crowd = self.estimator.in_crowd(engine.load_of(spec), crowd)
-        if in_crowd is not None:
-            own = max(own or 0.0, in_crowd)
-        return ahead, own
-
     def retry_hint(self) -> float:
-        """When a queue place is likely to be free: the running batch's predicted end, or the step
-        engine's first request done (0.1-30 s)."""
-        if self.engine == "step" and self.worker is not None:
-            crowd = self.worker.crowd()
-            left = self.estimator.first_to_leave(crowd) if crowd else 0.0
-        else:
-            left = self._running_left()
+        """When a queue place is likely to be free: the engine's first running request done (0.1-30 s)."""
+        left = self.engine.free_in() if self.engine is not None else None
         return 1.0 if left is None else min(30.0, max(0.1, left))
 
     def drain(self, grace_s: float) -> bool:
@@ -204,14 +146,14 @@ class ModeRuntime:
         finished = self.queue.wait_idle(grace_s)
         for job in self.queue.close():
             job.fail(ShuttingDown("the service shut down before this request ran"))
-        for current in list(self.worker.current) if self.worker is not None else []:
+        for current in self.engine.current if self.engine is not None else []:
             current.cancel()
             current.fail(ShuttingDown("the service shut down during this request"))
         return finished
 
     def stop(self) -> None:
         self.state = "stopped"
-        if self.worker is not None:
-            self.worker.stop()
-            # Join: a worker thread still inside torch at interpreter exit aborts the process.
-            self.worker.join(timeout=10)
+        if self.engine is not None:
+            self.engine.stop()
+            # Join: an engine thread still inside torch at interpreter exit aborts the process.
+            self.engine.join(timeout=10)

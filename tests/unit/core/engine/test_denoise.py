@@ -56,7 +56,7 @@ def pipes(tmp_path_factory):
         if (model, mode_name) not in loaded:
             mode = SERVER_MODES[mode_name]
             folder = model_folder(model, root)
-            if model == "tiny-v" and mode.inpaint_unet:
+            if model == "tiny-v" and mode.contract.takes_mask:
                 folder = folder.replace("base", "inpaint")
             config = service_config(mode_name, "--model", folder)
             loaded[model, mode_name] = (mode, config, load_pipeline(mode, config)[0])

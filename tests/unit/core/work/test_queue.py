@@ -32,7 +32,7 @@ def drain(j):
 
 def test_job_takes_images_and_batch_key_from_its_spec():
     j = job(images=3, key="k")
-    assert (j.images, j.batch_key, j.done, j.cancelled) == (3, "k", False, False)
+    assert (j.images, j.batch_key, j.done, j.cancel_requested) == (3, "k", False, False)
 
 
 def test_wait_returns_the_result_and_raises_the_error():
@@ -79,7 +79,7 @@ def test_cancel_while_queued_leaves_the_queue_and_fails_with_cancelled():
     q.submit(second)
     drain(second)
     first.cancel()
-    assert first.cancelled and first.done and q.waiting() == [second]
+    assert first.cancel_requested and first.done and q.waiting() == [second]
     with pytest.raises(Cancelled):
         first.wait()
     assert drain(second) == [Queued(0)]  # moved up when the one ahead left
@@ -91,14 +91,14 @@ def test_cancel_while_running_only_flags_the_job():
     q.submit(j)
     assert q.take(timeout=0) == [j]
     j.cancel()
-    assert j.cancelled and not j.done  # the worker stops it at its next step
+    assert j.cancel_requested and not j.done  # the worker stops it at its next step
 
 
 def test_cancel_after_the_end_changes_nothing():
     j = job()
     j.finish("ok")
     j.cancel()
-    assert not j.cancelled and j.wait() == "ok"
+    assert not j.cancel_requested and j.wait() == "ok"
 
 
 def test_submit_announces_the_position_and_refuses_when_full():

@@ -1,0 +1,99 @@
+"""The step engine's execution: what the scheduler decided, run on one model.
+
+Admission (a request's prompts encoded under its LoRA set, its rows made by its mode), one UNet call
+over a call's rows (its LoRA set active, timed once the device has run it), decoding finished rows,
+previews. Every fault of a call becomes `CallFailed` carrying the status its requests fail with, and
+the device memory of a failed call is freed once nothing refers to it any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+
+from ..errors import InternalError, OutOfMemory, ServiceError
+from ..imaging import previews
+from ..models.loaded import Loaded
+from ..work.device import release_device_memory, wait_for_device
+from .denoise import decode, unet_step
+from .rows import Row, encode_prompt
+
+log = logging.getLogger(__name__)
+
+
+class CallFailed(Exception):
+    """A call failed; its requests fail with `error`. `out_of_memory`: the device ran out of memory."""
+
+    def __init__(self, error: ServiceError, out_of_memory: bool = False):
+        super().__init__(str(error))
+        self.error, self.out_of_memory = error, out_of_memory
+
+
+@contextmanager
+def _faults(out_of_memory: str):
+    """Turns what a call raised into CallFailed; frees device memory after the exception is gone."""
+    import torch
+
+    failure = None
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        failure = CallFailed(OutOfMemory(out_of_memory), out_of_memory=True)
+    except ServiceError as exc:  # a LoRA that does not fit the model, or is gone from the folder
+        failure = CallFailed(exc)
+    except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
+        failure = CallFailed(InternalError.logged(exc, log))
+    if failure is not None:
+        if failure.out_of_memory:
+            release_device_memory()
+        raise failure
+
+
+class Runner:
+    def __init__(self, mode, model: Loaded):
+        self.mode, self.model = mode, model
+
+    def admit(self, job) -> list[Row]:
+        """The rows of a request, one per seed, each where diffusers' pipeline starts for it."""
+        import torch
+
+        model, spec = self.model, job.spec
+        try:
+            with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
+                # Its LoRAs (loaded now if they are not): they may change the text encoders too.
+                model.adapters.activate(spec.loras, refresh=True)
+                prompt = encode_prompt(model.pipe, spec)
+                rows = []
+                for index, seed in enumerate(spec.seeds):
+                    row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec.scheduler))
+                    row.owner, row.image_index = job, index
+                    rows.append(row)
+                return rows
+        finally:
+            model.restore_scheduler()
+
+    def step(self, rows: list[Row]) -> float:
+        """One UNet call over rows of one shape key; its seconds, once the device has run it."""
+        import torch
+
+        started = time.monotonic()
+        with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
+            self.model.adapters.activate(rows[0].loras)  # the rows' LoRA set (one per shape key)
+            unet_step(self.model.pipe.unet, rows)
+            # The call's real time, for the estimator and the scheduler's choice of rows.
+            wait_for_device(self.model.pipe.unet.device)
+        return time.monotonic() - started
+
+    def decode(self, rows: list[Row]) -> list:
+        """PIL images of finished rows, in order, in one VAE call."""
+        import torch
+
+        with _faults("the device ran out of memory while decoding"), torch.inference_mode():
+            return decode(self.model.pipe, rows)
+
+    def preview(self, rows: list[Row]) -> bytes:
+        """A small JPEG of the rows' current latents, side by side."""
+        import torch
+
+        return previews.preview_jpeg(torch.cat([row.latents for row in rows]), self.model.family)

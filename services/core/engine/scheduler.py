@@ -1,0 +1,137 @@
+"""The step engine's policy, from plain data: who joins, who leaves, which rows ride in the next call.
+
+No torch and no model here; the loop (loop.py) asks, the runner (runner.py) executes. What it sees:
+- a row: `shape_key` (rows with equal keys can share a UNet call), `latent_shape` (what the row budget
+  counts by), `pixels` (latent pixels of one UNet row), `unet_rows` (2 when guided), `steps_left`, `done`;
+- a request: `rows`, `arrived` (monotonic seconds), `deadline` (or None), `cancel_requested`.
+Every value is read from the rows' current phase at every iteration: a row that changes size is served
+at its new size at once.
+
+The rules:
+- **Admission** in queue order while the head's rows fit their shape's budget (latent pixels x UNet
+  rows in one call); a shape with no rows always takes one request, however large. After running out
+  of device memory a shape's budget is halved for OOM_BACKOFF_S.
+- **Turns**: the shapes with rows take turns, one call each, in the order they first appeared, so none
+  starves; a shape new since the last call (a newcomer, or a row that changed size) joins the end.
+- **Rows of a call**: all rows of the shape, unless `choose_rows` (a CPU, where bigger calls may not
+  pay). Then, where a bigger call no longer makes a row at least 10% cheaper (`batching_pays`), a
+  call takes just enough rows that every request could be done by the longest one's last step, the
+  requests with the least slack first (arrival minus the time their remaining steps need): the worst
+  latencies fall at about the same throughput. On a GPU every row rides: measured on an H200, taking
+  fewer rows cost a fifth of mixed-traffic throughput and did not lower p95.
+- **Leaving**: a request cancelled or past its deadline leaves before the next call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+# After running out of device memory, a shape's row budget is halved for this long.
+OOM_BACKOFF_S = 60.0
+
+
+@dataclass
+class Call:
+    """One decided UNet call: its shape, the requests with rows in it, and those rows."""
+
+    key: tuple
+    requests: list
+    rows: list
+
+
+def live_rows(request) -> list:
+    return [row for row in request.rows if not row.done]
+
+
+class StepScheduler:
+    def __init__(self, budget: int, choose_rows: bool = False,
+                 batching_pays: Callable[[int, int, int], bool | None] | None = None, clock=time.monotonic):
+        self.budget = budget  # latent pixels x UNet rows of one call
+        self.choose_rows, self.batching_pays, self.clock = choose_rows, batching_pays, clock
+        self._turns: deque = deque()  # shape keys, in the order they take turns
+        self._squeezed: dict[tuple, float] = {}  # latent shape -> until when its budget is halved
+        self._call_s: dict[tuple, float] = {}  # shape key -> recent seconds per call (moving average)
+
+    # --- admission
+    def budget_of(self, latent_shape: tuple) -> int:
+        return self.budget // 2 if self._squeezed.get(latent_shape, 0) > self.clock() else self.budget
+
+    def used(self, latent_shape: tuple, requests) -> int:
+        return sum(row.pixels * row.unet_rows for request in requests for row in live_rows(request)
+                   if row.latent_shape == latent_shape)
+
+    def fits(self, latent_shape: tuple, cost: int, requests) -> bool:
+        """Whether a request of `cost` (latent pixels x UNet rows) at this shape may join now."""
+        used = self.used(latent_shape, requests)
+        return used == 0 or used + cost <= self.budget_of(latent_shape)
+
+    def squeeze(self, latent_shape: tuple) -> None:
+        """A call of this shape ran out of device memory: half its budget for a while."""
+        self._squeezed[latent_shape] = self.clock() + OOM_BACKOFF_S
+
+    # --- leaving
+    @staticmethod
+    def leaving(requests, now: float) -> list[tuple[object, str]]:
+        """(request, "cancelled" or "expired") for each that leaves before the next call."""
+        out = []
+        for request in requests:
+            if request.cancel_requested:
+                out.append((request, "cancelled"))
+            elif request.deadline is not None and now >= request.deadline:
+                out.append((request, "expired"))
+        return out
+
+    # --- the next call
+    def next_call(self, requests) -> Call | None:
+        """The next UNet call over `requests` (in admission order), or None when no row is left to step."""
+        requests = list(requests)
+        live = list(dict.fromkeys(row.shape_key for request in requests for row in live_rows(request)))
+        if not live:
+            return None
+        key = self._next_shape(live)
+        picked = self._pick(key, [r for r in requests if any(row.shape_key == key for row in live_rows(r))])
+        rows = [row for request in picked for row in live_rows(request) if row.shape_key == key]
+        return Call(key, picked, rows)
+
+    def observed(self, key: tuple, seconds: float) -> None:
+        """A call of this shape took `seconds` (a moving average orders requests by slack)."""
+        was = self._call_s.get(key)
+        self._call_s[key] = seconds if was is None else 0.8 * was + 0.2 * seconds
+
+    def _next_shape(self, live: list) -> tuple:
+        self._turns = deque(key for key in self._turns if key in live)
+        self._turns.extend(key for key in live if key not in self._turns)
+        self._call_s = {key: s for key, s in self._call_s.items() if key in live}
+        key = self._turns[0]
+        self._turns.rotate(-1)
+        return key
+
+    def _pick(self, key: tuple, group: list) -> list:
+        """The requests of one shape whose rows ride in this call (see the module's docstring)."""
+        def rows_of(request) -> int:
+            return sum(row.unet_rows for row in live_rows(request) if row.shape_key == key)
+
+        def left(request) -> int:
+            return max(row.steps_left for row in live_rows(request) if row.shape_key == key)
+
+        rows = sum(rows_of(r) for r in group)
+        longest = max(left(r) for r in group)
+        # Rows per call with which every request could be done by the longest one's last step.
+        need = math.ceil(sum(left(r) * rows_of(r) for r in group) / longest)
+        if need >= rows or not self.choose_rows or self.batching_pays is None:
+            return group
+        pixels = next(row.pixels for row in live_rows(group[0]) if row.shape_key == key)
+        if self.batching_pays(pixels, need, rows) is not False:
+            return group
+        unit = self._call_s.get(key, 0.0)  # before the first call: arrival order
+        picked, taken = [], 0
+        for request in sorted(group, key=lambda r: r.arrived - left(r) * unit):
+            if taken >= need:
+                break
+            picked.append(request)
+            taken += rows_of(request)
+        return picked

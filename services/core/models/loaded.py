@@ -1,0 +1,56 @@
+"""A loaded model: the one object the engines, the servicer's infotext and GetInfo read.
+
+It holds the pipeline and what is known of it (family, device, dtype, its own scheduler, its LoRA
+adapters, the name requests and infotext call it by), so nothing keeps a loose copy of those facts.
+The engines read `pipe` at every call, never keeping their own reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import schedulers
+from .family import ModelKind, of_pipeline
+from .loras import LoraAdapters
+
+
+@dataclass(eq=False)
+class Loaded:
+    name: str  # what infotext's "Model" and GetInfo's model say: --model's value
+    pipe: Any  # the diffusers pipeline of the service's mode
+    device: str  # "cpu", "cuda:0", ...
+    dtype: str  # "float16", "float32", ...
+    adapters: LoraAdapters  # the LoRAs loaded on this model (both engines activate sets through it)
+    kind: ModelKind = field(init=False)
+    base_scheduler: Any = field(init=False)  # the model's own scheduler, as loaded
+
+    def __post_init__(self) -> None:
+        self.kind = of_pipeline(self.pipe)
+        self.base_scheduler = self.pipe.scheduler
+
+    @property
+    def family(self) -> str:
+        return self.kind.family
+
+    @property
+    def default_scheduler(self) -> str:
+        """The name of the model's own scheduler (GetInfo's default), or its class name."""
+        return schedulers.name_of(self.base_scheduler)
+
+    @property
+    def vae_scale(self) -> int:
+        """Image pixels per latent pixel along a side."""
+        return getattr(self.pipe, "vae_scale_factor", 8)
+
+    def scheduler(self, name: str):
+        """A fresh scheduler for one generation: the named kind, or ("") the model's own."""
+        return schedulers.fresh(name, self.base_scheduler)
+
+    def sampler_label(self, name: str) -> str:
+        """What infotext's "Sampler" says for a request's scheduler name ("": the model's own)."""
+        return schedulers.label_of(name or self.default_scheduler)
+
+    def restore_scheduler(self) -> None:
+        """Put the model's own scheduler back (admission and pipeline calls set a request's own)."""
+        self.pipe.scheduler = self.base_scheduler

@@ -1,0 +1,48 @@
+"""The one interface a mode's runtime drives, whichever engine serves: the step engine (engine/loop.py,
+requests join and leave one shared denoising loop) or the pipeline engine (work/pipeline.py, whole
+requests through diffusers' pipeline, batched when alike; the fallback for models the loop cannot feed).
+
+An engine is the one thread that owns its model's pipeline (diffusers pipelines are not thread-safe).
+It takes jobs from the queue, starts them (RUNNING), reports progress and finishes or fails each; other
+threads only read its snapshots (`current`, `predict`, `free_in`).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABCMeta, abstractmethod
+
+from ..models.loaded import Loaded
+from .queue import Job, JobQueue
+
+
+class Engine(threading.Thread, metaclass=ABCMeta):
+    kind = ""  # GetInfo's engine: "step" or "pipeline"
+
+    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None):
+        super().__init__(name=f"{mode.name}-{self.kind}-engine", daemon=True)
+        self.mode, self.model, self.queue, self.config = mode, model, job_queue, config
+        self.limits = config.limits
+        self.metrics, self.estimator = metrics, estimator
+        self._stopping = threading.Event()
+        self.current_started = 0.0  # when the oldest running request started
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    @abstractmethod
+    def current(self) -> list[Job]:
+        """The requests running now (a copy: other threads read it)."""
+
+    def refusal(self, spec) -> tuple[str, str] | None:
+        """(field, why) when this engine cannot serve a request feature the checks let through."""
+        return None
+
+    @abstractmethod
+    def predict(self, spec) -> tuple[float | None, float | None]:
+        """Lower bounds for (the wait before spec runs, its run); None where nothing is known yet."""
+
+    @abstractmethod
+    def free_in(self) -> float | None:
+        """Predicted seconds until a running request is done and frees its place (0 when idle)."""
