@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
+from imagegen.v1.infotext import CFG_SCALE
 
 from .infotext import Parameters, prompt_lora_names
 from .requests import make_request
@@ -37,7 +38,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result."""
     contract = mode_contract(params.mode)
     missing = [name for name, value in (("steps", params.steps), ("seed", params.seed),
-                                        ("CFG scale", params.guidance_scale), ("size", params.width))
+                                        (CFG_SCALE, params.guidance_scale), ("size", params.width))
                if value is None]
     if missing:
         raise ReplayError(f"the parameters do not record {', '.join(missing)}")

@@ -11,7 +11,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from services.client.infotext import read_infotext, split_infotext
+from imagegen.v1.infotext import split_infotext
+from services.client.infotext import read_infotext
 from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
 
 ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}

@@ -7,15 +7,9 @@ import io
 import pytest
 from PIL import Image, PngImagePlugin
 
-from imagegen.v1.contract import OUTPUT_FORMATS, SCHEDULER_LABELS
-from services.client.infotext import (
-    NoParameters,
-    parse_parameters,
-    read_infotext,
-    read_parameters,
-    scheduler_for,
-    split_infotext,
-)
+from imagegen.v1.contract import OUTPUT_FORMATS
+from imagegen.v1.infotext import split_infotext
+from services.client.infotext import NoParameters, parse_parameters, read_infotext, read_parameters
 from services.core.imaging.images import encode_image
 
 # As AUTOMATIC1111 1.10 writes an inpainting result (with a LoRA, and its extras).
@@ -26,18 +20,6 @@ A1111_INPAINT = (
     'Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.75, Mask blur: 4, '
     'Lora hashes: "add_detail: 7c6bad76eb54, detail2: 0123456789ab", Version: v1.10.1'
 )
-
-
-def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
-    for name, label in SCHEDULER_LABELS.items():
-        assert scheduler_for(label) == name
-    assert scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"  # before AUTOMATIC1111 1.9
-    assert scheduler_for("DPM++ 2M", "Karras") == "dpmpp_2m_karras"  # since 1.9
-    assert scheduler_for("DPM++ 2M", "Automatic") == "dpmpp_2m_karras"  # its default schedule there
-    assert scheduler_for("Euler a", "Automatic") == "euler_a"
-    assert scheduler_for("DPM++ 2M", "Uniform") == "dpmpp_2m"
-    assert scheduler_for("Euler", "Karras") is None  # no such scheduler here
-    assert scheduler_for("DPM++ SDE") is None
 
 
 def test_reads_automatic1111_inpainting_infotext():
