@@ -66,7 +66,7 @@ def format_size(width: int, height: int) -> str:
 
 
 def format_lora_hashes(hashes) -> str:
-    """(name, short hash) pairs as A1111 writes them: "name: 0123456789ab, other: ..." (quoted by the writer)."""
+    """(name, short hash) pairs as A1111 writes them: "name: 0123456789ab, other: ..." (then quoted)."""
     return ", ".join(f"{name}: {digest}" for name, digest in hashes)
 
 

@@ -36,6 +36,33 @@ def prompt_lora_names(params: "Parameters") -> set[str]:
 
 
 @dataclass(frozen=True)
+class Recallable:
+    """A field that infotext records and that a send ("Send to <tab>") or a replay fills in again."""
+
+    name: str  # the Parameters attribute, which is also make_request's keyword for it
+    key: str | None  # the infotext key it is read from; None: the prompt's lines
+    tab_input: str | None  # the gateway tabs' input it fills (their API parameter name); None: no tab has one
+    number: type | None = None  # int or float: the key's text read as such (a problem when it is not)
+
+
+# The one list of them, in the order a send fills a tab's fields.
+RECALLABLE = (
+    Recallable("prompt", None, "prompt"),
+    Recallable("negative_prompt", None, "negative_prompt"),
+    Recallable("steps", STEPS, "steps", int),
+    Recallable("guidance_scale", CFG_SCALE, "guidance", float),
+    Recallable("width", SIZE, "width"),
+    Recallable("height", SIZE, "height"),
+    Recallable("seed", SEED, "seed", int),
+    Recallable("scheduler", SAMPLER, "scheduler"),  # and SCHEDULE_TYPE: A1111's names mapped to ours
+    Recallable("strength", DENOISING_STRENGTH, "strength", float),
+    Recallable("mask_blur", MASK_BLUR, "mask_blur", int),
+    Recallable("clip_skip", CLIP_SKIP, "clip_skip", int),
+    Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
+)
+
+
+@dataclass(frozen=True)
 class Parameters:
     """Generation parameters read from infotext, as request fields (None: not recorded)."""
 
@@ -58,6 +85,10 @@ class Parameters:
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
+
+    def request_fields(self) -> dict:
+        """The RECALLABLE fields by make_request's keywords, as recorded (None: not recorded)."""
+        return {f.name: getattr(self, f.name) for f in RECALLABLE}
 
     def fields(self) -> dict:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
@@ -97,12 +128,7 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(f"{key} {raw!r} is not a number")
             return None
 
-    steps = take(STEPS, int)
-    guidance = take(CFG_SCALE, float)
-    seed = take(SEED, int)
-    strength = take(DENOISING_STRENGTH, float)
-    mask_blur = take(MASK_BLUR, int)
-    clip_skip = take(CLIP_SKIP, int)
+    numbers = {f.name: take(f.key, f.number) for f in RECALLABLE if f.number}
     width = height = None
     size = pairs.pop(SIZE, None)
     if size is not None:
@@ -127,18 +153,18 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(f"{key} is not supported here: the image will differ")
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
     # without hires settings means an input image was used.
-    if mask_blur is not None or invert:
+    if numbers["mask_blur"] is not None or invert:
         mode = "inpaint"
-    elif strength is not None and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs:
+    elif numbers["strength"] is not None and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs:
         mode = "img2img"
     else:
         mode = "txt2img"
+        numbers["strength"] = None
+    model = pairs.pop(MODEL, None)
     return Parameters(
-        infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, steps=steps, sampler=sampler,
-        scheduler=scheduler, guidance_scale=guidance, seed=seed, width=width, height=height,
-        strength=strength if mode != "txt2img" else None, mask_blur=mask_blur, clip_skip=clip_skip,
-        invert_mask=invert,
-        model=pairs.pop(MODEL, None), loras=loras, extra=pairs, problems=tuple(problems),
+        infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
+        scheduler=scheduler, width=width, height=height, invert_mask=invert, model=model, loras=loras,
+        extra=pairs, problems=tuple(problems), **numbers,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 
 import pytest
@@ -9,7 +11,9 @@ from PIL import Image, PngImagePlugin
 
 from imagegen.v1.contract import OUTPUT_FORMATS
 from imagegen.v1.infotext import split_infotext
-from services.client.infotext import NoParameters, parse_parameters, read_infotext, read_parameters
+from services.client import make_request
+from services.client.infotext import (RECALLABLE, NoParameters, Parameters, parse_parameters, read_infotext,
+                                      read_parameters)
 from services.core.imaging.images import encode_image
 
 # As AUTOMATIC1111 1.10 writes an inpainting result (with a LoRA, and its extras).
@@ -20,6 +24,13 @@ A1111_INPAINT = (
     'Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.75, Mask blur: 4, '
     'Lora hashes: "add_detail: 7c6bad76eb54, detail2: 0123456789ab", Version: v1.10.1'
 )
+
+
+def test_each_recallable_field_is_a_parameters_attribute_and_a_request_keyword():
+    attributes = {f.name for f in dataclasses.fields(Parameters)}
+    keywords = set(inspect.signature(make_request).parameters)
+    for field in RECALLABLE:
+        assert field.name in attributes and field.name in keywords, field
 
 
 def test_reads_automatic1111_inpainting_infotext():

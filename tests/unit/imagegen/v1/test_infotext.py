@@ -43,7 +43,8 @@ def test_values_with_commas_or_colons_are_quoted_and_parse_back():
 def test_every_key_round_trips():
     values = {key: f"value of {key}" for key in infotext.KEYS}
     values[infotext.SIZE] = infotext.format_size(512, 768)
-    values[infotext.LORA_HASHES] = infotext.format_lora_hashes([("film", "0123456789ab"), ("pixel art", "ba98")])
+    hashes = [("film", "0123456789ab"), ("pixel art", "ba98")]
+    values[infotext.LORA_HASHES] = infotext.format_lora_hashes(hashes)
     values[infotext.MASK_MODE] = infotext.INPAINT_NOT_MASKED
     prompt, negative, params = split_infotext(format_infotext("a fox", "blurry", values))
     assert (prompt, negative, params) == ("a fox", "blurry", values)
@@ -66,7 +67,7 @@ def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
 
 
 def test_what_a_service_writes_the_client_reads_back_field_by_field():
-    from services.client.infotext import parse_parameters
+    from services.client.infotext import RECALLABLE, parse_parameters
     from services.core.config import load_config
     from services.core.imaging.images import solid_png
     from services.inpaint.mode import MODE, check
@@ -77,17 +78,15 @@ def test_what_a_service_writes_the_client_reads_back_field_by_field():
         init_image=pb.Image(data=solid_png((64, 96))), mask_image=pb.Image(data=solid_png((64, 96), "L", 0)),
         strength=0.75, mask_blur=4, invert_mask=True)
     spec = check(request, load_config(MODE, [], environ={}))
-    spec = dataclasses.replace(spec, requested_loras=(("film", 0.8),), lora_hashes=(("film", "0123456789ab"),))
+    spec = dataclasses.replace(spec, requested_loras=(("film", 0.8),), lora_hashes=(("film", "01234567"),))
     params = parse_parameters(spec.infotext(seed=7, sampler="DPM++ 2M Karras", model="tiny"))
     assert params.extra == {} and params.problems == ()  # every key written is one the reader knows
-    fields = {name: getattr(params, name) for name in (
-        "prompt", "negative_prompt", "steps", "guidance_scale", "width", "height", "seed", "scheduler", "strength",
-        "mask_blur", "clip_skip", "invert_mask")}
-    assert fields == {
-        "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20, "guidance_scale": 6.5,
-        "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m_karras", "strength": 0.75, "mask_blur": 4,
-        "clip_skip": 2, "invert_mask": True}
-    assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "0123456789ab"})
+    assert params.request_fields() == {
+        "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20,
+        "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m_karras",
+        "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True}
+    assert list(params.request_fields()) == [field.name for field in RECALLABLE]
+    assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "01234567"})
 
 
 def _string_literals(path: Path) -> set[str]:
@@ -102,7 +101,10 @@ def test_writer_and_reader_name_the_keys_by_the_same_constants():
     readers = ["services/client/infotext.py", "services/client/replay.py", "gateway_ui/recall.py"]
     for name in writers + readers:
         spelled = _string_literals(ROOT / name) & words
-        assert not spelled, f"{name} spells {spelled}: use imagegen.v1.infotext's constants"
+        assert not spelled, f"{name} spells {spelled} (use imagegen.v1.infotext's constants)"
+    from services.client.infotext import RECALLABLE
+
+    assert {field.key for field in RECALLABLE if field.key} <= set(infotext.KEYS)
 
 
 def test_the_format_module_is_pure_python():
