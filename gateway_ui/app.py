@@ -1,4 +1,5 @@
-"""The Gradio app: `build_ui(backends)` gives a gr.Blocks (testable without launching); `main` serves it.
+"""The Gradio app: `build_ui(gateway)` lays the tabs out over a Gateway, as a gr.Blocks (testable without
+launching); `main` serves it.
 
 Tabs Txt2Img, Img2Img and Inpainting, like the original app, each calling its mode's service over
 gRPC. Each tab is described once in `tabs.py`; ranges and choices come from each service's GetInfo;
@@ -188,17 +189,14 @@ def _selected_image(gallery, index):
     return _open_image(item[0] if isinstance(item, (tuple, list)) else item)
 
 
-def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, outputs: OutputStore | None = None,
-             preview_every: int = 2, preview_ms: int = 1000):
-    """The whole app as a gr.Blocks. Reads each service's GetInfo once, and again on each page load.
+def build_ui(gateway: Gateway, concurrency: int | None = None):
+    """The whole app as a gr.Blocks over `gateway` (its backends, its outputs, its previews). Reads each
+    service's GetInfo once, and again on each page load.
 
     concurrency: generations each tab forwards at once (GatewayConfig.concurrency); the rest wait in
-    Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency.
-    outputs: where final images are kept (and History reads); None: nothing is kept.
-    preview_every: steps between live previews in the result area (0: none); preview_ms: at most one
-    preview sent to the page this often."""
+    Gradio's queue. None: the queue's default, which `launch` sets to the configured concurrency."""
 
-    gateway = Gateway(backends, outputs=outputs, preview_every=preview_every, preview_s=preview_ms / 1000)
+    backends, outputs = gateway.backends, gateway.outputs
     image_modes = [spec.contract for spec in TABS if spec.contract.takes_image]
     tabs: dict[str, Tab] = {}
 
@@ -294,7 +292,6 @@ def build_ui(backends: dict[str, ModeBackend], concurrency: int | None = None, o
         # Closing (or reloading) the page cancels what it was waiting for.
         demo.unload(interrupter(gateway, None))
         gr.Timer(10).tick(refresh_status, None, status_outputs, api_visibility="private")
-    demo.gateway = gateway
     return demo
 
 
@@ -305,6 +302,12 @@ def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:
 
 def make_outputs(config: GatewayConfig) -> OutputStore | None:
     return OutputStore(config.outputs_dir) if config.save else None
+
+
+def make_gateway(config: GatewayConfig) -> Gateway:
+    """The Gateway the configuration describes: a backend per mode, the saved outputs, the previews."""
+    return Gateway(make_backends(config), outputs=make_outputs(config), preview_every=config.preview_every,
+                   preview_s=config.preview_ms / 1000)
 
 
 def launch(demo, config: GatewayConfig, *, block: bool = True):
@@ -327,8 +330,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
-    demo = build_ui(make_backends(config), concurrency=config.concurrency, outputs=make_outputs(config),
-                    preview_every=config.preview_every, preview_ms=config.preview_ms)
+    demo = build_ui(make_gateway(config), concurrency=config.concurrency)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
     launch(demo, config)

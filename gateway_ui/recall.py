@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services.client.infotext import Parameters, prompt_lora_names
+from services.client.infotext import RECALLABLE, Parameters, prompt_lora_names
 
 from .tabs import MODEL_DEFAULT, Tab
 
-# Parameters attribute -> the tab field (API name) it fills. A field a tab does not have is skipped.
+# Parameters attribute -> the tab field (API name) it fills, from the client's table of recallable fields.
+# A field a tab does not have is skipped.
 # LoRAs need no field: their <lora:name:weight> tags are in the prompt (A1111's infotext and ours).
-FIELDS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative_prompt",
-    "steps": "steps",
-    "guidance_scale": "guidance",
-    "width": "width",
-    "height": "height",
-    "seed": "seed",
-    "scheduler": "scheduler",
-    "strength": "strength",
-    "mask_blur": "mask_blur",
-    "clip_skip": "clip_skip",
-}
+FIELDS = {field.name: field.tab_input for field in RECALLABLE if field.tab_input}
 
 
 def targets(tab: Tab, tab_row) -> list:

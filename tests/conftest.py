@@ -198,17 +198,15 @@ class RunningGateway:
     def __init__(self, addresses: dict, timeout_s: float = 60.0, retries: int = 3, security=None, **settings):
         import tempfile
 
-        from gateway_ui.app import build_ui, launch, make_backends, make_outputs
+        from gateway_ui.app import build_ui, launch, make_gateway
         from gateway_ui.config import GatewayConfig
 
         # Saved outputs go to a folder of their own unless a test names one (never the checkout's outputs/).
         settings.setdefault("outputs_dir", tempfile.mkdtemp(prefix="imagegen-outputs-"))
         self.config = GatewayConfig(addresses=addresses, port=free_port(), timeout_s=timeout_s, retries=retries,
                                     security=security, **settings)
-        self.backends = make_backends(self.config)
-        self.outputs = make_outputs(self.config)
-        self.demo = build_ui(self.backends, concurrency=self.config.concurrency, outputs=self.outputs,
-                             preview_every=self.config.preview_every, preview_ms=self.config.preview_ms)
+        self.gateway = make_gateway(self.config)  # what the tabs run on: status lines, results folder
+        self.demo = build_ui(self.gateway, concurrency=self.config.concurrency)
         launch(self.demo, self.config, block=False)
         self.url = f"http://127.0.0.1:{self.config.port}/"
 
@@ -219,7 +217,7 @@ class RunningGateway:
 
     def close(self):
         self.demo.close()
-        for backend in self.backends.values():
+        for backend in self.gateway.backends.values():
             backend.close()
 
 

@@ -1,93 +1,30 @@
 """Reading generation parameters back: infotext out of PNG/JPEG/WEBP files, parsed into request fields.
 
-The services write AUTOMATIC1111-style infotext (services/core/imaging/infotext.py):
-
-    a red fox
-    Negative prompt: blurry
-    Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny
-
-This module reads it, and AUTOMATIC1111's own (its sampler names, `Schedule type`, `Lora hashes`, ...),
-for the gateway's PNG Info and History tabs and the CLI's `replay`: the one place infotext is parsed.
+The format (its keys, how values are written, A1111's sampler names) is imagegen/v1/infotext.py, which
+the services write with. This module makes request fields of it, for ours and AUTOMATIC1111's infotext
+(its sampler names, `Schedule type`, `Lora hashes`, ...): the gateway's PNG Info and History tabs and the
+CLI's `replay` read parameters here. Only reading files needs Pillow.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass, field
 
 from imagegen.v1.contract import SCHEDULER_LABELS
-
-NEGATIVE = "Negative prompt: "
-# One "Key: value" pair of the last line; a value is a quoted JSON string or runs to the next comma
-# (keys as AUTOMATIC1111 writes them: "Lora hashes", "Hires upscale", "ADetailer model", ...).
-_PAIR = re.compile(r'\s*(\w[\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
+                                  INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MODEL, SAMPLER,
+                                  SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED, parse_loras, parse_size,
+                                  sampler_as_written, scheduler_for, split_infotext)
 
 # Where infotext is kept in JPEG and WEBP files (as AUTOMATIC1111 and the services write it).
 _EXIF_IFD = 0x8769
 _EXIF_USER_COMMENT = 0x9286
 
-# AUTOMATIC1111 sampler names -> ours. Since its 1.9 the schedule is a field of its own
-# ("Sampler: DPM++ 2M, Schedule type: Karras"); before, it was part of the name ("DPM++ 2M Karras").
-_BY_LABEL = {label: name for name, label in SCHEDULER_LABELS.items()}
-_SCHEDULE_SUFFIX = {"karras": " Karras"}
-# The schedules that leave a sampler as it is: its own spacing. "Automatic" is the sampler's default
-# schedule in AUTOMATIC1111, which for DPM++ 2M is Karras.
-_PLAIN_SCHEDULES = {"", "uniform", "normal"}
-_AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
-# Keys that change the picture but have no field in our requests: replaying such infotext differs.
-_UNSUPPORTED = ("Hires upscale", "Hires steps", "Variation seed", "Refiner")
-
 
 class NoParameters(ValueError):
     """A file that carries no generation parameters (or cannot be read as an image)."""
-
-
-def split_infotext(text: str) -> tuple[str, str, dict[str, str]]:
-    """(prompt, negative prompt, the last line's "Key: value" pairs), as written."""
-    lines = text.strip("\n").split("\n")
-    params: dict[str, str] = {}
-    pairs = _PAIR.findall(lines[-1]) if lines else []
-    if len(pairs) >= 3:  # fewer: the last line is part of the prompt (as AUTOMATIC1111 decides)
-        lines = lines[:-1]
-        for key, value in pairs:
-            value = value.strip()
-            if value.startswith('"') and value.endswith('"'):
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass
-            params[key.strip()] = value
-    prompt_lines, negative_lines, in_negative = [], [], False
-    for line in lines:
-        if line.startswith(NEGATIVE) and not in_negative:
-            in_negative = True
-            line = line[len(NEGATIVE):]
-        (negative_lines if in_negative else prompt_lines).append(line)
-    return "\n".join(prompt_lines), "\n".join(negative_lines), params
-
-
-def scheduler_for(sampler: str, schedule: str = "") -> str | None:
-    """Our scheduler name for an AUTOMATIC1111 sampler (and schedule type), or None if we have none."""
-    sampler, schedule = sampler.strip(), schedule.strip()
-    if schedule.lower() == "automatic":
-        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "")
-    if schedule.lower() in _PLAIN_SCHEDULES:
-        return _BY_LABEL.get(sampler)
-    suffix = _SCHEDULE_SUFFIX.get(schedule.lower())
-    return _BY_LABEL.get(sampler + suffix) if suffix else None
-
-
-def parse_loras(text: str) -> dict[str, str]:
-    """`Lora hashes: "name: hash, name2: hash2"` -> {name: hash}."""
-    loras = {}
-    for item in text.split(","):
-        name, _, digest = item.partition(":")
-        if name.strip():
-            loras[name.strip()] = digest.strip()
-    return loras
 
 
 _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::[^<>]*)?>")
@@ -96,6 +33,33 @@ _LORA_TAG = re.compile(r"<lora:([^:<>]*)(?::[^<>]*)?>")
 def prompt_lora_names(params: "Parameters") -> set[str]:
     """Names of the <lora:name:weight> tags in the prompts (the tags carry the weights)."""
     return {name.strip() for text in (params.prompt, params.negative_prompt) for name in _LORA_TAG.findall(text)}
+
+
+@dataclass(frozen=True)
+class Recallable:
+    """A field that infotext records and that a send ("Send to <tab>") or a replay fills in again."""
+
+    name: str  # the Parameters attribute, which is also make_request's keyword for it
+    key: str | None  # the infotext key it is read from; None: the prompt's lines
+    tab_input: str | None  # the gateway tabs' input it fills (their API parameter name); None: no tab has one
+    number: type | None = None  # int or float: the key's text read as such (a problem when it is not)
+
+
+# The one list of them, in the order a send fills a tab's fields.
+RECALLABLE = (
+    Recallable("prompt", None, "prompt"),
+    Recallable("negative_prompt", None, "negative_prompt"),
+    Recallable("steps", STEPS, "steps", int),
+    Recallable("guidance_scale", CFG_SCALE, "guidance", float),
+    Recallable("width", SIZE, "width"),
+    Recallable("height", SIZE, "height"),
+    Recallable("seed", SEED, "seed", int),
+    Recallable("scheduler", SAMPLER, "scheduler"),  # and SCHEDULE_TYPE: A1111's names mapped to ours
+    Recallable("strength", DENOISING_STRENGTH, "strength", float),
+    Recallable("mask_blur", MASK_BLUR, "mask_blur", int),
+    Recallable("clip_skip", CLIP_SKIP, "clip_skip", int),
+    Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +85,10 @@ class Parameters:
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
+
+    def request_fields(self) -> dict:
+        """The RECALLABLE fields by make_request's keywords, as recorded (None: not recorded)."""
+        return {f.name: getattr(self, f.name) for f in RECALLABLE}
 
     def fields(self) -> dict:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
@@ -160,49 +128,43 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(f"{key} {raw!r} is not a number")
             return None
 
-    steps = take("Steps", int)
-    guidance = take("CFG scale", float)
-    seed = take("Seed", int)
-    strength = take("Denoising strength", float)
-    mask_blur = take("Mask blur", int)
-    clip_skip = take("Clip skip", int)
+    numbers = {f.name: take(f.key, f.number) for f in RECALLABLE if f.number}
     width = height = None
-    size = pairs.pop("Size", None)
+    size = pairs.pop(SIZE, None)
     if size is not None:
-        match = _SIZE.match(size.strip())
-        if match:
-            width, height = int(match[1]), int(match[2])
+        parsed = parse_size(size)
+        if parsed:
+            width, height = parsed
         else:
-            problems.append(f"Size {size!r} is not WIDTHxHEIGHT")
-    sampler = pairs.pop("Sampler", None)
-    schedule = pairs.pop("Schedule type", "")
+            problems.append(f"{SIZE} {size!r} is not WIDTHxHEIGHT")
+    sampler = pairs.pop(SAMPLER, None)
+    schedule = pairs.pop(SCHEDULE_TYPE, "")
     scheduler = None
     if sampler is not None:
         scheduler = scheduler_for(sampler, schedule)
-        if schedule:
-            sampler = f"{sampler}, Schedule type: {schedule}"
+        sampler = sampler_as_written(sampler, schedule)
         if scheduler is None:
             known = ", ".join(SCHEDULER_LABELS.values())
             problems.append(f"unknown sampler {sampler!r}: this project has {known}")
-    invert = pairs.pop("Mask mode", "") == "Inpaint not masked"
-    loras = parse_loras(pairs.pop("Lora hashes", ""))
-    for key in _UNSUPPORTED:
+    invert = pairs.pop(MASK_MODE, "") == INPAINT_NOT_MASKED
+    loras = parse_loras(pairs.pop(LORA_HASHES, ""))
+    for key in UNSUPPORTED:
         if key in pairs:
             problems.append(f"{key} is not supported here: the image will differ")
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
     # without hires settings means an input image was used.
-    if mask_blur is not None or invert:
+    if numbers["mask_blur"] is not None or invert:
         mode = "inpaint"
-    elif strength is not None and "Hires upscale" not in pairs and "Hires steps" not in pairs:
+    elif numbers["strength"] is not None and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs:
         mode = "img2img"
     else:
         mode = "txt2img"
+        numbers["strength"] = None
+    model = pairs.pop(MODEL, None)
     return Parameters(
-        infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, steps=steps, sampler=sampler,
-        scheduler=scheduler, guidance_scale=guidance, seed=seed, width=width, height=height,
-        strength=strength if mode != "txt2img" else None, mask_blur=mask_blur, clip_skip=clip_skip,
-        invert_mask=invert,
-        model=pairs.pop("Model", None), loras=loras, extra=pairs, problems=tuple(problems),
+        infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
+        scheduler=scheduler, width=width, height=height, invert_mask=invert, model=model, loras=loras,
+        extra=pairs, problems=tuple(problems), **numbers,
     )
 
 

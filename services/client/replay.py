@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
+from imagegen.v1.infotext import CFG_SCALE
 
 from .infotext import Parameters, prompt_lora_names
 from .requests import make_request
@@ -37,7 +38,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result."""
     contract = mode_contract(params.mode)
     missing = [name for name, value in (("steps", params.steps), ("seed", params.seed),
-                                        ("CFG scale", params.guidance_scale), ("size", params.width))
+                                        (CFG_SCALE, params.guidance_scale), ("size", params.width))
                if value is None]
     if missing:
         raise ReplayError(f"the parameters do not record {', '.join(missing)}")
@@ -60,22 +61,12 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     if untagged:
         warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt (so without a weight) are left out: "
                         f"{', '.join(untagged)}; the result will differ")
-    request = make_request(
-        params.mode, params.prompt,
-        negative_prompt=params.negative_prompt,
-        steps=params.steps,
-        guidance_scale=params.guidance_scale,
-        width=params.width,
-        height=params.height,
-        seed=params.seed,
-        num_images=1,
+    fields = params.request_fields()  # every field the infotext records, sent as recorded
+    fields.update(
         scheduler=scheduler_to_send(params, info),
-        output_format=output_format,
-        image=image,
-        mask=mask,
         strength=params.strength if params.strength is not None else contract.default_strength,
         mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,
-        invert_mask=params.invert_mask,
-        clip_skip=params.clip_skip,
     )
+    request = make_request(params.mode, **fields, num_images=1, output_format=output_format, image=image,
+                           mask=mask)
     return request, warnings

@@ -1,4 +1,4 @@
-"""The work description: one checked request, immutable, ready for the worker.
+"""The work description: one checked request, immutable, ready for an engine.
 
 This is the protobuf boundary: a mode's `check` turns its request into a GenerationSpec, and nothing
 past it sees a protobuf message.
@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagegen.v1.contract import OutputFormat, guided
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, SAMPLER, SEED, SIZE, STEPS,
+                                  format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
-from .imaging.infotext import format_infotext
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,18 @@ class GenerationSpec:
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""
         params = {
-            "Steps": self.steps,
-            "Sampler": sampler,
-            "CFG scale": self.guidance_scale,
-            "Seed": seed,
-            "Size": f"{self.width}x{self.height}",
-            "Model": model,
+            STEPS: self.steps,
+            SAMPLER: sampler,
+            CFG_SCALE: self.guidance_scale,
+            SEED: seed,
+            SIZE: format_size(self.width, self.height),
+            MODEL: model,
             **dict(self.infotext_extra),
         }
         if self.clip_skip != 1:
-            params["Clip skip"] = self.clip_skip
+            params[CLIP_SKIP] = self.clip_skip
         if self.lora_hashes:  # as A1111: Lora hashes: "name: 0123456789ab, other: ..."
-            params["Lora hashes"] = ", ".join(f"{name}: {digest}" for name, digest in self.lora_hashes)
+            params[LORA_HASHES] = format_lora_hashes(self.lora_hashes)
         return format_infotext(self.recorded_prompt, self.negative_prompt, params)
 
     @property

@@ -2,6 +2,7 @@
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG
+from imagegen.v1.infotext import DENOISING_STRENGTH
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.imaging import images
@@ -20,7 +21,7 @@ def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
         strength=strength,
         denoise_steps=denoise_steps,
         init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
-        infotext_extra=(("Denoising strength", strength),),
+        infotext_extra=((DENOISING_STRENGTH, strength),),
     )
 
 

@@ -2,6 +2,7 @@
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
+from imagegen.v1.infotext import DENOISING_STRENGTH, INPAINT_NOT_MASKED, MASK_BLUR, MASK_MODE
 from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
 from services.core.engine.conditioners import InpaintChannels, KeepUnmasked
 from services.core.engine.rows import Row, new_row, strength_timesteps
@@ -25,9 +26,9 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
     mask = masks.prepare_mask(mask_source, source.size, (width, height), fit, request.invert_mask)
     if mask.getextrema()[1] == 0:
         raise InvalidArgument("mask_image.data", "the mask marks nothing to repaint (all black after invert_mask)")
-    extra = [("Denoising strength", strength), ("Mask blur", blur)]
+    extra = [(DENOISING_STRENGTH, strength), (MASK_BLUR, blur)]
     if request.invert_mask:
-        extra.append(("Mask mode", "Inpaint not masked"))
+        extra.append((MASK_MODE, INPAINT_NOT_MASKED))
     return GenerationSpec.build(
         params, width, height,
         strength=strength,

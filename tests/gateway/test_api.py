@@ -11,7 +11,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from services.client.infotext import read_infotext, split_infotext
+from imagegen.v1.infotext import split_infotext
+from services.client.infotext import read_infotext
 from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
 
 ADVANCED = {"steps": 4, "guidance": 7.5, "seed": 7, "num_images": 1, "scheduler": "model default"}
@@ -159,8 +160,8 @@ def test_a_stopped_service_fails_its_tab_only(services, tmp_path):
         _g, seeds, _i = client.predict(image, "x", "", 0.6, 10, 7.5, 0, 0, 3, 1, "model default",
                                        api_name="/img2img")
         assert seeds == "3"  # the other tabs keep working
-        assert gw.demo.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"
-        assert gw.demo.gateway.status_line("img2img") == "**img2img** service: **serving** · SD 1.x model"
+        assert gw.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"
+        assert gw.gateway.status_line("img2img") == "**img2img** service: **serving** · SD 1.x model"
     finally:
         gw.close()
 
@@ -168,14 +169,14 @@ def test_a_stopped_service_fails_its_tab_only(services, tmp_path):
 def test_login_when_a_username_and_password_are_set(services):
     from gradio_client import Client
 
-    from gateway_ui.app import build_ui, launch, make_backends
+    from gateway_ui.app import Gateway, build_ui, launch, make_backends
     from gateway_ui.config import GatewayConfig
     from tests.conftest import free_port
 
     config = GatewayConfig(addresses={m: s.address for m, s in services.items()}, port=free_port(),
                            username="ada", password="s3cret")
     backends = make_backends(config)
-    demo = build_ui(backends)
+    demo = build_ui(Gateway(backends))
     launch(demo, config, block=False)
     url = f"http://127.0.0.1:{config.port}/"
     try:
@@ -229,7 +230,7 @@ def test_a_full_queue_shows_busy_try_again(services):
 def test_old_results_are_pruned_so_disk_use_stays_flat(gateway):
     import os
 
-    gw = gateway.demo.gateway
+    gw = gateway.gateway
     client = gateway.client()
     client.predict("fox", "", 2, 7.5, 64, 64, 1, 1, "model default", api_name="/txt2img")
     old = sorted(gw.out_dir.iterdir(), key=lambda p: p.stat().st_mtime)[0]

@@ -54,7 +54,7 @@ def test_an_internal_error_of_the_service_shows_its_id_not_its_text(services, ca
 
 
 def test_a_fault_of_the_gateway_itself_shows_a_fresh_id_and_logs_the_traceback(gateway, caplog):
-    results = gateway.demo.gateway.out_dir
+    results = gateway.gateway.out_dir
     shutil.rmtree(results)  # the gateway's own results folder vanishes (a disk cleaner, an operator)
     try:
         with caplog.at_level(logging.INFO, logger="gateway"):
@@ -131,21 +131,21 @@ def test_a_jpeg_input_works(gateway, files):
 
 
 def test_each_tab_names_the_model_family_its_service_loaded(gateway):
-    lines = {mode: gateway.demo.gateway.status_line(mode) for mode in ("txt2img", "img2img", "inpaint")}
+    lines = {mode: gateway.gateway.status_line(mode) for mode in ("txt2img", "img2img", "inpaint")}
     assert lines["txt2img"].endswith("**serving** · SD 1.x model")
     assert lines["inpaint"].endswith("**serving** · SD 1.x inpainting model")  # the tiny inpaint UNet: 9 channels
     xl = RunningService("inpaint", "--warmup", "false", "--model", "tiny-xl")
     gw = RunningGateway({"txt2img": "127.0.0.1:1", "img2img": "127.0.0.1:1", "inpaint": xl.address}, timeout_s=10)
     try:
-        assert gw.demo.gateway.status_line("inpaint") == "**inpaint** service: **serving** · SDXL inpainting model"
-        assert gw.demo.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"  # no family
+        assert gw.gateway.status_line("inpaint") == "**inpaint** service: **serving** · SDXL inpainting model"
+        assert gw.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"  # no family
     finally:
         gw.close()
         xl.stop()
 
 
 def test_the_status_line_shows_the_mode_and_state_only(gateway, services, caplog):
-    gw = gateway.demo.gateway
+    gw = gateway.gateway
     gw._states.clear()  # log the next state seen
     with caplog.at_level(logging.INFO, logger="gateway"):
         line = gw.status_line("img2img")

@@ -147,7 +147,7 @@ def test_gateway_reaches_tls_and_token_services(pki, services, tmp_path):
         _gallery, seeds, _info = gw.client().predict("fox", "", 2, 7.5, 64, 64, 4, 1, "model default",
                                                       api_name="/txt2img")
         assert seeds == "4"
-        assert "serving" in gw.demo.gateway.status_line("txt2img")
+        assert "serving" in gw.gateway.status_line("txt2img")
     finally:
         gw.close()
         secured.stop()

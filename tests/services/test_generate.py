@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.infotext import split_infotext
 from services.client import Progress, Result
-from services.client.infotext import parse_parameters, read_infotext, split_infotext
+from services.client.infotext import parse_parameters, read_infotext
 from tests.conftest import box_mask, png, request_for
 
 

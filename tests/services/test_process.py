@@ -14,8 +14,9 @@ import grpc
 import pytest
 from PIL import Image
 
+from imagegen.v1.infotext import split_infotext
 from services.client import ImageGenClient, Progress, Queued, Result
-from services.client.infotext import read_infotext, split_infotext
+from services.client.infotext import read_infotext
 from tests.conftest import CACHE_DIR, box_mask, free_port, png, request_for
 
 ROOT = Path(__file__).resolve().parents[2]

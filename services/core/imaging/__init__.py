@@ -1,1 +1,1 @@
-"""Images: decoding with limits, fitting, encoding with infotext; inpainting masks; infotext."""
+"""Images: decoding with limits, fitting, encoding with infotext; inpainting masks."""

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 
 import pytest
 from PIL import Image, PngImagePlugin
 
-from imagegen.v1.contract import OUTPUT_FORMATS, SCHEDULER_LABELS
-from services.client.infotext import (
-    NoParameters,
-    parse_parameters,
-    read_infotext,
-    read_parameters,
-    scheduler_for,
-    split_infotext,
-)
+from imagegen.v1.contract import OUTPUT_FORMATS
+from imagegen.v1.infotext import split_infotext
+from services.client import make_request
+from services.client.infotext import (RECALLABLE, NoParameters, Parameters, parse_parameters, read_infotext,
+                                      read_parameters)
 from services.core.imaging.images import encode_image
 
 # As AUTOMATIC1111 1.10 writes an inpainting result (with a LoRA, and its extras).
@@ -28,16 +26,11 @@ A1111_INPAINT = (
 )
 
 
-def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
-    for name, label in SCHEDULER_LABELS.items():
-        assert scheduler_for(label) == name
-    assert scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"  # before AUTOMATIC1111 1.9
-    assert scheduler_for("DPM++ 2M", "Karras") == "dpmpp_2m_karras"  # since 1.9
-    assert scheduler_for("DPM++ 2M", "Automatic") == "dpmpp_2m_karras"  # its default schedule there
-    assert scheduler_for("Euler a", "Automatic") == "euler_a"
-    assert scheduler_for("DPM++ 2M", "Uniform") == "dpmpp_2m"
-    assert scheduler_for("Euler", "Karras") is None  # no such scheduler here
-    assert scheduler_for("DPM++ SDE") is None
+def test_each_recallable_field_is_a_parameters_attribute_and_a_request_keyword():
+    attributes = {f.name for f in dataclasses.fields(Parameters)}
+    keywords = set(inspect.signature(make_request).parameters)
+    for field in RECALLABLE:
+        assert field.name in attributes and field.name in keywords, field
 
 
 def test_reads_automatic1111_inpainting_infotext():

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 
 from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.infotext import split_infotext
 from services.core.checks import check_params, denoising_steps
 from services.core.config import load_config
-from services.client.infotext import split_infotext
 from services.core.spec import GenerationSpec
 from services.txt2img.mode import MODE
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from gateway_ui.recall import targets, values_for
+from gateway_ui.recall import FIELDS, targets, values_for
 from gateway_ui.tabs import MODEL_DEFAULT, TABS, build_tab
 from imagegen.v1.contract import placeholder_info
-from services.client.infotext import parse_parameters
+from services.client.infotext import RECALLABLE, parse_parameters
 
 A1111 = ("a castle\nNegative prompt: lowres\nSteps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
          "Seed: 1234, Size: 512x768, Denoising strength: 0.75, Mask blur: 4, Lora hashes: \"add_detail: 7c6b\"")
@@ -55,3 +55,16 @@ def test_a_send_fills_the_fields_then_the_image_then_opens_the_tab(tabs):
     out = targets(built["img2img"], row)
     assert out[-1] is row and out[-2] is built["img2img"].image_target
     assert targets(built["txt2img"], row)[-2] is built["txt2img"].inputs["clip_skip"]  # no image to take
+
+
+def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tabs):
+    built, _row = tabs
+    recalled = {field.tab_input for field in RECALLABLE if field.tab_input}
+    assert set(FIELDS.values()) == recalled
+    named = set()
+    for tab in built.values():
+        images = {name for name, component in tab.inputs.items() if isinstance(component, (gr.Image, gr.ImageEditor))}
+        fields = set(tab.inputs) - images - {"num_images"}
+        assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
+        named |= fields
+    assert named == recalled  # and each recallable input is some tab's

@@ -1,0 +1,143 @@
+"""AUTOMATIC1111-style infotext: the `parameters` text many Stable Diffusion tools read and write.
+
+    a red fox
+    Negative prompt: blurry
+    Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny
+
+The one home of the format: the services write it (services/core/spec.py and the modes' extra pairs),
+the client reads it back (services/client/infotext.py: files and request fields). Pure Python, so both
+sides import it: the client cannot import the core, nor the core the client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .contract import SCHEDULER_LABELS
+
+NEGATIVE = "Negative prompt: "  # the line the negative prompt starts on
+
+# The keys, as AUTOMATIC1111 spells them. Ours are written by the services and read back by the client.
+STEPS = "Steps"
+SAMPLER = "Sampler"
+SCHEDULE_TYPE = "Schedule type"  # AUTOMATIC1111 1.9+: the schedule apart from the sampler's name
+CFG_SCALE = "CFG scale"
+SEED = "Seed"
+SIZE = "Size"  # WIDTHxHEIGHT
+MODEL = "Model"
+DENOISING_STRENGTH = "Denoising strength"
+MASK_BLUR = "Mask blur"
+MASK_MODE = "Mask mode"
+CLIP_SKIP = "Clip skip"  # written only when not 1 (the last layer)
+LORA_HASHES = "Lora hashes"  # "name: hash, name2: hash2"
+# AUTOMATIC1111's own, read only: they change the picture but have no field in our requests.
+HIRES_UPSCALE = "Hires upscale"
+HIRES_STEPS = "Hires steps"
+VARIATION_SEED = "Variation seed"
+REFINER = "Refiner"
+
+INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
+UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
+KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, DENOISING_STRENGTH, MASK_BLUR, MASK_MODE,
+        CLIP_SKIP, LORA_HASHES, *UNSUPPORTED)
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+def _value(value) -> str:
+    text = str(value)
+    if any(c in text for c in ',:"\n'):
+        return json.dumps(text)
+    return text
+
+
+def format_infotext(prompt: str, negative_prompt: str, params: dict) -> str:
+    """The prompt, the negative prompt's line (when there is one) and the "Key: value" pairs, in order."""
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(NEGATIVE + negative_prompt)
+    lines.append(", ".join(f"{key}: {_value(val)}" for key, val in params.items()))
+    return "\n".join(lines)
+
+
+def format_size(width: int, height: int) -> str:
+    return f"{width}x{height}"
+
+
+def format_lora_hashes(hashes) -> str:
+    """(name, short hash) pairs as A1111 writes them: "name: 0123456789ab, other: ..." (then quoted)."""
+    return ", ".join(f"{name}: {digest}" for name, digest in hashes)
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+# One "Key: value" pair of the last line; a value is a quoted JSON string or runs to the next comma
+# (keys as AUTOMATIC1111 writes them: "Lora hashes", "Hires upscale", "ADetailer model", ...).
+_PAIR = re.compile(r'\s*(\w[\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+# AUTOMATIC1111 sampler names -> ours. Since its 1.9 the schedule is a field of its own
+# ("Sampler: DPM++ 2M, Schedule type: Karras"); before, it was part of the name ("DPM++ 2M Karras").
+_BY_LABEL = {label: name for name, label in SCHEDULER_LABELS.items()}
+_SCHEDULE_SUFFIX = {"karras": " Karras"}
+# The schedules that leave a sampler as it is: its own spacing. "Automatic" is the sampler's default
+# schedule in AUTOMATIC1111, which for DPM++ 2M is Karras.
+_PLAIN_SCHEDULES = {"", "uniform", "normal"}
+_AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
+
+
+def split_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """(prompt, negative prompt, the last line's "Key: value" pairs), as written."""
+    lines = text.strip("\n").split("\n")
+    params: dict[str, str] = {}
+    pairs = _PAIR.findall(lines[-1]) if lines else []
+    if len(pairs) >= 3:  # fewer: the last line is part of the prompt (as AUTOMATIC1111 decides)
+        lines = lines[:-1]
+        for key, value in pairs:
+            value = value.strip()
+            if value.startswith('"') and value.endswith('"'):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            params[key.strip()] = value
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if line.startswith(NEGATIVE) and not in_negative:
+            in_negative = True
+            line = line[len(NEGATIVE):]
+        (negative_lines if in_negative else prompt_lines).append(line)
+    return "\n".join(prompt_lines), "\n".join(negative_lines), params
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """"WIDTHxHEIGHT" -> (width, height); None when it is not that."""
+    match = _SIZE.match(text.strip())
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def parse_loras(text: str) -> dict[str, str]:
+    """`Lora hashes: "name: hash, name2: hash2"` -> {name: hash}."""
+    loras = {}
+    for item in text.split(","):
+        name, _, digest = item.partition(":")
+        if name.strip():
+            loras[name.strip()] = digest.strip()
+    return loras
+
+
+def sampler_as_written(sampler: str, schedule: str) -> str:
+    """The sampler with its schedule, as one text ("DPM++ 2M, Schedule type: Karras")."""
+    return f"{sampler}, {SCHEDULE_TYPE}: {schedule}" if schedule else sampler
+
+
+def scheduler_for(sampler: str, schedule: str = "") -> str | None:
+    """Our scheduler name for an AUTOMATIC1111 sampler (and schedule type), or None if we have none."""
+    sampler, schedule = sampler.strip(), schedule.strip()
+    if schedule.lower() == "automatic":
+        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "")
+    if schedule.lower() in _PLAIN_SCHEDULES:
+        return _BY_LABEL.get(sampler)
+    suffix = _SCHEDULE_SUFFIX.get(schedule.lower())
+    return _BY_LABEL.get(sampler + suffix) if suffix else None

@@ -1,0 +1,117 @@
+"""The infotext format, written by the services and read back by the client: one module, one set of keys."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1 import infotext
+from imagegen.v1.contract import SCHEDULER_LABELS
+from imagegen.v1.infotext import format_infotext, scheduler_for, split_infotext
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def test_round_trip_with_negative_prompt_and_extras():
+    text = format_infotext("a red fox", "blurry, dark", {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7.5,
+                                                       "Seed": 7, "Size": "512x512", "Model": "tiny",
+                                                       "Denoising strength": 0.6})
+    assert text.splitlines() == [
+        "a red fox",
+        "Negative prompt: blurry, dark",
+        "Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny, Denoising strength: 0.6",
+    ]
+    prompt, negative, params = split_infotext(text)
+    assert (prompt, negative) == ("a red fox", "blurry, dark")
+    assert params["Sampler"] == "Euler a" and params["Denoising strength"] == "0.6"
+
+
+def test_no_negative_line_when_empty_and_multiline_prompt():
+    text = format_infotext("line one\nline two", "", {"Steps": 3, "Seed": 1, "Size": "64x64"})
+    assert "Negative prompt" not in text
+    assert split_infotext(text) == ("line one\nline two", "", {"Steps": "3", "Seed": "1", "Size": "64x64"})
+
+
+def test_values_with_commas_or_colons_are_quoted_and_parse_back():
+    text = format_infotext("p", "", {"Steps": 3, "Model": "org/model:v1, special", "Seed": 2})
+    assert 'Model: "org/model:v1, special"' in text
+    assert split_infotext(text)[2]["Model"] == "org/model:v1, special"
+
+
+def test_every_key_round_trips():
+    values = {key: f"value of {key}" for key in infotext.KEYS}
+    values[infotext.SIZE] = infotext.format_size(512, 768)
+    hashes = [("film", "0123456789ab"), ("pixel art", "ba98")]
+    values[infotext.LORA_HASHES] = infotext.format_lora_hashes(hashes)
+    values[infotext.MASK_MODE] = infotext.INPAINT_NOT_MASKED
+    prompt, negative, params = split_infotext(format_infotext("a fox", "blurry", values))
+    assert (prompt, negative, params) == ("a fox", "blurry", values)
+    assert infotext.parse_size(params[infotext.SIZE]) == (512, 768)
+    assert infotext.parse_loras(params[infotext.LORA_HASHES]) == {"film": "0123456789ab", "pixel art": "ba98"}
+
+
+def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
+    for name, label in SCHEDULER_LABELS.items():
+        assert scheduler_for(label) == name
+    assert scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"  # before AUTOMATIC1111 1.9
+    assert scheduler_for("DPM++ 2M", "Karras") == "dpmpp_2m_karras"  # since 1.9
+    assert scheduler_for("DPM++ 2M", "Automatic") == "dpmpp_2m_karras"  # its default schedule there
+    assert scheduler_for("Euler a", "Automatic") == "euler_a"
+    assert scheduler_for("DPM++ 2M", "Uniform") == "dpmpp_2m"
+    assert scheduler_for("Euler", "Karras") is None  # no such scheduler here
+    assert scheduler_for("DPM++ SDE") is None
+    assert infotext.sampler_as_written("DPM++ 2M", "Karras") == "DPM++ 2M, Schedule type: Karras"
+    assert infotext.sampler_as_written("Euler a", "") == "Euler a"
+
+
+def test_what_a_service_writes_the_client_reads_back_field_by_field():
+    from services.client.infotext import RECALLABLE, parse_parameters
+    from services.core.config import load_config
+    from services.core.imaging.images import solid_png
+    from services.inpaint.mode import MODE, check
+
+    request = pb.InpaintRequest(
+        params=pb.GenerationParams(prompt="a fox", negative_prompt="blurry, dark", num_inference_steps=20,
+                                   guidance_scale=6.5, width=64, height=96, seed=7, clip_skip=2),
+        init_image=pb.Image(data=solid_png((64, 96))), mask_image=pb.Image(data=solid_png((64, 96), "L", 0)),
+        strength=0.75, mask_blur=4, invert_mask=True)
+    spec = check(request, load_config(MODE, [], environ={}))
+    spec = dataclasses.replace(spec, requested_loras=(("film", 0.8),), lora_hashes=(("film", "01234567"),))
+    params = parse_parameters(spec.infotext(seed=7, sampler="DPM++ 2M Karras", model="tiny"))
+    assert params.extra == {} and params.problems == ()  # every key written is one the reader knows
+    assert params.request_fields() == {
+        "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20,
+        "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m_karras",
+        "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True}
+    assert list(params.request_fields()) == [field.name for field in RECALLABLE]
+    assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "01234567"})
+
+
+def _string_literals(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_writer_and_reader_name_the_keys_by_the_same_constants():
+    words = {*infotext.KEYS, infotext.NEGATIVE, infotext.INPAINT_NOT_MASKED}
+    writers = ["services/core/spec.py", "services/img2img/mode.py", "services/inpaint/mode.py",
+               "services/txt2img/mode.py"]
+    readers = ["services/client/infotext.py", "services/client/replay.py", "gateway_ui/recall.py"]
+    for name in writers + readers:
+        spelled = _string_literals(ROOT / name) & words
+        assert not spelled, f"{name} spells {spelled} (use imagegen.v1.infotext's constants)"
+    from services.client.infotext import RECALLABLE
+
+    assert {field.key for field in RECALLABLE if field.key} <= set(infotext.KEYS)
+
+
+def test_the_format_module_is_pure_python():
+    imports = set()
+    for node in ast.walk(ast.parse((ROOT / "imagegen/v1/infotext.py").read_text())):
+        if isinstance(node, ast.Import):
+            imports.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imports.add("." * node.level + (node.module or ""))
+    assert imports <= {"__future__", "json", "re", ".contract"}, imports
