@@ -48,3 +48,59 @@ def test_lora_dir_is_a_folder_from_the_flag_or_environment(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_config(mode, ["--lora-dir", str(tmp_path / "missing")], environ={})
     assert "--lora-dir: " in capsys.readouterr().err
+
+
+def test_limits_are_the_contract_s_fields_and_each_flag_sets_one():
+    from dataclasses import fields
+
+    from imagegen.v1 import imagegen_pb2 as pb
+    from services.core.config import DEFAULT_FLAGS, LIMIT_FLAGS, Defaults, Limits
+
+    names = [f.name for f in fields(Limits)]
+    assert names == [*pb.Limits.DESCRIPTOR.fields_by_name, "batch_wait_s"]
+    assert {flag.name for flag in LIMIT_FLAGS} <= set(names)
+    assert {flag.name for flag in DEFAULT_FLAGS} <= {f.name for f in fields(Defaults)}
+
+
+def test_limit_flags_and_variables_reach_limits_with_their_units():
+    argv = ["--max-size", "1024", "--max-pixels", "4096", "--max-steps", "9", "--max-images", "2",
+            "--max-batch-size", "3", "--default-steps", "20", "--default-size", "256"]
+    environ = {"IMAGEGEN_BATCH_WAIT_MS": "25", "IMAGEGEN_MAX_MESSAGE_MB": "0.5"}
+    config = load_config(SERVER_MODES["txt2img"], argv, environ=environ)
+    limits = config.limits
+    assert (limits.max_width, limits.max_height, limits.max_pixels, limits.max_steps, limits.max_images) == (
+        1024, 1024, 4096, 9, 2)
+    assert (limits.max_batch_images, limits.batch_wait_s, limits.max_message_bytes) == (3, 0.025, 512 * 1024)
+    assert config.defaults.num_inference_steps == 9 and config.defaults.size == 256  # steps within the limit
+
+
+@pytest.mark.parametrize("argv, environ, message", [
+    (["--max-steps", "0"], {}, "--max-steps must be at least 1"),
+    ([], {"IMAGEGEN_QUEUE_SIZE": "0"}, "--queue-size must be at least 1"),
+    (["--metrics-port", "-2"], {}, "--metrics-port must be -1 (off) or 0..65535"),
+    ([], {"IMAGEGEN_PORT": "x"}, "IMAGEGEN_PORT: invalid int value: 'x'"),
+    ([], {"IMAGEGEN_WARMUP": "maybe"}, "IMAGEGEN_WARMUP: expected true or false"),
+    (["--tls-cert", "/etc/hostname"], {}, "--tls-cert and --tls-key go together"),
+])
+def test_bad_settings_are_refused_naming_them(argv, environ, message, capsys):
+    with pytest.raises(SystemExit):
+        load_config(SERVER_MODES["txt2img"], argv, environ=environ)
+    assert message in capsys.readouterr().err
+
+
+def test_get_info_reports_the_configured_limits_field_for_field():
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from imagegen.v1 import imagegen_pb2 as pb
+    from services.core.rpc.servicer import ModeServicer
+
+    mode = SERVER_MODES["inpaint"]
+    argv = ["--max-size", "1024", "--queue-size", "5", "--max-message-mb", "3"]
+    config = load_config(mode, argv, environ={})
+    runtime = SimpleNamespace(mode=mode, config=config, worker=None, device="cpu", dtype="float32",
+                              engine="step", model_kind=None)
+    info = ModeServicer(runtime).GetInfo(pb.GetInfoRequest(), None)
+    sent = {f.name: value for f, value in info.limits.ListFields()}
+    expected = {name: value for name, value in asdict(config.limits).items() if name != "batch_wait_s"}
+    assert sent == expected and sent["max_queue"] == 5 and sent["max_width"] == 1024
