@@ -55,3 +55,31 @@ def test_modes_are_passed_in_by_their_main():
     for package in MODE_PACKAGES:
         main = (ROOT / package.replace(".", "/") / "__main__.py").read_text()
         assert "main(MODE)" in main, package
+
+
+def resolved_imports(path: Path, tree: ast.AST) -> set[str]:
+    """Every module a file imports, relative imports resolved against its package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set(absolute_imports(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            names.add(f"{base}.{node.module}" if node.module else base)
+    return names
+
+
+def test_the_step_engine_never_imports_the_pipeline_engine_and_its_policy_is_plain_python():
+    for path, tree in modules("services/core/engine"):
+        imports = resolved_imports(path, tree)
+        assert "services.core.work.pipeline" not in imports, path
+    policy = ROOT / "services/core/engine/scheduler.py"
+    imports = resolved_imports(policy, ast.parse(policy.read_text()))
+    assert not {n for n in imports if n.startswith(("services", "torch", "diffusers", "numpy"))}, imports
+
+
+def test_the_engine_interface_and_the_queue_import_no_engine():
+    for name in ("engines", "queue", "device", "estimate", "metrics"):
+        path = ROOT / f"services/core/work/{name}.py"
+        imports = resolved_imports(path, ast.parse(path.read_text()))
+        bad = {n for n in imports if n.startswith(("services.core.engine", "services.core.work.pipeline"))}
+        assert not bad, f"{path} imports {bad}"

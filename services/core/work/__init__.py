@@ -1,1 +1,1 @@
-"""The work: the bounded queue, the one worker that owns the pipeline, estimates, metrics, the runtime."""
+"""The work: the bounded queue, the Engine interface and the pipeline engine, estimates, metrics, the runtime."""

@@ -2,7 +2,7 @@
 
 A call of `work` w (images x pixels / 512^2) running n steps costs about O(w) + n x S(w): a per-call
 part O (prompt encoding, VAE, images in and out) and a per-step part S, each growing with w. The
-worker times every step of a call, so each observation gives both: S from its clean steps (every
+engine times every step of a call, so each observation gives both: S from its clean steps (every
 step after the first; the first also carries the call's setup) and O as the rest.
 
 Predictions are lower bounds, so a request is refused only when even its cheapest plausible cost

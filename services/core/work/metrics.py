@@ -20,9 +20,9 @@ class ServiceMetrics:
         self.request_seconds = Histogram("imagegen_request_duration_seconds",
                                          "Time from a call's arrival to its end.", ["mode", "method"],
                                          buckets=_LATENCY_BUCKETS, registry=registry)
-        self.queue_wait = Histogram("imagegen_queue_wait_seconds", "Time a request waited for the worker.",
+        self.queue_wait = Histogram("imagegen_queue_wait_seconds", "Time a request waited for the engine.",
                                     ["mode"], buckets=_LATENCY_BUCKETS, registry=registry).labels(mode)
-        self.queue_depth = Gauge("imagegen_queue_depth", "Requests waiting for the worker (scale on this).",
+        self.queue_depth = Gauge("imagegen_queue_depth", "Requests waiting for the engine (scale on this).",
                                  ["mode"], registry=registry).labels(mode)
         self.queue_depth.set_function(lambda: queue.depth)
         self.in_progress = Gauge("imagegen_requests_in_progress", "Generation calls being served now.",

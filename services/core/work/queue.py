@@ -123,7 +123,7 @@ class Job:
     def _end(self, result, error) -> None:
         with self._end_lock:
             if self._done.is_set():
-                return  # the first ending wins (a shutdown may fail a job the worker then finishes)
+                return  # the first ending wins (a shutdown may fail a job the engine then finishes)
             self.result, self.error = result, error
             self.status = (Status.FINISHED if error is None
                            else Status.CANCELLED if isinstance(error, Cancelled) else Status.FAILED)
@@ -170,7 +170,7 @@ class JobQueue:
             self._cond.notify()
 
     def take(self, timeout: float | None = None, max_images: int = 1, wait_s: float = 0.0) -> list[Job]:
-        """The next job and those waiting that can share its pipeline call, marking the worker busy.
+        """The next job and those waiting that can share its pipeline call, marking the engine busy.
 
         Gathers jobs with the first one's batch_key, in queue order, up to max_images images in all,
         waiting up to wait_s for more to arrive. [] on timeout, or once closed and empty.
@@ -198,7 +198,7 @@ class JobQueue:
             return batch
 
     def take_if(self, fits, timeout: float | None = None) -> Job | None:
-        """The head of the queue if fits(head), marking the worker busy; None when it does not fit, or
+        """The head of the queue if fits(head), marking the engine busy; None when it does not fit, or
         nothing came within timeout (0: do not wait). The step engine admits in queue order this way."""
         with self._cond:
             if timeout == 0:
@@ -238,7 +238,7 @@ class JobQueue:
         with self._cond:
             self._closed = True
             left = list(self._waiting)
-            self._waiting.clear()  # handed to the caller: the worker must not run them any more
+            self._waiting.clear()  # handed to the caller: the engine must not run them any more
             self._cond.notify_all()
             return left
 

@@ -20,7 +20,7 @@ from .queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
 # Requests whose input images are decoded and fitted at once: the rest wait their turn, so decoding a
-# crowd of large uploads never takes every core from the worker and the health checks.
+# crowd of large uploads never takes every core from the engine and the health checks.
 CHECKS_AT_ONCE = 2
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -90,16 +90,17 @@ def test_bad_settings_are_refused_naming_them(argv, environ, message, capsys):
 
 def test_get_info_reports_the_configured_limits_field_for_field():
     from dataclasses import asdict
-    from types import SimpleNamespace
+
+    from grpc_health.v1 import health
 
     from imagegen.v1 import imagegen_pb2 as pb
     from services.core.rpc.servicer import ModeServicer
+    from services.core.work.runtime import ModeRuntime
 
     mode = SERVER_MODES["inpaint"]
     argv = ["--max-size", "1024", "--queue-size", "5", "--max-message-mb", "3"]
     config = load_config(mode, argv, environ={})
-    runtime = SimpleNamespace(mode=mode, config=config, worker=None, device="cpu", dtype="float32",
-                              engine="step", model_kind=None)
+    runtime = ModeRuntime(mode, config, health.HealthServicer())  # not loaded: GetInfo says what it can
     info = ModeServicer(runtime).GetInfo(pb.GetInfoRequest(), None)
     sent = {f.name: value for f, value in info.limits.ListFields()}
     expected = {name: value for name, value in asdict(config.limits).items() if name != "batch_wait_s"}
