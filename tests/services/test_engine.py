@@ -193,3 +193,35 @@ def test_previews_come_every_n_steps_as_small_jpegs_and_generate_ignores_them(en
         assert [i.data for i in plain.images] == [i.data for i in events[-1].images]
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+@pytest.mark.parametrize("scheduler, steps", [("pndm", 25), ("heun", 4), ("", 3)])
+def test_progress_counts_the_steps_asked_for_whatever_the_scheduler_calls(engine, scheduler, steps):
+    # PLMS (pndm, the tiny model's own) calls the UNet once more than its steps, Heun twice a step.
+    service = RunningService("txt2img", "--engine", engine, "--warmup", "false")
+    try:
+        events = list(service.client.stream(request_for("txt2img", steps=steps, scheduler=scheduler,
+                                                        width=64, height=64)))
+        progress = [(e.step, e.total_steps) for e in events if isinstance(e, Progress)]
+        assert progress == [(step, steps) for step in range(1, steps + 1)]
+        assert isinstance(events[-1], Result)
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_after_an_admission_that_fails_the_engine_is_idle_and_drains_at_once(tmp_path, engine):
+    from safetensors.torch import save_file
+
+    from services.client import InvalidInput
+
+    save_file({"lora_unet_nowhere.lora_down.weight": torch.zeros(4, 8)}, str(tmp_path / "broken.safetensors"))
+    service = RunningService("txt2img", "--engine", engine, "--lora-dir", str(tmp_path), "--warmup", "false")
+    try:
+        with pytest.raises(InvalidInput):
+            service.client.generate(request_for("txt2img", loras={"broken": 1.0}))
+        assert service.runtime.queue.wait_idle(2.0)  # not still "busy" with the request that failed
+        assert service.runtime.drain(grace_s=30)  # so a SIGTERM now stops at once, not after the grace
+    finally:
+        service.stop()

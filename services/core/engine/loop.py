@@ -24,6 +24,7 @@ class Request:
     def __init__(self, job: Job, rows: list, admitted: float):
         self.job, self.rows, self.admitted = job, rows, admitted
         self.step_seconds: list[float] = []
+        self.reported = 0  # the last step a Progress event told
 
     # --- what the scheduler reads
     @property
@@ -78,7 +79,7 @@ class StepEngine(Engine):
         for request in self._requests():
             rows = [row for row in request.rows if not row.done]
             if rows:
-                loads.append((rows[0].pixels, sum(row.unet_rows for row in rows), rows[0].steps_left))
+                loads.append((rows[0].pixels, sum(row.unet_rows for row in rows), rows[0].calls_left))
         return loads
 
     def fits(self, spec) -> bool:
@@ -106,12 +107,12 @@ class StepEngine(Engine):
     def run(self) -> None:
         while not self._stopping.is_set():
             self._admit(wait=not self._active)
-            if not self._active:
-                continue
-            self._drop_leavers()
-            # No local keeps the call: its rows must be freed when they fail or finish, even while idle.
-            self._step(self.scheduler.next_call(self._active.values()))
-            self._finish_done()
+            if self._active:
+                self._drop_leavers()
+                # No local keeps the call: its rows must be freed when they fail or finish, even while idle.
+                self._step(self.scheduler.next_call(self._active.values()))
+                self._finish_done()
+            # Also after an admission that failed: an idle engine is not busy (drain waits for it).
             self.queue.set_busy(bool(self._active))
 
     def _admit(self, wait: bool) -> None:
@@ -174,10 +175,11 @@ class StepEngine(Engine):
             self.estimator.observe_step(call.rows[0].pixels, unet_rows, seconds)
         for request in call.requests:
             request.step_seconds.append(seconds)
-            first = request.rows[0]
-            step, total = first.steps_done, first.steps_total
-            preview = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
-            request.job.emit(Progress(step=step, total_steps=total, preview=preview))
+            step, total = request.rows[0].progress()
+            if step > request.reported:  # a scheduler's extra calls (PLMS, Heun) are not extra steps
+                request.reported = step
+                preview = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
+                request.job.emit(Progress(step=step, total_steps=total, preview=preview))
 
     def _fail(self, jobs, error) -> None:
         for job in jobs:

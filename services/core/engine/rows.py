@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..work.queue import progress_step
 from .conditioners import Conditioner, TextTime
 
 if TYPE_CHECKING:
@@ -25,12 +26,13 @@ class Denoise:
     """A phase: denoise the row's latents over these timesteps with this scheduler."""
 
     scheduler: Any  # the row's own instance: multistep schedulers keep state per row
-    timesteps: torch.Tensor  # the timesteps it runs, in order
+    timesteps: torch.Tensor  # the timesteps it runs, in order: one UNet call each
     step_kwargs: dict  # what scheduler.step takes (generator, eta)
     size: tuple[int, int]  # (height, width) in image pixels: SDXL's size conditioning reads it
+    steps: int  # the steps asked for, which progress counts: PLMS calls once more, Heun twice a step
 
     @property
-    def steps(self) -> int:
+    def calls(self) -> int:
         return len(self.timesteps)
 
 
@@ -38,7 +40,7 @@ class Denoise:
 class Decode:
     """The last phase: the row's latents are decoded (with other finished rows) and answered."""
 
-    steps = 0
+    calls = steps = 0
 
 
 @dataclass(eq=False)
@@ -83,7 +85,7 @@ class Row:
     def advance(self) -> None:
         """One step done; past a phase's last step, the next phase."""
         self.index += 1
-        if self.index >= self.phase.steps:
+        if self.index >= self.phase.calls:
             self.at, self.index = self.at + 1, 0
 
     @property
@@ -93,16 +95,16 @@ class Row:
 
     # --- progress, over every phase
     @property
-    def steps_total(self) -> int:
-        return sum(phase.steps for phase in self.plan)
+    def calls_left(self) -> int:
+        """UNet calls still to run: what its time to finish depends on."""
+        return self.phase.calls - self.index + sum(phase.calls for phase in self.plan[self.at + 1:])
 
-    @property
-    def steps_done(self) -> int:
-        return sum(phase.steps for phase in self.plan[: self.at]) + self.index
-
-    @property
-    def steps_left(self) -> int:
-        return self.steps_total - self.steps_done
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps in all) in the steps the request asked for, over every phase."""
+        done = sum(phase.steps for phase in self.plan[: self.at])
+        if not self.done:
+            done += progress_step(self.index, self.phase.calls, self.phase.steps)
+        return done, sum(phase.steps for phase in self.plan)
 
     # --- what the scheduler groups by
     @property
@@ -186,7 +188,8 @@ def text_time(pipe, prompt: Prompt) -> TextTime | None:
 def new_row(pipe, spec, prompt: Prompt, scheduler, timesteps, latents, generator) -> Row:
     """A row for one of spec's images, once its mode has prepared its timesteps and starting latents:
     one denoise phase at the request's size, then decode."""
-    denoise = Denoise(scheduler, timesteps, step_kwargs(pipe, scheduler, generator), (spec.height, spec.width))
+    denoise = Denoise(scheduler, timesteps, step_kwargs(pipe, scheduler, generator), (spec.height, spec.width),
+                      spec.steps_run)
     row = Row(None, 0, latents, prompt.embeds, spec.guidance_scale, generator, [denoise, Decode()],
               loras=getattr(spec, "loras", ()))
     conditioning = text_time(pipe, prompt)

@@ -2,7 +2,7 @@
 
 No torch and no model here; the loop (loop.py) asks, the runner (runner.py) executes. What it sees:
 - a row: `shape_key` (rows with equal keys can share a UNet call), `latent_shape` (what the row budget
-  counts by), `pixels` (latent pixels of one UNet row), `unet_rows` (2 when guided), `steps_left`, `done`;
+  counts by), `pixels` (latent pixels of one UNet row), `unet_rows` (2 when guided), `calls_left`, `done`;
 - a request: `rows`, `arrived` (monotonic seconds), `deadline` (or None), `cancel_requested`.
 Every value is read from the rows' current phase at every iteration: a row that changes size is served
 at its new size at once.
@@ -116,7 +116,7 @@ class StepScheduler:
             return sum(row.unet_rows for row in live_rows(request) if row.shape_key == key)
 
         def left(request) -> int:
-            return max(row.steps_left for row in live_rows(request) if row.shape_key == key)
+            return max(row.calls_left for row in live_rows(request) if row.shape_key == key)
 
         rows = sum(rows_of(r) for r in group)
         longest = max(left(r) for r in group)

@@ -15,7 +15,7 @@ from ..errors import Cancelled, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from .device import release_device_memory
 from .engines import Engine
-from .queue import Job, Progress, RawResult, drop_unwanted
+from .queue import Job, Progress, RawResult, drop_unwanted, progress_step
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class PipelineEngine(Engine):
         import torch
 
         step_ends: list[float] = []
+        reported = dict.fromkeys(batch, 0)  # the last step each job's Progress told
 
         def on_step(pipe, index, _timestep, callback_kwargs):
             step_ends.append(time.monotonic())
@@ -144,8 +145,11 @@ class PipelineEngine(Engine):
                 raise Cancelled("every request in the batch was cancelled")
             latents, offset = callback_kwargs.get("latents"), 0
             for job in batch:  # the batch's latents are its jobs' images, in order
-                step, total = index + 1, pipe.num_timesteps
-                if not job.done:
+                # In the steps asked for: PLMS calls the UNet once more, Heun twice a step.
+                total = job.spec.steps_run
+                step = progress_step(index + 1, pipe.num_timesteps, total)
+                if not job.done and step > reported[job]:
+                    reported[job] = step
                     preview = None
                     if latents is not None and previews.due(job.spec, step, total):
                         preview = previews.preview_jpeg(latents[offset: offset + job.images], self.model.family)

@@ -37,6 +37,12 @@ class Progress:
     preview: bytes | None = None  # a small JPEG of the current estimate (imaging/previews.py), when due
 
 
+def progress_step(calls_done: int, calls: int, steps: int) -> int:
+    """The steps done, in the steps a request asked for, after `calls_done` of its `calls` UNet calls:
+    PLMS calls the UNet once more than its steps, Heun and DPM2 about twice a step."""
+    return calls_done * steps // calls if calls else steps
+
+
 @dataclass
 class RawResult:
     """What an engine hands back to a job: PIL images, and where the time went."""

@@ -14,14 +14,14 @@ from services.core.engine.scheduler import OOM_BACKOFF_S, StepScheduler
 @dataclass(eq=False)
 class FakeRow:
     side: int = 8  # latent side
-    steps_left: int = 10
+    calls_left: int = 10
     unet_rows: int = 2
     tokens: int = 77
     loras: tuple = ()
 
     @property
     def done(self) -> bool:
-        return self.steps_left == 0
+        return self.calls_left == 0
 
     @property
     def latent_shape(self) -> tuple:
@@ -48,7 +48,7 @@ def run_call(scheduler, requests):
     """Ask for the next call and step its rows, as the loop would; the call."""
     call = scheduler.next_call(requests)
     for row in call.rows:
-        row.steps_left -= 1
+        row.calls_left -= 1
     return call
 
 
@@ -96,8 +96,8 @@ def test_shapes_take_turns_in_the_order_they_appeared_and_a_newcomer_joins_the_e
 
 def test_rows_that_change_size_are_served_at_their_new_size_in_turn():
     scheduler = StepScheduler(budget=1 << 20)
-    growing = FakeRow(side=8, steps_left=20)
-    requests = [FakeRequest([growing]), FakeRequest([FakeRow(side=16, steps_left=20)])]
+    growing = FakeRow(side=8, calls_left=20)
+    requests = [FakeRequest([growing]), FakeRequest([FakeRow(side=16, calls_left=20)])]
     assert run_call(scheduler, requests).rows == [growing]
     growing.side = 32  # a resize phase: the same row, a new shape
     seen = [run_call(scheduler, requests) for _ in range(4)]
@@ -115,7 +115,7 @@ def test_rows_with_another_prompt_length_or_lora_set_do_not_share_a_call():
 
 
 def test_every_row_of_a_shape_rides_unless_rows_are_chosen():
-    requests = [FakeRequest([FakeRow(steps_left=s)], arrived=i) for i, s in enumerate((40, 8, 8, 8))]
+    requests = [FakeRequest([FakeRow(calls_left=s)], arrived=i) for i, s in enumerate((40, 8, 8, 8))]
     gpu = StepScheduler(budget=1 << 20, choose_rows=False, batching_pays=lambda *_: False)
     assert len(gpu.next_call(requests).requests) == 4
     pays = StepScheduler(budget=1 << 20, choose_rows=True, batching_pays=lambda *_: True)
@@ -132,8 +132,8 @@ def test_where_bigger_calls_do_not_pay_a_call_takes_just_enough_rows_least_slack
         return False
 
     scheduler = StepScheduler(budget=1 << 20, choose_rows=True, batching_pays=pays)
-    long = FakeRequest([FakeRow(steps_left=40)], arrived=0.0)
-    shorts = [FakeRequest([FakeRow(steps_left=8)], arrived=1.0 + i) for i in range(3)]
+    long = FakeRequest([FakeRow(calls_left=40)], arrived=0.0)
+    shorts = [FakeRequest([FakeRow(calls_left=8)], arrived=1.0 + i) for i in range(3)]
     requests = [long, *shorts]
     # 2 rows each: (40 + 3 x 8) x 2 = 128 rows of work over 40 steps: 4 rows (two requests) a call.
     call = scheduler.next_call(requests)
@@ -153,16 +153,16 @@ def test_a_request_that_arrives_much_later_cannot_pass_an_older_one():
     steps than an old request passes it only while the difference in steps outweighs its lateness."""
     scheduler = StepScheduler(budget=1 << 20, choose_rows=True, batching_pays=lambda *_: False)
     scheduler.observed((8, 8, 77, ()), 0.1)
-    old = FakeRequest([FakeRow(steps_left=5)], arrived=0.0)
-    late = FakeRequest([FakeRow(steps_left=30)], arrived=3.0)  # 25 more steps x 0.1 s = 2.5 s < 3 s late
+    old = FakeRequest([FakeRow(calls_left=5)], arrived=0.0)
+    late = FakeRequest([FakeRow(calls_left=30)], arrived=3.0)  # 25 more steps x 0.1 s = 2.5 s < 3 s late
     assert scheduler.next_call([old, late]).requests[0] is old
-    early = FakeRequest([FakeRow(steps_left=30)], arrived=2.0)  # 2.5 s > 2 s: it has less slack
+    early = FakeRequest([FakeRow(calls_left=30)], arrived=2.0)  # 2.5 s > 2 s: it has less slack
     assert scheduler.next_call([old, early]).requests[0] is early
 
 
 def test_no_call_when_every_row_is_done():
     scheduler = StepScheduler(budget=1 << 20)
-    assert scheduler.next_call([FakeRequest([FakeRow(steps_left=0)])]) is None
+    assert scheduler.next_call([FakeRequest([FakeRow(calls_left=0)])]) is None
     assert scheduler.next_call([]) is None
 
 
