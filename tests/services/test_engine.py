@@ -225,3 +225,56 @@ def test_after_an_admission_that_fails_the_engine_is_idle_and_drains_at_once(tmp
         assert service.runtime.drain(grace_s=30)  # so a SIGTERM now stops at once, not after the grace
     finally:
         service.stop()
+
+
+def test_a_small_request_beside_a_big_one_is_not_held_to_one_step_per_big_call():
+    # Shapes share the device by the time their calls take: a 64x64 request's 20 steps cost a fraction of
+    # one 512x512 step, so it is done while the big one has run only a few (by turns: 20 of them).
+    service = RunningService("txt2img", "--engine", "step", "--warmup", "false")
+    try:
+        big = service.client.stream(request_for("txt2img", steps=60, width=512, height=512, seed=1))
+        progress = []
+
+        def follow():
+            try:
+                for event in big:
+                    if isinstance(event, Progress):
+                        progress.append(event.step)
+            except Cancelled:
+                pass
+
+        watcher = threading.Thread(target=follow)
+        watcher.start()
+        assert wait_for(lambda: len(progress) >= 2, timeout=60)  # the big one's calls are timed
+        # The big one's steps from the small one's first step to its last (by turns: 19).
+        marks = []
+        for event in service.client.stream(request_for("txt2img", steps=20, width=64, height=64, seed=2)):
+            if isinstance(event, Progress) and event.step in (1, 20):
+                marks.append(progress[-1])
+            if isinstance(event, Result):
+                assert len(event.images) == 1
+        assert marks[1] - marks[0] <= 5, marks
+        big.cancel()
+        watcher.join(timeout=30)
+    finally:
+        service.stop()
+
+
+def test_a_queued_request_that_fits_joins_past_a_bigger_one_that_does_not():
+    # One guided image of the default size (64x64) per call: a running 128x128 request fills its shape, a
+    # second one waits for room; a 64x64 request (another shape, which has room) need not wait behind it.
+    service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "1", "--warmup", "false")
+    try:
+        running = service.client.stream(request_for("txt2img", steps=200, width=128, height=128, seed=1))
+        assert wait_for(lambda: bool(service.engine.current), timeout=30)
+        queued = service.client.stream(request_for("txt2img", steps=200, width=128, height=128, seed=2))
+        assert wait_for(lambda: len(service.runtime.queue.waiting()) == 1, timeout=30)
+        small = service.client.generate(request_for("txt2img", steps=3, width=64, height=64, seed=3))
+        assert len(small.images) == 1
+        assert len(service.runtime.queue.waiting()) == 1 and len(service.engine.current) == 1  # still there
+        for call in (running, queued):
+            call.cancel()
+            with pytest.raises(Cancelled):
+                list(call)
+    finally:
+        service.stop()

@@ -82,17 +82,26 @@ class StepEngine(Engine):
                 loads.append((rows[0].pixels, sum(row.unet_rows for row in rows), rows[0].calls_left))
         return loads
 
-    def fits(self, spec) -> bool:
-        """Whether a request would join at the next step (its shape's row budget has room)."""
+    def _shape_and_cost(self, spec) -> tuple[tuple, int]:
+        """(latent shape, latent pixels x UNet rows) a request brings: what the row budget counts."""
         pixels, rows, _steps = self.load_of(spec)
         scale = self.model.vae_scale
-        return self.scheduler.fits((spec.height // scale, spec.width // scale), pixels * rows, self._requests())
+        return (spec.height // scale, spec.width // scale), pixels * rows
+
+    def fits(self, spec) -> bool:
+        """Whether a request would join at the next step (its shape's row budget has room)."""
+        return self.scheduler.fits(*self._shape_and_cost(spec), self._requests())
+
+    def _choose(self, waiting: list[Job]) -> int | None:
+        """Which waiting job joins now (the scheduler's pick_waiting)."""
+        loads = [(*self._shape_and_cost(job.spec), job.created) for job in waiting]
+        return self.scheduler.pick_waiting(loads, self._requests(), time.monotonic())
 
     def predict(self, spec) -> tuple[float | None, float | None]:
-        # It joins at the next step if its shape has room and nobody waits ahead of it, else not before
-        # the first request in the loop is done; then it runs beside the loop's crowd.
+        # It joins at the next step if its shape has room (it may pass queued requests of other shapes),
+        # else not before the first request in the loop is done; then it runs beside the loop's crowd.
         crowd = self.crowd()
-        ahead = 0.0 if self.fits(spec) and not self.queue.waiting() else self.estimator.first_to_leave(crowd)
+        ahead = 0.0 if self.fits(spec) else self.estimator.first_to_leave(crowd)
         own = self.estimator.predict([spec])
         in_crowd = self.estimator.in_crowd(self.load_of(spec), crowd)
         if in_crowd is not None:
@@ -116,13 +125,13 @@ class StepEngine(Engine):
             self.queue.set_busy(bool(self._active))
 
     def _admit(self, wait: bool) -> None:
-        """Admit waiting requests, in queue order, while the head's rows fit their shape's budget. An idle
-        loop also admits what arrives within --batch-wait-ms of its first request, so a crowd that comes
+        """Admit waiting requests, in queue order, those whose rows fit their shape's budget (see the
+        scheduler's pick_waiting for who may pass whom). An idle loop also admits what arrives within --batch-wait-ms of its first request, so a crowd that comes
         together starts (and, with equal steps, finishes) together instead of a step or two apart."""
         gather_until = 0.0
         while True:
             timeout = 0.2 if wait else max(0.0, gather_until - time.monotonic())
-            job = self.queue.take_if(lambda head: self.fits(head.spec), timeout=timeout)
+            job = self.queue.take_chosen(self._choose, timeout=timeout)
             if job is None:
                 return
             if wait:

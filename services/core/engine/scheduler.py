@@ -8,11 +8,15 @@ Every value is read from the rows' current phase at every iteration: a row that 
 at its new size at once.
 
 The rules:
-- **Admission** in queue order while the head's rows fit their shape's budget (latent pixels x UNet
-  rows in one call); a shape with no rows always takes one request, however large. After running out
+- **Admission** in queue order of the requests whose rows fit their shape's budget (latent pixels x UNet
+  rows in one call); a shape with no rows always takes one request, however large. A queued request
+  that does not fit may be passed by requests of other shapes (which never take its shape's budget)
+  for PASS_S; then nobody passes it until it joins, so it is not starved in turn. After running out
   of device memory a shape's budget is halved for OOM_BACKOFF_S.
-- **Turns**: the shapes with rows take turns, one call each, in the order they first appeared, so none
-  starves; a shape new since the last call (a newcomer, or a row that changed size) joins the end.
+- **Time shared by measured cost**: the shapes with rows share the device by the seconds their calls
+  took, not by turns (a 2048x2048 call costs a thousand 64x64 ones): the next call is of the shape
+  that has had the least time, ties taking turns in the order they appeared; a shape new since the
+  last call (a newcomer, or a row that changed size) starts level with the least served, behind it.
 - **Rows of a call**: all rows of the shape, unless `choose_rows` (a CPU, where bigger calls may not
   pay). Then, where a bigger call no longer makes a row at least 10% cheaper (`batching_pays`), a
   call takes just enough rows that every request could be done by the longest one's last step, the
@@ -26,12 +30,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 # After running out of device memory, a shape's row budget is halved for this long.
 OOM_BACKOFF_S = 60.0
+# A queued request that does not fit may be passed by requests of other shapes for this long.
+PASS_S = 30.0
 
 
 @dataclass
@@ -52,7 +57,9 @@ class StepScheduler:
                  batching_pays: Callable[[int, int, int], bool | None] | None = None, clock=time.monotonic):
         self.budget = budget  # latent pixels x UNet rows of one call
         self.choose_rows, self.batching_pays, self.clock = choose_rows, batching_pays, clock
-        self._turns: deque = deque()  # shape keys, in the order they take turns
+        self._served: dict[tuple, float] = {}  # shape key -> device seconds its calls have had
+        self._picked: dict[tuple, int] = {}  # shape key -> the call it last had (ties take turns)
+        self._calls = 0
         self._squeezed: dict[tuple, float] = {}  # latent shape -> until when its budget is halved
         self._call_s: dict[tuple, float] = {}  # shape key -> recent seconds per call (moving average)
 
@@ -68,6 +75,19 @@ class StepScheduler:
         """Whether a request of `cost` (latent pixels x UNet rows) at this shape may join now."""
         used = self.used(latent_shape, requests)
         return used == 0 or used + cost <= self.budget_of(latent_shape)
+
+    def pick_waiting(self, waiting: list[tuple[tuple, int, float]], requests, now: float) -> int | None:
+        """Which queued request joins now, by its index in `waiting` ((latent shape, cost, arrived) in
+        queue order), or None: the first that fits, passing only those of other shapes that do not fit
+        and have waited less than PASS_S."""
+        blocked = set()  # shapes of requests ahead that do not fit: nobody of their shape passes them
+        for index, (shape, cost, arrived) in enumerate(waiting):
+            if shape not in blocked and self.fits(shape, cost, requests):
+                return index
+            if now - arrived >= PASS_S:
+                return None
+            blocked.add(shape)
+        return None
 
     def squeeze(self, latent_shape: tuple) -> None:
         """A call of this shape ran out of device memory: half its budget for a while."""
@@ -98,16 +118,24 @@ class StepScheduler:
         return Call(key, picked, rows)
 
     def observed(self, key: tuple, seconds: float) -> None:
-        """A call of this shape took `seconds` (a moving average orders requests by slack)."""
+        """A call of this shape took `seconds`: its share of time, and the moving average that orders
+        requests by slack."""
+        self._served[key] = self._served.get(key, 0.0) + seconds
         was = self._call_s.get(key)
         self._call_s[key] = seconds if was is None else 0.8 * was + 0.2 * seconds
 
     def _next_shape(self, live: list) -> tuple:
-        self._turns = deque(key for key in self._turns if key in live)
-        self._turns.extend(key for key in live if key not in self._turns)
+        """The live shape that has had the least device time (ties: the one served longest ago)."""
+        self._served = {key: s for key, s in self._served.items() if key in live}
+        self._picked = {key: n for key, n in self._picked.items() if key in live}
         self._call_s = {key: s for key, s in self._call_s.items() if key in live}
-        key = self._turns[0]
-        self._turns.rotate(-1)
+        level = min(self._served.values(), default=0.0)
+        for key in live:  # newcomers start level with the least served, after those already waiting
+            if key not in self._picked:
+                self._served[key], self._picked[key] = max(level, self._served.get(key, 0.0)), self._calls
+        key = min(live, key=lambda k: (self._served[k], self._picked[k]))
+        self._calls += 1
+        self._picked[key] = self._calls
         return key
 
     def _pick(self, key: tuple, group: list) -> list:

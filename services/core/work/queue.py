@@ -203,17 +203,22 @@ class JobQueue:
             self._announce_positions()
             return batch
 
-    def take_if(self, fits, timeout: float | None = None) -> Job | None:
-        """The head of the queue if fits(head), marking the engine busy; None when it does not fit, or
-        nothing came within timeout (0: do not wait). The step engine admits in queue order this way."""
+    def take_chosen(self, choose, timeout: float | None = None) -> Job | None:
+        """The waiting job that choose(waiting jobs, in queue order) names by its index, marking the engine
+        busy; None when it names none, or nothing came within timeout (0: do not wait). The step engine
+        admits this way (its scheduler decides who may join, and who may pass whom)."""
         with self._cond:
             if timeout == 0:
                 ready = bool(self._waiting)
             else:
                 ready = self._cond.wait_for(lambda: self._waiting or self._closed, timeout)
-            if not ready or not self._waiting or not fits(self._waiting[0]):
+            if not ready or not self._waiting:
                 return None
-            job = self._waiting.popleft()
+            index = choose(list(self._waiting))
+            if index is None:
+                return None
+            job = self._waiting[index]
+            del self._waiting[index]
             self._busy = True
             self._announce_positions()
             return job

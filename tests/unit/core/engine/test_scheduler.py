@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.core.engine.scheduler import OOM_BACKOFF_S, StepScheduler
+from services.core.engine.scheduler import OOM_BACKOFF_S, PASS_S, StepScheduler
 
 
 @dataclass(eq=False)
@@ -81,6 +81,36 @@ def test_after_running_out_of_memory_a_shape_s_budget_is_halved_for_a_while():
     assert scheduler.budget_of((8, 8)) == 2 * 64 and scheduler.budget_of((16, 16)) == 4 * 64  # only that shape
     clock.now += OOM_BACKOFF_S + 1
     assert scheduler.fits((8, 8), 3 * 64, running)
+
+
+def test_shapes_share_the_device_by_the_time_their_calls_take_not_by_turns():
+    """A big shape's call costs 50 of a small one's: the small one gets about 50 calls to each of its."""
+    scheduler = StepScheduler(budget=1 << 20)
+    big, small = FakeRequest([FakeRow(side=64, calls_left=1000)]), FakeRequest([FakeRow(side=8, calls_left=1000)])
+    cost = {64: 0.5, 8: 0.01}
+    seconds = dict.fromkeys(cost, 0.0)
+    calls = dict.fromkeys(cost, 0)
+    for _ in range(510):
+        call = run_call(scheduler, [big, small])
+        side = call.key[0]
+        scheduler.observed(call.key, cost[side])
+        seconds[side] += cost[side]
+        calls[side] += 1
+    assert calls[64] == 10 and calls[8] == 500  # equal time: 5 s each
+    assert abs(seconds[64] - seconds[8]) <= 0.5  # never more than one big call apart
+
+
+def test_a_small_request_beside_a_big_one_finishes_in_about_its_own_share_of_time():
+    scheduler = StepScheduler(budget=1 << 20)
+    big, small = FakeRequest([FakeRow(side=256, calls_left=30)]), FakeRequest([FakeRow(side=8, calls_left=20)])
+    clock = 0.0
+    while not small.rows[0].done:
+        call = run_call(scheduler, [big, small])
+        spent = 2.0 if call.key[0] == 256 else 0.002
+        clock += spent
+        scheduler.observed(call.key, spent)
+    assert clock <= 2.0 + 20 * 0.002 + 1e-9  # one big call, at most, before its 20 small ones
+    assert big.rows[0].calls_left >= 29
 
 
 def test_shapes_take_turns_in_the_order_they_appeared_and_a_newcomer_joins_the_end():
@@ -158,6 +188,27 @@ def test_a_request_that_arrives_much_later_cannot_pass_an_older_one():
     assert scheduler.next_call([old, late]).requests[0] is old
     early = FakeRequest([FakeRow(calls_left=30)], arrived=2.0)  # 2.5 s > 2 s: it has less slack
     assert scheduler.next_call([old, early]).requests[0] is early
+
+
+def test_a_queued_request_that_fits_joins_past_one_of_another_shape_that_does_not():
+    scheduler = StepScheduler(budget=4 * 64)
+    running = [FakeRequest([FakeRow(side=16, unet_rows=2)])]  # its shape (16x16) is full
+    waiting = [((16, 16), 2 * 256, 0.0), ((8, 8), 2 * 64, 1.0)]
+    assert scheduler.pick_waiting(waiting, running, now=2.0) == 1  # the small one passes
+    # But not one of the blocked request's own shape: it would take the room the blocked one waits for.
+    same_shape = [((16, 16), 2 * 256, 0.0), ((16, 16), 64, 1.0), ((8, 8), 2 * 64, 1.5)]
+    assert scheduler.pick_waiting(same_shape, running, now=2.0) == 2
+    # The head first, when it fits.
+    assert scheduler.pick_waiting([((8, 8), 64, 0.0), ((8, 8), 64, 1.0)], running, now=2.0) == 0
+
+
+def test_a_request_that_does_not_fit_is_passed_only_for_a_while_then_it_joins_first():
+    scheduler = StepScheduler(budget=4 * 64)
+    running = [FakeRequest([FakeRow(side=16, unet_rows=2)])]
+    waiting = [((16, 16), 2 * 256, 0.0), ((8, 8), 2 * 64, 1.0)]
+    assert scheduler.pick_waiting(waiting, running, now=PASS_S - 0.1) == 1
+    assert scheduler.pick_waiting(waiting, running, now=PASS_S) is None  # aged: nobody passes it
+    assert scheduler.pick_waiting(waiting, [], now=PASS_S) == 0  # and it joins once its shape has room
 
 
 def test_no_call_when_every_row_is_done():
