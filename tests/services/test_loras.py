@@ -189,3 +189,70 @@ def test_a_lora_in_the_image_modes_and_on_sdxl_is_diffusers_own(tmp_path, model,
         assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= MAX_DIFF
     finally:
         service.stop()
+
+
+def test_a_lora_file_replaced_on_disk_leaves_the_requests_running_with_it_as_they_were(tmp_path, lora_dir):
+    import os
+    import shutil
+
+    from services.client import Progress, Result
+
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    shutil.copy(lora_dir / "film.safetensors", folder / "swap.safetensors")
+    shutil.copy(lora_dir / "pixel art.safetensors", folder / "pixel art.safetensors")
+    service = RunningService("txt2img", "--engine", "step", "--lora-dir", str(folder), "--warmup", "false")
+    try:
+        request = dict(loras={"swap": 1.0}, steps=30, seed=11)
+        before = generate(service, **request)
+        stream = service.client.stream(request_for("txt2img", **request))
+        assert any(isinstance(event, Progress) for event in stream)  # running, with the old file's weights
+        shutil.copy(lora_dir / "pixel art.safetensors", folder / "swap.safetensors")  # rewritten in place
+        os.utime(folder / "swap.safetensors", ns=(1, 1))
+        result = [event for event in stream if isinstance(event, Result)][0]
+        assert result.images[0].data == before.data  # neither the new weights nor a mix of both
+        after = generate(service, **request)  # a later request runs with the new file
+        same_weights = generate(service, loras={"pixel art": 1.0}, steps=30, seed=11)
+        assert np.array_equal(pixels(after.data), pixels(same_weights.data))  # (the infotext names "swap")
+        assert not np.array_equal(pixels(after.data), pixels(before.data))
+        # A replacement that cannot be loaded fails the requests that start after it, not the running one.
+        stream = service.client.stream(request_for("txt2img", **request))
+        assert any(isinstance(event, Progress) for event in stream)
+        (folder / "swap.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+        assert [event for event in stream if isinstance(event, Result)][0].images[0].data == after.data
+        with pytest.raises(InvalidInput):
+            generate(service, **request)
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_more_concurrent_loras_than_the_cache_holds_load_each_file_once(tmp_path, engine):
+    from diffusers import StableDiffusionPipeline
+
+    from services.core.models.loras import CACHE_SIZE
+
+    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+    names = [f"style{i}" for i in range(CACHE_SIZE + 1)]
+    for seed, name in enumerate(names):
+        write_lora(tmp_path, name, pipe, seed=seed + 20)
+    service = RunningService("txt2img", "--engine", engine, "--lora-dir", str(tmp_path), "--max-batch-size", "16",
+                             "--warmup", "false")
+    try:
+        results = {}
+
+        def run(name):
+            results[name] = generate(service, loras={name: 1.0}, steps=6, seed=3)
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # Each file loaded once: the last one waited for a place instead of evicting one in use.
+        assert service.metric("imagegen_lora_loads_total") == len(names)
+        for name in names[:3]:
+            assert np.abs(pixels(generate(service, loras={name: 1.0}, steps=6, seed=3).data)
+                          - pixels(results[name].data)).max() <= MAX_DIFF
+    finally:
+        service.stop()

@@ -21,8 +21,8 @@ from .scheduler import StepScheduler
 class Request:
     """A request in the loop: its job, its rows, and what the estimator and metrics want of it."""
 
-    def __init__(self, job: Job, rows: list, admitted: float):
-        self.job, self.rows, self.admitted = job, rows, admitted
+    def __init__(self, job: Job, rows: list, pinned: tuple, admitted: float):
+        self.job, self.rows, self.pinned, self.admitted = job, rows, pinned, admitted
         self.step_seconds: list[float] = []
         self.reported = 0  # the last step a Progress event told
 
@@ -94,7 +94,7 @@ class StepEngine(Engine):
 
     def _choose(self, waiting: list[Job]) -> int | None:
         """Which waiting job joins now (the scheduler's pick_waiting)."""
-        loads = [(*self._shape_and_cost(job.spec), job.created) for job in waiting]
+        loads = [(*self._shape_and_cost(job.spec), job.created, self.runner.room_for(job.spec)) for job in waiting]
         return self.scheduler.pick_waiting(loads, self._requests(), time.monotonic())
 
     def predict(self, spec) -> tuple[float | None, float | None]:
@@ -146,13 +146,19 @@ class StepEngine(Engine):
         if self.metrics is not None:
             self.metrics.queue_wait.observe(started - job.created)
         try:
-            rows = self.runner.admit(job)
+            rows, pinned = self.runner.admit(job)
         except CallFailed as failed:
             job.fail(failed.error)
             return
         if not self._active:
             self.current_started = started
-        self._active[job] = Request(job, rows, started)
+        self._active[job] = Request(job, rows, pinned, started)
+
+    def _remove(self, job: Job) -> None:
+        """A request leaves the loop (answered, failed or cancelled): its LoRAs are free again."""
+        request = self._active.pop(job, None)
+        if request is not None:
+            self.runner.release(request.pinned)
 
     def _drop_leavers(self) -> None:
         """A cancelled or expired request leaves now and stops costing compute."""
@@ -162,7 +168,7 @@ class StepEngine(Engine):
             else:
                 request.job.fail(DeadlinePassed("the deadline passed while the request ran"))
         for job in [job for job in self._active if job.done]:  # also those a shutdown ended
-            del self._active[job]
+            self._remove(job)
 
     def _step(self, call) -> None:
         if call is None:
@@ -193,7 +199,7 @@ class StepEngine(Engine):
     def _fail(self, jobs, error) -> None:
         for job in jobs:
             job.fail(error)
-            self._active.pop(job, None)
+            self._remove(job)
 
     def _finish_done(self) -> None:
         finished = [request for request in self._active.values() if request.done]
@@ -210,7 +216,7 @@ class StepEngine(Engine):
             job, spec = request.job, request.job.spec
             mine = [self.mode.finish(spec, image) for image in images[offset: offset + len(request.rows)]]
             offset += len(request.rows)
-            del self._active[job]
+            self._remove(job)
             if self.estimator is not None:
                 self.estimator.observe([spec], done - request.admitted, request.step_seconds)
             if self.metrics is not None:

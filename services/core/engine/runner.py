@@ -54,24 +54,37 @@ class Runner:
     def __init__(self, mode, model: Loaded):
         self.mode, self.model = mode, model
 
-    def admit(self, job) -> list[Row]:
-        """The rows of a request, one per seed, each where diffusers' pipeline starts for it."""
+    def admit(self, job) -> tuple[list[Row], tuple]:
+        """The rows of a request, one per seed, each where diffusers' pipeline starts for it, and its LoRA
+        set pinned for its life (`release` it when the request leaves)."""
         import torch
 
         model, spec = self.model, job.spec
+        pinned = ()
         try:
             with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
                 # Its LoRAs (loaded now if they are not): they may change the text encoders too.
-                model.adapters.activate(spec.loras, refresh=True)
+                pinned = model.adapters.pin(spec.loras)
+                model.adapters.activate(pinned)
                 prompt = encode_prompt(model.pipe, spec)
                 rows = []
                 for index, seed in enumerate(spec.seeds):
                     row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec.scheduler))
-                    row.owner, row.image_index = job, index
+                    row.owner, row.image_index, row.loras = job, index, pinned
                     rows.append(row)
-                return rows
+                return rows, pinned
+        except CallFailed:
+            model.adapters.unpin(pinned)
+            raise
         finally:
             model.restore_scheduler()
+
+    def room_for(self, spec) -> bool:
+        """Whether a request's LoRAs can be pinned now without evicting those running requests use."""
+        return self.model.adapters.room_for(spec.loras)
+
+    def release(self, pinned: tuple) -> None:
+        self.model.adapters.unpin(pinned)
 
     def step(self, rows: list[Row]) -> float:
         """One UNet call over rows of one shape key; its seconds, once the device has run it."""
@@ -79,7 +92,7 @@ class Runner:
 
         started = time.monotonic()
         with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
-            self.model.adapters.activate(rows[0].loras)  # the rows' LoRA set (one per shape key)
+            self.model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
             unet_step(self.model.pipe.unet, rows)
             # The call's real time, for the estimator and the scheduler's choice of rows.
             wait_for_device(self.model.pipe.unet.device)

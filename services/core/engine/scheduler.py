@@ -11,7 +11,9 @@ The rules:
 - **Admission** in queue order of the requests whose rows fit their shape's budget (latent pixels x UNet
   rows in one call); a shape with no rows always takes one request, however large. A queued request
   that does not fit may be passed by requests of other shapes (which never take its shape's budget)
-  for PASS_S; then nobody passes it until it joins, so it is not starved in turn. After running out
+  for PASS_S; then nobody passes it until it joins, so it is not starved in turn. A request whose
+  LoRAs have no room in the adapter cache (every place used by running requests) waits likewise
+  rather than reloading files at every step. After running out
   of device memory a shape's budget is halved for OOM_BACKOFF_S.
 - **Time shared by measured cost**: the shapes with rows share the device by the seconds their calls
   took, not by turns (a 2048x2048 call costs a thousand 64x64 ones): the next call is of the shape
@@ -76,13 +78,14 @@ class StepScheduler:
         used = self.used(latent_shape, requests)
         return used == 0 or used + cost <= self.budget_of(latent_shape)
 
-    def pick_waiting(self, waiting: list[tuple[tuple, int, float]], requests, now: float) -> int | None:
-        """Which queued request joins now, by its index in `waiting` ((latent shape, cost, arrived) in
-        queue order), or None: the first that fits, passing only those of other shapes that do not fit
-        and have waited less than PASS_S."""
+    def pick_waiting(self, waiting: list[tuple[tuple, int, float, bool]], requests, now: float) -> int | None:
+        """Which queued request joins now, by its index in `waiting` ((latent shape, cost, arrived, ready)
+        in queue order; ready: what else it needs is free, its LoRAs' room in the adapter cache), or
+        None: the first that fits, passing only those of other shapes that do not fit and have waited
+        less than PASS_S."""
         blocked = set()  # shapes of requests ahead that do not fit: nobody of their shape passes them
-        for index, (shape, cost, arrived) in enumerate(waiting):
-            if shape not in blocked and self.fits(shape, cost, requests):
+        for index, (shape, cost, arrived, ready) in enumerate(waiting):
+            if ready and shape not in blocked and self.fits(shape, cost, requests):
                 return index
             if now - arrived >= PASS_S:
                 return None

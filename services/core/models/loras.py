@@ -6,8 +6,9 @@ name only; `available` is the one list the checks, GetInfo and loading go by, so
 the file system.
 
 `LoraAdapters` keeps the loaded ones on one pipeline (at most CACHE_SIZE, least recently used unloaded
-first) and `activate`s a request's set - on the UNet and the text encoders - right before each UNet
-call or prompt encoding; both engines call it, from the one thread that owns the pipeline.
+first, never one a running request uses), pins a request's set for its life, and `activate`s it - on the
+UNet and the text encoders - right before each UNet call or prompt encoding; both engines call it, from
+the one thread that owns the pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -81,84 +83,169 @@ def _stamp(path: Path) -> tuple:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _read(path: Path) -> tuple[tuple, dict]:
+    """(the file's stamp, its tensors) read into memory: a file loaded by path is memory-mapped, and its
+    adapter's weights would change with the file if it were rewritten in place under a running request."""
+    from safetensors.torch import load
+
+    for _attempt in range(3):
+        stamp = _stamp(path)
+        data = path.read_bytes()
+        if _stamp(path) == stamp:
+            return stamp, load(data)
+    raise OSError(f"{path.name} kept changing while it was read")
+
+
+def _stamp_or_none(path: Path) -> tuple | None:
+    try:
+        return _stamp(path)
+    except OSError:
+        return None
+
+
+@dataclass(eq=False)
+class _Version:
+    """One file's weights as loaded: a peft adapter, the file's stamp then, and the requests using it."""
+
+    name: str
+    adapter: str
+    stamp: tuple
+    users: int = 0
+
+
+# A request's LoRA set as pinned: (adapter, weight) pairs of the very weights it runs with. Requests with
+# unequal pinned sets never share a UNet call; a file replaced on disk gives later requests a new adapter.
+PinnedSet = tuple[tuple[str, float], ...]
+
+
 class LoraAdapters:
-    """The LoRAs loaded on one pipeline, as peft adapters; not thread-safe (the pipeline's owner calls it)."""
+    """The LoRAs loaded on one pipeline, as peft adapters; not thread-safe (the pipeline's owner calls it).
+
+    A request `pin`s its set when it starts: each LoRA's current file is loaded if it is not (or changed
+    on disk since), and the adapter stays until the request `unpin`s it, even if the file is replaced
+    meanwhile (later requests get the new file as a new adapter; the old one goes with its last user).
+    Adapters in use are never evicted: `room_for` tells whether a set can be pinned now without evicting
+    one, so the engines hold a newcomer rather than reload files at every step.
+    """
 
     def __init__(self, pipe, lora_dir: Path | None, capacity: int = CACHE_SIZE,
                  on_load: Callable[[], None] | None = None):
         self.pipe, self.lora_dir, self.capacity = pipe, lora_dir, capacity
         self.on_load = on_load  # called after each file loaded (the service counts them: cache misses)
-        self._loaded: OrderedDict[str, tuple[str, tuple]] = OrderedDict()  # name -> (adapter, file stamp)
-        self._active: LoraSet | None = ()  # the set the pipeline runs with now; None: unknown
+        self._versions: OrderedDict[str, _Version] = OrderedDict()  # adapter -> version, least recent first
+        self._current: dict[str, _Version] = {}  # LoRA name -> its latest loaded version
+        self._active: PinnedSet | None = ()  # the set the pipeline runs with now; None: unknown
         self._count = 0
 
     @property
     def loaded(self) -> list[str]:
-        """Names loaded now, least recently used first."""
-        return list(self._loaded)
+        """Names loaded now, least recently used first (a replaced file's old weights: its name again)."""
+        return [version.name for version in self._versions.values()]
 
-    def activate(self, loras: LoraSet, refresh: bool = False) -> None:
-        """Make the pipeline run with exactly `loras` (none: the plain model). `refresh`: reload a file that
-        changed on disk (at admission; a request already running keeps the weights it started with)."""
-        if loras == self._active and not refresh:
+    def room_for(self, loras: LoraSet) -> bool:
+        """Whether `loras` can be pinned now without evicting an adapter a running request uses."""
+        fresh = {name for name, _ in loras if self._fresh(name)}
+        staying = {v.adapter for v in self._versions.values() if v.users} | {self._current[n].adapter for n in fresh}
+        return len(staying) + len(loras) - len(fresh) <= self.capacity
+
+    def pin(self, loras: LoraSet) -> PinnedSet:
+        """The adapters of `loras`' current files, loaded where they are not, kept until `unpin`."""
+        names = {name for name, _ in loras}
+        pinned = []
+        try:
+            for name, weight in loras:
+                version = self._ensure(name, keep=names)
+                version.users += 1
+                pinned.append((version.adapter, weight))
+        except BaseException:
+            self.unpin(tuple(pinned))
+            raise
+        return tuple(pinned)
+
+    def unpin(self, pinned: PinnedSet) -> None:
+        """A request is done with its adapters; weights superseded by a newer file go with their last user."""
+        for adapter, _ in pinned:
+            version = self._versions.get(adapter)
+            if version is None:
+                continue
+            version.users -= 1
+            if version.users <= 0 and self._current.get(version.name) is not version:
+                self._unload(version)
+
+    def activate(self, pinned: PinnedSet) -> None:
+        """Make the pipeline run with exactly the pinned adapters and weights (none: the plain model)."""
+        if pinned == self._active:
             return
-        if not loras:
-            if self._loaded:
+        if not pinned:
+            if self._versions:
                 self.pipe.disable_lora()  # the model's own weights, exactly: no LoRA layer runs
             self._active = ()
             return
-        adapters = [self._ensure(name, keep={n for n, _ in loras}, refresh=refresh) for name, _ in loras]
         self._active = None
         self.pipe.enable_lora()  # set_adapters does not undo disable_lora
-        self.pipe.set_adapters(adapters, adapter_weights=[weight for _, weight in loras])
-        self._active = loras
+        self.pipe.set_adapters([adapter for adapter, _ in pinned], adapter_weights=[w for _, w in pinned])
+        for adapter, _ in pinned:
+            self._versions.move_to_end(adapter)
+        self._active = pinned
 
-    def _ensure(self, name: str, keep: set[str], refresh: bool) -> str:
-        """The adapter of LoRA `name`, loaded if it is not (or, with `refresh`, if its file changed)."""
-        if name in self._loaded and not refresh:
-            self._loaded.move_to_end(name)
-            return self._loaded[name][0]
+    def _fresh(self, name: str) -> bool:
+        """Whether LoRA `name`'s current file is loaded as it is on disk now."""
+        version = self._current.get(name)
+        path = available(self.lora_dir).get(name)
+        return version is not None and path is not None and _stamp_or_none(path) == version.stamp
+
+    def _ensure(self, name: str, keep: set[str]) -> _Version:
+        """The version of LoRA `name` as its file is now, loaded if it is not."""
         path = available(self.lora_dir).get(name)  # by name only: the checks went by the same list
         if path is None:
             raise InvalidArgument("params.loras", f"LoRA {name!r} is no longer in the LoRA folder")
-        if name in self._loaded:
-            adapter, stamp = self._loaded[name]
-            if stamp == _stamp(path):
-                self._loaded.move_to_end(name)
-                return adapter
-            self._unload(name)
-        while len(self._loaded) >= self.capacity:
-            victim = next((n for n in self._loaded if n not in keep), None)
-            if victim is None:
+        stamp = _stamp(path)
+        version = self._current.get(name)
+        if version is not None and version.stamp == stamp:
+            self._versions.move_to_end(version.adapter)
+            return version
+        if version is not None and not version.users:
+            self._unload(version)  # replaced on disk, and nobody runs with it
+        for victim in [v for v in self._versions.values() if not v.users and v.name not in keep]:
+            if len(self._versions) < self.capacity:
                 break
-            self._unload(victim)
+            self._unload(victim)  # least recently used first
+        if len(self._versions) >= self.capacity:
+            raise InvalidArgument("params.loras", f"no room for LoRA {name!r}: {len(self._versions)} LoRAs are in "
+                                                  "use by running requests; try again shortly")
         self._count += 1
         adapter = f"lora{self._count}"  # peft names are module keys: file names (dots, spaces) are not
         self._active = None
-        stamp = _stamp(path)
         try:
-            self.pipe.load_lora_weights(str(path), adapter_name=adapter)
+            stamp, weights = _read(path)
+            self.pipe.load_lora_weights(weights, adapter_name=adapter)
+            if adapter not in self._present():
+                raise ValueError("it holds no weights for this model's layers")
         except Exception as exc:  # noqa: BLE001 - a file that does not fit this model is the request's problem
             self._forget(adapter)
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise InvalidArgument("params.loras", f"LoRA {name!r} cannot be applied to this model: {first}") from None
-        self._loaded[name] = (adapter, stamp)
+        version = self._versions[adapter] = self._current[name] = _Version(name, adapter, stamp)
         if self.on_load is not None:
             self.on_load()
-        log.info("LoRA %s loaded (%s); %d loaded", name, adapter, len(self._loaded))
-        return adapter
+        log.info("LoRA %s loaded (%s); %d loaded", name, adapter, len(self._versions))
+        return version
 
-    def _unload(self, name: str) -> None:
-        adapter, _ = self._loaded.pop(name)
+    def _unload(self, version: _Version) -> None:
+        self._versions.pop(version.adapter, None)
+        if self._current.get(version.name) is version:
+            del self._current[version.name]
         self._active = None
-        self._forget(adapter)
-        log.info("LoRA %s unloaded (%s)", name, adapter)
+        self._forget(version.adapter)
+        log.info("LoRA %s unloaded (%s)", version.name, version.adapter)
+
+    def _present(self) -> set[str]:
+        return {a for names_ in self.pipe.get_list_adapters().values() for a in names_}
 
     def _forget(self, adapter: str) -> None:
         """Delete an adapter from every component that has it (a failed load may have left part of it)."""
         try:
-            present = {a for names_ in self.pipe.get_list_adapters().values() for a in names_}
-            if adapter in present:
+            if adapter in self._present():
                 self.pipe.delete_adapters([adapter])
         except Exception as exc:  # noqa: BLE001 - nothing was loaded, or it is gone already
             log.debug("deleting adapter %s: %s", adapter, exc)

@@ -85,10 +85,12 @@ class PipelineEngine(Engine):
                 self.metrics.queue_wait.observe(started - job.created)
         specs = [job.spec for job in batch]
         images = sum(job.images for job in batch)
+        pinned = ()
         try:
             model.pipe.scheduler = model.scheduler(specs[0].scheduler)
             # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
-            model.adapters.activate(specs[0].loras, refresh=True)
+            pinned = model.adapters.pin(specs[0].loras)
+            model.adapters.activate(pinned)
             # CPU generators: the same seed gives the same starting noise on any device.
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
             outputs, step_ends = self._call(batch, specs, generators)
@@ -121,6 +123,7 @@ class PipelineEngine(Engine):
                     inference_ms=(done - job.started) * 1000,
                 ))
         finally:
+            model.adapters.unpin(pinned)
             model.restore_scheduler()
 
     def _call(self, batch: list[Job], specs: list, generators: list) -> tuple[list, list[float]]:

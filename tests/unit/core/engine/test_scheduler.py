@@ -193,19 +193,22 @@ def test_a_request_that_arrives_much_later_cannot_pass_an_older_one():
 def test_a_queued_request_that_fits_joins_past_one_of_another_shape_that_does_not():
     scheduler = StepScheduler(budget=4 * 64)
     running = [FakeRequest([FakeRow(side=16, unet_rows=2)])]  # its shape (16x16) is full
-    waiting = [((16, 16), 2 * 256, 0.0), ((8, 8), 2 * 64, 1.0)]
+    waiting = [((16, 16), 2 * 256, 0.0, True), ((8, 8), 2 * 64, 1.0, True)]
     assert scheduler.pick_waiting(waiting, running, now=2.0) == 1  # the small one passes
     # But not one of the blocked request's own shape: it would take the room the blocked one waits for.
-    same_shape = [((16, 16), 2 * 256, 0.0), ((16, 16), 64, 1.0), ((8, 8), 2 * 64, 1.5)]
+    same_shape = [((16, 16), 2 * 256, 0.0, True), ((16, 16), 64, 1.0, True), ((8, 8), 2 * 64, 1.5, True)]
     assert scheduler.pick_waiting(same_shape, running, now=2.0) == 2
     # The head first, when it fits.
-    assert scheduler.pick_waiting([((8, 8), 64, 0.0), ((8, 8), 64, 1.0)], running, now=2.0) == 0
+    assert scheduler.pick_waiting([((8, 8), 64, 0.0, True), ((8, 8), 64, 1.0, True)], running, now=2.0) == 0
+    # One that is not ready (its LoRAs have no room) waits, and is passed like one that does not fit.
+    assert scheduler.pick_waiting([((8, 8), 64, 0.0, False), ((4, 4), 16, 1.0, True)], running, now=2.0) == 1
+    assert scheduler.pick_waiting([((8, 8), 64, 0.0, False), ((8, 8), 16, 1.0, True)], running, now=2.0) is None
 
 
 def test_a_request_that_does_not_fit_is_passed_only_for_a_while_then_it_joins_first():
     scheduler = StepScheduler(budget=4 * 64)
     running = [FakeRequest([FakeRow(side=16, unet_rows=2)])]
-    waiting = [((16, 16), 2 * 256, 0.0), ((8, 8), 2 * 64, 1.0)]
+    waiting = [((16, 16), 2 * 256, 0.0, True), ((8, 8), 2 * 64, 1.0, True)]
     assert scheduler.pick_waiting(waiting, running, now=PASS_S - 0.1) == 1
     assert scheduler.pick_waiting(waiting, running, now=PASS_S) is None  # aged: nobody passes it
     assert scheduler.pick_waiting(waiting, [], now=PASS_S) == 0  # and it joins once its shape has room

@@ -4,6 +4,7 @@ used adapters unloaded beyond the bound, and a LoRA loaded again gives the same 
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -24,6 +25,13 @@ def pipe():
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+
+
+@pytest.fixture(autouse=True)
+def no_adapters_left(pipe):
+    """Each test's cache starts on a pipeline without LoRA layers (a service has one cache per pipeline)."""
+    yield
+    pipe.unload_lora_weights()
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +62,73 @@ def test_the_short_hash_is_a1111_s_addnet_hash(folder):
     assert loras.short_hash(folder / "a.safetensors") != loras.short_hash(folder / "b.safetensors")
 
 
+def use(adapters, loras) -> None:
+    """Run with a set as a request does: pinned, active, then unpinned."""
+    pinned = adapters.pin(loras)
+    adapters.activate(pinned)
+    adapters.unpin(pinned)
+
+
 def test_the_cache_unloads_the_least_recently_used_and_a_reloaded_lora_gives_the_same_image(pipe, folder):
     loads = []
     adapters = LoraAdapters(pipe, folder, capacity=2, on_load=lambda: loads.append(1))
     plain = image(pipe)
-    adapters.activate((("a", 1.0),))
+    use(adapters, (("a", 1.0),))
     first = image(pipe)
     assert np.abs(first - plain).max() > 3
-    adapters.activate((("b", 1.0),))
-    adapters.activate((("a", 0.5),))  # a: used last; b is the least recently used
-    adapters.activate((("c", 1.0),))
+    use(adapters, (("b", 1.0),))
+    use(adapters, (("a", 0.5),))  # a: used last; b is the least recently used
+    use(adapters, (("c", 1.0),))
     assert adapters.loaded == ["a", "c"] and len(loads) == 3
     adapters_on_pipe = {name for names in pipe.get_list_adapters().values() for name in names}
     assert len(adapters_on_pipe) == 2  # b's layers are gone from the UNet and the text encoder
-    adapters.activate((("b", 1.0),))  # loaded again; a leaves
-    adapters.activate((("a", 1.0),))
+    use(adapters, (("b", 1.0),))  # loaded again; a leaves
+    pinned = adapters.pin((("a", 1.0),))
+    adapters.activate(pinned)
     assert len(loads) == 5
     assert np.array_equal(image(pipe), first)
     adapters.activate(())
     assert np.array_equal(image(pipe), plain)
+    adapters.unpin(pinned)
+
+
+def test_an_adapter_in_use_is_never_evicted_and_a_set_without_room_is_told(pipe, folder):
+    adapters = LoraAdapters(pipe, folder, capacity=2)
+    running = adapters.pin((("a", 1.0),))
+    other = adapters.pin((("b", 1.0),))
+    assert not adapters.room_for((("c", 1.0),))  # both places used by running requests
+    assert adapters.room_for((("a", 0.3),))  # loaded already: no place needed
+    with pytest.raises(InvalidArgument):
+        adapters.pin((("c", 1.0),))
+    assert sorted(adapters.loaded) == ["a", "b"]
+    adapters.unpin(other)
+    assert adapters.room_for((("c", 1.0),))
+    adapters.unpin(adapters.pin((("c", 1.0),)))  # b, unused, made room
+    assert sorted(adapters.loaded) == ["a", "c"]
+    adapters.unpin(running)
+
+
+def test_a_file_replaced_on_disk_keeps_its_old_weights_for_those_running_with_them(pipe, folder, tmp_path):
+    import shutil
+
+    lora_dir = tmp_path / "loras"
+    lora_dir.mkdir()
+    shutil.copy(folder / "a.safetensors", lora_dir / "x.safetensors")
+    adapters = LoraAdapters(pipe, lora_dir)
+    old = adapters.pin((("x", 1.0),))
+    adapters.activate(old)
+    old_image = image(pipe)
+    shutil.copy(folder / "b.safetensors", lora_dir / "x.safetensors")
+    os.utime(lora_dir / "x.safetensors", ns=(1, 1))  # a different stamp even within the clock's resolution
+    new = adapters.pin((("x", 1.0),))  # a later request: the new file, as another adapter
+    assert new != old and adapters.loaded == ["x", "x"]
+    adapters.activate(old)
+    assert np.array_equal(image(pipe), old_image)  # the running request's weights did not change
+    adapters.activate(new)
+    assert not np.array_equal(image(pipe), old_image)
+    adapters.unpin(old)  # its last user left: the old weights go
+    assert adapters.loaded == ["x"]
+    adapters.unpin(new)
 
 
 def test_a_file_that_does_not_fit_the_model_is_invalid_argument(pipe, tmp_path):
@@ -83,9 +139,10 @@ def test_a_file_that_does_not_fit_the_model_is_invalid_argument(pipe, tmp_path):
               str(tmp_path / "other.safetensors"))
     adapters = LoraAdapters(pipe, tmp_path)
     with pytest.raises(InvalidArgument) as info:
-        adapters.activate((("other", 1.0),))
+        adapters.pin((("other", 1.0),))
     assert info.value.field == "params.loras" and "'other'" in info.value.problem
     adapters.activate(())  # the pipeline still serves
+    assert adapters.loaded == []
 
 
 def checked(folder, **fields):
