@@ -63,6 +63,18 @@ def test_a_bad_clip_skip_is_invalid_argument_naming_it(engines, value):
     assert [v.field for v in info.value.violations] == ["params.clip_skip"]
 
 
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_clip_skip_past_the_model_s_layers_is_invalid_argument_and_get_info_says_the_most(engines, engine):
+    """Before: clip_skip 4..12 on the tiny model's 2-layer text encoder was INTERNAL."""
+    client = engines[engine].client
+    assert client.info().max_clip_skip == 2
+    for value in (3, 12):
+        with pytest.raises(InvalidInput) as info:
+            client.generate(request_for("txt2img", clip_skip=value))
+        assert [v.field for v in info.value.violations] == ["params.clip_skip"] and "1..2" in str(info.value)
+    assert "Clip skip: 2" in client.generate(request_for("txt2img", clip_skip=2)).images[0].infotext
+
+
 @pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
 def test_prompts_past_the_chunk_limit_are_refused_before_any_work(engines, field):
     client = engines["step"].client

@@ -104,11 +104,15 @@ class ModeRuntime:
 
     def check(self, request):
         """The mode's checks (decoding input images), a few requests at a time; then what depends on the
-        loaded model: the prompts' chunk counts
+        loaded model: clip skip within its text encoders' layers, and the prompts' chunk counts
         (tokenizing only; bounded, and deciding what may share a pipeline call)."""
         with self._checking:
             spec = self.mode.check(request, self.config)
             if self.model is not None:
+                most = self.model.max_clip_skip
+                if spec.clip_skip > most:
+                    raise InvalidArgument("params.clip_skip", f"{spec.clip_skip} is outside 1..{most} "
+                                                              "for this model (the layers of its text encoder)")
                 limit = max_chunks(self.config.limits.max_prompt_chars)
                 spec = replace(spec, prompt_chunks=check_chunks(self.model.pipe, spec, limit))
             refused = self.engine.refusal(spec) if self.engine is not None else None
