@@ -57,7 +57,8 @@ class Controls:
                 scheduler = gr.Dropdown([MODEL_DEFAULT, *info.schedulers], value=MODEL_DEFAULT, label="Scheduler",
                                         elem_id=f"{mode}-scheduler")
             with gr.Row():
-                clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=1, step=1, label="Clip skip (1 = last layer; SDXL: none)",
+                clip_skip = gr.Slider(1, info.max_clip_skip or MAX_CLIP_SKIP, value=1, step=1,
+                                      label="Clip skip (1 = last layer; SDXL: none)",
                                       elem_id=f"{mode}-clip-skip")
             # Mode controls stay last on the page: moved above, they broke ImageEditor uploads in Chromium.
             mode_fields = extra()  # strength, mask blur (first in the API, last on the page)
@@ -68,7 +69,8 @@ class Controls:
     def ranged(self) -> list:
         """The components whose ranges and choices GetInfo sets, in the order of `updates`."""
         f = self.fields
-        return [f["steps"], f["guidance"], f["width"], f["height"], f["num_images"], f["scheduler"]]
+        return [f["steps"], f["guidance"], f["width"], f["height"], f["num_images"], f["scheduler"],
+                f["clip_skip"]]
 
     def updates(self, info: pb.ServiceInfo) -> list:
         limits = info.limits
@@ -80,6 +82,7 @@ class Controls:
             gr.update(maximum=limits.max_height, minimum=least),
             gr.update(maximum=limits.max_images),
             gr.update(choices=[MODEL_DEFAULT, *info.schedulers]),
+            gr.update(maximum=info.max_clip_skip or MAX_CLIP_SKIP),  # the model's text encoder layers
         ]
 
 

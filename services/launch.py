@@ -3,6 +3,8 @@
 `make run` runs all four, `make services` only the services. Each is its own process, as in
 production. The launcher waits until every service reports SERVING on the health service (and the
 gateway answers HTTP), prints where they are, and on Ctrl-C or SIGTERM stops them gracefully.
+Every port it gives its children follows one setting, `--base-port` (`ports`), so a second copy on the
+same machine moves all of them at once.
 """
 
 from __future__ import annotations
@@ -14,14 +16,47 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 
 from imagegen.v1.contract import MODES
 from services.client import ImageGenClient
 
 
-def service_command(mode: str, model: str, host: str, port: int, device: str) -> list[str]:
+DEFAULT_GATEWAY_PORT = 7860
+# From --base-port B, one copy's ports are consecutive: the modes' gRPC ports, their metrics ports, the
+# gateway's (B..B+2, B+3..B+5, B+6 for txt2img, img2img, inpaint).
+PORTS_PER_COPY = 2 * len(MODES) + 1
+
+
+@dataclass(frozen=True)
+class Ports:
+    grpc: dict[str, int]  # mode -> its gRPC port
+    metrics: dict[str, int]  # mode -> its Prometheus port; -1 = off
+    gateway: int
+
+
+def ports(base: int | None, gateway: int | None = None, metrics: bool = True) -> Ports:
+    """Every port of one copy. Without a base, each mode's own defaults (the contract's 50051-50053 and
+    9051-9053) and 7860; with one, PORTS_PER_COPY consecutive ports from it. An explicit gateway port
+    wins over either. ValueError when the base leaves no room for them all."""
+    if base is not None and not 1 <= base <= 65536 - PORTS_PER_COPY:
+        raise ValueError(f"--base-port {base}: the {PORTS_PER_COPY} ports from it must lie within 1..65535")
+    modes = list(MODES)
+    if base is None:
+        grpc = {mode: MODES[mode].port for mode in modes}
+        scraped = {mode: MODES[mode].metrics_port for mode in modes}
+        own_gateway = DEFAULT_GATEWAY_PORT
+    else:
+        grpc = {mode: base + index for index, mode in enumerate(modes)}
+        scraped = {mode: base + len(modes) + index for index, mode in enumerate(modes)}
+        own_gateway = base + 2 * len(modes)
+    return Ports(grpc, scraped if metrics else dict.fromkeys(modes, -1),
+                 gateway if gateway is not None else own_gateway)
+
+
+def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int) -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
-            "--port", str(port), "--device", device]
+            "--port", str(port), "--device", device, "--metrics-port", str(metrics_port)]
 
 
 class ProcessGroup:
@@ -88,40 +123,56 @@ def main(argv=None) -> int:
         parser.add_argument(f"--{mode}-device", default=os.environ.get(f"IMAGEGEN_{mode.upper()}_DEVICE"),
                             help=f"device for {mode} only, e.g. cuda:1 [IMAGEGEN_{mode.upper()}_DEVICE]")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--base-port", type=int, default=None,
-                        help="txt2img listens here, img2img on the next port, inpaint on the one after "
-                             "(default: each mode's own port, 50051-50053)")
+    # Environment defaults are strings: argparse converts them with `type`, reporting a bad one as usage.
+    parser.add_argument("--base-port", type=int, default=os.environ.get("IMAGEGEN_BASE_PORT"),
+                        help=f"move every port: the {PORTS_PER_COPY} consecutive ports from this one serve "
+                             "txt2img, img2img, inpaint, their metrics in the same order, then the gateway "
+                             "(default: 50051-50053, 9051-9053, 7860) [IMAGEGEN_BASE_PORT]")
     parser.add_argument("--device", default=os.environ.get("IMAGEGEN_DEVICE", "auto"),
                         help="device for all three; set per service with cuda:N in production")
     parser.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the Gradio gateway (default: yes)")
-    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", 7860)))
+    parser.add_argument("--gateway-port", type=int, default=os.environ.get("GATEWAY_PORT"),
+                        help="the gateway's port, wherever --base-port puts the rest [GATEWAY_PORT]")
+    parser.add_argument("--metrics", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("IMAGEGEN_METRICS_PORT") != "-1",
+                        help="serve each service's Prometheus /metrics (default: yes; "
+                             "IMAGEGEN_METRICS_PORT=-1: no)")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
+    if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
+        parser.error("IMAGEGEN_METRICS_PORT would give the three services one port; move them with "
+                     "--base-port (IMAGEGEN_BASE_PORT), or turn them off with --no-metrics")
+    try:
+        layout = ports(args.base_port, args.gateway_port, args.metrics)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     group = ProcessGroup()
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     targets = {}
-    for offset, (mode, contract) in enumerate(MODES.items()):
-        port = contract.port if args.base_port is None else args.base_port + offset
+    for mode in MODES:
         model = getattr(args, f"{mode}_model") or args.model
         device = getattr(args, f"{mode}_device") or args.device
-        group.start(mode, service_command(mode, model, args.host, port, device))
+        port = layout.grpc[mode]
+        group.start(mode, service_command(mode, model, args.host, port, device, layout.metrics[mode]))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"
         if problem:
             print(f"launch: services {problem}", file=sys.stderr)
             return 1
-        print("launch: all SERVING - " + ", ".join(f"{m} {a}" for m, a in targets.items()), flush=True)
+        print("launch: all SERVING - " + ", ".join(f"{m} {a}" for m, a in targets.items())
+              + (" - metrics on " + ", ".join(map(str, layout.metrics.values())) if args.metrics else ""),
+              flush=True)
         if args.gateway:
-            command = [sys.executable, "-m", "gateway_ui", "--host", args.host, "--port", str(args.gateway_port)]
+            command = [sys.executable, "-m", "gateway_ui", "--host", args.host, "--port", str(layout.gateway)]
             for mode, address in targets.items():
                 command += [f"--{mode}-addr", address]
             group.start("gateway", command)
-            url = f"http://{args.host}:{args.gateway_port}/"
+            url = f"http://{args.host}:{layout.gateway}/"
             problem = wait_http(url, group, 120)
             if problem:
                 print(f"launch: gateway {problem}", file=sys.stderr)

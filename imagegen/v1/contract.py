@@ -122,7 +122,8 @@ def placeholder_info(name: str) -> pb.ServiceInfo:
     defaults.strength = spec.default_strength
     defaults.mask_blur = spec.default_mask_blur
     return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
-                          output_formats=[f.enum for f in OUTPUT_FORMATS.values()])
+                          output_formats=[f.enum for f in OUTPUT_FORMATS.values()],
+                          max_clip_skip=MAX_CLIP_SKIP)
 
 
 # Errors: every status the services send carries a google.rpc.ErrorInfo detail in this domain whose

@@ -19,7 +19,7 @@ from imagegen.v1.contract import (FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_CLIP_SKIP, MA
 from .config import Limits, ServiceConfig
 from .errors import InvalidArgument
 from .imaging import images
-from .prompts import take_lora_tags
+from .prompts import parse_prompt
 from .models import loras as lora_files
 from .models import schedulers
 
@@ -71,9 +71,10 @@ def check_text(value: str, field: str, limit: int) -> str:
 
 
 def check_prompt_tags(value: str, field: str) -> tuple[tuple[str, float], ...]:
-    """The prompt's <lora:name:weight> tags (the encoder leaves them out of the text)."""
+    """The prompt's <lora:name:weight> tags (the encoder leaves them out of the text), once the whole
+    prompt parses: tags well formed, every effective attention weight within bounds."""
     try:
-        return take_lora_tags(value)[1]
+        return parse_prompt(value).loras
     except ValueError as exc:
         raise InvalidArgument(field, str(exc)) from None
 

@@ -11,6 +11,9 @@ Parsing (`parse_prompt`) is pure Python, so the checks run it before any model w
 - each token's embedding is multiplied by its weight, then the chunk is rescaled so its mean is the
   unweighted one (A1111's mean restoration), so `(word:1.0)` is exactly `word`;
 - a plain prompt of at most 75 tokens gives exactly diffusers' own `encode_prompt` result;
+- under guidance the shorter of prompt and negative prompt is brought to the longer's chunk count:
+  repeated where that count is a multiple of its own, else padded with the empty prompt's chunk
+  (A1111's pad_cond); each prompt is at most `max_chunks` chunks, checked before admission;
 - SDXL: each text encoder is chunked and weighted on its own (penultimate layer, as its pipeline),
   the outputs concatenated along the features; the pooled embedding is the second encoder's on the
   first chunk, unweighted (A1111, ComfyUI).
@@ -28,12 +31,18 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .errors import InvalidArgument
+
 if TYPE_CHECKING:
     import torch
 
 CHUNK_TOKENS = 75  # tokens of text per chunk; with BOS and EOS the encoder's 77
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack: how far back a comma may end a full chunk
 ROUND, SQUARE = 1.1, 1 / 1.1  # what one (…) or […] multiplies by
+# The largest effective weight (nested weights multiplied) a run of text may have, either sign. A1111 has
+# none; past float32's range the embeddings become inf and the image black, and far below it a weight
+# drowns every other token (A1111 users write 0.5..2).
+MAX_ATTENTION_WEIGHT = 100.0
 
 _LORA_TAG = re.compile(r"<lora:([^<>]*)>")
 # One lexical unit of A1111's attention syntax: an escape, a bracket, an explicit weight closing a
@@ -126,9 +135,18 @@ def parse_attention(text: str) -> tuple[tuple[tuple[str, float], ...], ...]:
 
 
 def parse_prompt(text: str) -> ParsedPrompt:
-    """The prompt's weighted runs and LoRA tags (ValueError for a malformed tag)."""
+    """The prompt's weighted runs and LoRA tags. ValueError for a malformed tag, or for text whose
+    effective weight is not within -MAX_ATTENTION_WEIGHT..MAX_ATTENTION_WEIGHT (NaN and inf included)."""
     rest, loras = take_lora_tags(text)
-    return ParsedPrompt(parse_attention(rest), loras)
+    sections = parse_attention(rest)
+    for section in sections:
+        for run, weight in section:
+            if not abs(weight) <= MAX_ATTENTION_WEIGHT:
+                shown = repr(run) if len(run) <= 20 else repr(run[:20]) + "..."
+                bound = f"{-MAX_ATTENTION_WEIGHT:g}..{MAX_ATTENTION_WEIGHT:g}"
+                raise ValueError(f"the text {shown} has the weight {weight:.4g}, outside {bound} "
+                                 "(nested weights multiply)")
+    return ParsedPrompt(sections, loras)
 
 
 # --- tokens
@@ -202,13 +220,40 @@ def chunk_count(pipe, text: str) -> int:
     return len(chunk_tokens(parse_prompt(text), text_encoders(pipe)[0][0]))
 
 
+def common_chunks(positive: int, negative: int) -> int:
+    """The chunk count a guided request's prompt and negative prompt are brought to: the longer's (pad_to).
+    Never their least common multiple, which for coprime counts is their product."""
+    return max(positive, negative)
+
+
 def sequence_chunks(pipe, spec) -> int:
-    """The chunks of a request's embeddings: the prompt's, with the negative's (under guidance) padded
-    to a common count (pad_to)."""
+    """The chunks of a request's embeddings: the prompt's, and under guidance the longer of the prompt's
+    and the negative's (common_chunks)."""
     positive = chunk_count(pipe, spec.prompt)
     if not spec.guided:
         return positive
-    return math.lcm(positive, chunk_count(pipe, spec.negative_prompt))
+    return common_chunks(positive, chunk_count(pipe, spec.negative_prompt))
+
+
+def max_chunks(max_prompt_chars: int) -> int:
+    """The most chunks a prompt may encode to: what max_prompt_chars of plain text can reach (a chunk
+    holds at least 75 - COMMA_BACKTRACK tokens unless a BREAK ends it; a token is at least one character
+    of ASCII), so only runs of BREAKs, or characters of several tokens each, reach it."""
+    return max(1, math.ceil(max_prompt_chars / (CHUNK_TOKENS - COMMA_BACKTRACK)))
+
+
+def check_chunks(pipe, spec, limit: int) -> int:
+    """sequence_chunks, once each prompt is within `limit` chunks (InvalidArgument naming it otherwise):
+    the sequence length every UNet call of the request attends over is bounded before admission."""
+    counts = {}
+    for field, text in (("params.prompt", spec.prompt), ("params.negative_prompt", spec.negative_prompt)):
+        counts[field] = chunk_count(pipe, text)
+        if counts[field] > limit:
+            raise InvalidArgument(field, f"encodes to {counts[field]} chunks of {CHUNK_TOKENS} tokens, over "
+                                         f"the limit of {limit} (each BREAK starts a chunk)")
+    if not spec.guided:
+        return counts["params.prompt"]
+    return common_chunks(*counts.values())
 
 
 # --- embeddings
@@ -300,25 +345,36 @@ def encode_text(pipe, text: str, clip_skip: int = 1) -> Encoded:
                                                                                                   device=device))
 
 
-def pad_to(encoded: Encoded, chunks: int) -> Encoded:
-    """The embeddings repeated whole up to `chunks` chunks (a multiple of theirs). Cross-attention over
-    keys repeated k times is attention over the keys once, so the image stays the one A1111 makes
-    by running prompt and negative prompt in separate UNet passes when their lengths differ (ComfyUI
-    pads the same way); padding with empty-prompt chunks would change it."""
+def pad_to(encoded: Encoded, chunks: int, empty) -> Encoded:
+    """The embeddings brought to `chunks` chunks (at least theirs). Where `chunks` is a multiple of
+    theirs, repeated whole: cross-attention over keys repeated k times is attention over the keys once,
+    so the image stays the one A1111 makes by running prompt and negative prompt in separate UNet passes
+    when their lengths differ (ComfyUI pads the same way). Otherwise followed by the empty prompt's
+    chunk (`empty()`, an Encoded of one chunk) as often as needed: A1111's pad_cond (its "pad prompt/
+    negative prompt" option), at the cost of the longer side alone."""
+    import torch
+
     if encoded.chunks == chunks:
         return encoded
-    if chunks % encoded.chunks:
+    if chunks < encoded.chunks:
         raise ValueError(f"cannot pad {encoded.chunks} chunks to {chunks}")
-    return Encoded(encoded.embeds.repeat(1, chunks // encoded.chunks, 1), encoded.pooled)
+    if chunks % encoded.chunks == 0:
+        return Encoded(encoded.embeds.repeat(1, chunks // encoded.chunks, 1), encoded.pooled)
+    fill = empty().embeds.repeat(1, chunks - encoded.chunks, 1)
+    return Encoded(torch.cat([encoded.embeds, fill], dim=1), encoded.pooled)
 
 
 def encode_pair(pipe, spec) -> tuple[Encoded, Encoded | None]:
     """A request's prompt and (under guidance, i.e. above 1, as diffusers) negative prompt, encoded and
-    padded to a common chunk count. The negative is None without guidance."""
+    padded to a common chunk count (common_chunks, pad_to). The negative is None without guidance."""
     clip_skip = getattr(spec, "clip_skip", 1)
     positive = encode_text(pipe, spec.prompt, clip_skip)
     if not spec.guided:
         return positive, None
     negative = encode_text(pipe, spec.negative_prompt, clip_skip)
-    chunks = math.lcm(positive.chunks, negative.chunks)
-    return pad_to(positive, chunks), pad_to(negative, chunks)
+    chunks = common_chunks(positive.chunks, negative.chunks)
+
+    def empty() -> Encoded:  # encoded now, not cached: the request's LoRAs may change the text encoders
+        return encode_text(pipe, "", clip_skip)
+
+    return pad_to(positive, chunks, empty), pad_to(negative, chunks, empty)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+from services.launch import PORTS_PER_COPY
 from tests.conftest import CACHE_DIR, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,16 +29,37 @@ def child_pids(parent: int) -> list[str]:
     return pids
 
 
+def free_block(count: int) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    while True:
+        base = free_port()
+        if base + count - 1 > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+
+
 def test_launch_runs_all_four_and_ctrl_c_stops_them(tmp_path):
     from gradio_client import Client
 
-    base, gateway_port = free_port(), free_port()
-    while base + 2 > 65535 or gateway_port in (base, base + 1, base + 2):
-        base, gateway_port = free_port(), free_port()
+    # One setting moves every port (gRPC, metrics, gateway): a second copy beside `make run`'s defaults.
+    base = free_block(PORTS_PER_COPY)
+    gateway_port = base + PORTS_PER_COPY - 1
     env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64",
-           "IMAGEGEN_METRICS_PORT": "-1", "GATEWAY_OUTPUTS_DIR": str(tmp_path / "outputs")}
+           "IMAGEGEN_BASE_PORT": str(base), "GATEWAY_OUTPUTS_DIR": str(tmp_path / "outputs")}
+    for name in ("IMAGEGEN_METRICS_PORT", "GATEWAY_PORT"):
+        env.pop(name, None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.launch", "--base-port", str(base), "--gateway-port", str(gateway_port)],
+        [sys.executable, "-m", "services.launch"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -53,6 +77,9 @@ def test_launch_runs_all_four_and_ctrl_c_stops_them(tmp_path):
         _gallery, seeds, _info = client.predict("fox", "", 2, 7.5, 64, 64, 9, 1, "model default", api_name="/txt2img")
         assert [p.name for p in (tmp_path / "outputs" / "txt2img").glob("*/*")] == ["00001-9.png"]  # kept on disk
         assert seeds == "9"
+        for offset, mode in enumerate(("txt2img", "img2img", "inpaint")):  # metrics follow the base port too
+            with urllib.request.urlopen(f"http://127.0.0.1:{base + 3 + offset}/metrics", timeout=5) as reply:
+                assert f'mode="{mode}"'.encode() in reply.read()
         children = child_pids(proc.pid)
         assert len(children) == 4
         proc.send_signal(signal.SIGINT)

@@ -139,6 +139,7 @@ def test_ranges_and_choices_come_from_get_info(services, gateway):
     sliders = {c.elem_id: c for c in gateway.demo.blocks.values() if getattr(c, "elem_id", None)}
     assert sliders["txt2img-steps"].maximum == info.limits.max_steps
     assert sliders["txt2img-num-images"].maximum == info.limits.max_images
+    assert sliders["txt2img-clip-skip"].maximum == info.max_clip_skip == 2  # the tiny text encoder's layers
 
 
 def test_a_stopped_service_fails_its_tab_only(services, tmp_path):

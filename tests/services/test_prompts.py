@@ -13,6 +13,7 @@ from PIL import Image
 from services.client import InvalidInput
 from tests.conftest import RunningService, request_for
 from tests.unit.core.engine.test_prompt_images import WEIGHTED_LONG
+from tests.unit.core.test_prompts import LONG
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,35 @@ def test_a_bad_clip_skip_is_invalid_argument_naming_it(engines, value):
     with pytest.raises(InvalidInput) as info:
         engines["step"].client.generate(request_for("txt2img", clip_skip=value))
     assert [v.field for v in info.value.violations] == ["params.clip_skip"]
+
+
+@pytest.mark.parametrize("engine", ["step", "pipeline"])
+def test_clip_skip_past_the_model_s_layers_is_invalid_argument_and_get_info_says_the_most(engines, engine):
+    """Before: clip_skip 4..12 on the tiny model's 2-layer text encoder was INTERNAL."""
+    client = engines[engine].client
+    assert client.info().max_clip_skip == 2
+    for value in (3, 12):
+        with pytest.raises(InvalidInput) as info:
+            client.generate(request_for("txt2img", clip_skip=value))
+        assert [v.field for v in info.value.violations] == ["params.clip_skip"] and "1..2" in str(info.value)
+    assert "Clip skip: 2" in client.generate(request_for("txt2img", clip_skip=2)).images[0].infotext
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_prompts_past_the_chunk_limit_are_refused_before_any_work(engines, field):
+    client = engines["step"].client
+    with pytest.raises(InvalidInput) as info:
+        client.generate(request_for("txt2img", **{field: "BREAK " * 80}))
+    assert [v.field for v in info.value.violations] == [f"params.{field}"]
+    assert client.generate(request_for("txt2img", prompt="a fox")).images  # still serving
+
+
+def test_both_engines_make_the_same_image_of_prompts_whose_chunk_counts_are_coprime(engines):
+    """3 chunks against 2: the negative padded with the empty prompt's chunk, as A1111's pad_cond, in
+    either engine (before: both repeated to the lcm)."""
+    request = request_for("txt2img", prompt=LONG + "barn BREAK at dawn", negative_prompt="(blur:1.2), " + LONG)
+    step, pipeline = (pixels(engines[name].client.generate(request).images[0].data) for name in ("step", "pipeline"))
+    assert np.abs(step - pipeline).max() <= 3 and step.std() > 1
 
 
 def test_sdxl_serves_long_weighted_prompts():

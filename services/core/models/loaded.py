@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagegen.v1.contract import MAX_CLIP_SKIP
+
 from . import schedulers
 from .family import ModelKind, of_pipeline
 from .loras import LoraAdapters
@@ -37,6 +39,16 @@ class Loaded:
     def default_scheduler(self) -> str:
         """The name of the model's own scheduler (GetInfo's default), or its class name."""
         return schedulers.name_of(self.base_scheduler)
+
+    @property
+    def max_clip_skip(self) -> int:
+        """The largest Clip skip the model takes: its text encoders' layer count (SDXL: the smaller of its
+        two), within the contract's MAX_CLIP_SKIP; A1111's N is layer -N, so N = layers is the first layer."""
+        from ..prompts import text_encoders
+
+        layers = [getattr(encoder.config, "num_hidden_layers", MAX_CLIP_SKIP)
+                  for _tokenizer, encoder in text_encoders(self.pipe)]
+        return min([MAX_CLIP_SKIP, *layers])
 
     @property
     def vae_scale(self) -> int:

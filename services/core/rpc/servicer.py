@@ -10,7 +10,7 @@ import dataclasses
 import time
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import OUTPUT_FORMATS
+from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
 from ..imaging import images
 from ..models import loras, schedulers
@@ -115,4 +115,5 @@ class ModeServicer:
             model_family=model.family if model else "",
             inpaint_model=model.kind.inpaint if model else False,
             loras=loras.names(cfg.lora_dir),
+            max_clip_skip=model.max_clip_skip if model else MAX_CLIP_SKIP,
         )

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
-from ..prompts import sequence_chunks
+from ..prompts import check_chunks, max_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
@@ -103,12 +103,18 @@ class ModeRuntime:
             self._calls.release()
 
     def check(self, request):
-        """The mode's checks (decoding input images), a few requests at a time; then the prompts' chunk
-        count (tokenizing only), which decides what may share a pipeline call."""
+        """The mode's checks (decoding input images), a few requests at a time; then what depends on the
+        loaded model: clip skip within its text encoders' layers, and the prompts' chunk counts
+        (tokenizing only; bounded, and deciding what may share a pipeline call)."""
         with self._checking:
             spec = self.mode.check(request, self.config)
             if self.model is not None:
-                spec = replace(spec, prompt_chunks=sequence_chunks(self.model.pipe, spec))
+                most = self.model.max_clip_skip
+                if spec.clip_skip > most:
+                    raise InvalidArgument("params.clip_skip", f"{spec.clip_skip} is outside 1..{most} "
+                                                              "for this model (the layers of its text encoder)")
+                limit = max_chunks(self.config.limits.max_prompt_chars)
+                spec = replace(spec, prompt_chunks=check_chunks(self.model.pipe, spec, limit))
             refused = self.engine.refusal(spec) if self.engine is not None else None
             if refused is not None:
                 raise InvalidArgument(*refused)

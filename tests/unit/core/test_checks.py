@@ -197,3 +197,16 @@ def test_lora_tags_of_both_prompts_are_taken(tmp_path):
 def test_a_malformed_lora_tag_is_refused_naming_its_prompt(field):
     error = refused(pb.GenerationParams(**{field: "a fox <lora:film:strong>"}))
     assert error.field == f"params.{field}" and "not a number" in error.problem
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+@pytest.mark.parametrize("text", ["(x:" + "9" * 50 + ")", "(" * 932 + "x" + ")" * 932])
+def test_an_attention_weight_past_float32_is_refused_naming_its_prompt(field, text):
+    """Before: OK with an all-black image (the embeddings overflowed to inf)."""
+    error = refused(pb.GenerationParams(**{field: f"a {text} fox"}))
+    assert error.field == f"params.{field}" and "outside -100..100" in error.problem
+    assert len(error.message) < 200  # the text is quoted short, never whole
+
+
+def test_strong_weights_within_the_bound_are_accepted():
+    assert check_params(pb.GenerationParams(prompt="a (fox:100), ((red:9)), [[[blur]]]"), CONFIG).prompt

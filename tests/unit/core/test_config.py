@@ -105,3 +105,4 @@ def test_get_info_reports_the_configured_limits_field_for_field():
     sent = {f.name: value for f, value in info.limits.ListFields()}
     expected = {name: value for name, value in asdict(config.limits).items() if name != "batch_wait_s"}
     assert sent == expected and sent["max_queue"] == 5 and sent["max_width"] == 1024
+    assert info.max_clip_skip == 12  # the contract's bound until the model (and its text encoder) is loaded

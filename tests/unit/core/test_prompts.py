@@ -10,12 +10,17 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from services.core.errors import InvalidArgument
 from services.core.models.loading import load_pipeline
 from services.core.prompts import (
+    MAX_ATTENTION_WEIGHT,
+    check_chunks,
+    chunk_count,
     chunk_tokens,
     emphasize,
     encode_pair,
     encode_text,
+    max_chunks,
     parse_attention,
     parse_prompt,
     sequence_chunks,
@@ -65,6 +70,22 @@ def test_lora_tags_are_removed_from_the_text_and_returned():
 def test_a_malformed_lora_tag_is_an_error(tag, words):
     with pytest.raises(ValueError, match=words):
         take_lora_tags(f"a fox {tag}")
+
+
+@pytest.mark.parametrize("text", [
+    "(x:" + "9" * 50 + ")",  # past float32: the embeddings would be inf and the image black
+    "(" * 932 + "x" + ")" * 932,  # 1.1 ** 932: float32's largest finite number, about
+    "((x:100))",  # 110: nested weights multiply
+    "(x:-101)",
+])
+def test_an_absurd_effective_weight_is_an_error(text):
+    with pytest.raises(ValueError, match="outside -100..100"):
+        parse_prompt(f"a {text} fox")
+
+
+def test_weights_up_to_the_bound_either_sign_are_read():
+    assert MAX_ATTENTION_WEIGHT == 100
+    assert parse_prompt("(x:100) (y:-100) [[[[[[[[[[[[[[[[[[[[z]]]]]]]]]]]]]]]]]]]]").sections[0][0] == ("x", 100.0)
 
 
 # --- chunks and embeddings
@@ -231,3 +252,47 @@ def test_the_negative_prompt_is_padded_to_the_prompt_s_chunks_by_repeating_it(pi
         once = unet(x, t, encoder_hidden_states=alone).sample
         twice = unet(x, t, encoder_hidden_states=negative.embeds).sample
     assert torch.allclose(once, twice, atol=1e-5)
+
+
+def guided_spec(prompt: str, negative: str):
+    return SERVER_MODES["txt2img"].check(request_for("txt2img", prompt=prompt, negative_prompt=negative),
+                                         service_config("txt2img"))
+
+
+def test_coprime_chunk_counts_cost_the_longer_s_not_their_lcm(pipes):
+    """A1111's pad_cond: the shorter side is followed by the empty prompt's chunk up to the longer's
+    count. Repeating to the lcm made 60 and 59 chunks (two prompts under 600 characters) 3540 each."""
+    pipe = pipes("tiny")
+    spec = guided_spec("a fox BREAK " * 59 + "dawn", "blur BREAK " * 58 + "noise")
+    assert (chunk_count(pipe, spec.prompt), chunk_count(pipe, spec.negative_prompt)) == (60, 59)
+    assert sequence_chunks(pipe, spec) == 60
+    positive, negative = encode_pair(pipe, spec)
+    assert positive.embeds.shape == negative.embeds.shape == (1, 60 * 77, positive.embeds.shape[-1])
+    assert torch.equal(positive.embeds, encode_text(pipe, spec.prompt).embeds)
+    assert torch.equal(negative.embeds[:, :59 * 77], encode_text(pipe, spec.negative_prompt).embeds)
+    assert torch.equal(negative.embeds[:, 59 * 77:], encode_text(pipe, "").embeds)
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny-xl"])
+def test_the_shorter_side_is_padded_with_empty_prompt_chunks_where_repeating_cannot_fit(pipes, model):
+    pipe = pipes(model)
+    spec = guided_spec(LONG + "barn BREAK at dawn", "(blur:1.2), " + LONG)  # 3 chunks and 2
+    positive, negative = encode_pair(pipe, spec)
+    assert positive.chunks == negative.chunks == sequence_chunks(pipe, spec) == 3
+    alone, empty = encode_text(pipe, spec.negative_prompt), encode_text(pipe, "")
+    assert torch.equal(negative.embeds, torch.cat([alone.embeds, empty.embeds], dim=1))
+    assert (negative.pooled is None and alone.pooled is None) or torch.equal(negative.pooled, alone.pooled)
+
+
+def test_prompts_past_the_chunk_limit_are_refused_naming_the_field(pipes):
+    pipe = pipes("tiny")
+    limit = max_chunks(4000)
+    assert limit == 73  # 4000 characters / the 55 tokens a chunk holds at least without BREAK
+    # Plain text at the character limit stays within it (the tiny tokenizer: one token per character;
+    # commas cut chunks short): 54 and 56 chunks, the longer's count.
+    assert check_chunks(pipe, guided_spec("x" * 4000, "abcdefghij, " * 333), limit) == 56
+    for field, spec in (("params.prompt", guided_spec("BREAK " * 80, "")),
+                        ("params.negative_prompt", guided_spec("a fox", "BREAK " * 80))):
+        with pytest.raises(InvalidArgument) as error:
+            check_chunks(pipe, spec, limit)
+        assert error.value.field == field and "80 chunks" in error.value.problem and "limit of 73" in error.value.problem

@@ -1,0 +1,67 @@
+"""`make run`'s ports: one setting moves every one of them, so a second copy on one machine collides with
+nothing; what cannot work is a usage error before anything starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from services import launch
+from services.launch import PORTS_PER_COPY, ports
+
+
+def every_port(layout: launch.Ports) -> list[int]:
+    return [*layout.grpc.values(), *layout.metrics.values(), layout.gateway]
+
+
+def test_without_a_base_every_port_is_the_documented_default():
+    layout = ports(None)
+    assert layout.grpc == {"txt2img": 50051, "img2img": 50052, "inpaint": 50053}
+    assert layout.metrics == {"txt2img": 9051, "img2img": 9052, "inpaint": 9053}
+    assert layout.gateway == 7860
+
+
+def test_a_base_moves_grpc_metrics_and_gateway_ports_together():
+    layout = ports(50061)
+    assert layout.grpc == {"txt2img": 50061, "img2img": 50062, "inpaint": 50063}
+    assert layout.metrics == {"txt2img": 50064, "img2img": 50065, "inpaint": 50066}
+    assert layout.gateway == 50067
+    assert every_port(layout) == list(range(50061, 50061 + PORTS_PER_COPY))
+
+
+@pytest.mark.parametrize("first, second", [(None, 50061), (50061, 50061 + PORTS_PER_COPY), (9000, 9051)])
+def test_two_copies_share_no_port(first, second):
+    one, other = every_port(ports(first)), every_port(ports(second))
+    assert len(set(one)) == len(one) == PORTS_PER_COPY
+    assert not set(one) & set(other)
+
+
+def test_an_explicit_gateway_port_wins_and_metrics_can_be_off():
+    layout = ports(50061, gateway=8000, metrics=False)
+    assert layout.gateway == 8000 and layout.metrics == dict.fromkeys(layout.grpc, -1)
+    assert ports(None, gateway=7861).gateway == 7861
+
+
+@pytest.mark.parametrize("base", [0, -5, 65536 - PORTS_PER_COPY + 1, 70000])
+def test_a_base_without_room_for_every_port_is_refused(base):
+    with pytest.raises(ValueError, match="must lie within 1..65535"):
+        ports(base)
+    assert ports(65536 - PORTS_PER_COPY).gateway == 65535
+
+
+def test_each_service_is_given_its_metrics_port():
+    command = launch.service_command("img2img", "tiny", "127.0.0.1", 50062, "cpu", 50065)
+    assert command[command.index("--port") + 1] == "50062"
+    assert command[command.index("--metrics-port") + 1] == "50065"
+
+
+@pytest.mark.parametrize("argv, environ, words", [
+    (["--base-port", "65530"], {}, "must lie within"),
+    ([], {"IMAGEGEN_BASE_PORT": "many"}, "invalid int value"),
+    ([], {"IMAGEGEN_METRICS_PORT": "9100"}, "one port"),  # before: the second and third service failed to bind
+])
+def test_what_cannot_work_is_a_usage_error_before_anything_starts(monkeypatch, capsys, argv, environ, words):
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(argv)
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
