@@ -106,8 +106,8 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 7.5)")
     p.add_argument("--width", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
     p.add_argument("--height", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
-    p.add_argument("--seed", type=seed, default=None, help=f"0..{MAX_SEED}, or -1 for random (default: random, "
-                                                           "printed)")
+    p.add_argument("--seed", type=seed, default=None,
+                   help=f"0..{MAX_SEED}, or -1 for random (default: random, printed)")
     p.add_argument("--num-images", type=whole(0, UINT32), default=0, help="default 1")
     p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
     p.add_argument("--clip-skip", type=whole(1, MAX_CLIP_SKIP), default=None,

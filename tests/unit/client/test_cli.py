@@ -67,7 +67,8 @@ def test_replay_of_numbers_out_of_range_is_a_one_line_error(key, value, tmp_path
     from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "a fox\n" + ", ".join(f"{k}: {v}" for k, v in {**BASE_PAIRS, key: value}.items()))
+    pairs = ", ".join(f"{k}: {v}" for k, v in {**BASE_PAIRS, key: value}.items())
+    info.add_text("parameters", f"a fox\n{pairs}")
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
     # Refused before any service is called: none runs at the default address.
     assert main(["replay", str(tmp_path / "odd.png"), "--out", str(tmp_path / "x.png")]) == 2

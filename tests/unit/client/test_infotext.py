@@ -167,7 +167,7 @@ def png_with_chunks(*chunks: tuple[str, str, bool]) -> bytes:
 
 
 def test_a_big_unrelated_text_chunk_does_not_hide_the_parameters():
-    workflow = '{"nodes": [' + ", ".join(f'{{"id": {i}}}' for i in range(200_000)) + "]}"  # ~2.4 MB, like ComfyUI's
+    workflow = '{"nodes": [' + ", ".join(f'{{"id": {i}}}' for i in range(200_000)) + "]}"  # 2.4 MB
     assert len(workflow) > PngImagePlugin.MAX_TEXT_CHUNK
     for compressed in (True, False):
         data = png_with_chunks(("workflow", workflow, compressed), ("parameters", A1111_INPAINT, compressed))

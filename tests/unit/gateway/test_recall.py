@@ -78,7 +78,7 @@ def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tab
     assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4}
     for key in ("Steps '1000000000'", "CFG scale 'nan'", "Seed '18446744073709551616'", "Size '512x99999'",
                 "Denoising strength '1e400'", "Clip skip '-1'"):
-        assert any(warning.startswith(key) and "is outside" in warning for warning in warnings), (key, warnings)
+        assert any(found.startswith(key) and "is outside" in found for found in warnings), (key, warnings)
     # What is filled lies within each control's range (no "Error" badge on a slider).
     values, _ = values_for(built["inpaint"], parse_parameters(A1111 + ", Clip skip: 2"))
     for name, value in values.items():
