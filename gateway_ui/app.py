@@ -33,7 +33,7 @@ from .backend import GenerationError, ModeBackend, internal_error_message, new_e
 from .config import GatewayConfig, load_config
 from .history import build_history, pick, show_page
 from .outputs import OutputStore, SaveError
-from .png_info import build_png_info, describe, parameters_of
+from .png_info import build_png_info, parameters_of, wire_png_info
 from .tabs import TABS, InputError, Tab, build_tab
 
 log = logging.getLogger("gateway")
@@ -238,10 +238,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
                 return recall.updates(target, parameters_of(path), image)
             return send
 
-        def png_info(image):
-            return describe(image)
-
-        png_image.change(png_info, png_image, [png_view.infotext, png_view.fields], api_name="png_info")
+        wire_png_info(png_image, png_view)
         for target, button in png_send.items():
             button.click(send_parameters(tabs[target]), png_image, recall.targets(tabs[target], tab_row),
                          api_visibility="private")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from services.client.infotext import NoParameters, Parameters, parse_parameters, read_infotext, read_parameters
+from services.client.infotext import (MAX_INFOTEXT, NoParameters, Parameters, parse_parameters, read_infotext,
+                                      read_parameters)
 
-from .tabs import readable_only
+from .tabs import READABLE, log, readable_only
 
 
 @dataclass
@@ -36,7 +37,7 @@ def describe(path: str | Path | None) -> tuple[str, dict]:
         params = parse_parameters(text) if text else read_parameters(data)
     except NoParameters as err:
         gr.Warning(f"PNG Info: {err}.")
-        return text, {"error": str(err)}  # what text there is still shows
+        return text[:MAX_INFOTEXT], {"error": str(err)}  # what text there is still shows (what is read of it)
     return text, params.fields()
 
 
@@ -50,6 +51,35 @@ def parameters_of(path: str | Path | None) -> Parameters | None:
         return None
 
 
+def file_only(component, what: str):
+    """`component` (a type="filepath" image input whose file goes on as it is), checked as the infotext
+    reader reads it rather than opened by Gradio with Pillow, which refuses a whole PNG for one text
+    chunk that inflates past 1 MiB (a ComfyUI workflow). Not an image: a plain message naming `what`."""
+    decode = readable_only(component, what).preprocess  # what is not a file (a data: URL) is Gradio's
+
+    def preprocess(payload):
+        path = getattr(payload, "path", None)
+        if path is None or (getattr(payload, "url", None) or "").startswith("data:"):
+            return decode(payload)
+        try:
+            read_infotext(Path(path).read_bytes())
+        except (NoParameters, OSError) as err:
+            log.info("%s: upload refused: %s", what, err)
+            raise gr.Error(f"{what} is not a readable image ({READABLE}).", print_exception=False) from None
+        return str(path)
+
+    component.preprocess = preprocess  # this instance only; Gradio calls block.preprocess
+    return component
+
+
+def wire_png_info(image, view: InfoView) -> None:
+    """The tab's events: an uploaded image is read once (its change event fires twice when one image
+    replaces another: each warning showed twice); clearing the image clears what it showed."""
+    outputs = [view.infotext, view.fields]
+    image.upload(describe, image, outputs, api_name="png_info")
+    image.clear(lambda: ("", {}), None, outputs, api_visibility="private")
+
+
 def build_png_info() -> tuple[object, InfoView, dict]:
     """Lay out the tab (inside an open gr.Tabs); returns its image input, its view and its send buttons."""
     from imagegen.v1.contract import MODES
@@ -61,7 +91,7 @@ def build_png_info() -> tuple[object, InfoView, dict]:
                 # image would have lost them).
                 image = gr.Image(type="filepath", image_mode=None, label="Image (PNG, JPEG or WEBP)",
                                  sources=["upload", "clipboard"], height=360, elem_id="png-info-image")
-                readable_only(image, "PNG Info: the image")
+                file_only(image, "PNG Info: the image")
             with gr.Column():
                 view = InfoView.build("png-info")
                 with gr.Row():

@@ -75,6 +75,10 @@ def format_lora_hashes(hashes) -> str:
 # One "Key: value" pair of the last line; a value is a quoted JSON string or runs to the next comma
 # (keys as AUTOMATIC1111 writes them: "Lora hashes", "Hires upscale", "ADetailer model", ...).
 _PAIR = re.compile(r'\s*(\w[\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# Where the next pair starts: the first letter of a run of key characters that ends in a colon. The
+# look-behind starts only at a run's beginning, so each run is scanned a bounded number of times
+# (findall of _PAIR retries at every character: a 60,000-letter line without a colon took half a minute).
+_KEY_START = re.compile(r'(?<![\w \-/+])[ \-/+]*(?=\w[\w \-/+]*:)')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 # AUTOMATIC1111 sampler names -> ours. Since its 1.9 the schedule is a field of its own
@@ -87,11 +91,21 @@ _PLAIN_SCHEDULES = {"", "uniform", "normal"}
 _AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
 
 
+def _pairs(line: str) -> list[tuple[str, str]]:
+    """What _PAIR.findall(line) gives, in time linear in the line: _PAIR is tried only where it matches."""
+    pairs, pos = [], 0
+    while start := _KEY_START.search(line, pos):
+        match = _PAIR.match(line, start.end())
+        pairs.append(match.groups())
+        pos = match.end()
+    return pairs
+
+
 def split_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     """(prompt, negative prompt, the last line's "Key: value" pairs), as written."""
     lines = text.strip("\n").split("\n")
     params: dict[str, str] = {}
-    pairs = _PAIR.findall(lines[-1]) if lines else []
+    pairs = _pairs(lines[-1]) if lines else []
     if len(pairs) >= 3:  # fewer: the last line is part of the prompt (as AUTOMATIC1111 decides)
         lines = lines[:-1]
         for key, value in pairs:

@@ -13,7 +13,7 @@ from .client import ImageGenClient
 from .errors import ServiceError
 from .events import Progress, Queued, Result
 from .infotext import NoParameters, read_parameters
-from .replay import ReplayError, replay_request
+from .replay import ReplayError, check_recorded, replay_request
 from .requests import make_request
 from .security import ClientSecurity
 
@@ -40,6 +40,16 @@ def whole(least: int, most: int, hint: str = ""):
 
     parse.__name__ = "whole number"  # what argparse calls it in its own messages
     return parse
+
+
+def seed(text: str) -> int | None:
+    """An argparse type: a seed, or None for -1 (random, as in the gateway's tabs and A1111's API)."""
+    if text.strip() == "-1":
+        return None
+    return whole(0, MAX_SEED, " (-1 or leave --seed out for a random seed)")(text)
+
+
+seed.__name__ = "seed"  # what argparse calls it in its own messages
 
 
 def positive(text: str) -> float:
@@ -96,8 +106,8 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 7.5)")
     p.add_argument("--width", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
     p.add_argument("--height", type=whole(0, UINT32), default=0, help="multiple of 8 (default: the service's)")
-    p.add_argument("--seed", type=whole(0, MAX_SEED, " (leave --seed out for a random seed)"), default=None,
-                   help=f"0..{MAX_SEED} (default: random, printed)")
+    p.add_argument("--seed", type=seed, default=None,
+                   help=f"0..{MAX_SEED}, or -1 for random (default: random, printed)")
     p.add_argument("--num-images", type=whole(0, UINT32), default=0, help="default 1")
     p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
     p.add_argument("--clip-skip", type=whole(1, MAX_CLIP_SKIP), default=None,
@@ -202,7 +212,8 @@ def _run_replay(args) -> int:
         raise UsageError(f"cannot read {args.source}: {err.strerror or err}") from None
     try:
         params = read_parameters(data)
-    except NoParameters as err:
+        check_recorded(params)
+    except (NoParameters, ReplayError) as err:
         raise UsageError(f"{args.source}: {err}") from None
     if args.addr is None:
         args.addr = MODES[params.mode].default_address

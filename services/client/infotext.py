@@ -12,15 +12,21 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from imagegen.v1.contract import SCHEDULER_LABELS
+from imagegen.v1.contract import LIMITS, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, SCHEDULER_LABELS
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
                                   INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MODEL, SAMPLER,
                                   SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED, parse_loras, parse_size,
                                   sampler_as_written, scheduler_for, split_infotext)
 
+from . import png_text
+
 # Where infotext is kept in JPEG and WEBP files (as AUTOMATIC1111 and the services write it).
 _EXIF_IFD = 0x8769
 _EXIF_USER_COMMENT = 0x9286
+# The longest infotext read, in characters: two prompts at the services' limit and every pair fit many
+# times over. A longer one is not read at all (its last line is what matters, and the reader need not
+# go through a megabyte to find it); an image's text is taken up to 4 bytes a character.
+MAX_INFOTEXT = 64 * 1024
 
 
 class NoParameters(ValueError):
@@ -43,21 +49,24 @@ class Recallable:
     key: str | None  # the infotext key it is read from; None: the prompt's lines
     tab_input: str | None  # the gateway tabs' input it fills (their API parameter name); None: no tab has one
     number: type | None = None  # int or float: the key's text read as such (a problem when it is not)
+    # (least, most) a request takes by the contract (its default limits where a service may set its own):
+    # a value outside is a problem and not recorded, so a send never fills a field past its slider
+    bounds: tuple | None = None
 
 
 # The one list of them, in the order a send fills a tab's fields.
 RECALLABLE = (
     Recallable("prompt", None, "prompt"),
     Recallable("negative_prompt", None, "negative_prompt"),
-    Recallable("steps", STEPS, "steps", int),
-    Recallable("guidance_scale", CFG_SCALE, "guidance", float),
-    Recallable("width", SIZE, "width"),
-    Recallable("height", SIZE, "height"),
-    Recallable("seed", SEED, "seed", int),
+    Recallable("steps", STEPS, "steps", int, (1, LIMITS.max_steps)),
+    Recallable("guidance_scale", CFG_SCALE, "guidance", float, (0, LIMITS.max_guidance_scale)),
+    Recallable("width", SIZE, "width", bounds=(MIN_SIZE, LIMITS.max_width)),
+    Recallable("height", SIZE, "height", bounds=(MIN_SIZE, LIMITS.max_height)),
+    Recallable("seed", SEED, "seed", int, (0, MAX_SEED)),
     Recallable("scheduler", SAMPLER, "scheduler"),  # and SCHEDULE_TYPE: A1111's names mapped to ours
-    Recallable("strength", DENOISING_STRENGTH, "strength", float),
-    Recallable("mask_blur", MASK_BLUR, "mask_blur", int),
-    Recallable("clip_skip", CLIP_SKIP, "clip_skip", int),
+    Recallable("strength", DENOISING_STRENGTH, "strength", float, (0, 1)),
+    Recallable("mask_blur", MASK_BLUR, "mask_blur", int, (0, MAX_MASK_BLUR)),
+    Recallable("clip_skip", CLIP_SKIP, "clip_skip", int, (1, MAX_CLIP_SKIP)),
     Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
 )
 
@@ -85,6 +94,7 @@ class Parameters:
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
+    refused: dict = field(default_factory=dict)  # infotext key -> its problem: recorded, but unusable
 
     def request_fields(self) -> dict:
         """The RECALLABLE fields by make_request's keywords, as recorded (None: not recorded)."""
@@ -109,34 +119,55 @@ class Parameters:
         return out
 
 
+def _shown(raw: str) -> str:
+    """A value as a problem quotes it: cut when long (a problem is one line of a toast)."""
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
 def parse_parameters(text: str) -> Parameters:
     """Parse infotext (ours or AUTOMATIC1111's) into request fields. Raises NoParameters when the text has
-    no parameters line."""
+    no parameters line or is longer than MAX_INFOTEXT. A value that is not a number or is outside what a
+    request takes is a problem (and in `refused`), not a field."""
+    if len(text) > MAX_INFOTEXT:
+        raise NoParameters(f"the parameters text is longer than {MAX_INFOTEXT} characters: not read")
     prompt, negative, pairs = split_infotext(text)
     if not pairs:
         raise NoParameters("the text has no parameters line (Steps: ..., Sampler: ..., Seed: ...)")
     pairs = dict(pairs)
-    problems = []
+    refused = {}
 
-    def take(key: str, kind):
-        raw = pairs.pop(key, None)
+    def refuse(key: str, problem: str) -> None:
+        refused[key] = f"{key} {problem}"
+
+    def within(key: str, raw: str, value, bounds) -> bool:
+        least, most = bounds
+        if not least <= value <= most:  # nan is in no range
+            refuse(key, f"{_shown(raw)} is outside {least}..{most}")
+            return False
+        return True
+
+    def take(recallable: Recallable):
+        raw = pairs.pop(recallable.key, None)
         if raw is None:
             return None
         try:
-            return kind(raw)
-        except ValueError:
-            problems.append(f"{key} {raw!r} is not a number")
+            value = recallable.number(raw)
+        except ValueError:  # and digits past int()'s limit
+            refuse(recallable.key, f"{_shown(raw)} is not a number")
             return None
+        return value if within(recallable.key, raw, value, recallable.bounds) else None
 
-    numbers = {f.name: take(f.key, f.number) for f in RECALLABLE if f.number}
+    numbers = {f.name: take(f) for f in RECALLABLE if f.number}
     width = height = None
     size = pairs.pop(SIZE, None)
     if size is not None:
         parsed = parse_size(size)
-        if parsed:
+        if not parsed:
+            refuse(SIZE, f"{_shown(size)} is not WIDTHxHEIGHT")
+        elif all(within(SIZE, size, side, bounds) for side, bounds in
+                 zip(parsed, (f.bounds for f in RECALLABLE if f.name in ("width", "height")))):
             width, height = parsed
-        else:
-            problems.append(f"{SIZE} {size!r} is not WIDTHxHEIGHT")
+    problems = list(refused.values())
     sampler = pairs.pop(SAMPLER, None)
     schedule = pairs.pop(SCHEDULE_TYPE, "")
     scheduler = None
@@ -153,9 +184,11 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(f"{key} is not supported here: the image will differ")
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
     # without hires settings means an input image was used.
-    if numbers["mask_blur"] is not None or invert:
+    # A value refused still says what made the image.
+    if numbers["mask_blur"] is not None or MASK_BLUR in refused or invert:
         mode = "inpaint"
-    elif numbers["strength"] is not None and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs:
+    elif ((numbers["strength"] is not None or DENOISING_STRENGTH in refused)
+          and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs):
         mode = "img2img"
     else:
         mode = "txt2img"
@@ -164,7 +197,7 @@ def parse_parameters(text: str) -> Parameters:
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
         scheduler=scheduler, width=width, height=height, invert_mask=invert, model=model, loras=loras,
-        extra=pairs, problems=tuple(problems), **numbers,
+        extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
 
 
@@ -185,14 +218,21 @@ def _user_comment(value) -> str | None:
 
 def read_infotext(data: bytes) -> str | None:
     """The infotext in an image file: a PNG `parameters` text chunk, or EXIF UserComment (JPEG, WEBP).
-    None when there is none. Raises NoParameters when the bytes are not a readable image."""
+    None when there is none. Raises NoParameters when the bytes are not a readable image.
+
+    A PNG's text chunks are read here, not by Pillow, which refuses a whole file for one big unrelated
+    chunk (a ComfyUI workflow); Pillow checks the rest of the file."""
     from PIL import Image, UnidentifiedImageError  # only reading files needs Pillow; requests do not
 
+    text = None
+    if png_text.is_png(data):
+        text, data = png_text.read_text(data, "parameters", 4 * MAX_INFOTEXT + 4)
     try:
         img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise NoParameters("not a readable image (PNG, JPEG or WEBP)") from None
-    text = img.info.get("parameters")
+    if not png_text.is_png(data):
+        text = img.info.get("parameters")
     if isinstance(text, str) and text.strip():
         return text
     try:

@@ -19,6 +19,13 @@ class ReplayError(ValueError):
     """Parameters that cannot be replayed here, in words."""
 
 
+def check_recorded(params: Parameters) -> None:
+    """Raises ReplayError when a value is recorded but unusable (not a number, outside what a request
+    takes): a default sent instead would make another image. Needs no service."""
+    if params.refused:
+        raise ReplayError("; ".join(params.refused.values()))
+
+
 def scheduler_to_send(params: Parameters, info: pb.ServiceInfo) -> str:
     """The scheduler name for the request. Our infotext names the model's own scheduler by its diffusers
     class when it has no name here; that is the service's default, sent as "" (the model's own)."""
@@ -36,6 +43,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
                    output_format: str = "png"):
     """(request, warnings): the request that remakes the image `params` describe, on the service whose
     GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result."""
+    check_recorded(params)
     contract = mode_contract(params.mode)
     missing = [name for name, value in (("steps", params.steps), ("seed", params.seed),
                                         (CFG_SCALE, params.guidance_scale), ("size", params.width))
@@ -46,7 +54,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
         raise ReplayError(f"this image was made by {params.mode}: give its input image (--image)")
     if contract.takes_mask and mask is None:
         raise ReplayError("this image was made by inpaint: give its mask (--mask)")
-    warnings = [p for p in params.problems if not p.startswith("unknown sampler")]
+    warnings = [p for p in params.problems if not p.startswith("unknown sampler")]  # none refused: raised
     if params.model and info.model and params.model != info.model:
         warnings.append(f"the image was made with model {params.model!r}, the {params.mode} service runs "
                         f"{info.model!r}: the result will differ")

@@ -52,6 +52,7 @@ def make_request(
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
+    `seed`: None or -1 for a random one (the seed used comes back with each image).
     `loras`: LoRAs by name (GetInfo lists them) with weights, as a mapping {name: weight} or (name, weight)
     pairs; `<lora:name:weight>` tags in the prompt work too. Fields the mode does not have (an image for
     txt2img, a mask for img2img) are ignored."""
@@ -74,7 +75,7 @@ def make_request(
     )
     if guidance_scale is not None:
         params.guidance_scale = guidance_scale
-    if seed is not None:
+    if seed is not None and seed != -1:  # -1: random, as the tabs and A1111's API take it
         params.seed = seed
     if clip_skip is not None:
         params.clip_skip = clip_skip

@@ -16,7 +16,7 @@ INPAINT_ARGS = [*IMAGE_ARGS, "--mask", "mask.png"]
 
 
 @pytest.mark.parametrize("argv", [
-    ["txt2img", "--seed", "-1"],
+    ["txt2img", "--seed", "-2"],
     ["txt2img", "--seed", str(MAX_SEED + 1)],
     ["txt2img", "--steps", "-3"],
     ["txt2img", "--steps", str(2**32)],
@@ -46,6 +46,36 @@ def test_the_parser_takes_numbers_in_range():
                                       "--mask-blur", "64", "--num-images", "2", "--timeout", "1.5"])
     assert (args.seed, args.steps, args.mask_blur, args.num_images, args.timeout) == (MAX_SEED, 0, 64, 2, 1.5)
     assert build_parser().parse_args(["txt2img"]).seed is None  # random
+    assert build_parser().parse_args(["txt2img", "--seed", "-1"]).seed is None  # random, as in the tabs
+
+
+def test_seed_minus_one_is_random_in_the_client_too():
+    from services.client.requests import make_request
+
+    assert not make_request("txt2img", seed=-1).params.HasField("seed")
+    assert make_request("txt2img", seed=0).params.seed == 0
+
+
+BASE_PAIRS = {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7", "Seed": "1", "Size": "64x64"}
+
+
+@pytest.mark.parametrize("key, value", [
+    ("Seed", "-5"), ("Seed", str(2**64)), ("Steps", str(10**12)), ("Steps", "-4"), ("Clip skip", "-1"),
+    ("Mask blur", "-3"), ("Size", f"{2**40}x64"), ("CFG scale", "nan"), ("Denoising strength", "1e400"),
+])
+def test_replay_of_numbers_out_of_range_is_a_one_line_error(key, value, tmp_path, capsys):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    pairs = ", ".join(f"{k}: {v}" for k, v in {**BASE_PAIRS, key: value}.items())
+    info.add_text("parameters", f"a fox\n{pairs}")
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    # Refused before any service is called: none runs at the default address.
+    assert main(["replay", str(tmp_path / "odd.png"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"{key} '{value}' is outside" in err
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("out, fmt, expected", [

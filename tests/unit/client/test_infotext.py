@@ -112,3 +112,85 @@ def test_files_without_parameters_say_so():
         read_parameters(png_with_text(None))
     with pytest.raises(NoParameters, match="not a readable image"):
         read_parameters(b"not an image at all")
+
+
+BASE = "a fox\nSteps: 4, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 64x64"
+
+
+PAIRS = {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "7", "Size": "64x64"}
+
+
+@pytest.mark.parametrize("key, value, attribute, problem", [
+    ("Seed", str(2**64), "seed", f"Seed '{2**64}' is outside 0..{2**64 - 1}"),
+    ("Seed", "-5", "seed", "Seed '-5' is outside 0.."),
+    ("CFG scale", "nan", "guidance_scale", "CFG scale 'nan' is outside 0..50"),
+    ("CFG scale", "1e400", "guidance_scale", "CFG scale '1e400' is outside"),
+    ("Steps", "1000000000", "steps", "Steps '1000000000' is outside 1..150"),
+    ("Steps", "-3", "steps", "Steps '-3' is outside"),
+    ("Size", "99999999999x64", "width", "Size '99999999999x64' is outside 64..2048"),
+    ("Clip skip", "-1", "clip_skip", "Clip skip '-1' is outside 1..12"),
+    ("Steps", "9" * 5000, "steps", "Steps '" + "9" * 40 + "...' is not a number"),  # past int()'s digits
+])
+def test_values_outside_what_a_request_takes_are_problems_not_fields(key, value, attribute, problem):
+    p = parse_parameters("a fox\n" + ", ".join(f"{k}: {v}" for k, v in {**PAIRS, key: value}.items()))
+    assert getattr(p, attribute) is None
+    assert any(problem in found for found in p.problems), p.problems
+    assert p.refused[key] in p.problems
+    assert p.seed == (None if key == "Seed" else 7) and p.scheduler == "euler_a"  # the others are kept
+
+
+def test_a_refused_mask_blur_or_strength_still_tells_the_mode():
+    assert parse_parameters(BASE + ", Denoising strength: 0.6, Mask blur: -3").mode == "inpaint"
+    p = parse_parameters(BASE + ", Denoising strength: 7")
+    assert p.mode == "img2img" and p.strength is None and "Denoising strength" in p.refused
+
+
+def test_infotext_over_the_limit_is_not_read():
+    from services.client.infotext import MAX_INFOTEXT
+
+    long_prompt = "x" * MAX_INFOTEXT
+    with pytest.raises(NoParameters, match=f"longer than {MAX_INFOTEXT} characters"):
+        parse_parameters(f"{long_prompt}\n{BASE}")
+    with pytest.raises(NoParameters, match="longer than"):
+        read_parameters(png_with_text(f"{long_prompt}\n{BASE}"))
+    assert parse_parameters("x" * (MAX_INFOTEXT - len(BASE) - 1) + "\n" + BASE).seed == 7  # up to it is read
+
+
+def png_with_chunks(*chunks: tuple[str, str, bool]) -> bytes:
+    """A PNG with text chunks (keyword, text, compressed), written as Pillow writes them."""
+    info = PngImagePlugin.PngInfo()
+    for keyword, text, compressed in chunks:
+        info.add_text(keyword, text, zip=compressed)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def test_a_big_unrelated_text_chunk_does_not_hide_the_parameters():
+    workflow = '{"nodes": [' + ", ".join(f'{{"id": {i}}}' for i in range(200_000)) + "]}"  # 2.4 MB
+    assert len(workflow) > PngImagePlugin.MAX_TEXT_CHUNK
+    for compressed in (True, False):
+        data = png_with_chunks(("workflow", workflow, compressed), ("parameters", A1111_INPAINT, compressed))
+        if compressed:
+            with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):  # what Pillow says of the whole file
+                Image.open(io.BytesIO(data))
+        assert read_infotext(data) == A1111_INPAINT
+        assert read_parameters(data).seed == 1234567890
+    assert read_infotext(png_with_chunks(("workflow", workflow, True))) is None  # none: no parameters
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_text_chunks_of_every_kind_are_read(compressed):
+    unicode = "ein Fuchs, rötlich 狐\n" + BASE  # not Latin-1: Pillow writes an iTXt chunk
+    assert read_infotext(png_with_chunks(("parameters", unicode, compressed))) == unicode
+    assert read_infotext(png_with_chunks(("parameters", A1111_INPAINT, compressed))) == A1111_INPAINT
+
+
+def test_a_broken_png_is_still_unreadable():
+    data = png_with_text(A1111_INPAINT)
+    with pytest.raises(NoParameters, match="not a readable image"):
+        read_infotext(data[:20])  # cut in its header
+    broken = bytearray(data)
+    broken[16] ^= 0xFF  # IHDR's width: its checksum no longer holds
+    with pytest.raises(NoParameters, match="not a readable image"):
+        read_infotext(bytes(broken))

@@ -68,3 +68,20 @@ def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tab
         assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
         named |= fields
     assert named == recalled  # and each recallable input is some tab's
+
+
+def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tabs):
+    built, _row = tabs
+    text = ("a castle\nSteps: 1000000000, Sampler: Euler a, CFG scale: nan, Seed: 18446744073709551616, "
+            "Size: 512x99999, Denoising strength: 1e400, Mask blur: 4, Clip skip: -1")
+    values, warnings = values_for(built["inpaint"], parse_parameters(text))
+    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4}
+    for key in ("Steps '1000000000'", "CFG scale 'nan'", "Seed '18446744073709551616'", "Size '512x99999'",
+                "Denoising strength '1e400'", "Clip skip '-1'"):
+        assert any(found.startswith(key) and "is outside" in found for found in warnings), (key, warnings)
+    # What is filled lies within each control's range (no "Error" badge on a slider).
+    values, _ = values_for(built["inpaint"], parse_parameters(A1111 + ", Clip skip: 2"))
+    for name, value in values.items():
+        component = built["inpaint"].inputs[name]
+        if getattr(component, "maximum", None) is not None:
+            assert component.minimum <= value <= component.maximum, (name, value)

@@ -115,3 +115,44 @@ def test_the_format_module_is_pure_python():
         elif isinstance(node, ast.ImportFrom):
             imports.add("." * node.level + (node.module or ""))
     assert imports <= {"__future__", "json", "re", ".contract"}, imports
+
+
+# Lines that made the reader quadratic (findall retried the key pattern at every character) and other
+# long shapes of a megabyte.
+LONG_LINES = {
+    "60,000 letters": "a" * 60_000,  # first: the old reader fails here in half a minute, not in hours
+    "letters": "a" * 2**20,
+    "words": "a b-c " * (2**20 // 6),
+    "tabs then a word": "\t" * 2**20 + "x",
+    "colons": ":" * 2**20,
+    "an unclosed quote": 'Steps: "' + "a," * (2**19),
+    "pairs": "Key: value, " * (2**20 // 12),
+}
+
+
+def test_a_long_line_is_read_in_linear_time():
+    import time
+
+    def seconds(text: str) -> float:
+        start = time.perf_counter()
+        split_infotext(text)
+        return time.perf_counter() - start
+
+    for name, line in LONG_LINES.items():
+        # The old reader took 31 s for 60,000 letters, hours for a megabyte; this one ~0.01-0.5 s.
+        assert seconds("a prompt\n" + line) < 2.0, name
+    small, large = (min(seconds("a" * n) for _ in range(3)) for n in (100_000, 1_000_000))
+    assert large < 30 * small + 0.05  # ten times the text: about ten times the time, not a hundred
+
+
+def test_the_pairs_are_what_the_pattern_finds_everywhere():
+    """The linear scan finds what findall of the one pair pattern finds (the reader's results as they were),
+    on generated lines of the characters that matter to it."""
+    import random
+
+    pieces = ["Steps", "Lora hashes", ": ", ":", ", ", ",", '"', '\\"', "\\", "a b", "-", "+", "/", " ", "\t",
+              "x", "é", "7"]
+    rng = random.Random(20)
+    for _ in range(20_000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert infotext._pairs(line) == infotext._PAIR.findall(line), line
