@@ -203,7 +203,8 @@ def odd_dir(tmp_path_factory):
     pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
     write_lora(folder, "film", pipe, seed=1)
     write_lora(folder, ODD_BUT_CARRIED, pipe, seed=2)
-    write_lora(folder, "xl", StableDiffusionXLPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False, name="tiny-xl")))
+    xl = StableDiffusionXLPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False, name="tiny-xl"))
+    write_lora(folder, "xl", xl)
     for index in range(300):  # valid, tensor-less files: enough to be listed
         (folder / f"style-{index:03d}.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
     for name in SKIPPED:
@@ -240,8 +241,8 @@ def test_a_lora_for_another_model_is_refused_by_name_with_the_detail_only_in_the
             generate(odd, loras={"xl": 1.0})
     error = info.value
     assert [v.field for v in error.violations] == ["params.loras"]
-    assert error.violations[0].description == (f"LoRA 'xl' cannot be applied to this model (details in the service "
-                                                f"log, id {error.error_id})")
+    assert error.violations[0].description == (f"LoRA 'xl' cannot be applied to this model (details in the "
+                                                f"service log, id {error.error_id})")
     assert_no_path(error, odd_dir)
     logged = [r.getMessage() for r in caplog.records if error.error_id in r.getMessage()]
     assert len(logged) == 1 and str(odd_dir / "xl.safetensors") in logged[0] and "size mismatch" in logged[0]
@@ -253,7 +254,8 @@ def test_a_corrupt_lora_file_is_invalid_argument_not_internal(odd, odd_dir, name
     with pytest.raises(InvalidInput) as info:
         generate(odd, loras={name: 1.0})
     assert [v.field for v in info.value.violations] == ["params.loras"]
-    assert info.value.violations[0].description.startswith(f"LoRA {name!r} is not a readable .safetensors file")
+    description = info.value.violations[0].description
+    assert description.startswith(f"LoRA {name!r} is not a readable .safetensors file")
     assert_no_path(info.value, odd_dir)
     assert generate(odd).data
 

@@ -121,14 +121,15 @@ def test_without_a_lora_folder_every_lora_is_refused():
     assert "without --lora-dir" in info.value.problem
 
 
-# -- hardening: what a request sees never carries a path, stays small, and reads back as it was ---------------
+# -- hardening: what a request sees never carries a path, stays small, and reads back as it was -----------
 
 def empty_safetensors(path) -> None:
     """A valid .safetensors file with no tensors: enough for the folder's listing."""
     path.write_bytes((2).to_bytes(8, "little") + b"{}")
 
 
-def test_a_file_the_loader_cannot_read_is_refused_without_its_path_and_logged_with_an_id(pipe, tmp_path, caplog):
+def test_a_file_the_loader_cannot_read_is_refused_without_its_path_and_logged_with_an_id(pipe, tmp_path,
+                                                                                          caplog):
     # Reached when a file changes after the checks: the loader's words name the file's path.
     (tmp_path / "garbage.safetensors").write_bytes((16).to_bytes(8, "little") + b"not json at all!rest")
     adapters = LoraAdapters(pipe, tmp_path)
@@ -137,7 +138,8 @@ def test_a_file_the_loader_cannot_read_is_refused_without_its_path_and_logged_wi
             adapters.activate((("garbage", 1.0),))
     error = info.value
     assert error.field == "params.loras" and str(tmp_path) not in error.message and "/" not in error.problem
-    assert error.problem.startswith("LoRA 'garbage' cannot be applied to this model (details in the service log, id ")
+    assert error.problem.startswith("LoRA 'garbage' cannot be applied to this model (details in the service "
+                                    "log, id ")
     logged = [r.getMessage() for r in caplog.records if error.metadata["error_id"] in r.getMessage()]
     assert len(logged) == 1 and str(tmp_path / "garbage.safetensors") in logged[0]
     adapters.activate(())
@@ -150,7 +152,8 @@ def test_a_second_lora_loads_without_peft_s_multiple_adapters_warning(pipe, fold
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         adapters.activate((("a", 1.0), ("b", 1.0), ("c", 1.0)))
-        warnings.warn("Already found a `peft_config` attribute elsewhere", UserWarning)  # only ours is silenced
+        # Only the warning of our loads is silenced, not the same words elsewhere.
+        warnings.warn("Already found a `peft_config` attribute elsewhere", UserWarning)
     assert [str(w.message) for w in caught if "peft_config" in str(w.message)] == [
         "Already found a `peft_config` attribute elsewhere"]
     adapters.activate(())
@@ -172,8 +175,8 @@ def test_a_corrupt_lora_file_is_refused_naming_the_field(folder, tmp_path, make,
         with pytest.raises(InvalidArgument) as info:
             checked(tmp_path, **fields)
         assert info.value.field == field and str(tmp_path) not in info.value.message
-        assert info.value.problem.startswith("LoRA 'broken' is not a readable .safetensors file (details in the "
-                                             "service log, id ")
+        assert info.value.problem.startswith("LoRA 'broken' is not a readable .safetensors file (details in "
+                                             "the service log, id ")
     assert any(str(tmp_path / "broken.safetensors") in r.getMessage() for r in caplog.records)
 
 
@@ -249,7 +252,7 @@ def test_a_lora_folder_gone_at_request_time_is_said_so_without_its_path(tmp_path
         check_params(pb.GenerationParams(prompt="<lora:a:1>"), config)
     problem = info.value.problem
     assert info.value.field == "params.prompt" and "--lora-dir" not in problem and str(gone) not in problem
-    assert problem.startswith("the service's LoRA folder is missing or cannot be read now (details in the service")
+    assert problem.startswith("the service's LoRA folder is missing or cannot be read now (details in the")
     assert any(str(gone) in r.getMessage() and info.value.metadata["error_id"] in r.getMessage()
                for r in caplog.records)
     gone.mkdir()  # there again, but empty
