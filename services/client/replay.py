@@ -63,8 +63,10 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     tagged = prompt_lora_names(params)
     missing = sorted(name for name in tagged if name not in info.loras)
     if missing:
+        # A big folder is a count: the message stays readable (GetInfo has the list).
+        has = ', '.join(info.loras) if len(info.loras) <= 10 else f"{len(info.loras)}; GetInfo lists them"
         raise ReplayError(f"the image was made with LoRAs the {params.mode} service does not have: "
-                          f"{', '.join(missing)} (it has {', '.join(info.loras) or 'none'})")
+                          f"{', '.join(missing)} (it has {has or 'none'})")
     untagged = [name for name in params.loras if name not in tagged]
     if untagged:
         warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt (so without a weight) are left out: "

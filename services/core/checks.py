@@ -6,6 +6,8 @@ A mode's `check` calls these for all its fields first, then builds one Generatio
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import secrets
 from dataclasses import dataclass
@@ -19,9 +21,11 @@ from imagegen.v1.contract import (FIT_BY_ENUM, FORMAT_BY_ENUM, MAX_CLIP_SKIP, MA
 from .config import Limits, ServiceConfig
 from .errors import InvalidArgument
 from .imaging import images
-from .prompts import parse_prompt
+from .prompts import lora_name_problem, lora_tags, parse_prompt
 from .models import loras as lora_files
 from .models import schedulers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,29 @@ def check_prompt_tags(value: str, field: str) -> tuple[tuple[str, float], ...]:
         raise InvalidArgument(field, str(exc)) from None
 
 
+MAX_LISTED = 10  # a refusal lists the folder's LoRAs up to this many; past it, the closest names and a count
+MAX_NAME = 255  # longer is no file's name: not compared for the closest names
+
+
+def lora_choices(name: str, found) -> str:
+    """What to name instead of `name`, kept short whatever the folder holds (a status travels in gRPC's
+    metadata, 16 KiB at most): the folder's LoRAs when few, else the closest names and a count."""
+    if len(found) <= MAX_LISTED:
+        return f"choose one of {', '.join(quote(n) for n in sorted(found))}"
+    close = difflib.get_close_matches(name, found, n=3) if len(name) <= MAX_NAME else []
+    hint = f"closest: {', '.join(quote(n) for n in close)}; " if close else ""
+    return f"{hint}{len(found)} LoRAs in the folder; GetInfo lists them"
+
+
+def unknown_lora(name: str, found) -> str:
+    if "/" in name or "\\" in name or name.startswith("."):
+        return f"{quote(name)} is not a LoRA name (names, not paths); {lora_choices(name, found)}"
+    problem = lora_name_problem(name)
+    if problem is not None:
+        return f"{quote(name)} is not a LoRA name: {problem}"
+    return f"unknown LoRA {quote(name)}; {lora_choices(name, found)}"
+
+
 def check_loras(params: pb.GenerationParams, tags: list[tuple[tuple[str, float], str]], config: ServiceConfig):
     """(the field's LoRAs as sent, the set that runs, their hashes). `tags` are the prompts' (name, weight)
     with the field each came from. A name is one of the LoRA folder's names - never a path - and a
@@ -88,20 +115,18 @@ def check_loras(params: pb.GenerationParams, tags: list[tuple[tuple[str, float],
     if not entries:
         return (), (), ()
     found = lora_files.available(config.lora_dir)
+    if not found:
+        raise lora_files.no_loras(config.lora_dir, entries[0][1])
     bound = lora_files.MAX_WEIGHT
     totals: dict[str, float] = {}
+    fields: dict[str, str] = {}  # name -> the field it was first named in
     for (name, weight), field in entries:
         if name not in found:
-            if not found:
-                problem = "this service has no LoRAs (it was started without --lora-dir)"
-            elif "/" in name or "\\" in name or name.startswith("."):
-                problem = f"{quote(name)} is not a LoRA name (names, not paths); choose one of {', '.join(sorted(found))}"
-            else:
-                problem = f"unknown LoRA {quote(name)}; choose one of {', '.join(sorted(found))}"
-            raise InvalidArgument(field, problem)
+            raise InvalidArgument(field, unknown_lora(name, found))
         if not math.isfinite(weight) or not -bound <= weight <= bound:
             raise InvalidArgument(field, f"LoRA {quote(name)}: weight {weight} is outside {-bound:g}..{bound:g}")
         totals[name] = totals.get(name, 0.0) + short_float(weight)
+        fields.setdefault(name, field)
     if len(totals) > lora_files.CACHE_SIZE:
         raise InvalidArgument("params.loras", f"{len(totals)} LoRAs asked for; at most {lora_files.CACHE_SIZE}")
     for name, total in totals.items():
@@ -110,11 +135,20 @@ def check_loras(params: pb.GenerationParams, tags: list[tuple[tuple[str, float],
                                                   f"{-bound:g}..{bound:g}")
     requested = tuple((item.name, short_float(item.weight)) for item in params.loras if item.weight != 0)
     active = tuple(sorted((name, short_float(total)) for name, total in totals.items() if total != 0))
+    return requested, active, tuple((name, lora_hash(name, found[name], fields[name])) for name, _ in active)
+
+
+def lora_hash(name: str, path, field: str) -> str:
+    """The LoRA's short hash; a file that cannot be read refuses the request naming the LoRA (its path and
+    safetensors' words only in the log)."""
     try:
-        hashes = tuple((name, lora_files.short_hash(found[name])) for name, _ in active)
+        return lora_files.short_hash(path)
+    except lora_files.NotSafetensors as exc:
+        raise InvalidArgument.logged(field, f"LoRA {quote(name)} is not a readable .safetensors file",
+                                     f"{path}: {exc}", log) from None
     except OSError as exc:
-        raise InvalidArgument("params.loras", f"a LoRA file cannot be read: {exc.strerror}") from None
-    return requested, active, hashes
+        raise InvalidArgument.logged(field, f"LoRA {quote(name)} cannot be read",
+                                     f"{path}: {exc.strerror or exc}", log) from None
 
 
 def check_side(value: int, field: str, limit: int) -> int:
@@ -177,6 +211,13 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         raise InvalidArgument("params.clip_skip", f"{clip_skip} is outside 1..{MAX_CLIP_SKIP}")
 
     requested_loras, active_loras, lora_hashes = check_loras(params, tags, config)
+    # What the service records it must accept back: infotext writes params.loras after the prompt as tags
+    # (spec.recorded_prompt), and a replay sends that prompt; so the limit holds for the prompt with them.
+    recorded = len(prompt) + len(lora_tags(requested_loras))
+    if recorded > limits.max_prompt_chars:
+        raise InvalidArgument("params.prompt", f"is {len(prompt)} characters, {recorded} with params.loras "
+                              f"written after it as <lora:...> tags (as the image's infotext records it), "
+                              f"over the limit of {limits.max_prompt_chars}")
 
     return CheckedParams(
         prompt=prompt,

@@ -13,6 +13,11 @@ import grpc
 from imagegen.v1.contract import Reason
 
 
+def new_error_id() -> str:
+    """A short id that ties a message the caller gets to the service log line with the details."""
+    return secrets.token_hex(4)
+
+
 class ServiceError(Exception):
     """An error with a gRPC status code, a reason (contract.Reason) and a message meant for the caller."""
 
@@ -35,6 +40,16 @@ class InvalidArgument(ServiceError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+    @classmethod
+    def logged(cls, field: str, problem: str, detail: str, log: logging.Logger) -> "InvalidArgument":
+        """`problem` for the caller with a short id; `detail` (paths, a library's words) only in the log
+        line with that id, as InternalError does."""
+        error_id = new_error_id()
+        log.warning("%s: %s (id %s): %s", field, problem, error_id, detail)
+        error = cls(field, f"{problem} (details in the service log, id {error_id})")
+        error.metadata["error_id"] = error_id
+        return error
 
 
 class QueueFull(ServiceError):
@@ -93,7 +108,7 @@ class InternalError(ServiceError):
 
     @classmethod
     def logged(cls, exc: BaseException, log: logging.Logger | None = None) -> "InternalError":
-        error_id = secrets.token_hex(4)
+        error_id = new_error_id()
         (log or logging.getLogger("imagegen")).error("internal error %s: %s: %s", error_id, type(exc).__name__, exc,
                                                       exc_info=exc)
         error = cls(f"internal error (id {error_id}); the service log has the details")

@@ -84,6 +84,24 @@ def take_lora_tags(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
     return _LORA_TAG.sub("", text), tuple(loras)
 
 
+def lora_tags(loras) -> str:
+    """(name, weight) pairs as A1111's tags, each after a space (" <lora:film:0.6>"): what infotext writes
+    after a prompt for the LoRAs a request named in its field."""
+    return "".join(f" <lora:{name}:{str(weight).removesuffix('.0')}>" for name, weight in loras)
+
+
+def lora_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a LoRA's name in a tag that reads back as the same name (None: it can). Beyond
+    the tag's own `<`, `>` and `:`, infotext's `Lora hashes` list splits at `,` and its lines at line
+    breaks, and both readers (take_lora_tags, the client's prompt_lora_names) strip the name."""
+    if name != name.strip():
+        return "it starts or ends with a space"
+    bad = sorted({c for c in name if c in "<>:," or not c.isprintable()})
+    if bad:
+        return f"it contains {' '.join(repr(c) for c in bad)}, which a <lora:name:weight> tag cannot carry"
+    return None
+
+
 def parse_attention(text: str) -> tuple[tuple[tuple[str, float], ...], ...]:
     """A1111's attention syntax: (x) x1.1, [x] /1.1, (x:w) xw, nesting multiplies; \\( \\) \\[ \\] \\\\ are
     literal; a bracket never closed still applies to the rest, one closed but never opened is literal;

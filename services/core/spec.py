@@ -13,6 +13,7 @@ from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, SAMP
                                   format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
+from .prompts import lora_tags
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,6 @@ class GenerationSpec:
     @property
     def recorded_prompt(self) -> str:
         """The prompt as sent, with params.loras written as A1111's tags after it: A1111 tools (and our
-        replay) read a LoRA's weight from the prompt, and the tags add up to the same set when sent back."""
-        tags = "".join(f" <lora:{name}:{str(weight).removesuffix('.0')}>" for name, weight in self.requested_loras)
-        return self.prompt + tags if tags else self.prompt
+        replay) read a LoRA's weight from the prompt, and the tags add up to the same set when sent back
+        (check_params keeps this prompt within max_prompt_chars, so a replay of it is accepted)."""
+        return self.prompt + lora_tags(self.requested_loras)

@@ -256,3 +256,116 @@ def test_more_concurrent_loras_than_the_cache_holds_load_each_file_once(tmp_path
                           - pixels(results[name].data)).max() <= MAX_DIFF
     finally:
         service.stop()
+
+
+# -- hardening: statuses stay small and carry no path; what the service records it accepts back ------------
+
+@pytest.fixture(scope="module")
+def odd_dir(tmp_path_factory):
+    """A folder as operators have them: many LoRAs, one for another model, corrupt downloads, names a tag
+    cannot carry, and one whose name is odd but carried."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    folder = tmp_path_factory.mktemp("odd-loras")
+    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+    write_lora(folder, "film", pipe, seed=1)
+    write_lora(folder, ODD_BUT_CARRIED, pipe, seed=2)
+    xl = StableDiffusionXLPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False, name="tiny-xl"))
+    write_lora(folder, "xl", xl)
+    for index in range(300):  # valid, tensor-less files: enough to be listed
+        (folder / f"style-{index:03d}.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
+    for name in SKIPPED:
+        (folder / f"{name}.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
+    data = (folder / "film.safetensors").read_bytes()
+    for name, broken in {"header-2^63": (2**63).to_bytes(8, "little") + data[8:],
+                         "header-2^64-1": (2**64 - 1).to_bytes(8, "little") + data[8:],
+                         "header-past-the-end": len(data).to_bytes(8, "little") + data[8:],
+                         "truncated": data[: len(data) // 2]}.items():
+        (folder / f"{name}.safetensors").write_bytes(broken)
+    return folder
+
+
+ODD_BUT_CARRIED = 'film "v2" (soft) [x]'
+SKIPPED = ("a:b", "x<y", "p>q")
+CORRUPT = ("header-2^63", "header-2^64-1", "header-past-the-end", "truncated")
+
+
+@pytest.fixture(scope="module")
+def odd(odd_dir):
+    service = RunningService("txt2img", "--lora-dir", str(odd_dir))
+    yield service
+    service.stop()
+
+
+def assert_no_path(error, folder):
+    texts = [error.details(), *(v.description for v in error.violations)]
+    assert not any(str(folder) in text or "/" in text for text in texts), texts
+
+
+def test_a_lora_for_another_model_is_refused_by_name_with_the_detail_only_in_the_log(odd, odd_dir, caplog):
+    with caplog.at_level("WARNING"):
+        with pytest.raises(InvalidInput) as info:
+            generate(odd, loras={"xl": 1.0})
+    error = info.value
+    assert [v.field for v in error.violations] == ["params.loras"]
+    assert error.violations[0].description == (f"LoRA 'xl' cannot be applied to this model (details in the "
+                                                f"service log, id {error.error_id})")
+    assert_no_path(error, odd_dir)
+    logged = [r.getMessage() for r in caplog.records if error.error_id in r.getMessage()]
+    assert len(logged) == 1 and str(odd_dir / "xl.safetensors") in logged[0] and "size mismatch" in logged[0]
+    assert generate(odd, loras={"film": 1.0}).data  # still serving, LoRAs too
+
+
+@pytest.mark.parametrize("name", CORRUPT)
+def test_a_corrupt_lora_file_is_invalid_argument_not_internal(odd, odd_dir, name):
+    with pytest.raises(InvalidInput) as info:
+        generate(odd, loras={name: 1.0})
+    assert [v.field for v in info.value.violations] == ["params.loras"]
+    description = info.value.violations[0].description
+    assert description.startswith(f"LoRA {name!r} is not a readable .safetensors file")
+    assert_no_path(info.value, odd_dir)
+    assert generate(odd).data
+
+
+def test_a_typo_in_a_big_folder_gets_a_small_status_with_the_closest_names(odd):
+    assert len(odd.client.info().loras) == 300 + 4 + 3  # style-*, corrupt, film, the odd one, xl
+    with pytest.raises(InvalidInput) as info:
+        generate(odd, prompt="a fox <lora:flim:1>")
+    (violation,) = info.value.violations
+    assert violation.field == "params.prompt" and len(info.value.details()) < 400
+    assert violation.description.startswith("unknown LoRA 'flim'; closest: 'film'")
+    assert violation.description.endswith("307 LoRAs in the folder; GetInfo lists them")
+
+
+def test_names_a_tag_cannot_carry_are_not_listed_nor_accepted(odd, caplog):
+    listed = set(odd.client.info().loras)
+    assert ODD_BUT_CARRIED in listed and not listed & set(SKIPPED)
+    with pytest.raises(InvalidInput) as info:
+        generate(odd, loras={"a:b": 1.0})
+    assert "'a:b' is not a LoRA name: it contains ':'" in info.value.violations[0].description
+
+
+def test_an_odd_but_carried_name_replays_to_the_same_image(odd):
+    image = generate(odd, loras={ODD_BUT_CARRIED: 0.7, "film": 0.5})
+    params = parse_parameters(image.infotext)
+    assert set(params.loras) == {ODD_BUT_CARRIED, "film"}
+    request, warnings = replay_request(params, odd.client.info())
+    assert warnings == [] and list(request.params.loras) == []  # the weights travel as the prompt's tags
+    again = odd.client.generate(request).images[0]
+    assert np.array_equal(pixels(again.data), pixels(image.data))
+
+
+def test_a_prompt_at_the_limit_with_field_loras_replays_and_one_past_it_is_refused(engines):
+    service = engines["step"]
+    limit = service.client.info().limits.max_prompt_chars
+    tags = " <lora:film:0.8>"  # what infotext appends for loras={"film": 0.8}
+    prompt = ("a red fox, " * limit)[: limit - len(tags)]
+    with pytest.raises(InvalidInput) as info:
+        generate(service, prompt=prompt + "x", loras={"film": 0.8})
+    assert [v.field for v in info.value.violations] == ["params.prompt"]
+    assert f"{limit + 1} with params.loras" in info.value.violations[0].description
+    image = generate(service, prompt=prompt, loras={"film": 0.8}, steps=2)
+    params = parse_parameters(image.infotext)
+    assert len(params.prompt) == limit
+    request, _ = replay_request(params, service.client.info())
+    assert np.array_equal(pixels(service.client.generate(request).images[0].data), pixels(image.data))

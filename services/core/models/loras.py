@@ -3,7 +3,9 @@
 Every `NAME.safetensors` directly in `--lora-dir` is the LoRA `NAME`, in diffusers' format or kohya's
 (what A1111 users have: diffusers' `load_lora_weights` converts its keys). A request names LoRAs by
 name only; `available` is the one list the checks, GetInfo and loading go by, so a path never reaches
-the file system.
+the file system. It lists only names a `<lora:name:weight>` tag carries (what infotext records must read
+back); a file safetensors cannot read is refused at the checks (`short_hash`). A status never carries a
+path or a loader's words: those go to the log, under the id the status gives.
 
 `LoraAdapters` keeps the loaded ones on one pipeline (at most CACHE_SIZE, least recently used unloaded
 first, never one a running request uses), pins a request's set for its life, and `activate`s it - on the
@@ -17,12 +19,16 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from safetensors import SafetensorError, safe_open
+
 from ..errors import InvalidArgument
+from ..prompts import lora_name_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +41,18 @@ CACHE_SIZE = 8  # adapters kept loaded on a pipeline; also the most distinct LoR
 LoraSet = tuple[tuple[str, float], ...]
 
 
+class NotSafetensors(ValueError):
+    """A file safetensors cannot read: its header's length against the file's size, the header's JSON, or
+    the tensor data it describes do not hold together (a corrupt or cut-short download)."""
+
+
+_skipped: set[tuple[str, str]] = set()  # (file, why) already logged: the folder is listed at every request
+
+
 def available(lora_dir: Path | None) -> dict[str, Path]:
-    """name -> file of every LoRA in the folder (none without one, or when it cannot be read)."""
+    """name -> file of every LoRA in the folder (none without one, or when it cannot be read). A file whose
+    name a <lora:name:weight> tag cannot carry is left out (and logged once): what the service records in
+    infotext must read back as the same request."""
     if lora_dir is None:
         return {}
     try:
@@ -46,12 +62,31 @@ def available(lora_dir: Path | None) -> dict[str, Path]:
     found = {}
     for entry in entries:
         if entry.name.endswith(SUFFIX) and len(entry.name) > len(SUFFIX) and entry.is_file():
-            found[entry.name[: -len(SUFFIX)]] = Path(entry.path)
+            name = entry.name[: -len(SUFFIX)]
+            problem = lora_name_problem(name)
+            if problem is None:
+                found[name] = Path(entry.path)
+            elif (entry.path, problem) not in _skipped:
+                _skipped.add((entry.path, problem))
+                log.warning("LoRA file %s is skipped: %s (rename it to use it)", entry.path, problem)
     return found
 
 
 def names(lora_dir: Path | None) -> list[str]:
     return sorted(available(lora_dir))
+
+
+def no_loras(lora_dir: Path | None, field: str) -> InvalidArgument:
+    """The refusal of a request naming a LoRA when the folder lists none: no folder configured, the folder
+    missing or unreadable now (its path and the error only in the log, under the refusal's id), or empty."""
+    if lora_dir is None:
+        return InvalidArgument(field, "this service has no LoRAs (it was started without --lora-dir)")
+    try:
+        os.scandir(lora_dir).close()
+    except OSError as exc:
+        return InvalidArgument.logged(field, "the service's LoRA folder is missing or cannot be read now",
+                                      f"--lora-dir {lora_dir}: {exc.strerror or exc}", log)
+    return InvalidArgument(field, "the service's LoRA folder has no LoRAs (NAME.safetensors files) now")
 
 
 _hash_lock = threading.Lock()
@@ -60,15 +95,24 @@ _hashes: dict[tuple, str] = {}  # (path, mtime, size) -> short hash: a file is h
 
 def short_hash(path: Path) -> str:
     """A1111's LoRA hash: the first 12 hex digits of sha256 over a .safetensors file's tensor data (the
-    "addnet hash": the header, which holds free-form metadata, is left out), as its `Lora hashes` records."""
+    "addnet hash": the header, which holds free-form metadata, is left out), as its `Lora hashes` records.
+    The file is checked first (so a request naming a corrupt one is refused before any work): NotSafetensors
+    when safetensors cannot read it, OSError when it cannot be opened."""
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     with _hash_lock:
         if key in _hashes:
             return _hashes[key]
+    try:  # safetensors' own checks: header length within the file (8 + header <= size), JSON, data covered
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except SafetensorError as exc:
+        raise NotSafetensors(str(exc)) from None
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         header = int.from_bytes(file.read(8), "little")
+        if 8 + header > stat.st_size:  # replaced since it was checked: never seek past the end
+            raise NotSafetensors(f"header length {header} is beyond the file's {stat.st_size} bytes")
         file.seek(8 + header)
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
@@ -199,7 +243,9 @@ class LoraAdapters:
         path = available(self.lora_dir).get(name)  # by name only: the checks went by the same list
         if path is None:
             raise InvalidArgument("params.loras", f"LoRA {name!r} is no longer in the LoRA folder")
-        stamp = _stamp(path)
+        stamp = _stamp_or_none(path)
+        if stamp is None:
+            raise InvalidArgument("params.loras", f"LoRA {name!r} is no longer in the LoRA folder")
         version = self._current.get(name)
         if version is not None and version.stamp == stamp:
             self._versions.move_to_end(version.adapter)
@@ -218,13 +264,19 @@ class LoraAdapters:
         self._active = None
         try:
             stamp, weights = _read(path)
-            self.pipe.load_lora_weights(weights, adapter_name=adapter)
+            with warnings.catch_warnings():
+                # peft warns at every adapter after the first on a model ("Already found a `peft_config`
+                # attribute in the model"): several adapters on one model is what this cache is for.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute",
+                                        category=UserWarning)
+                self.pipe.load_lora_weights(weights, adapter_name=adapter)
             if adapter not in self._present():
                 raise ValueError("it holds no weights for this model's layers")
         except Exception as exc:  # noqa: BLE001 - a file that does not fit this model is the request's problem
             self._forget(adapter)
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise InvalidArgument("params.loras", f"LoRA {name!r} cannot be applied to this model: {first}") from None
+            # The loader's words may carry the file's path: they go to the log only, under the refusal's id.
+            raise InvalidArgument.logged("params.loras", f"LoRA {name!r} cannot be applied to this model",
+                                         f"{path}: {type(exc).__name__}: {exc}", log) from None
         version = self._versions[adapter] = self._current[name] = _Version(name, adapter, stamp)
         if self.on_load is not None:
             self.on_load()
