@@ -265,9 +265,9 @@ def test_a_queued_request_that_fits_joins_past_a_bigger_one_that_does_not():
     # second one waits for room; a 64x64 request (another shape, which has room) need not wait behind it.
     service = RunningService("txt2img", "--engine", "step", "--max-batch-size", "1", "--warmup", "false")
     try:
-        running = service.client.stream(request_for("txt2img", steps=200, width=128, height=128, seed=1))
+        running = service.client.stream(request_for("txt2img", steps=150, width=128, height=128, seed=1))
         assert wait_for(lambda: bool(service.engine.current), timeout=30)
-        queued = service.client.stream(request_for("txt2img", steps=200, width=128, height=128, seed=2))
+        queued = service.client.stream(request_for("txt2img", steps=150, width=128, height=128, seed=2))
         assert wait_for(lambda: len(service.runtime.queue.waiting()) == 1, timeout=30)
         small = service.client.generate(request_for("txt2img", steps=3, width=64, height=64, seed=3))
         assert len(small.images) == 1
