@@ -189,5 +189,6 @@ def test_a_result_sent_from_a_tab_s_gallery_goes_as_its_file_and_is_checked(gate
     assert Path(outcome.data[0]["path"]).read_bytes() == made.read_bytes()
     assert outcome.data[1]["selected"] == "img2img"
     bomb = upload(gateway.url, huge_png(tmp_path / "bomb.png"))
-    outcome = trigger(gateway.url, gateway.demo, "txt2img-to-inpaint", "click", [[{"image": bomb, "caption": None}], 0])
+    outcome = trigger(gateway.url, gateway.demo, "txt2img-to-inpaint", "click",
+                      [[{"image": bomb, "caption": None}], 0])
     assert not outcome.success and outcome.error.startswith("Inpainting: the input image sent is 13000x13000")
