@@ -19,6 +19,8 @@ import inspect
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +31,10 @@ from imagegen.v1.contract import FORMAT_BY_MIME, MODES
 from services.client import Progress, Queued
 
 from . import recall
-from .backend import GenerationError, ModeBackend, internal_error_message, new_error_id
+from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
-from .history import build_history, pick, show_page
+from .history import build_history, pick, served, show_page
+from .inputs import problem
 from .outputs import OutputStore, SaveError
 from .png_info import build_png_info, parameters_of, wire_png_info
 from .tabs import TABS, InputError, Tab, build_tab
@@ -85,6 +88,9 @@ class Gateway:
                         yield [self._keep(mode, "preview", event.preview, "jpg")], "", ""
                 else:
                     result = event
+        except Interrupted as err:  # asked for: a note, the last preview stays
+            gr.Info(str(err), title=MODES[mode].label)
+            return
         except GenerationError as err:
             raise gr.Error(str(err), title=f"{MODES[mode].label} error", print_exception=False) from None
         finally:
@@ -109,6 +115,15 @@ class Gateway:
         path = Path(tempfile.mkdtemp(dir=self.out_dir)) / f"{mode}-{name}.{extension}"
         path.write_bytes(data)
         return str(path)
+
+    def close(self) -> None:
+        """Stop: every running generation cancelled, the channels closed, the results folder removed
+        (Gradio's own cache goes with the Blocks' close, `delete_cache`)."""
+        for stream in list(self._running.values()):
+            stream.cancel()
+        for backend in self.backends.values():
+            backend.close()
+        shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def interrupt(self, mode: str | None, session: str) -> bool:
         """Cancel the session's running generation of `mode` (None: all of its modes); True if one ran."""
@@ -176,17 +191,24 @@ def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
-def _open_image(path):
-    from PIL import Image
-
-    return Image.open(path).convert("RGB") if path is not None else None
-
-
-def _selected_image(gallery, index):
+def _selected_path(gallery, index):
     if not gallery:
         return None
     item = gallery[min(index or 0, len(gallery) - 1)]
-    return _open_image(item[0] if isinstance(item, (tuple, list)) else item)
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def sendable(path, target: Tab, backend: ModeBackend):
+    """The image file at `path` as the value of `target`'s image input: the file itself (its own bytes go
+    on, as an upload's do), after its header's size is checked against the target service's limit. Never
+    decoded here. A file that does not fit is refused, naming the tab's input."""
+    if path is None:
+        return None
+    refused = problem(path, f"{target.spec.contract.label}: the input image sent",
+                      backend.info().limits.max_input_pixels)
+    if refused:
+        raise gr.Error(refused, title=f"{target.spec.contract.label}: not sent", print_exception=False)
+    return path
 
 
 def build_ui(gateway: Gateway, concurrency: int | None = None):
@@ -222,7 +244,10 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
             return evt.index
 
         def send_to(target: str):
-            return lambda gallery, index: (_selected_image(gallery, index), gr.Tabs(selected=target))
+            def send(gallery, index):
+                path = _selected_path(gallery, index)
+                return sendable(path, tabs[target], backends[target]), gr.Tabs(selected=target)
+            return send
 
         for tab in tabs.values():
             gallery = tab.outputs[0]
@@ -234,7 +259,8 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         def send_parameters(target: Tab):
             """A send of an image file's parameters (and the image itself, to an image mode) to `target`."""
             def send(path):
-                image = _open_image(path) if target.image_target is not None else None
+                takes_image = target.image_target is not None
+                image = sendable(path, target, backends[target.mode]) if takes_image else None
                 return recall.updates(target, parameters_of(path), image)
             return send
 
@@ -260,14 +286,21 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         def history_pick(names, evt: gr.SelectData):
             return pick(outputs, names, evt.index)
 
-        history.gallery.select(history_pick, history.names, [history.picked, history.view.infotext,
-                                                             history.view.fields], api_visibility="private")
+        history.gallery.select(history_pick, history.names, [history.picked, history.chosen,
+                                                             history.view.infotext, history.view.fields],
+                               api_visibility="private")
+
         def send_saved(target: Tab):
             send = send_parameters(target)
-            return lambda name: send(outputs.find(name) if outputs is not None and name else None)
+
+            def send_file(name):
+                path = outputs.find(name) if outputs is not None and name else None
+                # The outputs folder is not served: the image goes as its copy in Gradio's cache.
+                return send(served(str(path)) if path is not None else None)
+            return send_file
 
         for target, button in history.send.items():
-            button.click(send_saved(tabs[target]), history.picked, recall.targets(tabs[target], tab_row),
+            button.click(send_saved(tabs[target]), history.chosen, recall.targets(tabs[target], tab_row),
                          api_visibility="private")
 
         modes = list(tabs)
@@ -293,8 +326,8 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
 
 
 def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:
-    return {mode: ModeBackend(mode, config.addresses[mode], config.timeout_s, config.retries, config.security)
-            for mode in MODES}
+    return {mode: ModeBackend(mode, config.addresses[mode], config.timeout_s, config.retries, config.security,
+                              config.answer_s) for mode in MODES}
 
 
 def make_outputs(config: GatewayConfig) -> OutputStore | None:
@@ -310,8 +343,9 @@ def make_gateway(config: GatewayConfig) -> Gateway:
 def launch(demo, config: GatewayConfig, *, block: bool = True):
     auth = (config.username, config.password) if config.username else None
     demo.queue(default_concurrency_limit=config.concurrency)
+    # No allowed_paths: the outputs folder is never served as it is (History copies the images it lists
+    # into Gradio's cache), so nothing else an operator keeps there can be fetched.
     return demo.launch(
-        allowed_paths=[config.outputs_dir] if config.save else None,  # History shows the saved files
         server_name=config.host,
         server_port=config.port,
         auth=auth,
@@ -327,8 +361,15 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(argv)
-    demo = build_ui(make_gateway(config), concurrency=config.concurrency)
+    gateway = make_gateway(config)
+    demo = build_ui(gateway, concurrency=config.concurrency)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
         f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
-    launch(demo, config)
+    # SIGTERM (docker stop, Kubernetes) ends the process as Ctrl-C does, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        launch(demo, config)
+    finally:
+        demo.close()
+        gateway.close()
     return 0

@@ -21,6 +21,7 @@ from services.client import (
     InternalError,
     InvalidInput,
     ModelLoading,
+    NotResponding,
     OutOfMemory,
     Progress,
     Queued,
@@ -41,6 +42,10 @@ class GenerationError(Exception):
     """A failed generation, with a message for the person at the browser."""
 
 
+class Interrupted(GenerationError):
+    """The generation was stopped on purpose (Interrupt, the page closing): a normal end, not a failure."""
+
+
 def new_error_id() -> str:
     """A short id for an error the browser is not told about: its log line carries the same id."""
     return secrets.token_hex(4)
@@ -54,6 +59,9 @@ def explain(error: ServiceError, timeout_s: float) -> str:
     """The browser's message for a failed call: what happened and what to do, without addresses or
     internal details (an internal error shows its id; the gateway's log has the rest)."""
     mode = error.mode
+    if isinstance(error, NotResponding):  # connected, but silent: stopped, hung or swamped
+        return (f"{mode} service is not responding ({error.details()}) - try again shortly; "
+                "the other tabs are not affected.")
     if isinstance(error, InvalidInput):
         return f"{mode}: invalid input - {error.details()}. Fix it and generate again."
     if isinstance(error, OutOfMemory):
@@ -89,10 +97,11 @@ FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 class ModeBackend:
     def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3,
-                 security: ClientSecurity | None = None):
+                 security: ClientSecurity | None = None, answer_s: float | None = 15.0):
         self.mode = mode
         self.address = address
         self.timeout_s = timeout_s
+        self.answer_s = answer_s  # the first event's bound (None: none)
         self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries, security=security)
 
     def info(self) -> pb.ServiceInfo:
@@ -116,7 +125,8 @@ class ModeBackend:
 
     def stream(self, request) -> "GenerationStream":
         """Start the generation; iterate the result for its events (cancel() stops it)."""
-        return GenerationStream(self, self.client.stream(request, timeout=self.timeout_s))
+        return GenerationStream(self, self.client.stream(request, timeout=self.timeout_s,
+                                                         first_event_timeout=self.answer_s))
 
     def generate(self, request, on_event=None) -> Result:
         """Stream the generation, passing Queued and Progress events to on_event; raise GenerationError."""
@@ -137,8 +147,10 @@ class GenerationStream:
 
     def __init__(self, backend: ModeBackend, call):
         self.backend, self.call = backend, call
+        self.interrupted = False
 
     def cancel(self) -> None:
+        self.interrupted = True
         self.call.cancel()
 
     def __iter__(self):
@@ -149,6 +161,13 @@ class GenerationStream:
                     result = event
                 elif isinstance(event, (Queued, Progress)):
                     yield event
+        except Cancelled as err:
+            if not self.interrupted:  # cancelled by someone else (the service, a proxy): a failure
+                log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name,
+                            err.details())
+                raise GenerationError(explain(err, backend.timeout_s)) from None
+            log.info("%s: interrupted", backend.mode)
+            raise Interrupted(f"{backend.mode}: interrupted.") from None
         except ServiceError as err:
             log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name, err.details())
             raise GenerationError(explain(err, backend.timeout_s)) from None

@@ -16,6 +16,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     timeout_s: float = 600.0  # deadline of every generation call
+    answer_s: float = 15.0  # a service queues a request at once: silence this long means it is not responding
     username: str | None = None
     password: str | None = None
     max_upload_mb: float = 20.0
@@ -43,6 +44,10 @@ def gateway_flags() -> tuple[Flag, ...]:
         Flag("--port", "GATEWAY_PORT", int, GatewayConfig.port),
         Flag("--timeout", "GATEWAY_TIMEOUT_S", float, GatewayConfig.timeout_s,
              "deadline in seconds for each generation", dest="timeout_s"),
+        Flag("--answer-timeout", "GATEWAY_ANSWER_TIMEOUT_S", float, GatewayConfig.answer_s,
+             "seconds to wait for a service's first answer to a generation (it queues a request at once) "
+             "before telling the browser it is not responding", dest="answer_s", min=0.1,
+             bounds="at least 0.1 (seconds)"),
         Flag("--max-upload-mb", "GATEWAY_MAX_UPLOAD_MB", float, GatewayConfig.max_upload_mb,
              "largest uploaded file"),
         Flag("--concurrency", "GATEWAY_CONCURRENCY", int, GatewayConfig.concurrency,

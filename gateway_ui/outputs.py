@@ -4,6 +4,7 @@ Files are named <NNNNN>-<seed>.<ext> (ext from the image's type: png, jpg, webp)
 within a day's folder, across restarts (the folder's highest number is read from the names once).
 A file is written under a hidden temporary name and renamed, so a crash never leaves a half image
 under a real name. The History tab lists the folders by name and date only: no image is opened.
+Only regular files are listed (a directory or a symlink named like an image is not one of ours).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import logging
 import os
 import re
+import stat
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -110,7 +112,8 @@ class OutputStore:
         found = []
         for m in [mode] if mode else MODE_NAMES:
             try:
-                days = [d for d in os.scandir(self.root / m) if d.is_dir() and _DAY.match(d.name)]
+                days = [d for d in os.scandir(self.root / m)
+                        if d.is_dir(follow_symlinks=False) and _DAY.match(d.name)]
             except OSError:
                 continue
             for day in days:
@@ -123,7 +126,9 @@ class OutputStore:
                     if not match:
                         continue  # a temporary file, or something else put there
                     try:
-                        mtime = entry.stat().st_mtime_ns
+                        if not entry.is_file(follow_symlinks=False):
+                            continue  # a folder, a link, a pipe named like an image: never ours
+                        mtime = entry.stat(follow_symlinks=False).st_mtime_ns
                     except OSError:
                         continue  # removed meanwhile
                     found.append(SavedOutput(day.name, mtime, int(match[1]), m, int(match[2]), entry.path))
@@ -136,7 +141,11 @@ class OutputStore:
         if len(parts) != 3 or parts[0] not in MODE_NAMES or not _DAY.match(parts[1]) or not _NAME.match(parts[2]):
             return None
         path = self.root.joinpath(*parts)
-        return path if path.is_file() else None
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode) and not os.path.islink(path.parent)
+        except OSError:
+            return None
+        return path if regular else None
 
 
 def page_of(items: list, page: int, size: int) -> tuple[list, int, int]:

@@ -19,12 +19,17 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
                                   ModeContract)
 from services.client import make_request
 
+from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_inputs
 
 MODEL_DEFAULT = "model default"
-READABLE = "PNG, JPEG, WEBP, BMP or GIF"
 
 log = logging.getLogger("gateway")
+
+
+def up_to(most: int) -> str:
+    """A size slider's note: the box clamps a bigger typed value to its maximum, so the limit is shown."""
+    return f"up to {most} px (the service's limit; a larger value is set to {most})"
 
 
 @dataclass
@@ -47,9 +52,11 @@ class Controls:
                                      label="Guidance scale (CFG)", elem_id=f"{mode}-guidance")
             with gr.Row():
                 width = gr.Slider(least, limits.max_width, value=defaults.width if sized else 0, step=8,
-                                  label="Width" + suffix, elem_id=f"{mode}-width")
+                                  label="Width" + suffix, info=up_to(limits.max_width),
+                                  elem_id=f"{mode}-width")
                 height = gr.Slider(least, limits.max_height, value=defaults.height if sized else 0, step=8,
-                                   label="Height" + suffix, elem_id=f"{mode}-height")
+                                   label="Height" + suffix, info=up_to(limits.max_height),
+                                   elem_id=f"{mode}-height")
             with gr.Row():
                 seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id=f"{mode}-seed")
                 num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Number of images",
@@ -78,8 +85,8 @@ class Controls:
         return [
             gr.update(maximum=limits.max_steps),
             gr.update(maximum=limits.max_guidance_scale),
-            gr.update(maximum=limits.max_width, minimum=least),
-            gr.update(maximum=limits.max_height, minimum=least),
+            gr.update(maximum=limits.max_width, minimum=least, info=up_to(limits.max_width)),
+            gr.update(maximum=limits.max_height, minimum=least, info=up_to(limits.max_height)),
             gr.update(maximum=limits.max_images),
             gr.update(choices=[MODEL_DEFAULT, *info.schedulers]),
             gr.update(maximum=info.max_clip_skip or MAX_CLIP_SKIP),  # the model's text encoder layers
@@ -106,6 +113,22 @@ def readable_only(component, what: str):
 
     component.preprocess = preprocess  # this instance only; Gradio calls block.preprocess
     return component
+
+
+def checked_at_upload(component, what: str):
+    """`component` (an image input of a tab) as readable_only, and an upload that is not an image is
+    cleared at once with a warning naming the input, not found out at Generate. Read from the file's
+    header (preprocess=False: nothing is decoded); the service checks the size."""
+    def check(payload):
+        for path in uploaded_paths(payload):
+            refused = problem(path, what)
+            if refused:
+                gr.Warning(refused)
+                return None
+        return gr.update()
+
+    component.upload(check, component, component, preprocess=False, api_visibility="private")
+    return readable_only(component, what)
 
 
 def number(values: dict, name: str, whole: bool = False, least: float = 0, most: float = 2**32 - 1):
@@ -197,7 +220,7 @@ def img2img_inputs() -> dict:
     # them with its limits (and names init_image.data when they are not a usable image).
     image = gr.Image(type="filepath", image_mode=None, label="Input image", sources=["upload", "clipboard"],
                      height=360, elem_id="img2img-input")
-    return {"image": readable_only(image, "Img2Img: the input image")}
+    return {"image": checked_at_upload(image, "Img2Img: the input image")}
 
 
 def img2img_request(values: dict):
@@ -215,8 +238,8 @@ def inpaint_inputs() -> dict:
                             sources=["upload", "clipboard"], elem_id="inpaint-editor")
     mask = gr.Image(type="filepath", image_mode=None, elem_id="inpaint-mask",
                     label="Or upload a mask (white = repaint)")
-    return {"editor": readable_only(editor, "Inpainting: the editor's image or a brush layer"),
-            "mask": readable_only(mask, "Inpainting: the uploaded mask")}
+    return {"editor": checked_at_upload(editor, "Inpainting: the editor's image or a brush layer"),
+            "mask": checked_at_upload(mask, "Inpainting: the uploaded mask")}
 
 
 def inpaint_controls(info: pb.ServiceInfo) -> dict:

@@ -217,8 +217,7 @@ class RunningGateway:
 
     def close(self):
         self.demo.close()
-        for backend in self.gateway.backends.values():
-            backend.close()
+        self.gateway.close()  # its channels and its results folder
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from .errors import (
     InternalError,
     InvalidInput,
     ModelLoading,
+    NotResponding,
     OutOfMemory,
     QueueFull,
     ServiceError,
@@ -41,6 +42,7 @@ from .security import ClientSecurity
 
 __all__ = [
     "Cancelled", "ClientSecurity", "DeadlineExceeded", "Event", "EventStream", "FieldViolation", "ImageGenClient",
-    "InternalError", "InvalidInput", "ModelLoading", "OutOfMemory", "Progress", "Queued", "QueueFull", "Result", "ServiceError",
+    "InternalError", "InvalidInput", "ModelLoading", "NotResponding", "OutOfMemory",
+    "Progress", "Queued", "QueueFull", "Result", "ServiceError",
     "ShuttingDown", "TooLarge", "Unauthenticated", "Unreachable", "as_image", "make_request",
 ]

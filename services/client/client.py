@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import grpc
@@ -11,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
 
-from .errors import QueueFull, ServiceError, from_rpc_error
+from .errors import NotResponding, QueueFull, ServiceError, from_rpc_error
 from .events import Event, from_message
 from .security import ClientSecurity
 
@@ -23,33 +24,75 @@ class EventStream:
 
     Iterate it; `cancel()` stops the work. Only a refusal before the first event is retried, so no
     event is ever seen twice. Failures raise the typed errors of `errors`.
+
+    `first_event_timeout` (seconds, None: no bound): a service queues a request, and says so, at once;
+    a call that hears nothing for that long is cancelled as NotResponding. A stopped (not dead) process
+    keeps its connections open, so without this the call would wait for its whole deadline.
     """
 
-    def __init__(self, client: "ImageGenClient", request, timeout: float):
+    def __init__(self, client: "ImageGenClient", request, timeout: float,
+                 first_event_timeout: float | None = None):
         self._client = client
         self._request = request
         self._deadline = time.monotonic() + timeout
         self._cancelled = False
-        self._call = client._stream_call(request, timeout)
+        self._first_event_timeout = first_event_timeout
+        self._lock = threading.Lock()  # the watchdog and the first message never both win
+        self._answered = self._stalled = False
+        self._watchdog: threading.Timer | None = None
+        self._call = self._start(timeout)
         self._events = self._iterate()
+
+    def _start(self, timeout: float):
+        """A new call, watched until its first message when a bound is set."""
+        call = self._client._stream_call(self._request, timeout)
+        with self._lock:
+            self._call, self._answered = call, False
+        if self._first_event_timeout is not None:
+            self._watchdog = threading.Timer(self._first_event_timeout, self._stall, args=(call,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        return call
+
+    def _stall(self, call) -> None:
+        with self._lock:
+            if self._answered or call is not self._call:
+                return
+            self._stalled = True
+        call.cancel()
+
+    def _heard(self) -> None:
+        with self._lock:
+            self._answered = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
 
     def _iterate(self):
         attempt = 0
-        while True:
-            seen = False
-            try:
-                for message in self._call:
-                    seen = True
-                    yield from_message(message)
-                return
-            except grpc.RpcError as err:
-                error = self._client._typed(err)
-                delay = None if seen or self._cancelled else self._client._retry_delay(error, attempt, self._deadline)
-                if delay is None:
-                    raise error from None
-            time.sleep(delay)
-            attempt += 1
-            self._call = self._client._stream_call(self._request, max(0.001, self._deadline - time.monotonic()))
+        try:
+            while True:
+                seen = False
+                try:
+                    for message in self._call:
+                        if not seen:
+                            seen = True
+                            self._heard()
+                        yield from_message(message)
+                    return
+                except grpc.RpcError as err:
+                    if self._stalled and not self._cancelled:
+                        raise NotResponding.after(self._first_event_timeout, self._client) from None
+                    error = self._client._typed(err)
+                    delay = (None if seen or self._cancelled
+                             else self._client._retry_delay(error, attempt, self._deadline))
+                    if delay is None:
+                        raise error from None
+                self._heard()  # no watchdog while waiting to retry
+                time.sleep(delay)
+                attempt += 1
+                self._start(max(0.001, self._deadline - time.monotonic()))
+        finally:
+            self._heard()
 
     def __iter__(self):
         return self
@@ -135,9 +178,11 @@ class ImageGenClient:
             time.sleep(delay)
             attempt += 1
 
-    def stream(self, request, timeout: float | None = None) -> EventStream:
-        """The GenerateStream call as typed events: iterate it; `.cancel()` stops the work."""
-        return EventStream(self, request, timeout or self.timeout)
+    def stream(self, request, timeout: float | None = None,
+               first_event_timeout: float | None = None) -> EventStream:
+        """The GenerateStream call as typed events: iterate it; `.cancel()` stops the work.
+        first_event_timeout: see EventStream (a hung service fails fast as NotResponding)."""
+        return EventStream(self, request, timeout or self.timeout, first_event_timeout)
 
     def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
         try:

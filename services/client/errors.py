@@ -78,6 +78,16 @@ class Unreachable(ServiceError):
     """No service answered at the address (down, restarting, or a wrong address)."""
 
 
+class NotResponding(ServiceError):
+    """The service took the call but sent nothing within the bound the caller set (stopped, hung or
+    swamped); the call was cancelled. Made by the client, so it has no reason."""
+
+    @classmethod
+    def after(cls, seconds: float, client) -> "NotResponding":
+        return cls(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {seconds:g}s", mode=client.mode,
+                   address=client.address)
+
+
 class Unauthenticated(ServiceError):
     """The service refused the credentials (token)."""
 

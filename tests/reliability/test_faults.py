@@ -15,7 +15,7 @@ import grpc
 import pytest
 import torch
 
-from services.client import ImageGenClient, OutOfMemory, QueueFull
+from services.client import ImageGenClient, NotResponding, OutOfMemory, QueueFull
 from tests.conftest import (
     CACHE_DIR,
     FailingPipeline,
@@ -103,6 +103,40 @@ def test_killed_service_is_reported_fast_other_tabs_work_and_it_comes_back(servi
                 time.sleep(1)
         assert seeds == "5"
     finally:
+        gw.close()
+        proc.kill()
+        proc.wait()
+
+
+def test_a_hung_service_is_reported_as_not_responding_fast_and_the_tab_recovers(services):
+    """A stopped process keeps its connections open: without a bound on the first event, Generate
+    would wait for its whole deadline (here 600 s) while the status line already says unreachable."""
+    port = free_port()
+    proc = start_service("txt2img", port)
+    addresses = {mode: s.address for mode, s in services.items()}
+    addresses["txt2img"] = f"127.0.0.1:{port}"
+    gw = RunningGateway(addresses, timeout_s=600, answer_s=3)
+    try:
+        with ImageGenClient("txt2img", addresses["txt2img"]) as probe:
+            assert probe.wait_until_serving(120)
+        client = gw.client()
+        assert client.predict("fox", "", 2, 7.5, 64, 64, 3, 1, "model default", api_name="/txt2img")[1] == "3"
+        proc.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(Exception) as err:
+            client.predict("fox", "", 2, 7.5, 64, 64, 4, 1, "model default", api_name="/txt2img")
+        assert time.monotonic() - started < 15
+        assert str(err.value).startswith("txt2img service is not responding (no answer within 3s)"), str(err.value)
+        assert gw.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"
+        # The typed client says the same to its own callers.
+        with ImageGenClient("txt2img", addresses["txt2img"], timeout=600) as direct:
+            with pytest.raises(NotResponding) as typed:
+                list(direct.stream(request_for("txt2img"), first_event_timeout=1))
+            assert typed.value.mode == "txt2img" and "no answer within 1s" in typed.value.details()
+        proc.send_signal(signal.SIGCONT)  # it wakes up: the tab works again, without a restart
+        assert client.predict("fox", "", 2, 7.5, 64, 64, 5, 1, "model default", api_name="/txt2img")[1] == "5"
+    finally:
+        proc.send_signal(signal.SIGCONT)
         gw.close()
         proc.kill()
         proc.wait()

@@ -9,12 +9,13 @@ def test_defaults_are_gateway_config_s():
     config = load_config([], environ={})
     assert config.addresses == {"txt2img": "127.0.0.1:50051", "img2img": "127.0.0.1:50052",
                                 "inpaint": "127.0.0.1:50053"}
-    for name in ("host", "port", "timeout_s", "max_upload_mb", "concurrency", "retries", "outputs_dir",
+    for name in ("host", "port", "timeout_s", "answer_s", "max_upload_mb", "concurrency", "retries", "outputs_dir",
                  "save", "preview_every", "preview_ms"):
         assert getattr(config, name) == getattr(GatewayConfig, name), name
 
 
 def test_variables_set_and_flags_win():
+    assert load_config([], environ={"GATEWAY_ANSWER_TIMEOUT_S": "4.5"}).answer_s == 4.5
     environ = {"GATEWAY_TIMEOUT_S": "5", "GATEWAY_PREVIEW_MS": "0", "IMAGEGEN_IMG2IMG_ADDR": "gpu:1",
                "GATEWAY_SAVE": "yes please"}  # anything but 0/false/no/off keeps saving
     config = load_config(["--timeout", "7"], environ=environ)
@@ -28,6 +29,7 @@ def test_variables_set_and_flags_win():
     ([], {"GATEWAY_PREVIEW_MS": "-5"}, "--preview-ms must be 0 (every preview) or more"),
     ([], {"GATEWAY_CONCURRENCY": "0"}, "--concurrency must be at least 1 (generations forwarded at once"),
     ([], {"GATEWAY_PORT": "http"}, "GATEWAY_PORT: invalid int value: 'http'"),
+    (["--answer-timeout", "0"], {}, "--answer-timeout must be at least 0.1 (seconds)"),
 ])
 def test_bad_settings_are_refused_naming_them(argv, environ, message, capsys):
     with pytest.raises(SystemExit):

@@ -122,3 +122,22 @@ def test_settings_name_the_folder_and_turn_saving_off():
     assert load_config(["--outputs-dir", "x"], environ={"GATEWAY_OUTPUTS_DIR": "y"}).outputs_dir == "x"
     assert load_config([], environ={"GATEWAY_SAVE": "0"}).save is False
     assert load_config(["--no-save"], environ={}).save is False
+
+
+def test_only_regular_files_are_listed_and_found(tmp_path):
+    store = OutputStore(tmp_path)
+    [path] = store.save("txt2img", [image(7)], DAY)
+    folder = path.parent
+    (folder / "00002-5.png").mkdir()  # a folder named like an image
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not an output")
+    (folder / "00003-6.png").symlink_to(outside)  # a link named like one
+    (folder / "00004-7.png").symlink_to(tmp_path / "gone")  # a broken link
+    os.mkfifo(folder / "00005-8.png")  # a pipe
+    (tmp_path / "img2img").mkdir()
+    (tmp_path / "img2img" / "2026-03-15").symlink_to(folder)  # a day folder that is a link
+    assert [o.name for o in store.listing()] == ["txt2img/2026-03-14/00001-7.png"]
+    assert store.find("txt2img/2026-03-14/00001-7.png") == path
+    for name in ("00002-5.png", "00003-6.png", "00004-7.png", "00005-8.png"):
+        assert store.find(f"txt2img/2026-03-14/{name}") is None, name
+    assert store.find("img2img/2026-03-15/00001-7.png") is None
