@@ -235,6 +235,8 @@ def read_infotext(data: bytes) -> str | None:
         text = img.info.get("parameters")
     if isinstance(text, str) and text.strip():
         return text
+    if png_text.is_png(data):
+        return None  # a PNG's EXIF is no place for infotext, and Pillow decodes every pixel to find it
     try:
         comment = img.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
     except Exception:  # noqa: BLE001 - a broken EXIF block is no parameters, not a crash
