@@ -75,7 +75,9 @@ class StepScheduler:
 
     def fits(self, latent_shape: tuple, cost: int, requests) -> bool:
         """Whether a request of `cost` (latent pixels x UNet rows) at this shape may join now."""
-        used = self.used(latent_shape, requests)
+        return self._room(latent_shape, cost, self.used(latent_shape, requests))
+
+    def _room(self, latent_shape: tuple, cost: int, used: int) -> bool:
         return used == 0 or used + cost <= self.budget_of(latent_shape)
 
     def pick_waiting(self, waiting: list[tuple[tuple, int, float, bool]], requests, now: float) -> int | None:
@@ -84,8 +86,11 @@ class StepScheduler:
         None: the first that fits, passing only those of other shapes that do not fit and have waited
         less than PASS_S."""
         blocked = set()  # shapes of requests ahead that do not fit: nobody of their shape passes them
+        used: dict[tuple, int] = {}  # latent shape -> what the running rows take of its budget
         for index, (shape, cost, arrived, ready) in enumerate(waiting):
-            if ready and shape not in blocked and self.fits(shape, cost, requests):
+            if shape not in used:
+                used[shape] = self.used(shape, requests)
+            if ready and shape not in blocked and self._room(shape, cost, used[shape]):
                 return index
             if now - arrived >= PASS_S:
                 return None

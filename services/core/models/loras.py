@@ -188,7 +188,10 @@ class LoraAdapters:
 
     def room_for(self, loras: LoraSet) -> bool:
         """Whether `loras` can be pinned now without evicting an adapter a running request uses."""
-        fresh = {name for name, _ in loras if self._fresh(name)}
+        if not loras:
+            return True
+        found = available(self.lora_dir)  # one look at the folder for the whole set
+        fresh = {name for name, _ in loras if self._fresh(name, found.get(name))}
         staying = {v.adapter for v in self._versions.values() if v.users} | {self._current[n].adapter for n in fresh}
         return len(staying) + len(loras) - len(fresh) <= self.capacity
 
@@ -232,10 +235,9 @@ class LoraAdapters:
             self._versions.move_to_end(adapter)
         self._active = pinned
 
-    def _fresh(self, name: str) -> bool:
-        """Whether LoRA `name`'s current file is loaded as it is on disk now."""
+    def _fresh(self, name: str, path: Path | None) -> bool:
+        """Whether LoRA `name`'s current file (at `path`) is loaded as it is on disk now."""
         version = self._current.get(name)
-        path = available(self.lora_dir).get(name)
         return version is not None and path is not None and _stamp_or_none(path) == version.stamp
 
     def _ensure(self, name: str, keep: set[str]) -> _Version:
