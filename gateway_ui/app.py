@@ -34,6 +34,7 @@ from . import recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .history import build_history, pick, served, show_page
+from .hub import Hub
 from .inputs import problem
 from .outputs import OutputStore, SaveError
 from .png_info import build_png_info, parameters_of, wire_png_info
@@ -43,18 +44,23 @@ log = logging.getLogger("gateway")
 
 
 class Gateway:
-    """What happens behind the tabs: a request to its service, progress to the browser, files back."""
+    """What happens behind the tabs: a request to its service through the hub, progress to the browser,
+    files back."""
 
-    def __init__(self, backends: dict[str, ModeBackend], keep_s: float = 3600.0, outputs: OutputStore | None = None,
-                 preview_every: int = 0, preview_s: float = 0.0):
-        self.backends = backends
-        self.outputs = outputs  # None: nothing is kept on disk
-        self.preview_every = preview_every  # live previews every this many steps (0: none)
-        self.preview_s = preview_s  # and at most one sent to the page this often
-        self._running: dict[tuple[str, str], object] = {}  # (browser session, mode) -> its GenerationStream
+    def __init__(self, hub: Hub, keep_s: float = 3600.0, preview_s: float = 0.0):
+        self.hub = hub
+        self.preview_s = preview_s  # at most one preview sent to the page this often
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
         self._states: dict[str, str] = {}  # mode -> the state last logged
+
+    @property
+    def backends(self) -> dict[str, ModeBackend]:
+        return self.hub.backends
+
+    @property
+    def outputs(self) -> OutputStore | None:
+        return self.hub.outputs
 
     def _prune(self) -> None:
         cutoff = time.time() - self.keep_s
@@ -69,15 +75,11 @@ class Gateway:
         """Generate: yields (gallery files, seeds, infotext) updates: a live preview every few steps, then
         the final images (the service's own bytes), their seeds and infotext. `session` names the browser
         session, so its Interrupt button and its closing reach this generation."""
-        if self.preview_every:
-            request.params.preview_every = self.preview_every
         self._prune()
-        stream = self.backends[mode].stream(request)
-        key = (session, mode)
-        self._running[key] = stream
+        job = self.hub.start(mode, request, tab_owner(session))
         result, shown = None, None  # shown: when the last preview went to the page
         try:
-            for event in stream:
+            for event in self.hub.follow(job):
                 if isinstance(event, Queued):
                     progress(0, desc=f"{mode}: queued, {event.position} ahead")
                 elif isinstance(event, Progress):
@@ -93,19 +95,15 @@ class Gateway:
             return
         except GenerationError as err:
             raise gr.Error(str(err), title=f"{MODES[mode].label} error", print_exception=False) from None
-        finally:
-            if self._running.get(key) is stream:
-                del self._running[key]
         paths = []
         for i, image in enumerate(result.images):
             fmt = FORMAT_BY_MIME.get(image.mime_type)
             # The service's bytes, infotext chunk included.
             paths.append(self._keep(mode, f"{image.seed}-{i}", image.data, fmt.extension if fmt else "png"))
-        if self.outputs is not None:
-            try:
-                self.outputs.save(mode, result.images)
-            except SaveError as err:  # a warning: the result itself is still shown
-                gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
+        try:
+            self.hub.save(mode, result.images)
+        except SaveError as err:  # a warning: the result itself is still shown
+            gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
         seeds = ", ".join(str(seed) for seed in result.seeds)
         infotext = "\n\n".join(image.infotext for image in result.images)
         yield paths, seeds, infotext
@@ -119,20 +117,12 @@ class Gateway:
     def close(self) -> None:
         """Stop: every running generation cancelled, the channels closed, the results folder removed
         (Gradio's own cache goes with the Blocks' close, `delete_cache`)."""
-        for stream in list(self._running.values()):
-            stream.cancel()
-        for backend in self.backends.values():
-            backend.close()
+        self.hub.close()
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def interrupt(self, mode: str | None, session: str) -> bool:
         """Cancel the session's running generation of `mode` (None: all of its modes); True if one ran."""
-        keys = [key for key in list(self._running) if key[0] == session and mode in (None, key[1])]
-        for key in keys:
-            stream = self._running.pop(key, None)
-            if stream is not None:
-                stream.cancel()
-        return bool(keys)
+        return bool(self.hub.cancel(tab_owner(session), mode))
 
     def status_line(self, mode: str) -> str:
         """The mode, its service's state and, when serving, the model's family (never its name or path,
@@ -185,6 +175,11 @@ def interrupter(gateway: Gateway, mode: str | None):
     def interrupt(request: gr.Request):
         gateway.interrupt(mode, session_of(request))
     return interrupt
+
+
+def tab_owner(session: str) -> str:
+    """The hub's owner of a browser session's jobs."""
+    return f"tab:{session}"
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -336,8 +331,8 @@ def make_outputs(config: GatewayConfig) -> OutputStore | None:
 
 def make_gateway(config: GatewayConfig) -> Gateway:
     """The Gateway the configuration describes: a backend per mode, the saved outputs, the previews."""
-    return Gateway(make_backends(config), outputs=make_outputs(config), preview_every=config.preview_every,
-                   preview_s=config.preview_ms / 1000)
+    hub = Hub(make_backends(config), outputs=make_outputs(config), preview_every=config.preview_every)
+    return Gateway(hub, preview_s=config.preview_ms / 1000)
 
 
 def launch(demo, config: GatewayConfig, *, block: bool = True):

@@ -171,13 +171,14 @@ def test_login_when_a_username_and_password_are_set(services):
     from gradio_client import Client
 
     from gateway_ui.app import Gateway, build_ui, launch, make_backends
+    from gateway_ui.hub import Hub
     from gateway_ui.config import GatewayConfig
     from tests.conftest import free_port
 
     config = GatewayConfig(addresses={m: s.address for m, s in services.items()}, port=free_port(),
                            username="ada", password="s3cret")
     backends = make_backends(config)
-    demo = build_ui(Gateway(backends))
+    demo = build_ui(Gateway(Hub(backends)))
     launch(demo, config, block=False)
     url = f"http://127.0.0.1:{config.port}/"
     try:
