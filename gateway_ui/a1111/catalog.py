@@ -22,7 +22,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
 from imagegen.v1.contract import SCHEDULER_LABELS
-from imagegen.v1.infotext import CLIP_SKIP, SCHEDULE_TYPE, parse_size, scheduler_for, split_infotext
+from imagegen.v1.infotext import (CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, scheduler_for,
+                                  split_infotext)
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
 if TYPE_CHECKING:
@@ -99,8 +100,9 @@ class EmbeddingsResponse(BaseModel):
 # -- samplers and schedule types --------------------------------------------------------------------------
 
 # A1111's own facts about the samplers we have (sd_samplers_kdiffusion / _timesteps, 1.9+), in its order:
-# aliases, and options as its API writes them (pydantic made str of its booleans). "scheduler" is the
-# schedule that Automatic means for it (checked against scheduler_for by the tests).
+# aliases, and options as its API writes them (its SamplerItem options are dict[str, str]: pydantic 1
+# made "True" of its booleans). "scheduler" is the schedule that Automatic means for it (checked against
+# scheduler_for by the tests).
 SAMPLER_FACTS: dict[str, tuple[list[str], dict[str, str]]] = {
     "DPM++ 2M": (["k_dpmpp_2m"], {"scheduler": "karras"}),
     "Euler a": (["k_euler_a", "k_euler_ancestral"], {"uses_ensd": "True"}),
@@ -161,6 +163,7 @@ ABSENT_MEANS = {
     "Hires prompt": "",
     "Hires negative prompt": "",
     SCHEDULE_TYPE: "Automatic",
+    MASK_MODE: "Inpaint masked",  # the inpaint service writes it only for an inverted mask
 }
 
 

@@ -224,7 +224,8 @@ def test_a_service_s_png_round_trips_through_png_info(webui, generated_png):
     assert params["Prompt"] == "a red fox, (autumn:1.2)" and params["Negative prompt"] == "blurry"
     assert (params["Steps"], params["Seed"], params["Size-1"], params["Size-2"]) == ("4", "1234", "64", "64")
     assert scheduler_for(params["Sampler"], params["Schedule type"]) == "dpmpp_2m_karras"
-    assert params["Clip skip"] == "1" and params["Hires resize-1"] == 0  # what A1111 adds for absent keys
+    # What A1111 adds for absent keys, where absent means the same here.
+    assert (params["Clip skip"], params["Hires resize-1"], params["Mask mode"]) == ("1", 0, "Inpaint masked")
     assert "Size" not in params
     raw = requests.post(f"{webui.baseurl}/png-info", json={"image": base64.b64encode(generated_png).decode()},
                         timeout=30)
