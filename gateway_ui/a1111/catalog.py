@@ -1,0 +1,319 @@
+"""AUTOMATIC1111's catalogue routes (/sdapi/v1/samplers, /loras, /png-info, /memory, ...): what the services
+offer, in A1111's shapes, read from each service's GetInfo on every call (so nothing here goes stale).
+
+Sampler and schedule names come from the one mapping between A1111's names and ours (the contract's
+SCHEDULER_LABELS, read through infotext.scheduler_for). Like A1111 1.9+, a sampler is listed without its
+schedule ("DPM++ 2M", not "DPM++ 2M Karras") and the schedule types are a list of their own: clients of
+1.9+ send sampler_name "DPM++ 2M" + scheduler "Karras", and the generation routes still take the legacy
+"DPM++ 2M Karras" that older clients send, without it being listed twice.
+
+A service that cannot be reached gives GetInfo's placeholder (no schedulers, no LoRAs): the lists answer
+with what the others offer, never an error. Authentication is the router's (see the API's router builder).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Optional
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+
+from imagegen.v1.contract import SCHEDULER_LABELS
+from imagegen.v1.infotext import (CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, scheduler_for,
+                                  split_infotext)
+from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+PREFIX = "/sdapi/v1"
+
+
+# -- A1111's response shapes (modules/api/models.py; the Lora extension's for /loras) ---------------------
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, str]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: Optional[list[str]] = None
+    default_rho: Optional[float] = None
+    need_inner_model: Optional[bool] = None
+
+
+class UpscalerItem(BaseModel):
+    name: str
+    model_name: Optional[str] = None
+    model_path: Optional[str] = None
+    model_url: Optional[str] = None
+    scale: Optional[float] = None
+
+
+class NameItem(BaseModel):
+    name: str
+
+
+class SDVaeItem(BaseModel):
+    model_name: str
+    filename: str
+
+
+class LoraItem(BaseModel):
+    name: str
+    alias: str
+    path: str
+    metadata: dict
+
+
+class PNGInfoRequest(BaseModel):
+    image: str  # base64, with or without a data:image/...;base64, prefix
+
+
+class PNGInfoResponse(BaseModel):
+    info: str
+    items: dict
+    parameters: dict
+
+
+class MemoryResponse(BaseModel):
+    ram: dict
+    cuda: dict
+
+
+class ScriptsList(BaseModel):
+    txt2img: list
+    img2img: list
+
+
+class EmbeddingsResponse(BaseModel):
+    loaded: dict
+    skipped: dict
+
+
+# -- samplers and schedule types --------------------------------------------------------------------------
+
+# A1111's own facts about the samplers we have (sd_samplers_kdiffusion / _timesteps, 1.9+), in its order:
+# aliases, and options as its API writes them (its SamplerItem options are dict[str, str]: pydantic 1
+# made "True" of its booleans). "scheduler" is the schedule that Automatic means for it (checked against
+# scheduler_for by the tests).
+SAMPLER_FACTS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "DPM++ 2M": (["k_dpmpp_2m"], {"scheduler": "karras"}),
+    "Euler a": (["k_euler_a", "k_euler_ancestral"], {"uses_ensd": "True"}),
+    "Euler": (["k_euler"], {}),
+    "LMS": (["k_lms"], {}),
+    "Heun": (["k_heun"], {"second_order": "True"}),
+    "DDIM": (["ddim"], {}),
+    "PLMS": (["plms"], {}),
+    "UniPC": (["unipc"], {}),
+}
+
+# The schedule types our schedulers can follow, as A1111's sd_schedulers lists them (name, label, rho,
+# need_inner_model). Uniform is the sampler's own spacing (what a plain diffusers scheduler does).
+SCHEDULES = (
+    SchedulerItem(name="automatic", label="Automatic", default_rho=-1.0, need_inner_model=False),
+    SchedulerItem(name="uniform", label="Uniform", default_rho=-1.0, need_inner_model=True),
+    SchedulerItem(name="karras", label="Karras", default_rho=7.0, need_inner_model=False),
+)
+
+
+def a1111_sampler(scheduler: str) -> str | None:
+    """A1111's sampler name for one of our schedulers, without a schedule suffix scheduler_for reads
+    apart ("dpmpp_2m_karras" -> "DPM++ 2M"); None for a name the contract does not know."""
+    label = SCHEDULER_LABELS.get(scheduler)
+    if label is None:
+        return None
+    for schedule in SCHEDULES:
+        suffix = " " + schedule.label
+        if label.endswith(suffix) and scheduler_for(label[:-len(suffix)], schedule.label) == scheduler:
+            return label[:-len(suffix)]
+    return label
+
+
+def offered_samplers(schedulers: set[str]) -> list[str]:
+    """A1111 sampler names for our scheduler names, each once, in A1111's order (others after)."""
+    names = {a1111_sampler(name) for name in schedulers} - {None}
+    return [s for s in SAMPLER_FACTS if s in names] + sorted(names - SAMPLER_FACTS.keys())
+
+
+def offered_schedules(samplers: list[str], schedulers: set[str]) -> list[SchedulerItem]:
+    """The schedule types that some offered sampler can follow with an offered scheduler."""
+    return [schedule for schedule in SCHEDULES
+            if any(scheduler_for(sampler, schedule.label) in schedulers for sampler in samplers)]
+
+
+# -- PNG Info ---------------------------------------------------------------------------------------------
+
+# What A1111's parse_generation_parameters fills in for keys an infotext leaves out, where leaving it out
+# means the same here (no hires pass, the last CLIP layer, the whole picture...). Those that would claim
+# what we do not do (RNG, FP8, VAE tiling) are left out.
+ABSENT_MEANS = {
+    CLIP_SKIP: "1",
+    "Hires resize-1": 0,
+    "Hires resize-2": 0,
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    SCHEDULE_TYPE: "Automatic",
+    MASK_MODE: "Inpaint masked",  # the inpaint service writes it only for an inverted mask
+}
+
+
+def generation_parameters(text: str) -> dict[str, Any]:
+    """Infotext as A1111's parse_generation_parameters gives it: "Prompt", "Negative prompt", each pair as
+    written (WIDTHxHEIGHT values also as "<key>-1" and "<key>-2"), then what absent keys mean."""
+    prompt, negative, pairs = split_infotext(text)
+    out: dict[str, Any] = {"Prompt": prompt, "Negative prompt": negative}
+    for key, value in pairs.items():
+        size = parse_size(value)
+        if size:
+            out[f"{key}-1"], out[f"{key}-2"] = str(size[0]), str(size[1])
+        else:
+            out[key] = value
+    for key, value in ABSENT_MEANS.items():
+        out.setdefault(key, value)
+    return out
+
+
+def decode_image(field: str, text: str) -> bytes:
+    """The bytes of a base64 image (a data: URL's too); 422 naming the field when it is not base64."""
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text.strip())
+    except (binascii.Error, ValueError):
+        problem = "not base64 (an image as base64, with or without a data: prefix)"
+        raise HTTPException(422, f"{field}: {problem}") from None
+
+
+def png_info(body: PNGInfoRequest) -> PNGInfoResponse:
+    try:
+        text = read_infotext(decode_image("image", body.image)) or ""
+    except NoParameters as err:  # A1111 answers 500 "Invalid encoded image": a bad value is a 422 here
+        raise HTTPException(422, f"image: {err}") from None
+    if len(text) > MAX_INFOTEXT:  # as the PNG Info tab: longer than the reader goes is not parsed
+        return PNGInfoResponse(info=text[:MAX_INFOTEXT], items={}, parameters={})
+    # items: A1111's are the image's other text chunks; the reader skips those unread (a ComfyUI workflow
+    # can be megabytes), so none are given.
+    return PNGInfoResponse(info=text, items={}, parameters=generation_parameters(text))
+
+
+# -- the host ---------------------------------------------------------------------------------------------
+
+def memory() -> MemoryResponse:
+    """The gateway host's RAM (as A1111: {free, used, total} in bytes, or {error}); the gateway holds no
+    GPU, so CUDA is what A1111 reports without one (each service has its own device)."""
+    try:
+        import psutil  # installed with accelerate; A1111 too reads RAM through it
+
+        vm = psutil.virtual_memory()
+        ram = {"free": vm.available, "used": vm.total - vm.available, "total": vm.total}
+    except Exception as err:  # noqa: BLE001 - as A1111: what went wrong, in place of the numbers
+        ram = {"error": str(err) or type(err).__name__}
+    return MemoryResponse(ram=ram, cuda={"error": "unavailable"})
+
+
+def cmd_flags(request: Request) -> dict[str, Any]:
+    """A1111's command-line flags that have an equivalent here, with what this gateway does. Flags that
+    would show a path or a credential (ckpt_dir, api_auth, ...) and the services' own are not given."""
+    host, port = request.scope.get("server") or ("", None)
+    return {
+        "api": True,
+        "nowebui": False,  # the UI is served on the same port
+        # Bound beyond loopback for sure when the request came in on another address (0.0.0.0 otherwise
+        # cannot be told apart from 127.0.0.1 here).
+        "listen": bool(host) and not host.startswith("127.") and host not in ("::1", "localhost"),
+        "port": port,
+        "share": False,
+        "no_gradio_queue": False,
+        "api_server_stop": False,  # no server-kill / server-restart / server-stop routes
+    }
+
+
+# -- the routes -------------------------------------------------------------------------------------------
+
+def add_routes(router: APIRouter, hub: "Hub") -> None:
+    """The catalogue routes on `router` (a gateway_ui.hub.Hub's backends give what the services offer)."""
+
+    def infos() -> list:
+        """Every mode's GetInfo at once (an unreachable service's placeholder included)."""
+        backends = list(hub.backends.values())
+        with ThreadPoolExecutor(max(1, len(backends))) as pool:
+            return list(pool.map(lambda backend: backend.info(), backends))
+
+    def schedulers() -> set[str]:
+        return {name for info in infos() for name in info.schedulers}
+
+    def get(path: str, response_model=None):
+        return router.get(PREFIX + path, response_model=response_model)
+
+    @get("/samplers", list[SamplerItem])
+    def samplers():
+        items = []
+        for name in offered_samplers(schedulers()):
+            aliases, options = SAMPLER_FACTS.get(name, ([], {}))
+            items.append(SamplerItem(name=name, aliases=aliases, options=options))
+        return items
+
+    @get("/schedulers", list[SchedulerItem])
+    def schedule_types():
+        offered = schedulers()
+        return offered_schedules(offered_samplers(offered), offered)
+
+    @get("/upscalers", list[UpscalerItem])
+    def upscalers():
+        # What A1111 always has (scale: its UpscalerData default); upscaler models are a later addition.
+        return [UpscalerItem(name=name, scale=4.0) for name in ("None", "Lanczos", "Nearest")]
+
+    @get("/latent-upscale-modes", list[NameItem])
+    def latent_upscale_modes():
+        return [NameItem(name=name) for name in ("Latent", "Latent (antialiased)", "Latent (bicubic)",
+                                                 "Latent (bicubic antialiased)", "Latent (nearest)",
+                                                 "Latent (nearest-exact)")]
+
+    @get("/sd-vae", list[SDVaeItem])
+    def sd_vae():
+        return []  # A1111 lists VAE files found; each checkpoint here brings its own VAE
+
+    @get("/loras", list[LoraItem])
+    def loras():
+        # The union of what the services list. A1111's path is the file's: here its name (never a path),
+        # which is also what a <lora:name:weight> tag takes.
+        names = sorted({name for info in infos() for name in info.loras}, key=str.lower)
+        return [LoraItem(name=name, alias=name, path=name, metadata={}) for name in names]
+
+    # A1111 rescans its folders and answers null. Here each service lists its LoRA folder on every GetInfo
+    # (what /loras reads) and serves the checkpoints it started with: nothing is left to rescan.
+    def nothing_to_rescan() -> None:
+        return None
+
+    for path in ("/refresh-loras", "/refresh-checkpoints", "/refresh-vae"):
+        router.add_api_route(PREFIX + path, nothing_to_rescan, methods=["POST"])
+
+    router.post(PREFIX + "/png-info", response_model=PNGInfoResponse)(png_info)
+    router.get(PREFIX + "/memory", response_model=MemoryResponse)(memory)
+    router.get(PREFIX + "/cmd-flags")(cmd_flags)
+
+    @get("/scripts", ScriptsList)
+    def scripts():
+        return ScriptsList(txt2img=[], img2img=[])  # no scripts here (alwayson_scripts are refused)
+
+    @get("/embeddings", EmbeddingsResponse)
+    def embeddings():
+        return EmbeddingsResponse(loaded={}, skipped={})
+
+    # What A1111 has and this project does not: empty lists.
+    def none_here() -> list:
+        return []
+
+    for path in ("/script-info", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models",
+                 "/extensions"):
+        router.add_api_route(PREFIX + path, none_here, methods=["GET"], response_model=list)
