@@ -79,9 +79,12 @@ class GenerationSpec:
 
     @property
     def starts_from_latents(self) -> bool:
-        """Whether the mode makes the input's latents itself (fit latent, latent noise or nothing) and
-        gives them to the pipeline instead of the picture: a pipeline call takes one or the other."""
-        return self.latent_source is not None or self.masked_content in ("latent noise", "latent nothing")
+        """Whether the mode makes the input's latents itself (fit latent; latent noise or nothing below
+        strength 1) and gives them to the pipeline instead of the picture: a pipeline call takes one or
+        the other."""
+        # At strength 1 the latents start from pure noise: what lies under the mask is never seen.
+        latent_content = self.masked_content in ("latent noise", "latent nothing") and self.pipeline_strength != 1.0
+        return self.latent_source is not None or latent_content
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""
