@@ -243,7 +243,7 @@ def _resize_mode(mode: str) -> dict:
 def _fit(values: dict) -> str | None:
     """The fit asked for; "" (or an API caller's None): the service's default."""
     fit = values.get("fit") or None
-    if fit is not None and fit not in dict((v, k) for k, v in RESIZE_MODES):
+    if fit is not None and fit not in {value for _label, value in RESIZE_MODES}:
         raise InputError(f"fit {str(fit)[:40]!r} is not one of {', '.join(v for _, v in RESIZE_MODES if v)}")
     return fit
 

@@ -109,7 +109,8 @@ SCHEDULER_LABELS: dict[str, str] = {
 MIN_SIZE = 64  # smallest width or height
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 64
-# InpaintRequest.only_masked_padding: 0..this, AUTOMATIC1111's UI slider's range (its UI's default, 32, is INPAINT's).
+# InpaintRequest.only_masked_padding: 0..this, AUTOMATIC1111's UI slider's range (its UI's default, 32, is
+# INPAINT's).
 MAX_ONLY_MASKED_PADDING = 256
 # GenerationParams.clip_skip: 1 (the text encoder's last layer) .. the layers of SD 1.x's text encoder.
 MAX_CLIP_SKIP = 12

@@ -47,7 +47,8 @@ ONLY_MASKED = "Only masked"  # the Inpaint area of only_masked
 # The fit, in AUTOMATIC1111's words for its resize modes (its UI's "Resize mode"), written when it is not a
 # plain resize (keep records its size, which a resize remakes), so a replay fits the input as it was.
 RESIZE_MODE = "Resize mode"
-RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill", "latent": "Just resize (latent upscale)"}
+RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill",
+                      "latent": "Just resize (latent upscale)"}
 
 INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
 UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagegen.v1.contract import (FIT_MODES, MASKED_CONTENT, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING,
-                                  MAX_SEED, MODE_NAMES, MODES, OUTPUT_FORMATS)
+from imagegen.v1.contract import (FIT_MODES, MASKED_CONTENT, MAX_CLIP_SKIP, MAX_MASK_BLUR,
+                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MODE_NAMES, MODES, OUTPUT_FORMATS)
 
 from .client import ImageGenClient
 from .errors import ServiceError
@@ -135,7 +135,7 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
                        help=f"blend radius in pixels, 0..{MAX_MASK_BLUR} (default {contract.default_mask_blur})")
         p.add_argument("--invert-mask", action="store_true", help="repaint the black part instead")
         p.add_argument("--only-masked", action="store_true",
-                       help="repaint only the mask's surroundings, at --width x --height, and paste them back")
+                       help="repaint only the mask's surroundings, at --width x --height, pasted back")
         p.add_argument("--only-masked-padding", type=whole(0, MAX_ONLY_MASKED_PADDING), default=None,
                        help=f"--only-masked: pixels around the mask, 0..{MAX_ONLY_MASKED_PADDING} "
                             f"(default {contract.default_only_masked_padding})")

@@ -72,11 +72,13 @@ RECALLABLE = (
     Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
     Recallable("fit", RESIZE_MODE, "fit"),  # A1111's resize mode words -> our fit names
     Recallable("only_masked", INPAINT_AREA, "only_masked"),  # "Only masked" -> True
-    Recallable("only_masked_padding", MASKED_AREA_PADDING, "only_masked_padding", int, (0, MAX_ONLY_MASKED_PADDING)),
+    Recallable("only_masked_padding", MASKED_AREA_PADDING, "only_masked_padding", int,
+               (0, MAX_ONLY_MASKED_PADDING)),
     Recallable("masked_content", MASKED_CONTENT, "masked_content"),  # A1111's words are our names
 )
 _FITS = {label: name for name, label in RESIZE_MODE_LABELS.items()}
 _AREAS = {ONLY_MASKED: True, "Whole picture": False}
+_CONTENTS = {name: name for name in CONTENTS}
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(f"unknown sampler {sampler!r}: this project has {known}")
     invert = pairs.pop(MASK_MODE, "") == INPAINT_NOT_MASKED
     words = {}  # the keys whose values are words of a fixed set: their value in our names
-    for key, names in ((RESIZE_MODE, _FITS), (INPAINT_AREA, _AREAS), (MASKED_CONTENT, {c: c for c in CONTENTS})):
+    for key, names in ((RESIZE_MODE, _FITS), (INPAINT_AREA, _AREAS), (MASKED_CONTENT, _CONTENTS)):
         raw = pairs.pop(key, None)
         if raw is not None and raw not in names:
             refuse(key, f"{_shown(raw)} is not one of {', '.join(map(repr, names))}")

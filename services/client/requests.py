@@ -68,7 +68,8 @@ def make_request(
     if fit is not None and fit not in FIT_MODES:
         raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FIT_MODES)}")
     if masked_content is not None and masked_content not in MASKED_CONTENT:
-        raise ValueError(f"unknown masked content {masked_content!r}; choose one of {', '.join(MASKED_CONTENT)}")
+        choices = ", ".join(MASKED_CONTENT)
+        raise ValueError(f"unknown masked content {masked_content!r}; choose one of {choices}")
     params = pb.GenerationParams(
         prompt=prompt,
         negative_prompt=negative_prompt,

@@ -83,7 +83,8 @@ class GenerationSpec:
         strength 1) and gives them to the pipeline instead of the picture: a pipeline call takes one or
         the other."""
         # At strength 1 the latents start from pure noise: what lies under the mask is never seen.
-        latent_content = self.masked_content in ("latent noise", "latent nothing") and self.pipeline_strength != 1.0
+        latent_content = (self.masked_content in ("latent noise", "latent nothing")
+                          and self.pipeline_strength != 1.0)
         return self.latent_source is not None or latent_content
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:

@@ -3,7 +3,8 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG
 from imagegen.v1.infotext import DENOISING_STRENGTH, RESIZE_MODE, RESIZE_MODE_LABELS
-from services.core.checks import check_fit, check_image, check_params, check_strength, latent_source, output_size
+from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
+                                  output_size)
 from services.core.engine import latents
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.imaging import images
@@ -71,8 +72,8 @@ def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
 
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
     timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
-    noised = pipe.prepare_latents(start(pipe, spec, generator), timesteps[:1], 1, 1, prompt.embeds.dtype, device,
-                                  generator)
+    image = start(pipe, spec, generator)
+    noised = pipe.prepare_latents(image, timesteps[:1], 1, 1, prompt.embeds.dtype, device, generator)
     return new_row(pipe, spec, prompt, scheduler, timesteps, noised, generator)
 
 

@@ -7,7 +7,8 @@ from imagegen.v1.contract import INPAINT, MASKED_CONTENT_BY_ENUM, MAX_MASK_BLUR,
 from imagegen.v1.infotext import (DENOISING_STRENGTH, INPAINT_AREA, INPAINT_NOT_MASKED, MASK_BLUR, MASK_MODE,
                                   MASKED_AREA_PADDING, MASKED_CONTENT, ONLY_MASKED, RESIZE_MODE,
                                   RESIZE_MODE_LABELS)
-from services.core.checks import check_fit, check_image, check_params, check_strength, latent_source, output_size
+from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
+                                  output_size)
 from services.core.engine import latents
 from services.core.engine.conditioners import InpaintChannels, KeepUnmasked
 from services.core.engine.rows import Row, new_row, strength_timesteps
@@ -42,7 +43,7 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
         picture = images.to_rgb(source)
         box = masks.only_masked_region(whole, width, height, padding)
         init_image, mask = masks.cut_out(picture, whole, box, width, height)
-        overlay, fit = masks.Overlay(picture, whole, box), "resize"  # the fit does not apply: the cut-out fills
+        overlay, fit = masks.Overlay(picture, whole, box), "resize"  # no fit: the cut-out is filled
         extra += [(INPAINT_AREA, ONLY_MASKED), (MASKED_AREA_PADDING, padding)]
     else:
         # The mask is fitted exactly as the image is, so the two stay aligned.
@@ -80,7 +81,8 @@ def check_masked_content(request) -> str:
 
 def refuse_empty(mask) -> None:
     if mask.getextrema()[1] == 0:
-        raise InvalidArgument("mask_image.data", "the mask marks nothing to repaint (all black after invert_mask)")
+        raise InvalidArgument("mask_image.data",
+                              "the mask marks nothing to repaint (all black after invert_mask)")
 
 
 def latent_start(pipe, spec, generator):
@@ -108,7 +110,8 @@ def run(pipe, batch, generators, on_step):
     inputs = {"image": per_image(batch, "init_image")}
     if first.starts_from_latents:  # the batch's (batch_key), each image's made with its generator
         starts = [latent_start(pipe, spec, generator) for spec, generator in zip(specs, generators)]
-        inputs = {"image": torch.cat([s[0] for s in starts]), "masked_image_latents": torch.cat([s[1] for s in starts])}
+        inputs = {"image": torch.cat([start[0] for start in starts]),
+                  "masked_image_latents": torch.cat([start[1] for start in starts])}
     generated = pipe(
         **shared_args(pipe, batch, generators, on_step),
         **inputs,
@@ -155,8 +158,8 @@ def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     noised, noise = prepared[0], prepared[1]
     mask_condition = pipe.mask_processor.preprocess(spec.mask, height=height, width=width)
     masked = image * (mask_condition < 0.5) if start is None else start[1]
-    mask, masked_latents = pipe.prepare_mask_latents(mask_condition, masked, 1, height, width, prompt.embeds.dtype,
-                                                     device, generator, cfg)
+    mask, masked_latents = pipe.prepare_mask_latents(mask_condition, masked, 1, height, width,
+                                                     prompt.embeds.dtype, device, generator, cfg)
     row = new_row(pipe, spec, prompt, scheduler, timesteps, noised, generator)
     if not four_channels:
         return row.attach(InpaintChannels(mask, masked_latents))

@@ -21,7 +21,7 @@ from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, box_mask, png, request_for
 
 MAX_DIFF = 3  # of 255, per channel: the engines' UNet batches against diffusers' own call
-FIELDS = dict(prompt="a red fox", negative_prompt="", steps=4, seed=7)
+FIELDS = {"prompt": "a red fox", "negative_prompt": "", "steps": 4, "seed": 7}
 
 
 def pixels(data) -> np.ndarray:
@@ -200,7 +200,7 @@ def test_fit_latent_and_fill_in_inpaint_keep_the_fitted_input_outside_the_mask(s
 # --- checks and replay -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, overrides", [
-    ("only_masked_padding", dict(only_masked=True, only_masked_padding=257)),
+    ("only_masked_padding", {"only_masked": True, "only_masked_padding": 257}),
     ("masked_content", {}),
     ("fit", {}),
 ])
@@ -226,9 +226,9 @@ def test_fit_latent_refuses_an_input_too_big_to_encode(services):
 
 
 @pytest.mark.parametrize("mode, fields", [
-    ("inpaint", dict(only_masked=True, only_masked_padding=4, masked_content="latent noise", strength=0.7)),
-    ("inpaint", dict(masked_content="fill", fit="fill", width=64, height=64, strength=0.7)),
-    ("img2img", dict(fit="latent", width=64, height=64)),
+    ("inpaint", {"only_masked": True, "only_masked_padding": 4, "masked_content": "latent noise", "strength": 0.7}),
+    ("inpaint", {"masked_content": "fill", "fit": "fill", "width": 64, "height": 64, "strength": 0.7}),
+    ("img2img", {"fit": "latent", "width": 64, "height": 64}),
 ])
 def test_replaying_the_infotext_gives_the_same_pixels(services, mode, fields):
     image, mask = png((80, 64), seed=11), box_mask((80, 64), (20, 20, 50, 44))

@@ -80,7 +80,8 @@ def only_masked_region(mask: Image.Image, width: int, height: int, padding: int)
     return tuple(int(v) for v in VaeImageProcessor.get_crop_region(mask, width, height, pad=padding))
 
 
-def cut_out(image: Image.Image, mask: Image.Image, box, width: int, height: int) -> tuple[Image.Image, Image.Image]:
+def cut_out(image: Image.Image, mask: Image.Image, box, width: int,
+            height: int) -> tuple[Image.Image, Image.Image]:
     """The image and the mask inside `box`, fitted to width x height as "resize and fill" does, as
     diffusers' inpainting pipeline prepares them for padding_mask_crop (Lanczos; the mask binarized)."""
     picture = fill_resize(image.crop(box), width, height)
