@@ -85,7 +85,8 @@ def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tab
     text = ("a castle\nSteps: 1000000000, Sampler: Euler a, CFG scale: nan, Seed: 18446744073709551616, "
             "Size: 512x99999, Denoising strength: 1e400, Mask blur: 4, Clip skip: -1")
     values, warnings = values_for(built["inpaint"], parse_parameters(text))
-    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4}
+    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4,
+                      "only_masked": False}
     for key in ("Steps '1000000000'", "CFG scale 'nan'", "Seed '18446744073709551616'", "Size '512x99999'",
                 "Denoising strength '1e400'", "Clip skip '-1'"):
         assert any(found.startswith(key) and "is outside" in found for found in warnings), (key, warnings)
