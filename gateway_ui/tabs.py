@@ -15,8 +15,8 @@ from typing import Callable
 import gradio as gr
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, TXT2IMG,
-                                  ModeContract)
+from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING,
+                                  MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract)
 from services.client import make_request
 
 from .inputs import READABLE, problem, uploaded_paths
@@ -40,7 +40,8 @@ class Controls:
     sized: bool  # txt2img: width/height >= 64; image modes: 0 keeps the input's size
 
     @classmethod
-    def build(cls, mode: str, info: pb.ServiceInfo, sized: bool, extra: Callable[[], dict]) -> "Controls":
+    def build(cls, mode: str, info: pb.ServiceInfo, sized: bool, extra: Callable[[], dict],
+              late: Callable[[], dict] = dict) -> "Controls":
         limits, defaults = info.limits, info.defaults
         least = MIN_SIZE if sized else 0
         suffix = "" if sized else " (0 = the input's)"
@@ -69,8 +70,10 @@ class Controls:
                                       elem_id=f"{mode}-clip-skip")
             # Mode controls stay last on the page: moved above, they broke ImageEditor uploads in Chromium.
             mode_fields = extra()  # strength, mask blur (first in the API, last on the page)
+            late_fields = late()  # added later: last in the API too, so positional callers keep working
         return cls({**mode_fields, "steps": steps, "guidance": guidance, "width": width, "height": height,
-                    "seed": seed, "num_images": num_images, "scheduler": scheduler, "clip_skip": clip_skip}, sized)
+                    "seed": seed, "num_images": num_images, "scheduler": scheduler, "clip_skip": clip_skip,
+                    **late_fields}, sized)
 
     @property
     def ranged(self) -> list:
@@ -196,6 +199,8 @@ class TabSpec:
     mode_controls: Callable[[pb.ServiceInfo], dict]
     # Values by API name -> the request; InputError names what the person must fix.
     request: Callable[[dict], object]
+    # Builds the mode's controls added after the shared ones (last in the API) -> API name -> component.
+    late_controls: Callable[[pb.ServiceInfo], dict] = lambda _info: {}
 
 
 def _no_inputs() -> dict:
@@ -223,11 +228,31 @@ def img2img_inputs() -> dict:
     return {"image": checked_at_upload(image, "Img2Img: the input image")}
 
 
+# The fits in AUTOMATIC1111's words ("Resize mode"); the first is the service's default: resize to the size
+# given, keep the input's when none is.
+RESIZE_MODES = [("Just resize", ""), ("Crop and resize", "crop"), ("Resize and fill", "fill"),
+                ("Just resize (latent upscale)", "latent")]
+MASKED_CONTENTS = ["original", "fill", "latent noise", "latent nothing"]
+
+
+def _resize_mode(mode: str) -> dict:
+    return {"fit": gr.Dropdown(RESIZE_MODES, value="", label="Resize mode (to Width x Height)",
+                               elem_id=f"{mode}-fit")}
+
+
+def _fit(values: dict) -> str | None:
+    """The fit asked for; "" (or an API caller's None): the service's default."""
+    fit = values.get("fit") or None
+    if fit is not None and fit not in {value for _label, value in RESIZE_MODES}:
+        raise InputError(f"fit {str(fit)[:40]!r} is not one of {', '.join(v for _, v in RESIZE_MODES if v)}")
+    return fit
+
+
 def img2img_request(values: dict):
     if values["image"] is None:
         raise InputError("upload an input image first")
     return make_request(IMG2IMG.name, values["prompt"] or "", image=values["image"],
-                        strength=number(values, "strength"), **common_request_args(values))
+                        strength=number(values, "strength"), fit=_fit(values), **common_request_args(values))
 
 
 def inpaint_inputs() -> dict:
@@ -248,20 +273,43 @@ def inpaint_controls(info: pb.ServiceInfo) -> dict:
                                    elem_id="inpaint-mask-blur")}
 
 
+def inpaint_late_controls(info: pb.ServiceInfo) -> dict:
+    """A1111's Inpaint area, its padding and Masked content; the resize mode (not used for only masked)."""
+    with gr.Row():
+        area = gr.Radio([("Whole picture", False), ("Only masked", True)], value=False, label="Inpaint area",
+                        elem_id="inpaint-area")
+        padding = gr.Slider(0, MAX_ONLY_MASKED_PADDING, value=info.defaults.only_masked_padding or
+                            INPAINT.default_only_masked_padding, step=4, label="Only masked padding, pixels",
+                            elem_id="inpaint-padding")
+    content = gr.Radio(MASKED_CONTENTS, value="original", label="Masked content (below strength 1)",
+                       elem_id="inpaint-masked-content")
+    return {"only_masked": area, "only_masked_padding": padding, "masked_content": content,
+            **_resize_mode(INPAINT.name)}
+
+
 def inpaint_request(values: dict):
     image, mask = editor_inputs(values["editor"], values.get("mask"))
+    content = values.get("masked_content") or "original"
+    if content not in MASKED_CONTENTS:
+        raise InputError(f"masked_content {str(content)[:40]!r} is not one of {', '.join(MASKED_CONTENTS)}")
+    padding = values.get("only_masked_padding")
     return make_request(INPAINT.name, values["prompt"] or "", image=image, mask=mask,
                         strength=number(values, "strength"),
                         mask_blur=number(values, "mask_blur", whole=True),
+                        only_masked=bool(values.get("only_masked")),
+                        only_masked_padding=None if padding is None else number(values, "only_masked_padding",
+                                                                                whole=True),
+                        masked_content=content, fit=_fit(values),
                         **common_request_args(values))
 
 
 TABS = (
     TabSpec(TXT2IMG, sized=True, image_inputs=_no_inputs, mode_controls=_no_controls, request=txt2img_request),
     TabSpec(IMG2IMG, sized=False, image_inputs=img2img_inputs,
-            mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request),
+            mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request,
+            late_controls=lambda _info: _resize_mode(IMG2IMG.name)),
     TabSpec(INPAINT, sized=False, image_inputs=inpaint_inputs, mode_controls=inpaint_controls,
-            request=inpaint_request),
+            request=inpaint_request, late_controls=inpaint_late_controls),
 )
 
 
@@ -300,7 +348,8 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
                 picker = lora_picker(mode, info, prompt)
-                controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info))
+                controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
+                                          lambda: spec.late_controls(info))
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")

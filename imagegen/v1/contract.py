@@ -33,6 +33,7 @@ class ModeContract:
     takes_mask: bool  # the request has mask_image, mask_blur and invert_mask
     default_strength: float = 0.0  # the documented default when strength is unset (image modes)
     default_mask_blur: int = 0  # the documented default when mask_blur is unset (inpaint)
+    default_only_masked_padding: int = 0  # the documented default when only_masked_padding is unset (inpaint)
 
     @property
     def full_service_name(self) -> str:
@@ -50,7 +51,7 @@ IMG2IMG = ModeContract("img2img", "Img2Img", "Img2Img", 50052, 9052, pb.Img2ImgR
                        default_strength=0.8)
 INPAINT = ModeContract("inpaint", "Inpaint", "Inpainting", 50053, 9053, pb.InpaintRequest, pb_grpc.InpaintStub,
                        pb_grpc.add_InpaintServicer_to_server, takes_image=True, takes_mask=True,
-                       default_strength=1.0, default_mask_blur=4)
+                       default_strength=1.0, default_mask_blur=4, default_only_masked_padding=32)
 MODES: dict[str, ModeContract] = {m.name: m for m in (TXT2IMG, IMG2IMG, INPAINT)}
 MODE_NAMES: tuple[str, ...] = tuple(MODES)
 
@@ -80,8 +81,16 @@ FORMAT_BY_ENUM: dict[int, OutputFormat] = {pb.IMAGE_FORMAT_UNSPECIFIED: PNG, **{
 FORMAT_BY_MIME: dict[str, OutputFormat] = {f.mime: f for f in (PNG, JPEG, WEBP)}
 
 # Fit modes by name; FIT_MODE_UNSPECIFIED (None here) means resize when both sides are given, else keep.
-FIT_MODES: dict[str, int] = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP}
+FIT_MODES: dict[str, int] = {"resize": pb.FIT_MODE_RESIZE, "crop": pb.FIT_MODE_CROP, "keep": pb.FIT_MODE_KEEP,
+                             "fill": pb.FIT_MODE_FILL, "latent": pb.FIT_MODE_LATENT}
 FIT_BY_ENUM: dict[int, str | None] = {pb.FIT_MODE_UNSPECIFIED: None, **{v: k for k, v in FIT_MODES.items()}}
+
+# InpaintRequest.masked_content by name (AUTOMATIC1111's "Masked content" words); unspecified means original.
+MASKED_CONTENT: dict[str, int] = {"original": pb.MASKED_CONTENT_ORIGINAL, "fill": pb.MASKED_CONTENT_FILL,
+                                  "latent noise": pb.MASKED_CONTENT_LATENT_NOISE,
+                                  "latent nothing": pb.MASKED_CONTENT_LATENT_NOTHING}
+MASKED_CONTENT_BY_ENUM: dict[int, str] = {pb.MASKED_CONTENT_UNSPECIFIED: "original",
+                                          **{v: k for k, v in MASKED_CONTENT.items()}}
 
 # Schedulers by the names requests use (GenerationParams.scheduler), each with the AUTOMATIC1111
 # sampler name that infotext records for it; reading infotext back maps these names home again.
@@ -100,6 +109,9 @@ SCHEDULER_LABELS: dict[str, str] = {
 MIN_SIZE = 64  # smallest width or height
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 64
+# InpaintRequest.only_masked_padding: 0..this, AUTOMATIC1111's UI slider's range (its UI's default, 32, is
+# INPAINT's).
+MAX_ONLY_MASKED_PADDING = 256
 # GenerationParams.clip_skip: 1 (the text encoder's last layer) .. the layers of SD 1.x's text encoder.
 MAX_CLIP_SKIP = 12
 
@@ -121,6 +133,7 @@ def placeholder_info(name: str) -> pb.ServiceInfo:
     defaults.CopyFrom(DEFAULTS)
     defaults.strength = spec.default_strength
     defaults.mask_blur = spec.default_mask_blur
+    defaults.only_masked_padding = spec.default_only_masked_padding
     return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
                           output_formats=[f.enum for f in OUTPUT_FORMATS.values()],
                           max_clip_skip=MAX_CLIP_SKIP)

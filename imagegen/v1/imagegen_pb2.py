@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagegen/v1/imagegen.proto\x12\x0bimagegen.v1\"\x91\x03\n\x10GenerationParams\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12\x1b\n\x13num_inference_steps\x18\x03 \x01(\r\x12\x1b\n\x0eguidance_scale\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\nnum_images\x18\x08 \x01(\r\x12\x11\n\tscheduler\x18\t \x01(\t\x12/\n\routput_format\x18\n \x01(\x0e\x32\x18.imagegen.v1.ImageFormat\x12\x0f\n\x07quality\x18\x0b \x01(\r\x12\x15\n\rpreview_every\x18\x0c \x01(\r\x12&\n\x05loras\x18\r \x03(\x0b\x32\x17.imagegen.v1.LoraWeight\x12\x16\n\tclip_skip\x18\x0e \x01(\rH\x02\x88\x01\x01\x42\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0c\n\n_clip_skip\"*\n\nLoraWeight\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"(\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\"?\n\x0eTxt2ImgRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\"\xae\x01\n\x0eImg2ImgRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\x12&\n\ninit_image\x18\x02 \x01(\x0b\x32\x12.imagegen.v1.Image\x12\x15\n\x08strength\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12!\n\x03\x66it\x18\x04 \x01(\x0e\x32\x14.imagegen.v1.FitModeB\x0b\n\t_strength\"\x91\x02\n\x0eInpaintRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\x12&\n\ninit_image\x18\x02 \x01(\x0b\x32\x12.imagegen.v1.Image\x12&\n\nmask_image\x18\x03 \x01(\x0b\x32\x12.imagegen.v1.Image\x12\x15\n\x08strength\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmask_blur\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x13\n\x0binvert_mask\x18\x06 \x01(\x08\x12!\n\x03\x66it\x18\x07 \x01(\x0e\x32\x14.imagegen.v1.FitModeB\x0b\n\t_strengthB\x0c\n\n_mask_blur\"p\n\x0eGeneratedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x10\n\x08infotext\x18\x06 \x01(\t\"V\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x02 \x01(\x01\x12\x11\n\tencode_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"f\n\x10GenerateResponse\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.imagegen.v1.GeneratedImage\x12%\n\x07timings\x18\x02 \x01(\x0b\x32\x14.imagegen.v1.Timings\"\x1f\n\x0bQueuedEvent\x12\x10\n\x08position\x18\x01 \x01(\r\"W\n\rProgressEvent\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12#\n\x07preview\x18\x03 \x01(\x0b\x32\x12.imagegen.v1.Image\"\xa5\x01\n\rGenerateEvent\x12*\n\x06queued\x18\x01 \x01(\x0b\x32\x18.imagegen.v1.QueuedEventH\x00\x12.\n\x08progress\x18\x02 \x01(\x0b\x32\x1a.imagegen.v1.ProgressEventH\x00\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1d.imagegen.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\xa7\x01\n\x08\x44\x65\x66\x61ults\x12\x1b\n\x13num_inference_steps\x18\x01 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x11\n\tscheduler\x18\x05 \x01(\t\x12\x10\n\x08strength\x18\x06 \x01(\x02\x12\x11\n\tmask_blur\x18\x07 \x01(\r\x12\x0f\n\x07quality\x18\x08 \x01(\r\"\x82\x02\n\x06Limits\x12\x11\n\tmax_width\x18\x01 \x01(\r\x12\x12\n\nmax_height\x18\x02 \x01(\r\x12\x12\n\nmax_pixels\x18\x03 \x01(\x04\x12\x11\n\tmax_steps\x18\x04 \x01(\r\x12\x12\n\nmax_images\x18\x05 \x01(\r\x12\x18\n\x10max_prompt_chars\x18\x06 \x01(\r\x12\x1a\n\x12max_guidance_scale\x18\x07 \x01(\x02\x12\x18\n\x10max_input_pixels\x18\x08 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\t \x01(\x04\x12\x11\n\tmax_queue\x18\n \x01(\r\x12\x18\n\x10max_batch_images\x18\x0b \x01(\r\"\xd1\x02\n\x0bServiceInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x12\n\nschedulers\x18\x05 \x03(\t\x12\'\n\x08\x64\x65\x66\x61ults\x18\x06 \x01(\x0b\x32\x15.imagegen.v1.Defaults\x12#\n\x06limits\x18\x07 \x01(\x0b\x32\x13.imagegen.v1.Limits\x12\x30\n\x0eoutput_formats\x18\x08 \x03(\x0e\x32\x18.imagegen.v1.ImageFormat\x12\x0f\n\x07version\x18\t \x01(\t\x12\x0e\n\x06\x65ngine\x18\n \x01(\t\x12\x14\n\x0cmodel_family\x18\x0b \x01(\t\x12\x15\n\rinpaint_model\x18\x0c \x01(\x08\x12\r\n\x05loras\x18\r \x03(\t\x12\x15\n\rmax_clip_skip\x18\x0e \x01(\r*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03*^\n\x07\x46itMode\x12\x18\n\x14\x46IT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46IT_MODE_RESIZE\x10\x01\x12\x11\n\rFIT_MODE_CROP\x10\x02\x12\x11\n\rFIT_MODE_KEEP\x10\x03\x32\xe0\x01\n\x07Txt2Img\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.Txt2ImgRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.Txt2ImgRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfo2\xe0\x01\n\x07Img2Img\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.Img2ImgRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.Img2ImgRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfo2\xe0\x01\n\x07Inpaint\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.InpaintRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.InpaintRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagegen/v1/imagegen.proto\x12\x0bimagegen.v1\"\x91\x03\n\x10GenerationParams\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12\x1b\n\x13num_inference_steps\x18\x03 \x01(\r\x12\x1b\n\x0eguidance_scale\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\nnum_images\x18\x08 \x01(\r\x12\x11\n\tscheduler\x18\t \x01(\t\x12/\n\routput_format\x18\n \x01(\x0e\x32\x18.imagegen.v1.ImageFormat\x12\x0f\n\x07quality\x18\x0b \x01(\r\x12\x15\n\rpreview_every\x18\x0c \x01(\r\x12&\n\x05loras\x18\r \x03(\x0b\x32\x17.imagegen.v1.LoraWeight\x12\x16\n\tclip_skip\x18\x0e \x01(\rH\x02\x88\x01\x01\x42\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0c\n\n_clip_skip\"*\n\nLoraWeight\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"(\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\"?\n\x0eTxt2ImgRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\"\xae\x01\n\x0eImg2ImgRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\x12&\n\ninit_image\x18\x02 \x01(\x0b\x32\x12.imagegen.v1.Image\x12\x15\n\x08strength\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12!\n\x03\x66it\x18\x04 \x01(\x0e\x32\x14.imagegen.v1.FitModeB\x0b\n\t_strength\"\x94\x03\n\x0eInpaintRequest\x12-\n\x06params\x18\x01 \x01(\x0b\x32\x1d.imagegen.v1.GenerationParams\x12&\n\ninit_image\x18\x02 \x01(\x0b\x32\x12.imagegen.v1.Image\x12&\n\nmask_image\x18\x03 \x01(\x0b\x32\x12.imagegen.v1.Image\x12\x15\n\x08strength\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmask_blur\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x13\n\x0binvert_mask\x18\x06 \x01(\x08\x12!\n\x03\x66it\x18\x07 \x01(\x0e\x32\x14.imagegen.v1.FitMode\x12\x13\n\x0bonly_masked\x18\x08 \x01(\x08\x12 \n\x13only_masked_padding\x18\t \x01(\rH\x02\x88\x01\x01\x12\x32\n\x0emasked_content\x18\n \x01(\x0e\x32\x1a.imagegen.v1.MaskedContentB\x0b\n\t_strengthB\x0c\n\n_mask_blurB\x16\n\x14_only_masked_padding\"p\n\x0eGeneratedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x10\n\x08infotext\x18\x06 \x01(\t\"V\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x02 \x01(\x01\x12\x11\n\tencode_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"f\n\x10GenerateResponse\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.imagegen.v1.GeneratedImage\x12%\n\x07timings\x18\x02 \x01(\x0b\x32\x14.imagegen.v1.Timings\"\x1f\n\x0bQueuedEvent\x12\x10\n\x08position\x18\x01 \x01(\r\"W\n\rProgressEvent\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12#\n\x07preview\x18\x03 \x01(\x0b\x32\x12.imagegen.v1.Image\"\xa5\x01\n\rGenerateEvent\x12*\n\x06queued\x18\x01 \x01(\x0b\x32\x18.imagegen.v1.QueuedEventH\x00\x12.\n\x08progress\x18\x02 \x01(\x0b\x32\x1a.imagegen.v1.ProgressEventH\x00\x12/\n\x06result\x18\x03 \x01(\x0b\x32\x1d.imagegen.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\xc4\x01\n\x08\x44\x65\x66\x61ults\x12\x1b\n\x13num_inference_steps\x18\x01 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x11\n\tscheduler\x18\x05 \x01(\t\x12\x10\n\x08strength\x18\x06 \x01(\x02\x12\x11\n\tmask_blur\x18\x07 \x01(\r\x12\x0f\n\x07quality\x18\x08 \x01(\r\x12\x1b\n\x13only_masked_padding\x18\t \x01(\r\"\x82\x02\n\x06Limits\x12\x11\n\tmax_width\x18\x01 \x01(\r\x12\x12\n\nmax_height\x18\x02 \x01(\r\x12\x12\n\nmax_pixels\x18\x03 \x01(\x04\x12\x11\n\tmax_steps\x18\x04 \x01(\r\x12\x12\n\nmax_images\x18\x05 \x01(\r\x12\x18\n\x10max_prompt_chars\x18\x06 \x01(\r\x12\x1a\n\x12max_guidance_scale\x18\x07 \x01(\x02\x12\x18\n\x10max_input_pixels\x18\x08 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\t \x01(\x04\x12\x11\n\tmax_queue\x18\n \x01(\r\x12\x18\n\x10max_batch_images\x18\x0b \x01(\r\"\xd1\x02\n\x0bServiceInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x12\n\nschedulers\x18\x05 \x03(\t\x12\'\n\x08\x64\x65\x66\x61ults\x18\x06 \x01(\x0b\x32\x15.imagegen.v1.Defaults\x12#\n\x06limits\x18\x07 \x01(\x0b\x32\x13.imagegen.v1.Limits\x12\x30\n\x0eoutput_formats\x18\x08 \x03(\x0e\x32\x18.imagegen.v1.ImageFormat\x12\x0f\n\x07version\x18\t \x01(\t\x12\x0e\n\x06\x65ngine\x18\n \x01(\t\x12\x14\n\x0cmodel_family\x18\x0b \x01(\t\x12\x15\n\rinpaint_model\x18\x0c \x01(\x08\x12\r\n\x05loras\x18\r \x03(\t\x12\x15\n\rmax_clip_skip\x18\x0e \x01(\r*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03*\x86\x01\n\x07\x46itMode\x12\x18\n\x14\x46IT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46IT_MODE_RESIZE\x10\x01\x12\x11\n\rFIT_MODE_CROP\x10\x02\x12\x11\n\rFIT_MODE_KEEP\x10\x03\x12\x11\n\rFIT_MODE_FILL\x10\x04\x12\x13\n\x0f\x46IT_MODE_LATENT\x10\x05*\xa9\x01\n\rMaskedContent\x12\x1e\n\x1aMASKED_CONTENT_UNSPECIFIED\x10\x00\x12\x1b\n\x17MASKED_CONTENT_ORIGINAL\x10\x01\x12\x17\n\x13MASKED_CONTENT_FILL\x10\x02\x12\x1f\n\x1bMASKED_CONTENT_LATENT_NOISE\x10\x03\x12!\n\x1dMASKED_CONTENT_LATENT_NOTHING\x10\x04\x32\xe0\x01\n\x07Txt2Img\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.Txt2ImgRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.Txt2ImgRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfo2\xe0\x01\n\x07Img2Img\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.Img2ImgRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.Img2ImgRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfo2\xe0\x01\n\x07Inpaint\x12\x46\n\x08Generate\x12\x1b.imagegen.v1.InpaintRequest\x1a\x1d.imagegen.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1b.imagegen.v1.InpaintRequest\x1a\x1a.imagegen.v1.GenerateEvent0\x01\x12@\n\x07GetInfo\x12\x1b.imagegen.v1.GetInfoRequest\x1a\x18.imagegen.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagegen.v1.imagegen_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEFORMAT']._serialized_start=2436
-  _globals['_IMAGEFORMAT']._serialized_end=2547
-  _globals['_FITMODE']._serialized_start=2549
-  _globals['_FITMODE']._serialized_end=2643
+  _globals['_IMAGEFORMAT']._serialized_start=2596
+  _globals['_IMAGEFORMAT']._serialized_end=2707
+  _globals['_FITMODE']._serialized_start=2710
+  _globals['_FITMODE']._serialized_end=2844
+  _globals['_MASKEDCONTENT']._serialized_start=2847
+  _globals['_MASKEDCONTENT']._serialized_end=3016
   _globals['_GENERATIONPARAMS']._serialized_start=44
   _globals['_GENERATIONPARAMS']._serialized_end=445
   _globals['_LORAWEIGHT']._serialized_start=447
@@ -46,31 +48,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMG2IMGREQUEST']._serialized_start=599
   _globals['_IMG2IMGREQUEST']._serialized_end=773
   _globals['_INPAINTREQUEST']._serialized_start=776
-  _globals['_INPAINTREQUEST']._serialized_end=1049
-  _globals['_GENERATEDIMAGE']._serialized_start=1051
-  _globals['_GENERATEDIMAGE']._serialized_end=1163
-  _globals['_TIMINGS']._serialized_start=1165
-  _globals['_TIMINGS']._serialized_end=1251
-  _globals['_GENERATERESPONSE']._serialized_start=1253
-  _globals['_GENERATERESPONSE']._serialized_end=1355
-  _globals['_QUEUEDEVENT']._serialized_start=1357
-  _globals['_QUEUEDEVENT']._serialized_end=1388
-  _globals['_PROGRESSEVENT']._serialized_start=1390
-  _globals['_PROGRESSEVENT']._serialized_end=1477
-  _globals['_GENERATEEVENT']._serialized_start=1480
-  _globals['_GENERATEEVENT']._serialized_end=1645
-  _globals['_GETINFOREQUEST']._serialized_start=1647
-  _globals['_GETINFOREQUEST']._serialized_end=1663
-  _globals['_DEFAULTS']._serialized_start=1666
-  _globals['_DEFAULTS']._serialized_end=1833
-  _globals['_LIMITS']._serialized_start=1836
-  _globals['_LIMITS']._serialized_end=2094
-  _globals['_SERVICEINFO']._serialized_start=2097
-  _globals['_SERVICEINFO']._serialized_end=2434
-  _globals['_TXT2IMG']._serialized_start=2646
-  _globals['_TXT2IMG']._serialized_end=2870
-  _globals['_IMG2IMG']._serialized_start=2873
-  _globals['_IMG2IMG']._serialized_end=3097
-  _globals['_INPAINT']._serialized_start=3100
-  _globals['_INPAINT']._serialized_end=3324
+  _globals['_INPAINTREQUEST']._serialized_end=1180
+  _globals['_GENERATEDIMAGE']._serialized_start=1182
+  _globals['_GENERATEDIMAGE']._serialized_end=1294
+  _globals['_TIMINGS']._serialized_start=1296
+  _globals['_TIMINGS']._serialized_end=1382
+  _globals['_GENERATERESPONSE']._serialized_start=1384
+  _globals['_GENERATERESPONSE']._serialized_end=1486
+  _globals['_QUEUEDEVENT']._serialized_start=1488
+  _globals['_QUEUEDEVENT']._serialized_end=1519
+  _globals['_PROGRESSEVENT']._serialized_start=1521
+  _globals['_PROGRESSEVENT']._serialized_end=1608
+  _globals['_GENERATEEVENT']._serialized_start=1611
+  _globals['_GENERATEEVENT']._serialized_end=1776
+  _globals['_GETINFOREQUEST']._serialized_start=1778
+  _globals['_GETINFOREQUEST']._serialized_end=1794
+  _globals['_DEFAULTS']._serialized_start=1797
+  _globals['_DEFAULTS']._serialized_end=1993
+  _globals['_LIMITS']._serialized_start=1996
+  _globals['_LIMITS']._serialized_end=2254
+  _globals['_SERVICEINFO']._serialized_start=2257
+  _globals['_SERVICEINFO']._serialized_end=2594
+  _globals['_TXT2IMG']._serialized_start=3019
+  _globals['_TXT2IMG']._serialized_end=3243
+  _globals['_IMG2IMG']._serialized_start=3246
+  _globals['_IMG2IMG']._serialized_end=3470
+  _globals['_INPAINT']._serialized_start=3473
+  _globals['_INPAINT']._serialized_end=3697
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,16 @@ class FitMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FIT_MODE_RESIZE: _ClassVar[FitMode]
     FIT_MODE_CROP: _ClassVar[FitMode]
     FIT_MODE_KEEP: _ClassVar[FitMode]
+    FIT_MODE_FILL: _ClassVar[FitMode]
+    FIT_MODE_LATENT: _ClassVar[FitMode]
+
+class MaskedContent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MASKED_CONTENT_UNSPECIFIED: _ClassVar[MaskedContent]
+    MASKED_CONTENT_ORIGINAL: _ClassVar[MaskedContent]
+    MASKED_CONTENT_FILL: _ClassVar[MaskedContent]
+    MASKED_CONTENT_LATENT_NOISE: _ClassVar[MaskedContent]
+    MASKED_CONTENT_LATENT_NOTHING: _ClassVar[MaskedContent]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -28,6 +38,13 @@ FIT_MODE_UNSPECIFIED: FitMode
 FIT_MODE_RESIZE: FitMode
 FIT_MODE_CROP: FitMode
 FIT_MODE_KEEP: FitMode
+FIT_MODE_FILL: FitMode
+FIT_MODE_LATENT: FitMode
+MASKED_CONTENT_UNSPECIFIED: MaskedContent
+MASKED_CONTENT_ORIGINAL: MaskedContent
+MASKED_CONTENT_FILL: MaskedContent
+MASKED_CONTENT_LATENT_NOISE: MaskedContent
+MASKED_CONTENT_LATENT_NOTHING: MaskedContent
 
 class GenerationParams(_message.Message):
     __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip")
@@ -96,7 +113,7 @@ class Img2ImgRequest(_message.Message):
     def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., fit: _Optional[_Union[FitMode, str]] = ...) -> None: ...
 
 class InpaintRequest(_message.Message):
-    __slots__ = ("params", "init_image", "mask_image", "strength", "mask_blur", "invert_mask", "fit")
+    __slots__ = ("params", "init_image", "mask_image", "strength", "mask_blur", "invert_mask", "fit", "only_masked", "only_masked_padding", "masked_content")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     INIT_IMAGE_FIELD_NUMBER: _ClassVar[int]
     MASK_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +121,9 @@ class InpaintRequest(_message.Message):
     MASK_BLUR_FIELD_NUMBER: _ClassVar[int]
     INVERT_MASK_FIELD_NUMBER: _ClassVar[int]
     FIT_FIELD_NUMBER: _ClassVar[int]
+    ONLY_MASKED_FIELD_NUMBER: _ClassVar[int]
+    ONLY_MASKED_PADDING_FIELD_NUMBER: _ClassVar[int]
+    MASKED_CONTENT_FIELD_NUMBER: _ClassVar[int]
     params: GenerationParams
     init_image: Image
     mask_image: Image
@@ -111,7 +131,10 @@ class InpaintRequest(_message.Message):
     mask_blur: int
     invert_mask: bool
     fit: FitMode
-    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., invert_mask: _Optional[bool] = ..., fit: _Optional[_Union[FitMode, str]] = ...) -> None: ...
+    only_masked: bool
+    only_masked_padding: int
+    masked_content: MaskedContent
+    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., invert_mask: _Optional[bool] = ..., fit: _Optional[_Union[FitMode, str]] = ..., only_masked: _Optional[bool] = ..., only_masked_padding: _Optional[int] = ..., masked_content: _Optional[_Union[MaskedContent, str]] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
     __slots__ = ("data", "mime_type", "width", "height", "seed", "infotext")
@@ -180,7 +203,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Defaults(_message.Message):
-    __slots__ = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength", "mask_blur", "quality")
+    __slots__ = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength", "mask_blur", "quality", "only_masked_padding")
     NUM_INFERENCE_STEPS_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +212,7 @@ class Defaults(_message.Message):
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
     MASK_BLUR_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ONLY_MASKED_PADDING_FIELD_NUMBER: _ClassVar[int]
     num_inference_steps: int
     guidance_scale: float
     width: int
@@ -197,7 +221,8 @@ class Defaults(_message.Message):
     strength: float
     mask_blur: int
     quality: int
-    def __init__(self, num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scheduler: _Optional[str] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., quality: _Optional[int] = ...) -> None: ...
+    only_masked_padding: int
+    def __init__(self, num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scheduler: _Optional[str] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., quality: _Optional[int] = ..., only_masked_padding: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_width", "max_height", "max_pixels", "max_steps", "max_images", "max_prompt_chars", "max_guidance_scale", "max_input_pixels", "max_message_bytes", "max_queue", "max_batch_images")

@@ -37,10 +37,23 @@ HIRES_STEPS = "Hires steps"
 VARIATION_SEED = "Variation seed"
 REFINER = "Refiner"
 
+# Inpainting as AUTOMATIC1111 writes it: "Inpaint area: Only masked" and "Masked area padding: 32" for
+# only_masked (nothing for the whole picture), "Masked content: fill" (or latent noise, latent nothing;
+# nothing for original). Its readers take a missing key as Whole picture, 32 and original.
+INPAINT_AREA = "Inpaint area"
+MASKED_AREA_PADDING = "Masked area padding"
+MASKED_CONTENT = "Masked content"
+ONLY_MASKED = "Only masked"  # the Inpaint area of only_masked
+# The fit, in AUTOMATIC1111's words for its resize modes (its UI's "Resize mode"), written when it is not a
+# plain resize (keep records its size, which a resize remakes), so a replay fits the input as it was.
+RESIZE_MODE = "Resize mode"
+RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill",
+                      "latent": "Just resize (latent upscale)"}
+
 INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
 UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
 KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, DENOISING_STRENGTH, MASK_BLUR, MASK_MODE,
-        CLIP_SKIP, LORA_HASHES, *UNSUPPORTED)
+        INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES, *UNSUPPORTED)
 
 
 # -- writing ------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagegen.v1.contract import (FIT_MODES, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MODE_NAMES, MODES,
-                                  OUTPUT_FORMATS)
+from imagegen.v1.contract import (FIT_MODES, MASKED_CONTENT, MAX_CLIP_SKIP, MAX_MASK_BLUR,
+                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MODE_NAMES, MODES, OUTPUT_FORMATS)
 
 from .client import ImageGenClient
 from .errors import ServiceError
@@ -127,12 +127,20 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
         p.add_argument("--image", type=Path, required=True, help="input image")
         p.add_argument("--strength", type=float, default=None, help="0..1: how much to change")
         p.add_argument("--fit", choices=sorted(FIT_MODES), default=None,
-                       help="fit the input to --width/--height (default: resize if both set, else keep)")
+                       help="fit the input to --width/--height (default: resize if both set, else keep); "
+                            "fill: fit inside, stretch the edges; latent: stretch the input's latents")
     if contract.takes_mask:
         p.add_argument("--mask", type=Path, required=True, help="mask: white = repaint, black = keep")
         p.add_argument("--mask-blur", type=whole(0, MAX_MASK_BLUR), default=None,
                        help=f"blend radius in pixels, 0..{MAX_MASK_BLUR} (default {contract.default_mask_blur})")
         p.add_argument("--invert-mask", action="store_true", help="repaint the black part instead")
+        p.add_argument("--only-masked", action="store_true",
+                       help="repaint only the mask's surroundings, at --width x --height, pasted back")
+        p.add_argument("--only-masked-padding", type=whole(0, MAX_ONLY_MASKED_PADDING), default=None,
+                       help=f"--only-masked: pixels around the mask, 0..{MAX_ONLY_MASKED_PADDING} "
+                            f"(default {contract.default_only_masked_padding})")
+        p.add_argument("--masked-content", choices=list(MASKED_CONTENT), default=None,
+                       help="what the masked area starts from (default original)")
 
 
 def _run_generate(args) -> int:
@@ -154,6 +162,9 @@ def _run_generate(args) -> int:
         fit=getattr(args, "fit", None),
         mask_blur=getattr(args, "mask_blur", None),
         invert_mask=getattr(args, "invert_mask", False),
+        only_masked=getattr(args, "only_masked", False),
+        only_masked_padding=getattr(args, "only_masked_padding", None),
+        masked_content=getattr(args, "masked_content", None),
         clip_skip=args.clip_skip,
         loras=args.lora,
     )

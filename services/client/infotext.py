@@ -12,11 +12,13 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from imagegen.v1.contract import LIMITS, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_SEED, MIN_SIZE, SCHEDULER_LABELS
+from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
+                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, SCHEDULER_LABELS)
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
-                                  INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MODEL, SAMPLER,
-                                  SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED, parse_loras, parse_size,
-                                  sampler_as_written, scheduler_for, split_infotext)
+                                  INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
+                                  MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, ONLY_MASKED, RESIZE_MODE,
+                                  RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED,
+                                  parse_loras, parse_size, sampler_as_written, scheduler_for, split_infotext)
 
 from . import png_text
 
@@ -68,7 +70,15 @@ RECALLABLE = (
     Recallable("mask_blur", MASK_BLUR, "mask_blur", int, (0, MAX_MASK_BLUR)),
     Recallable("clip_skip", CLIP_SKIP, "clip_skip", int, (1, MAX_CLIP_SKIP)),
     Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
+    Recallable("fit", RESIZE_MODE, "fit"),  # A1111's resize mode words -> our fit names
+    Recallable("only_masked", INPAINT_AREA, "only_masked"),  # "Only masked" -> True
+    Recallable("only_masked_padding", MASKED_AREA_PADDING, "only_masked_padding", int,
+               (0, MAX_ONLY_MASKED_PADDING)),
+    Recallable("masked_content", MASKED_CONTENT, "masked_content"),  # A1111's words are our names
 )
+_FITS = {label: name for name, label in RESIZE_MODE_LABELS.items()}
+_AREAS = {ONLY_MASKED: True, "Whole picture": False}
+_CONTENTS = {name: name for name in CONTENTS}
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,10 @@ class Parameters:
     mask_blur: int | None = None
     clip_skip: int | None = None
     invert_mask: bool = False
+    fit: str | None = None  # a name of contract.FIT_MODES; None: a plain resize (or keep) to Size
+    only_masked: bool = False  # Inpaint area: Only masked
+    only_masked_padding: int | None = None
+    masked_content: str | None = None  # a name of contract.MASKED_CONTENT; None: original
     model: str | None = None
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
@@ -104,12 +118,14 @@ class Parameters:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
         for name in ("steps", "sampler", "scheduler", "guidance_scale", "seed", "width", "height", "strength",
-                     "mask_blur", "clip_skip", "model"):
+                     "mask_blur", "clip_skip", "fit", "only_masked_padding", "masked_content", "model"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
         if self.invert_mask:
             out["invert_mask"] = True
+        if self.only_masked:
+            out["only_masked"] = True
         if self.loras:
             out["loras"] = dict(self.loras)
         if self.extra:
@@ -178,6 +194,13 @@ def parse_parameters(text: str) -> Parameters:
             known = ", ".join(SCHEDULER_LABELS.values())
             problems.append(f"unknown sampler {sampler!r}: this project has {known}")
     invert = pairs.pop(MASK_MODE, "") == INPAINT_NOT_MASKED
+    words = {}  # the keys whose values are words of a fixed set: their value in our names
+    for key, names in ((RESIZE_MODE, _FITS), (INPAINT_AREA, _AREAS), (MASKED_CONTENT, _CONTENTS)):
+        raw = pairs.pop(key, None)
+        if raw is not None and raw not in names:
+            refuse(key, f"{_shown(raw)} is not one of {', '.join(map(repr, names))}")
+            problems.append(refused[key])
+        words[key] = names.get(raw) if raw is not None else None
     loras = parse_loras(pairs.pop(LORA_HASHES, ""))
     for key in UNSUPPORTED:
         if key in pairs:
@@ -185,7 +208,8 @@ def parse_parameters(text: str) -> Parameters:
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
     # without hires settings means an input image was used.
     # A value refused still says what made the image.
-    if numbers["mask_blur"] is not None or MASK_BLUR in refused or invert:
+    inpainting = any(words[key] is not None or key in refused for key in (INPAINT_AREA, MASKED_CONTENT))
+    if numbers["mask_blur"] is not None or MASK_BLUR in refused or invert or inpainting:
         mode = "inpaint"
     elif ((numbers["strength"] is not None or DENOISING_STRENGTH in refused)
           and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs):
@@ -196,7 +220,8 @@ def parse_parameters(text: str) -> Parameters:
     model = pairs.pop(MODEL, None)
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
-        scheduler=scheduler, width=width, height=height, invert_mask=invert, model=model, loras=loras,
+        scheduler=scheduler, width=width, height=height, invert_mask=invert, fit=words[RESIZE_MODE],
+        only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
 

@@ -1,7 +1,8 @@
 """Replaying an image: its infotext made into the request that makes it again.
 
 The same service and model give the same pixels: every field the infotext records is sent as recorded
-(the seed, steps, guidance, size, scheduler, strength, mask blur), and nothing is left to defaults that
+(the seed, steps, guidance, size, scheduler, strength, mask blur, resize mode, inpaint area and padding,
+masked content), and nothing is left to defaults that
 could differ. What cannot be followed is a ReplayError naming it; what may differ is a warning.
 """
 
@@ -76,6 +77,9 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
         scheduler=scheduler_to_send(params, info),
         strength=params.strength if params.strength is not None else contract.default_strength,
         mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,
+        # A1111's readers take a missing padding as 32, the service's default: sent, not left to it.
+        only_masked_padding=(params.only_masked_padding if params.only_masked_padding is not None
+                             else contract.default_only_masked_padding),
     )
     request = make_request(params.mode, **fields, num_images=1, output_format=output_format, image=image,
                            mask=mask)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import FIT_MODES, OUTPUT_FORMATS
+from imagegen.v1.contract import FIT_MODES, MASKED_CONTENT, OUTPUT_FORMATS
 from imagegen.v1.contract import mode as mode_contract
 
 
@@ -46,6 +46,9 @@ def make_request(
     fit: str | None = None,
     mask_blur: int | None = None,
     invert_mask: bool = False,
+    only_masked: bool = False,
+    only_masked_padding: int | None = None,
+    masked_content: str | None = None,
     preview_every: int = 0,
     clip_skip: int | None = None,
     loras=None,
@@ -55,12 +58,18 @@ def make_request(
     `seed`: None or -1 for a random one (the seed used comes back with each image).
     `loras`: LoRAs by name (GetInfo lists them) with weights, as a mapping {name: weight} or (name, weight)
     pairs; `<lora:name:weight>` tags in the prompt work too. Fields the mode does not have (an image for
-    txt2img, a mask for img2img) are ignored."""
+    txt2img, a mask for img2img) are ignored.
+    `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
+    mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
+    one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing")."""
     contract = mode_contract(mode)
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     if fit is not None and fit not in FIT_MODES:
         raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FIT_MODES)}")
+    if masked_content is not None and masked_content not in MASKED_CONTENT:
+        choices = ", ".join(MASKED_CONTENT)
+        raise ValueError(f"unknown masked content {masked_content!r}; choose one of {choices}")
     params = pb.GenerationParams(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -95,4 +104,9 @@ def make_request(
         if mask_blur is not None:
             request.mask_blur = mask_blur
         request.invert_mask = invert_mask
+        request.only_masked = only_masked
+        if only_masked_padding is not None:
+            request.only_masked_padding = only_masked_padding
+        if masked_content is not None:
+            request.masked_content = MASKED_CONTENT[masked_content]
     return request

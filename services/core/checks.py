@@ -267,7 +267,8 @@ def check_image(image: pb.Image, field: str, limits: Limits):
 def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int, int] | None = None,
                 fit: str | None = None) -> tuple[tuple[int, int], str]:
     """The output size, and how an input image is fitted to it ("resize" stretches, "crop" covers then
-    centre-crops; images.fit_image and masks.prepare_mask take it).
+    centre-crops, "fill" fits inside and stretches the edges, "latent" stretches the input's latents;
+    images.fit_image and masks.prepare_mask take it).
 
     Without an input image (txt2img): the requested sides, else the configured default size.
     With one of size `source`: both sides given, that size (fit: resize unless crop is asked); one side
@@ -278,7 +279,7 @@ def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int,
     field = "params.height" if params.height and not params.width else "params.width"
     if source is None:
         width, height = params.width or config.defaults.size, params.height or config.defaults.size
-    elif fit in ("resize", "crop") and not (params.width or params.height):
+    elif fit in SIZED_FITS and not (params.width or params.height):
         raise InvalidArgument("params.width", f"fit {fit} needs params.width or params.height (or both)")
     elif fit != "keep" and (params.width or params.height):
         width, height = params.width, params.height
@@ -304,7 +305,22 @@ def output_size(params: CheckedParams, config: ServiceConfig, source: tuple[int,
                     "set params.width and params.height to resize it",
                 )
     check_pixels(width, height, limits, field)
-    return (width, height), "crop" if fit == "crop" else "resize"
+    return (width, height), fit if fit in SIZED_FITS else "resize"
+
+
+# The fit modes that need a size to fit to (keep has its own; unspecified: resize when a size is given).
+SIZED_FITS = ("resize", "crop", "fill", "latent")
+
+
+def latent_source(source, fit: str, limits: Limits):
+    """Fit latent: the input as it is encoded, at its own size rounded down to a multiple of 8 (its latents
+    are stretched to the output's size afterwards); None for the other fits. Its size is bounded by
+    max_pixels, as an output is: the VAE encodes it whole."""
+    if fit != "latent":
+        return None
+    width, height = images.round8(source.width), images.round8(source.height)
+    check_pixels(width, height, limits, "init_image.data")
+    return images.to_rgb(images.fit_image(source, width, height, "resize"))
 
 
 def _round_to_8(value: float) -> int:

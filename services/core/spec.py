@@ -41,6 +41,10 @@ class GenerationSpec:
     init_image: object | None = None  # PIL RGB image at width x height (img2img, inpaint)
     mask: object | None = None  # PIL "L" image at width x height, binarized (inpaint)
     mask_blur: int = 0
+    # Inpaint: where the result goes back (masks.Overlay: the picture, its mask, the "only masked" box).
+    overlay: object | None = None
+    masked_content: str = "original"  # inpaint: a name of contract.MASKED_CONTENT
+    latent_source: object | None = None  # fit latent: the input as encoded (PIL RGB at its own size, rounded)
     infotext_extra: tuple[tuple[str, object], ...] = ()  # mode-specific "Key: value" pairs, in order
 
     @classmethod
@@ -71,7 +75,17 @@ class GenerationSpec:
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
         return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength,
-                self.prompt_chunks, self.loras)
+                self.prompt_chunks, self.loras, self.starts_from_latents)
+
+    @property
+    def starts_from_latents(self) -> bool:
+        """Whether the mode makes the input's latents itself (fit latent; latent noise or nothing below
+        strength 1) and gives them to the pipeline instead of the picture: a pipeline call takes one or
+        the other."""
+        # At strength 1 the latents start from pure noise: what lies under the mask is never seen.
+        latent_content = (self.masked_content in ("latent noise", "latent nothing")
+                          and self.pipeline_strength != 1.0)
+        return self.latent_source is not None or latent_content
 
     def infotext(self, seed: int, sampler: str, model: str) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed`."""

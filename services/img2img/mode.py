@@ -2,8 +2,10 @@
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import IMG2IMG
-from imagegen.v1.infotext import DENOISING_STRENGTH
-from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from imagegen.v1.infotext import DENOISING_STRENGTH, RESIZE_MODE, RESIZE_MODE_LABELS
+from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
+                                  output_size)
+from services.core.engine import latents
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.imaging import images
 from services.core.mode import Mode, per_image, shared_args
@@ -16,21 +18,41 @@ def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
     fit = check_fit(request)
     source = check_image(request.init_image, "init_image.data", config.limits)
     (width, height), fit = output_size(params, config, source.size, fit)
+    extra = [(DENOISING_STRENGTH, strength)]
+    if fit in RESIZE_MODE_LABELS:
+        extra.append((RESIZE_MODE, RESIZE_MODE_LABELS[fit]))
     return GenerationSpec.build(
         params, width, height,
         strength=strength,
         denoise_steps=denoise_steps,
         init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
-        infotext_extra=((DENOISING_STRENGTH, strength),),
+        latent_source=latent_source(source, fit, config.limits),
+        infotext_extra=tuple(extra),
     )
+
+
+def start(pipe, spec, generator):
+    """What the pipeline starts from for one image: the fitted picture, preprocessed; for fit latent, the
+    input's latents at its own size stretched to the output's (taken by the pipeline as they are)."""
+    if spec.latent_source is None:
+        return pipe.image_processor.preprocess(spec.init_image)
+    encoded = latents.encode(pipe, pipe.image_processor.preprocess(spec.latent_source), generator)
+    return latents.stretch(pipe, encoded, spec.height, spec.width)
 
 
 def run(pipe, batch, generators, on_step):
     # One copy of the input per image: each image's VAE sample then uses its own generator,
     # so an image does not depend on what else was in the batch.
+    if batch[0].starts_from_latents:  # the batch's latents, each encoded with its image's generator
+        import torch
+
+        specs = [spec for spec in batch for _seed in spec.seeds]
+        image = torch.cat([start(pipe, spec, generator) for spec, generator in zip(specs, generators)])
+    else:
+        image = per_image(batch, "init_image")
     return pipe(
         **shared_args(pipe, batch, generators, on_step),
-        image=per_image(batch, "init_image"),
+        image=image,
         strength=batch[0].pipeline_strength,
     ).images
 
@@ -49,10 +71,10 @@ def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     import torch
 
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
-    image = pipe.image_processor.preprocess(spec.init_image)
     timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
-    latents = pipe.prepare_latents(image, timesteps[:1], 1, 1, prompt.embeds.dtype, device, generator)
-    return new_row(pipe, spec, prompt, scheduler, timesteps, latents, generator)
+    image = start(pipe, spec, generator)
+    noised = pipe.prepare_latents(image, timesteps[:1], 1, 1, prompt.embeds.dtype, device, generator)
+    return new_row(pipe, spec, prompt, scheduler, timesteps, noised, generator)
 
 
 MODE = Mode(

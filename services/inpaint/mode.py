@@ -1,9 +1,15 @@
 """inpaint: repaint the masked part of an input image under a prompt."""
 
+from PIL import Image
+
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import INPAINT, MAX_MASK_BLUR
-from imagegen.v1.infotext import DENOISING_STRENGTH, INPAINT_NOT_MASKED, MASK_BLUR, MASK_MODE
-from services.core.checks import check_fit, check_image, check_params, check_strength, output_size
+from imagegen.v1.contract import INPAINT, MASKED_CONTENT_BY_ENUM, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING
+from imagegen.v1.infotext import (DENOISING_STRENGTH, INPAINT_AREA, INPAINT_NOT_MASKED, MASK_BLUR, MASK_MODE,
+                                  MASKED_AREA_PADDING, MASKED_CONTENT, ONLY_MASKED, RESIZE_MODE,
+                                  RESIZE_MODE_LABELS)
+from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
+                                  output_size)
+from services.core.engine import latents
 from services.core.engine.conditioners import InpaintChannels, KeepUnmasked
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.errors import InvalidArgument
@@ -19,44 +25,108 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
     if blur > MAX_MASK_BLUR:
         raise InvalidArgument("mask_blur", f"{blur} is outside 0..{MAX_MASK_BLUR}")
     fit = check_fit(request)
+    content = check_masked_content(request)
+    padding = (request.only_masked_padding if request.HasField("only_masked_padding")
+               else INPAINT.default_only_masked_padding)
+    if padding > MAX_ONLY_MASKED_PADDING:
+        raise InvalidArgument("only_masked_padding", f"{padding} is outside 0..{MAX_ONLY_MASKED_PADDING}")
     source = check_image(request.init_image, "init_image.data", config.limits)
     mask_source = check_image(request.mask_image, "mask_image.data", config.limits)
     (width, height), fit = output_size(params, config, source.size, fit)
-    # The mask is fitted exactly as the image is, so the two stay aligned.
-    mask = masks.prepare_mask(mask_source, source.size, (width, height), fit, request.invert_mask)
-    if mask.getextrema()[1] == 0:
-        raise InvalidArgument("mask_image.data", "the mask marks nothing to repaint (all black after invert_mask)")
     extra = [(DENOISING_STRENGTH, strength), (MASK_BLUR, blur)]
     if request.invert_mask:
         extra.append((MASK_MODE, INPAINT_NOT_MASKED))
+    if request.only_masked:
+        # The mask at the input's own size; the part around it is cut out and repainted at width x height.
+        whole = masks.prepare_mask(mask_source, source.size, source.size, "resize", request.invert_mask)
+        refuse_empty(whole)
+        picture = images.to_rgb(source)
+        box = masks.only_masked_region(whole, width, height, padding)
+        init_image, mask = masks.cut_out(picture, whole, box, width, height)
+        overlay, fit = masks.Overlay(picture, whole, box), "resize"  # no fit: the cut-out is filled
+        extra += [(INPAINT_AREA, ONLY_MASKED), (MASKED_AREA_PADDING, padding)]
+    else:
+        # The mask is fitted exactly as the image is, so the two stay aligned.
+        mask = masks.prepare_mask(mask_source, source.size, (width, height), fit, request.invert_mask)
+        refuse_empty(mask)
+        init_image = images.to_rgb(images.fit_image(source, width, height, fit))
+        overlay = masks.Overlay(init_image, mask)
+    encoded = latent_source(source, fit, config.limits)
+    if content != "original":
+        extra.append((MASKED_CONTENT, content))
+        if content == "fill" and encoded is not None:  # the picture that is encoded is filled too
+            encoded = masks.fill_masked(encoded, mask.resize(encoded.size, Image.NEAREST))
+    if fit in RESIZE_MODE_LABELS:
+        extra.append((RESIZE_MODE, RESIZE_MODE_LABELS[fit]))
     return GenerationSpec.build(
         params, width, height,
         strength=strength,
         denoise_steps=denoise_steps,
-        init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
+        # fill: the model sees the masked area painted with its surroundings; the answer keeps the input.
+        init_image=masks.fill_masked(init_image, mask) if content == "fill" else init_image,
         mask=mask,
         mask_blur=blur,
+        overlay=overlay,
+        masked_content=content,
+        latent_source=encoded,
         infotext_extra=tuple(extra),
     )
 
 
+def check_masked_content(request) -> str:
+    if request.masked_content not in MASKED_CONTENT_BY_ENUM:
+        raise InvalidArgument("masked_content", f"unknown masked content {request.masked_content}")
+    return MASKED_CONTENT_BY_ENUM[request.masked_content]
+
+
+def refuse_empty(mask) -> None:
+    if mask.getextrema()[1] == 0:
+        raise InvalidArgument("mask_image.data",
+                              "the mask marks nothing to repaint (all black after invert_mask)")
+
+
+def latent_start(pipe, spec, generator):
+    """(image latents, masked image latents) for one image, given to the pipeline as its `image` and
+    `masked_image_latents` when the request starts from latents (fit latent: the input encoded at its own
+    size and stretched; latent noise or nothing: the masked part replaced); None when it starts from the
+    picture. The masked image (a 9-channel UNet's input) is the fitted picture's, at the output's size."""
+    if not spec.starts_from_latents:
+        return None
+    height, width = spec.height, spec.width
+    picture = pipe.image_processor.preprocess(spec.init_image, height=height, width=width)
+    source = picture if spec.latent_source is None else pipe.image_processor.preprocess(spec.latent_source)
+    start = latents.stretch(pipe, latents.encode(pipe, source, generator), height, width)
+    mask = pipe.mask_processor.preprocess(spec.mask, height=height, width=width)
+    if spec.masked_content in ("latent noise", "latent nothing"):
+        start = latents.replace_masked(start, mask, spec.masked_content, generator)
+    return start, latents.encode(pipe, picture * (mask < 0.5), generator)
+
+
 def run(pipe, batch, generators, on_step):
+    import torch
+
     first = batch[0]
+    specs = [spec for spec in batch for _seed in spec.seeds]
+    inputs = {"image": per_image(batch, "init_image")}
+    if first.starts_from_latents:  # the batch's (batch_key), each image's made with its generator
+        starts = [latent_start(pipe, spec, generator) for spec, generator in zip(specs, generators)]
+        inputs = {"image": torch.cat([start[0] for start in starts]),
+                  "masked_image_latents": torch.cat([start[1] for start in starts])}
     generated = pipe(
         **shared_args(pipe, batch, generators, on_step),
-        image=per_image(batch, "init_image"),
+        **inputs,
         mask_image=per_image(batch, "mask"),
         strength=first.pipeline_strength,
         width=first.width,
         height=first.height,
     ).images
-    specs = [spec for spec in batch for _seed in spec.seeds]
     return [finish(spec, img) for spec, img in zip(specs, generated)]
 
 
 def finish(spec, image):
-    """Keep the input exactly where the mask says keep; mask_blur softens the seam inside the mask."""
-    return masks.blend_over(spec.init_image, image, spec.mask, spec.mask_blur)
+    """Keep the input exactly where the mask says keep; mask_blur softens the seam inside the mask. An
+    only-masked cut-out goes back into the whole input first."""
+    return masks.paste_back(spec.overlay, image, spec.mask_blur)
 
 
 def warmup_request(config):
@@ -77,17 +147,20 @@ def admit(pipe, spec, prompt, seed: int, scheduler) -> Row:
     device, generator = pipe._execution_device, torch.Generator("cpu").manual_seed(seed)
     height, width, cfg = spec.height, spec.width, prompt.guided
     timesteps = strength_timesteps(pipe, scheduler, spec.steps, spec.pipeline_strength)
-    image = pipe.image_processor.preprocess(spec.init_image, height=height, width=width).to(torch.float32)
+    start = latent_start(pipe, spec, generator)
+    image = (pipe.image_processor.preprocess(spec.init_image, height=height, width=width).to(torch.float32)
+             if start is None else start[0])
     four_channels = pipe.unet.config.in_channels == 4
     prepared = pipe.prepare_latents(1, pipe.vae.config.latent_channels, height, width, prompt.embeds.dtype, device,
                                     generator, None, image=image, timestep=timesteps[:1],
                                     is_strength_max=spec.pipeline_strength == 1.0, return_noise=True,
                                     return_image_latents=four_channels)
-    latents, noise = prepared[0], prepared[1]
+    noised, noise = prepared[0], prepared[1]
     mask_condition = pipe.mask_processor.preprocess(spec.mask, height=height, width=width)
-    mask, masked_latents = pipe.prepare_mask_latents(mask_condition, image * (mask_condition < 0.5), 1, height,
-                                                     width, prompt.embeds.dtype, device, generator, cfg)
-    row = new_row(pipe, spec, prompt, scheduler, timesteps, latents, generator)
+    masked = image * (mask_condition < 0.5) if start is None else start[1]
+    mask, masked_latents = pipe.prepare_mask_latents(mask_condition, masked, 1, height, width,
+                                                     prompt.embeds.dtype, device, generator, cfg)
+    row = new_row(pipe, spec, prompt, scheduler, timesteps, noised, generator)
     if not four_channels:
         return row.attach(InpaintChannels(mask, masked_latents))
     return row.attach(KeepUnmasked(prepared[2], noise, mask.chunk(2)[0] if cfg else mask))

@@ -97,11 +97,14 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
     assert "Clip skip" not in infotext  # the form's default: the last layer
 
 
-def test_clip_skip_is_the_last_advanced_setting_of_every_tab(gateway):
+def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
     client = gateway.client()
     api = client.view_api(print_info=False, return_format="dict")
-    for name in ("/txt2img", "/img2img", "/inpaint"):
-        assert [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]][-1] == "clip_skip"
+    later = {"/txt2img": [], "/img2img": ["fit"],
+             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit"]}
+    for name, added in later.items():
+        names = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
+        assert names[-1 - len(added):] == ["clip_skip", *added]  # positional callers of before keep working
     _g, _seeds, infotext = client.predict(prompt="a (red:1.2) fox", seed=4, clip_skip=2, api_name="/txt2img")
     assert "Clip skip: 2" in infotext
 
@@ -256,3 +259,24 @@ def test_previews_reach_the_page_at_most_once_per_preview_period(services):
             gateway.close()
     assert updates[0] >= 6  # a preview after each of the first 11 steps (Gradio may merge a few)
     assert updates[60_000] == 2  # the first preview, then nothing until the result
+
+
+def test_inpainting_tab_takes_a1111s_inpaint_area_masked_content_and_resize_mode(gateway, tmp_path):
+    client = gateway.client()
+    source = png((96, 64), seed=2)
+    editor = {"background": handle_file(write(tmp_path, "in.png", source)),
+              "layers": [handle_file(write(tmp_path, "layer.png", brush_layer()))], "composite": None}
+    painted, _seeds, infotext = client.predict(
+        editor=editor, prompt="a cat", steps=4, seed=5, strength=0.7, width=64, height=64, only_masked=True,
+        only_masked_padding=8, masked_content="fill", api_name="/inpaint")
+    assert gallery_images(painted)[0].size == (96, 64)  # only masked: the input's own size comes back
+    assert "Inpaint area: Only masked, Masked area padding: 8" in infotext and "Masked content: fill" in infotext
+    _g, _s, infotext = client.predict(editor=editor, prompt="a cat", steps=4, seed=5, width=64, height=64,
+                                      fit="fill", api_name="/inpaint")
+    assert "Resize mode: Resize and fill" in infotext and "Inpaint area" not in infotext
+    image = handle_file(write(tmp_path, "img.png", source))
+    _g, _s, infotext = client.predict(image=image, prompt="a cat", steps=4, seed=5, width=64, height=64,
+                                      fit="latent", api_name="/img2img")
+    assert "Resize mode: Just resize (latent upscale)" in infotext
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio's own check
+        client.predict(editor=editor, prompt="a cat", masked_content="blur", api_name="/inpaint")

@@ -101,13 +101,33 @@ def round8(value: int) -> int:
     return max(8, value - value % 8)
 
 
+# Pillow's filters by the names diffusers' image processor is configured with.
+_RESAMPLE_NAMES = {Image.LANCZOS: "lanczos", Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic",
+                   Image.NEAREST: "nearest"}
+
+
 def fit_image(img: Image.Image, width: int, height: int, mode: str, resample=Image.LANCZOS) -> Image.Image:
-    """Fit an image to width x height: 'resize' stretches, 'crop' covers then centre-crops."""
+    """Fit an image to width x height: 'resize' (and 'latent', whose latents are stretched the same way)
+    stretches, 'crop' covers then centre-crops, 'fill' fits inside and stretches the edges outwards."""
     if img.size == (width, height):
         return img
     if mode == "crop":
         return ImageOps.fit(img, (width, height), method=resample)
+    if mode == "fill":
+        return fill_resize(img, width, height, resample)
     return img.resize((width, height), resample=resample)
+
+
+def fill_resize(img: Image.Image, width: int, height: int, resample=Image.LANCZOS) -> Image.Image:
+    """AUTOMATIC1111's "Resize and fill", as diffusers' image processor does it (resize_mode "fill"): scaled
+    to fit inside width x height, centred, the borders filled by stretching its outermost rows or columns.
+    Grey stays grey (masks); transparency is composited over white first, as to_rgb does."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    gray = img.mode == "L"
+    processor = VaeImageProcessor(resample=_RESAMPLE_NAMES[resample])
+    filled = processor.resize(img if gray else to_rgb(img), height=height, width=width, resize_mode="fill")
+    return filled.convert("L") if gray else filled
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

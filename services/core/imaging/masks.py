@@ -1,10 +1,13 @@
-"""Inpainting masks: read from what people send (alpha or luminance), fitted like the image, blended back."""
+"""Inpainting masks: read from what people send (alpha or luminance), fitted like the image, blended back;
+the masked area's "fill" content, and the crop of "only masked" inpainting and its way back."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from .images import fit_image
+from .images import fill_resize, fit_image
 
 # A mask is a brush layer, read from its alpha, when at least this share of its pixels is fully transparent.
 BRUSH_LAYER_MIN_TRANSPARENT = 0.01
@@ -55,3 +58,65 @@ def blend_over(original: Image.Image, generated: Image.Image, mask: Image.Image,
     """
     soft = ImageChops.darker(mask.filter(ImageFilter.GaussianBlur(blur)), mask) if blur > 0 else mask
     return Image.composite(generated, original, soft)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Where an inpainted image goes back: over `image` (what the answer shows where the mask keeps) by
+    `mask` (binary, image's size); `box` (x1, y1, x2, y2): the part of `image` that was cut out and
+    repainted at the request's size ("only masked"), None when the whole picture was."""
+
+    image: Image.Image
+    mask: Image.Image
+    box: tuple[int, int, int, int] | None = None
+
+
+def only_masked_region(mask: Image.Image, width: int, height: int, padding: int) -> tuple[int, int, int, int]:
+    """The part "only masked" repaints: the mask's bounding box grown by `padding` on each side, then
+    to width:height's aspect ratio within the image (diffusers' get_crop_region, which is
+    AUTOMATIC1111's get_crop_region and expand_crop_region)."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    return tuple(int(v) for v in VaeImageProcessor.get_crop_region(mask, width, height, pad=padding))
+
+
+def cut_out(image: Image.Image, mask: Image.Image, box, width: int,
+            height: int) -> tuple[Image.Image, Image.Image]:
+    """The image and the mask inside `box`, fitted to width x height as "resize and fill" does, as
+    diffusers' inpainting pipeline prepares them for padding_mask_crop (Lanczos; the mask binarized)."""
+    picture = fill_resize(image.crop(box), width, height)
+    cut = fill_resize(mask.crop(box), width, height)
+    return picture, cut.point(lambda v: 255 if v >= 128 else 0)
+
+
+def paste_back(overlay: Overlay, generated: Image.Image, blur: int) -> Image.Image:
+    """The repainted image at the overlay's size: a repainted cut-out scaled back to its box (centre
+    crop to the box's exact ratio, as diffusers' apply_overlay), then blended over the overlay's image."""
+    if overlay.box is not None:
+        from diffusers.image_processor import VaeImageProcessor
+
+        x1, y1, x2, y2 = overlay.box
+        patch = VaeImageProcessor().resize(generated, height=y2 - y1, width=x2 - x1, resize_mode="crop")
+        canvas = overlay.image.copy()
+        canvas.paste(patch, (x1, y1))
+        generated = canvas
+    return blend_over(overlay.image, generated, overlay.mask, blur)
+
+
+# The blurs "fill" paints with, widest first, and how often each is laid on: AUTOMATIC1111's recipe.
+_FILL_LAYERS = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
+
+
+def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The masked area (white) painted with the colours around it, AUTOMATIC1111's "fill" masked content:
+    the kept pixels, with alpha and premultiplied so that a blur spreads only their colours, blurred
+    ever less and laid over each other, so each masked pixel ends up with its nearest surroundings'
+    colour; the kept pixels come out as they were."""
+    kept = Image.new("RGBa", image.size)
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
+    painted = Image.new("RGBA", image.size)
+    for radius, times in _FILL_LAYERS:
+        layer = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(times):
+            painted.alpha_composite(layer)
+    return painted.convert("RGB")

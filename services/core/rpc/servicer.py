@@ -105,6 +105,7 @@ class ModeServicer:
                 scheduler=model.default_scheduler if model else "",
                 strength=contract.default_strength,
                 mask_blur=contract.default_mask_blur,
+                only_masked_padding=contract.default_only_masked_padding,
                 quality=defaults.quality,
             ),
             # config.Limits has every pb.Limits field by its name (it is derived from them).

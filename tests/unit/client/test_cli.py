@@ -30,6 +30,7 @@ INPAINT_ARGS = [*IMAGE_ARGS, "--mask", "mask.png"]
     ["img2img", *IMAGE_ARGS, "--seed", "-7"],
     ["inpaint", *INPAINT_ARGS, "--mask-blur", "-2"],
     ["inpaint", *INPAINT_ARGS, "--mask-blur", "65"],
+    ["inpaint", *INPAINT_ARGS, "--only-masked-padding", "257"],
 ])
 def test_numbers_out_of_range_are_a_one_line_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -46,6 +47,10 @@ def test_the_parser_takes_numbers_in_range():
                                       "--mask-blur", "64", "--num-images", "2", "--timeout", "1.5"])
     assert (args.seed, args.steps, args.mask_blur, args.num_images, args.timeout) == (MAX_SEED, 0, 64, 2, 1.5)
     assert build_parser().parse_args(["txt2img"]).seed is None  # random
+    inpaint = build_parser().parse_args(["inpaint", *INPAINT_ARGS, "--only-masked", "--only-masked-padding", "256",
+                                         "--masked-content", "latent nothing", "--fit", "latent"])
+    assert (inpaint.only_masked, inpaint.only_masked_padding, inpaint.masked_content, inpaint.fit) == (
+        True, 256, "latent nothing", "latent")
     assert build_parser().parse_args(["txt2img", "--seed", "-1"]).seed is None  # random, as in the tabs
 
 

@@ -46,6 +46,19 @@ def test_inpaint_takes_the_mask_fields_too():
     assert not make_request("inpaint").HasField("mask_blur")
 
 
+def test_inpaint_area_masked_content_and_the_new_fits_by_name():
+    request = make_request("inpaint", image=b"img", mask=b"mask", only_masked=True, only_masked_padding=0,
+                           masked_content="latent noise", fit="fill")
+    assert request.only_masked and request.HasField("only_masked_padding") and request.only_masked_padding == 0
+    assert request.masked_content == pb.MASKED_CONTENT_LATENT_NOISE and request.fit == pb.FIT_MODE_FILL
+    plain = make_request("inpaint")
+    assert not plain.only_masked and not plain.HasField("only_masked_padding")
+    assert plain.masked_content == pb.MASKED_CONTENT_UNSPECIFIED  # the service's default: original
+    assert make_request("img2img", fit="latent").fit == pb.FIT_MODE_LATENT
+    with pytest.raises(ValueError, match="masked content"):
+        make_request("inpaint", masked_content="noise")
+
+
 @pytest.mark.parametrize("name, enum", [("png", pb.IMAGE_FORMAT_PNG), ("jpeg", pb.IMAGE_FORMAT_JPEG),
                                         ("webp", pb.IMAGE_FORMAT_WEBP)])
 def test_output_formats_by_name(name, enum):

@@ -30,7 +30,7 @@ def test_every_recorded_field_the_tab_has_is_filled(tabs):
     values, warnings = values_for(built["inpaint"], params)
     assert values == {"prompt": "a castle", "negative_prompt": "lowres", "steps": 30, "guidance": 7.0,
                       "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m_karras",
-                      "strength": 0.75, "mask_blur": 4}
+                      "strength": 0.75, "mask_blur": 4, "only_masked": False}  # no Inpaint area: whole picture
     # A LoRA is sent as its prompt tag; one recorded without a tag has no weight to send.
     assert warnings == ["LoRAs recorded without a <lora:...> tag in the prompt are left out: add_detail"]
     values, warnings = values_for(built["txt2img"], parse_parameters("a castle <lora:add_detail:0.8>\n" +
@@ -40,6 +40,16 @@ def test_every_recorded_field_the_tab_has_is_filled(tabs):
     assert "mask_blur" not in values and values["strength"] == 0.75
     values, _ = values_for(built["txt2img"], params)
     assert "strength" not in values and values["seed"] == 1234
+
+
+def test_a1111s_inpaint_area_padding_masked_content_and_resize_mode_fill_the_inpainting_tab(tabs):
+    built, _row = tabs
+    params = parse_parameters(A1111 + ", Inpaint area: Only masked, Masked area padding: 16, "
+                                      "Masked content: latent nothing, Resize mode: Crop and resize")
+    values, _warnings = values_for(built["inpaint"], params)
+    assert (values["only_masked"], values["only_masked_padding"], values["masked_content"], values["fit"]) == (
+        True, 16, "latent nothing", "crop")
+    assert values_for(built["img2img"], params)[0]["fit"] == "crop"
 
 
 def test_an_unknown_sampler_chooses_the_model_default_and_says_so(tabs):
@@ -75,7 +85,8 @@ def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tab
     text = ("a castle\nSteps: 1000000000, Sampler: Euler a, CFG scale: nan, Seed: 18446744073709551616, "
             "Size: 512x99999, Denoising strength: 1e400, Mask blur: 4, Clip skip: -1")
     values, warnings = values_for(built["inpaint"], parse_parameters(text))
-    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4}
+    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4,
+                      "only_masked": False}
     for key in ("Steps '1000000000'", "CFG scale 'nan'", "Seed '18446744073709551616'", "Size '512x99999'",
                 "Denoising strength '1e400'", "Clip skip '-1'"):
         assert any(found.startswith(key) and "is outside" in found for found in warnings), (key, warnings)

@@ -234,3 +234,37 @@ def test_encode_embeds_infotext_readable_back(fmt):
     data = images.encode_image(Image.new("RGB", (8, 8)), OUTPUT_FORMATS[fmt.lower()], text, 90)
     assert Image.open(io.BytesIO(data)).format == fmt
     assert read_infotext(data) == text  # the client's reader, as the gateway and CLI read it
+
+
+def _gradient(size=(64, 32)) -> Image.Image:
+    width, height = size
+    rng = np.random.default_rng(3)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_fit_fill_fits_inside_centres_and_stretches_the_edge_rows_outwards():
+    source = _gradient((64, 32))  # wider than the square it is fitted to: borders above and below
+    out = np.asarray(images.fit_image(source, 64, 64, "fill"), dtype=np.int16)
+    inner = np.asarray(source, dtype=np.int16)  # 64 wide already: placed unscaled at rows 16..48
+    assert out.shape == (64, 64, 3)
+    assert np.array_equal(out[16:48], inner)
+    # Every border row is the image's own edge row stretched outwards (A1111's resize and fill).
+    assert (np.abs(out[:16] - out[15:16]) <= 1).all() and (np.abs(out[48:] - out[48:49]) <= 1).all()
+    assert np.abs(out[0] - inner[0]).max() <= 40 and np.abs(out[0] - inner[-1]).mean() > 20
+
+
+def test_fit_fill_of_a_taller_image_fills_left_and_right_and_keeps_masks_grey():
+    source = _gradient((32, 64)).convert("L")
+    out = images.fit_image(source, 64, 64, "fill", resample=Image.BILINEAR)
+    assert out.mode == "L" and out.size == (64, 64)
+    values = np.asarray(out, dtype=np.int16)
+    assert np.array_equal(values[:, 16:48], np.asarray(source, dtype=np.int16))
+    assert (np.abs(values[:, :16] - values[:, 15:16]) <= 1).all()
+
+
+def test_fit_fill_composites_transparency_over_white_and_latent_stretches_like_resize():
+    rgba = Image.new("RGBA", (32, 16), (0, 0, 0, 0))
+    assert images.fit_image(rgba, 32, 32, "fill").getpixel((16, 16)) == (255, 255, 255)
+    source = _gradient((48, 32))
+    assert np.array_equal(np.asarray(images.fit_image(source, 64, 64, "latent")),
+                          np.asarray(images.fit_image(source, 64, 64, "resize")))

@@ -120,3 +120,24 @@ def test_blend_over_without_blur_is_a_hard_cut():
     out = masks.blend_over(original, generated, mask, blur=0)
     assert all(out.getpixel((x, y)) == ORIGINAL for x in range(8, 16) for y in range(16))
     assert all(out.getpixel((x, y)) == GENERATED for x in range(8) for y in range(16))
+
+
+def test_only_masked_region_is_the_masks_box_padded_and_grown_to_the_output_ratio():
+    mask = Image.new("L", (200, 100), 0)
+    mask.paste(255, (100, 40, 120, 60))  # 20 x 20
+    x1, y1, x2, y2 = masks.only_masked_region(mask, 128, 64, padding=10)  # 40 x 40 padded, then 2:1
+    assert (x1, y1) <= (90, 30) and (x2, y2) >= (130, 70)
+    assert (x2 - x1, y2 - y1) == (80, 40)
+    # It never leaves the image: cut at its edges (the cut-out is then fitted by resize and fill).
+    assert masks.only_masked_region(mask, 64, 64, padding=80) == (20, 0, 200, 100)
+
+
+def test_paste_back_puts_the_cut_out_where_it_was_and_keeps_the_rest():
+    base = Image.new("RGB", (100, 80), (10, 20, 30))
+    mask = Image.new("L", (100, 80), 0)
+    mask.paste(255, (40, 20, 60, 40))
+    overlay = masks.Overlay(base, mask, (30, 10, 70, 50))
+    out = np.asarray(masks.paste_back(overlay, Image.new("RGB", (64, 64), (200, 0, 0)), blur=0))
+    assert (out[20:40, 40:60] == (200, 0, 0)).all()
+    keep = np.asarray(mask) == 0
+    assert (out[keep] == (10, 20, 30)).all()

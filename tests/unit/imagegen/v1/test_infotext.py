@@ -76,7 +76,8 @@ def test_what_a_service_writes_the_client_reads_back_field_by_field():
         params=pb.GenerationParams(prompt="a fox", negative_prompt="blurry, dark", num_inference_steps=20,
                                    guidance_scale=6.5, width=64, height=96, seed=7, clip_skip=2),
         init_image=pb.Image(data=solid_png((64, 96))), mask_image=pb.Image(data=solid_png((64, 96), "L", 0)),
-        strength=0.75, mask_blur=4, invert_mask=True)
+        strength=0.75, mask_blur=4, invert_mask=True, only_masked=True, only_masked_padding=12,
+        masked_content=pb.MASKED_CONTENT_LATENT_NOTHING)
     spec = check(request, load_config(MODE, [], environ={}))
     spec = dataclasses.replace(spec, requested_loras=(("film", 0.8),), lora_hashes=(("film", "01234567"),))
     params = parse_parameters(spec.infotext(seed=7, sampler="DPM++ 2M Karras", model="tiny"))
@@ -84,9 +85,24 @@ def test_what_a_service_writes_the_client_reads_back_field_by_field():
     assert params.request_fields() == {
         "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20,
         "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m_karras",
-        "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True}
+        "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True, "fit": None, "only_masked": True,
+        "only_masked_padding": 12, "masked_content": "latent nothing"}
     assert list(params.request_fields()) == [field.name for field in RECALLABLE]
     assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "01234567"})
+
+
+def test_a1111s_inpainting_and_resize_words_are_read_and_unknown_ones_refused():
+    from services.client.infotext import parse_parameters
+
+    line = "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.75"
+    params = parse_parameters(f"a cat\n{line}, Inpaint area: Only masked, Masked area padding: 0, "
+                              "Masked content: latent noise, Resize mode: Resize and fill")
+    assert (params.mode, params.only_masked, params.only_masked_padding, params.masked_content, params.fit) == (
+        "inpaint", True, 0, "latent noise", "fill")
+    assert parse_parameters(f"a cat\n{line}, Masked content: fill").mode == "inpaint"
+    odd = parse_parameters(f"a cat\n{line}, Mask blur: 4, Masked content: lama cleaner, Masked area padding: 999")
+    assert set(odd.refused) == {"Masked content", "Masked area padding"}
+    assert odd.masked_content is None and odd.only_masked_padding is None
 
 
 def _string_literals(path: Path) -> set[str]:
