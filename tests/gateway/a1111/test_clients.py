@@ -103,3 +103,15 @@ def test_sillytavern_sequence(services, tmp_path):
                                              timeout=30).json()["state"]["job_count"] == 0, timeout=10)
     finally:
         gw.close()
+
+
+def test_a_caller_that_goes_away_stops_its_generation(gateway, api, services):
+    # SillyTavern aborts its fetch when the user stops; a script may just time out. Either way the
+    # connection closes and the batches stop at their next step, without an /interrupt.
+    steps_before = services["txt2img"].steps_run
+    with pytest.raises(requests.Timeout):
+        requests.post(f"{api}/txt2img", json={"seed": 1, "n_iter": 2, "steps": 150, "width": 1024, "height": 1024},
+                      timeout=(10, 1.5))
+    assert wait_for(lambda: requests.get(f"{api}/progress", timeout=30).json()["state"]["job_count"] == 0,
+                    timeout=10)
+    assert services["txt2img"].steps_run - steps_before < 2 * 150  # stopped well before the end

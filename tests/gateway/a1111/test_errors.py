@@ -110,3 +110,13 @@ def test_a_full_queue_is_503_with_the_services_retry_hint(services):
     finally:
         gw.close()
         own.stop()
+
+
+def test_a_deadline_is_504(services):
+    gw = RunningGateway({m: s.address for m, s in services.items()}, timeout_s=3)
+    try:
+        answer = requests.post(gw.url + "sdapi/v1/txt2img", json={"steps": 150, "width": 1024, "height": 1024},
+                               timeout=60)
+        assert answer.status_code == 504 and answer.json()["error"] == "DeadlineExceeded"
+    finally:
+        gw.close()
