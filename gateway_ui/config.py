@@ -48,8 +48,11 @@ def _not_off(text: str) -> bool:
     return text.strip().lower() not in ("0", "false", "no", "off")
 
 
-def parse_api_auth(text: str) -> tuple[tuple[str, str], ...]:
-    """"user:pass[,user:pass]" -> ((user, pass), ...); a pair without both parts is refused."""
+def parse_api_auth(text: str) -> tuple[tuple[str, str], ...] | None:
+    """"user:pass[,user:pass]" -> ((user, pass), ...); "" -> None (unset, as compose passes it); a pair
+    without both parts is refused."""
+    if not text.strip():
+        return None
     pairs = []
     for item in text.split(","):
         user, sep, password = item.strip().partition(":")

@@ -13,8 +13,17 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, MODEL, SAMPLER, SEED, SIZE, STEPS,
-                                  split_infotext)
+from imagegen.v1.infotext import (
+    CFG_SCALE,
+    CLIP_SKIP,
+    DENOISING_STRENGTH,
+    MODEL,
+    SAMPLER,
+    SEED,
+    SIZE,
+    STEPS,
+    split_infotext,
+)
 from services.client import Result
 
 from ..backend import GenerationError, Interrupted
@@ -59,6 +68,10 @@ class Generator:
             outcomes = await self._follow_all(task, request)
         finally:
             self.tasks.close(task)
+        unexpected = next((o for o in outcomes if isinstance(o, BaseException)
+                           and not isinstance(o, GenerationError)), None)
+        if unexpected is not None:  # a fault of the gateway: the route logs it with an id
+            raise unexpected
         failure = next((o for o in outcomes if isinstance(o, GenerationError) and not isinstance(o, Interrupted)),
                        None)
         if failure is not None:
@@ -135,7 +148,7 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w,
         "seed_resize_from_h": req.seed_resize_from_h,
-        "denoising_strength": req.denoising_strength if isinstance(req, Img2ImgRequest) else None,
+        "denoising_strength": req.denoising_strength,  # txt2img's too (its hires pass's), as A1111
         "extra_generation_params": {key: value for key, value in pairs.items() if key not in _OWN_KEYS},
         "index_of_first_image": 0,  # no grid image first
         "infotexts": infotexts,

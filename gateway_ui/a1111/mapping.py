@@ -65,10 +65,10 @@ def a1111_field(contract_field: str) -> str:
     """A service's field path ("params.width", "init_image.data", "params.loras[0].name") as A1111 names it."""
     best = None
     for row in FIELDS:
-        if row.contract and (contract_field == row.contract or contract_field.startswith(
-                (row.contract + ".", row.contract + "["))):
-            if best is None or len(row.contract) > len(best.contract):
-                best = row
+        matches = row.contract and (contract_field == row.contract
+                                    or contract_field.startswith((row.contract + ".", row.contract + "[")))
+        if matches and (best is None or len(row.contract) > len(best.contract)):
+            best = row
     return best.a1111 if best else contract_field
 
 
@@ -152,9 +152,10 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
     output_format = FORMAT_BY_SAMPLES_FORMAT.get(str(settings.get("samples_format", "png")).lower(), "png")
     seed = random.randrange(MAX_RANDOM_SEED) if req.seed == -1 else req.seed
     subseed = random.randrange(MAX_RANDOM_SEED) if req.subseed == -1 else req.subseed
-    common = dict(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
-                  guidance_scale=req.cfg_scale, width=req.width, height=req.height, num_images=req.batch_size,
-                  scheduler=scheduler, clip_skip=clip_skip, output_format=output_format)
+    common = {"prompt": req.prompt, "negative_prompt": req.negative_prompt, "steps": req.steps,
+              "guidance_scale": req.cfg_scale, "width": req.width, "height": req.height,
+              "num_images": req.batch_size, "scheduler": scheduler, "clip_skip": clip_skip,
+              "output_format": output_format}
     if isinstance(req, Img2ImgRequest):
         mode = mode or ("inpaint" if req.mask else "img2img")
         common.update(_image_keywords(req))
