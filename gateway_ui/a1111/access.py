@@ -4,7 +4,6 @@ owner of the caller's jobs ("api:<user>"; "api:" for everyone when the API is op
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -25,7 +24,7 @@ def owner_dependency(credentials: tuple[tuple[str, str], ...]):
 
     basic = HTTPBasic(auto_error=False, realm="imagegen API")
 
-    def owner(given: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> str:
+    def owner(given: HTTPBasicCredentials | None = Depends(basic)) -> str:  # noqa: B008 - FastAPI's way
         if given is not None:
             matched = None
             for user, password in credentials:  # every pair compared, in constant time each

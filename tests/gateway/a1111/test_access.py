@@ -39,7 +39,7 @@ def test_every_route_asks_for_basic_auth(locked):
                          ("post", "interrupt"), ("post", "options")):
         for auth in (None, ("alice", "wrong"), ("mallory", "a-pass")):
             answer = requests.request(method, f"{locked}/{path}", json={}, auth=auth, timeout=30)
-            assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Basic")
+            assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Basic"), answer.text
             assert answer.json()["detail"] == "Not authenticated"
     answer = requests.post(f"{locked}/txt2img", json={"seed": 3, **SMALL}, auth=BOB, timeout=120)
     assert answer.status_code == 200 and info_of(answer.json())["all_seeds"] == [3]
