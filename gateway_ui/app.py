@@ -30,7 +30,7 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES
 from services.client import Progress, Queued
 
-from . import recall
+from . import a1111, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .history import build_history, pick, served, show_page
@@ -335,12 +335,14 @@ def make_gateway(config: GatewayConfig) -> Gateway:
     return Gateway(hub, preview_s=config.preview_ms / 1000)
 
 
-def launch(demo, config: GatewayConfig, *, block: bool = True):
+def launch(demo, config: GatewayConfig, *, block: bool = True, hub: Hub | None = None):
+    """Serve the UI and, given the hub, the A1111 API (`/sdapi/v1`, unless --no-api) on the same port;
+    block: until the server stops."""
     auth = (config.username, config.password) if config.username else None
     demo.queue(default_concurrency_limit=config.concurrency)
     # No allowed_paths: the outputs folder is never served as it is (History copies the images it lists
     # into Gradio's cache), so nothing else an operator keeps there can be fetched.
-    return demo.launch(
+    result = demo.launch(
         server_name=config.host,
         server_port=config.port,
         auth=auth,
@@ -348,8 +350,15 @@ def launch(demo, config: GatewayConfig, *, block: bool = True):
         show_error=False,  # only gr.Error messages (plain words) reach the browser, never an exception's text
         ssr_mode=False,
         quiet=True,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
+        app_kwargs={"docs_url": "/docs"},  # the OpenAPI page: the API's routes
     )
+    if hub is not None:
+        # A1111 adds its API to Gradio's app after launching it, the same way.
+        a1111.mount(demo.app, hub, config)
+    if block:
+        demo.block_thread()
+    return result
 
 
 def main(argv=None) -> int:
@@ -359,11 +368,13 @@ def main(argv=None) -> int:
     gateway = make_gateway(config)
     demo = build_ui(gateway, concurrency=config.concurrency)
     print(f"gateway: http://{config.host}:{config.port}  (" + ", ".join(
-        f"{m} -> {a}" for m, a in config.addresses.items()) + ")", flush=True)
+        f"{m} -> {a}" for m, a in config.addresses.items()) + ")"
+          + (f"; A1111 API at /sdapi/v1{' (HTTP Basic)' if config.api_credentials else ''}" if config.api else ""),
+          flush=True)
     # SIGTERM (docker stop, Kubernetes) ends the process as Ctrl-C does, so the cleanup below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        launch(demo, config)
+        launch(demo, config, hub=gateway.hub)
     finally:
         demo.close()
         gateway.close()

@@ -39,7 +39,13 @@ log = logging.getLogger("gateway")
 
 
 class GenerationError(Exception):
-    """A failed generation, with a message for the person at the browser."""
+    """A failed generation, with a message for the person at the browser. `cause`: the client's typed
+    error (InvalidInput with its fields, QueueFull with its retry hint, ...), None when the gateway made
+    the failure itself; the HTTP API maps it to a status."""
+
+    def __init__(self, message: str, cause: ServiceError | None = None):
+        super().__init__(message)
+        self.cause = cause
 
 
 class Interrupted(GenerationError):
@@ -165,12 +171,12 @@ class GenerationStream:
             if not self.interrupted:  # cancelled by someone else (the service, a proxy): a failure
                 log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name,
                             err.details())
-                raise GenerationError(explain(err, backend.timeout_s)) from None
+                raise GenerationError(explain(err, backend.timeout_s), err) from None
             log.info("%s: interrupted", backend.mode)
             raise Interrupted(f"{backend.mode}: interrupted.") from None
         except ServiceError as err:
             log.warning("%s service at %s: %s: %s", backend.mode, backend.address, err.code().name, err.details())
-            raise GenerationError(explain(err, backend.timeout_s)) from None
+            raise GenerationError(explain(err, backend.timeout_s), err) from None
         finally:
             if result is None:
                 # Closed early (the browser went away, Interrupt, the gateway stopping): stop the work.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -27,11 +28,38 @@ class GatewayConfig:
     save: bool = True  # False: nothing is kept on disk (and History is empty)
     preview_every: int = 2  # steps between live previews in the result area; 0 = none
     preview_ms: int = 1000  # and at most one preview sent to the page this often (A1111's refresh period)
+    api: bool = True  # the AUTOMATIC1111-compatible HTTP API at /sdapi/v1 (gateway_ui/a1111)
+    # HTTP Basic credentials of the API, (user, password) pairs; None: the UI's login when it has one,
+    # else an open API.
+    api_auth: tuple[tuple[str, str], ...] | None = None
+    api_max_body_mb: float = 32.0  # largest API request body (base64 images are 4/3 of their bytes)
+
+    @property
+    def api_credentials(self) -> tuple[tuple[str, str], ...]:
+        """Who may call the API: --api-auth, else the UI's login (a locked UI never leaves an open API),
+        else nobody needs to (empty)."""
+        if self.api_auth:
+            return self.api_auth
+        return ((self.username, self.password),) if self.username else ()
 
 
 def _not_off(text: str) -> bool:
     """GATEWAY_SAVE: anything but 0/false/no/off keeps saving."""
     return text.strip().lower() not in ("0", "false", "no", "off")
+
+
+def parse_api_auth(text: str) -> tuple[tuple[str, str], ...] | None:
+    """"user:pass[,user:pass]" -> ((user, pass), ...); "" -> None (unset, as compose passes it); a pair
+    without both parts is refused."""
+    if not text.strip():
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not (sep and user and password):
+            raise argparse.ArgumentTypeError("expected user:password[,user:password]")
+        pairs.append((user, password))
+    return tuple(pairs)
 
 
 def gateway_flags() -> tuple[Flag, ...]:
@@ -64,6 +92,14 @@ def gateway_flags() -> tuple[Flag, ...]:
         Flag("--preview-ms", "GATEWAY_PREVIEW_MS", int, GatewayConfig.preview_ms,
              "send the page at most one preview this often, in ms: each one costs the gateway, the page and "
              "API clients a round of work", min=0, bounds="0 (every preview) or more"),
+        Flag("--no-api", "GATEWAY_API", _not_off, GatewayConfig.api,
+             "serve no AUTOMATIC1111-compatible HTTP API (/sdapi/v1)", dest="api", action="store_false"),
+        Flag("--api-auth", "GATEWAY_API_AUTH", parse_api_auth, None,
+             "HTTP Basic credentials of the API, user:password[,user:password]; default: the UI's login "
+             "(GATEWAY_USERNAME/GATEWAY_PASSWORD) when it has one, else an open API"),
+        Flag("--api-max-body-mb", "GATEWAY_API_MAX_BODY_MB", float, GatewayConfig.api_max_body_mb,
+             "largest API request body in MB (images travel in it as base64, 4/3 of their size)", min=0.1,
+             bounds="at least 0.1 (MB)"),
     )
 
 

@@ -207,7 +207,7 @@ class RunningGateway:
                                     security=security, **settings)
         self.gateway = make_gateway(self.config)  # what the tabs run on: status lines, results folder
         self.demo = build_ui(self.gateway, concurrency=self.config.concurrency)
-        launch(self.demo, self.config, block=False)
+        launch(self.demo, self.config, block=False, hub=self.gateway.hub)  # the A1111 API too, unless api=False
         self.url = f"http://127.0.0.1:{self.config.port}/"
 
     def client(self):

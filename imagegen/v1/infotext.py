@@ -167,4 +167,6 @@ def scheduler_for(sampler: str, schedule: str = "") -> str | None:
     if schedule.lower() in _PLAIN_SCHEDULES:
         return _BY_LABEL.get(sampler)
     suffix = _SCHEDULE_SUFFIX.get(schedule.lower())
+    if suffix and sampler.endswith(suffix):  # the legacy name and its schedule both given
+        return _BY_LABEL.get(sampler)
     return _BY_LABEL.get(sampler + suffix) if suffix else None

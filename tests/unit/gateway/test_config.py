@@ -35,3 +35,16 @@ def test_bad_settings_are_refused_naming_them(argv, environ, message, capsys):
     with pytest.raises(SystemExit):
         load_config(argv, environ=environ)
     assert message in capsys.readouterr().err
+
+
+def test_api_flags_and_the_ui_login_as_the_apis_fallback():
+    assert load_config([], environ={}).api and load_config([], environ={}).api_credentials == ()
+    assert not load_config(["--no-api"], environ={}).api and not load_config([], environ={"GATEWAY_API": "0"}).api
+    both = load_config(["--api-auth", "a:1,b:2:3"], environ={"GATEWAY_USERNAME": "ui", "GATEWAY_PASSWORD": "x"})
+    assert both.api_credentials == (("a", "1"), ("b", "2:3"))  # a password may hold a colon
+    ui = load_config([], environ={"GATEWAY_USERNAME": "ui", "GATEWAY_PASSWORD": "x", "GATEWAY_API_AUTH": ""})
+    assert ui.api_credentials == (("ui", "x"),)  # a locked UI never leaves an open API
+    for bad in ("nopassword", "a:1,:2", "a:"):
+        with pytest.raises(SystemExit):
+            load_config(["--api-auth", bad], environ={})
+    assert load_config(["--api-max-body-mb", "8"], environ={}).api_max_body_mb == 8

@@ -172,3 +172,9 @@ def test_the_pairs_are_what_the_pattern_finds_everywhere():
     for _ in range(20_000):
         line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
         assert infotext._pairs(line) == infotext._PAIR.findall(line), line
+
+
+def test_scheduler_for_takes_a1111_api_forms():
+    assert scheduler_for("DPM++ 2M Karras", "Karras") == "dpmpp_2m_karras"  # legacy name and its schedule
+    assert scheduler_for("DPM++ 2M", "karras") == "dpmpp_2m_karras"  # a schedule's name, as SillyTavern sends
+    assert scheduler_for("Euler a", "automatic") == "euler_a"  # webuiapi's default

@@ -1,0 +1,126 @@
+"""Bad input gets A1111-shaped errors naming the field, and the next call still works."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import RunningGateway, RunningService, png
+
+from .conftest import SMALL, Call, b64
+
+
+def fields(response) -> list:
+    """The fields a 422 names, as FastAPI's validation shape gives them (loc after "body")."""
+    assert response.status_code == 422, response.text
+    return [".".join(str(part) for part in item["loc"][1:]) for item in response.json()["detail"]]
+
+
+def assert_still_works(api):
+    answer = requests.post(f"{api}/txt2img", json={"seed": 1, **SMALL}, timeout=120)
+    assert answer.status_code == 200 and len(answer.json()["images"]) == 1
+
+
+def test_wrong_types_and_bad_values_name_the_field(api):
+    post = lambda path, body: requests.post(f"{api}/{path}", json=body, timeout=120)
+    assert fields(post("txt2img", {"width": "wide"})) == ["width"]
+    assert fields(post("txt2img", {"steps": [4]})) == ["steps"]
+    assert fields(post("txt2img", {"n_iter": 0})) == ["n_iter"]
+    # The service's INVALID_ARGUMENT (params.width), named as A1111 names it.
+    bad = post("txt2img", {"width": 13, "height": 64, "steps": 2})
+    assert fields(bad) == ["width"] and "multiple of 8" in bad.json()["detail"][0]["msg"]
+    assert fields(post("txt2img", {"cfg_scale": 500, **SMALL})) == ["cfg_scale"]
+    assert fields(post("txt2img", {"sampler_name": "Not A Sampler", **SMALL})) == ["sampler_name"]
+    assert fields(post("txt2img", {"sampler_name": "Euler a", "scheduler": "Karras", **SMALL})) == ["scheduler"]
+    assert fields(post("txt2img", {"prompt": "<lora:nobody:1>", **SMALL})) == ["prompt"]
+    assert fields(post("txt2img", {"override_settings": {"CLIP_stop_at_last_layers": 99}, **SMALL})) == [
+        "override_settings.CLIP_stop_at_last_layers"]
+    assert fields(post("txt2img", {"override_settings": {"sd_model_checkpoint": "nope"}, **SMALL})) == [
+        "override_settings.sd_model_checkpoint"]
+    assert fields(post("txt2img", {"enable_hr": True, **SMALL})) == ["enable_hr"]
+    assert fields(post("img2img", {"init_images": ["%%% not base64"], **SMALL})) == ["init_images.0"]
+    assert fields(post("img2img", {"init_images": [b64(png())], "mask": "data:image/png;base64,@@", **SMALL})) == [
+        "mask"]
+    assert fields(post("img2img", {"init_images": [b64(b"not an image at all")], **SMALL})) == ["init_images.0"]
+    assert fields(post("img2img", {"prompt": "no image", **SMALL})) == ["init_images"]
+    assert fields(post("img2img", {"init_images": [b64(png())], "resize_mode": 4, **SMALL})) == ["resize_mode"]
+    assert fields(post("img2img", {"init_images": [b64(png())], "mask": b64(png()), "inpainting_fill": 4,
+                                   **SMALL})) == ["inpainting_fill"]
+    assert fields(post("img2img", {"init_images": [b64(png())], "mask": b64(png()), "inpaint_full_res_padding": 999,
+                                   **SMALL})) == ["inpaint_full_res_padding"]
+    assert fields(post("img2img", {"init_images": ["http://example.com/a.png"], **SMALL})) == ["init_images.0"]
+    assert_still_works(api)
+
+
+def test_unknown_scripts_are_refused_as_a1111_does(api):
+    for body in ({"script_name": "x/y/z plot"}, {"alwayson_scripts": {"ControlNet": {"args": []}}}):
+        answer = requests.post(f"{api}/txt2img", json={**body, **SMALL}, timeout=60)
+        assert answer.status_code == 422 and "not found" in answer.json()["detail"]
+        assert set(answer.json()) == {"error", "detail", "body", "errors"}  # A1111's handler's shape
+
+
+def test_a_body_that_is_not_json_or_too_large(api):
+    answer = requests.post(f"{api}/txt2img", data=b"{not json", headers={"Content-Type": "application/json"},
+                           timeout=60)
+    assert answer.status_code == 422 and "detail" in answer.json()
+    # 40 MB: refused by its Content-Length, before the body is read.
+    answer = requests.post(f"{api}/txt2img", data=b"x" * (40 * 1024 * 1024),
+                           headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == 413 and "32 MB" in answer.json()["detail"]
+
+    def chunks():  # no Content-Length: cut off as it passes the bound
+        for _ in range(40):
+            yield b"x" * (1024 * 1024)
+    try:
+        answer = requests.post(f"{api}/txt2img", data=chunks(), headers={"Content-Type": "application/json"},
+                               timeout=60)
+        assert answer.status_code == 413
+    except requests.ConnectionError:  # the server may close before the client finished sending
+        pass
+    assert_still_works(api)
+
+
+def test_errors_never_show_a_traceback_or_an_address(api, services):
+    answer = requests.post(f"{api}/txt2img", json={"width": 13, "height": 64}, timeout=60)
+    assert services["txt2img"].address not in answer.text and "Traceback" not in answer.text
+
+
+def test_a_service_down_is_503_with_retry_after(services):
+    gone = RunningService("txt2img", load=False)
+    address = gone.address
+    gone.stop()
+    gw = RunningGateway({**{m: s.address for m, s in services.items()}, "txt2img": address}, timeout_s=20,
+                        retries=0)
+    try:
+        answer = requests.post(gw.url + "sdapi/v1/txt2img", json=SMALL, timeout=60)
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+        assert address not in answer.text and answer.json()["error"] == "Unreachable"
+        # The other modes are not affected.
+        img2img = requests.post(gw.url + "sdapi/v1/img2img", json={"init_images": [b64(png())], **SMALL}, timeout=120)
+        assert img2img.status_code == 200
+    finally:
+        gw.close()
+
+
+def test_a_full_queue_is_503_with_the_services_retry_hint(services):
+    own = RunningService("txt2img", "--queue-size", "1", "--warmup", "false")
+    gw = RunningGateway({**{m: s.address for m, s in services.items()}, "txt2img": own.address}, retries=0)
+    try:
+        calls = [Call(gw.url + "sdapi/v1/txt2img", {"seed": i, "steps": 40, "width": 128, "height": 128})
+                 for i in range(6)]
+        statuses = [call.result() for call in calls]
+        busy = [r for r in statuses if r.status_code == 503]
+        assert busy and all(int(r.headers["Retry-After"]) >= 1 and r.json()["error"] == "QueueFull" for r in busy)
+        assert any(r.status_code == 200 for r in statuses)
+    finally:
+        gw.close()
+        own.stop()
+
+
+def test_a_deadline_is_504(services):
+    gw = RunningGateway({m: s.address for m, s in services.items()}, timeout_s=3)
+    try:
+        answer = requests.post(gw.url + "sdapi/v1/txt2img", json={"steps": 150, "width": 1024, "height": 1024},
+                               timeout=60)
+        assert answer.status_code == 504 and answer.json()["error"] == "DeadlineExceeded"
+    finally:
+        gw.close()
