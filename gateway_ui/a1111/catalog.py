@@ -29,7 +29,6 @@ from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 if TYPE_CHECKING:
     from ..hub import Hub
 
-PREFIX = "/sdapi/v1"
 
 
 # -- A1111's response shapes (modules/api/models.py; the Lora extension's for /loras) ---------------------
@@ -253,7 +252,7 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
         return {name for info in infos() for name in info.schedulers}
 
     def get(path: str, response_model=None):
-        return router.get(PREFIX + path, response_model=response_model)
+        return router.get(path, response_model=response_model)
 
     @get("/samplers", list[SamplerItem])
     def samplers():
@@ -296,11 +295,11 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
         return None
 
     for path in ("/refresh-loras", "/refresh-checkpoints", "/refresh-vae"):
-        router.add_api_route(PREFIX + path, nothing_to_rescan, methods=["POST"])
+        router.add_api_route(path, nothing_to_rescan, methods=["POST"])
 
-    router.post(PREFIX + "/png-info", response_model=PNGInfoResponse)(png_info)
-    router.get(PREFIX + "/memory", response_model=MemoryResponse)(memory)
-    router.get(PREFIX + "/cmd-flags")(cmd_flags)
+    router.post("/png-info", response_model=PNGInfoResponse)(png_info)
+    router.get("/memory", response_model=MemoryResponse)(memory)
+    router.get("/cmd-flags")(cmd_flags)
 
     @get("/scripts", ScriptsList)
     def scripts():
@@ -316,4 +315,4 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     for path in ("/script-info", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models",
                  "/extensions"):
-        router.add_api_route(PREFIX + path, none_here, methods=["GET"], response_model=list)
+        router.add_api_route(path, none_here, methods=["GET"], response_model=list)

@@ -16,6 +16,7 @@ import webuiapi
 from fastapi import APIRouter, FastAPI
 from PIL import Image
 
+from gateway_ui.a1111.api import PREFIX
 from gateway_ui.a1111.catalog import SAMPLER_FACTS, add_routes, offered_samplers, offered_schedules
 from gateway_ui.app import make_backends
 from gateway_ui.config import GatewayConfig
@@ -38,7 +39,7 @@ def dead_address() -> str:
 def serve(addresses: dict):
     """The catalogue routes over a Hub of `addresses`, served by uvicorn: (base URL, port)."""
     backends = make_backends(GatewayConfig(addresses=addresses, timeout_s=30))
-    router = APIRouter()
+    router = APIRouter(prefix=PREFIX)  # as the gateway mounts it
     add_routes(router, Hub(backends))
     app = FastAPI()
     app.include_router(router)
