@@ -13,6 +13,9 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from google.protobuf.descriptor import FieldDescriptor
+
+from imagegen.v1.contract import mode as mode_contract
 from imagegen.v1.infotext import scheduler_for
 from services.client import make_request
 
@@ -163,8 +166,42 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
         mode = mode or "txt2img"
     if seed < 0:
         raise field_error("seed", "-1 for a random seed, else 0 or more")
+    check_ranges(mode, {**common, "seed": seed})
+    max_seed = _INT_RANGES[FieldDescriptor.TYPE_UINT64][1]
+    if seed + (req.n_iter - 1) * req.batch_size > max_seed:  # the last batch's first seed
+        raise field_error("seed", f"seed + batch_size x (n_iter - 1) must be at most {max_seed}")
     requests = [make_request(mode, **common, seed=seed + i * req.batch_size) for i in range(req.n_iter)]
     return Plan(mode, requests, seed, subseed, clip_skip, output_format)
+
+
+# The contract's integer types' ranges: a value past them cannot even be put in a request message.
+_INT_RANGES = {FieldDescriptor.TYPE_INT32: (-2**31, 2**31 - 1), FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+               FieldDescriptor.TYPE_INT64: (-2**63, 2**63 - 1), FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1)}
+
+
+def _contract_type(mode: str, path: str) -> int | None:
+    """The protobuf type of a contract field ("params.width") of `mode`'s request; None if it has none."""
+    descriptor = mode_contract(mode).request.DESCRIPTOR
+    *parents, name = path.split(".")
+    for parent in parents:
+        field = descriptor.fields_by_name.get(parent)
+        if field is None or field.message_type is None:
+            return None
+        descriptor = field.message_type
+    field = descriptor.fields_by_name.get(name)
+    return field.type if field is not None else None
+
+
+def check_ranges(mode: str, keywords: dict) -> None:
+    """422 naming the A1111 field for an integer outside its contract field's type (steps 10**12, a
+    negative padding): protobuf would refuse it with no field named, as an internal error."""
+    for row in FIELDS:
+        value = keywords.get(row.keyword) if row.keyword and row.contract else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        low, high = _INT_RANGES.get(_contract_type(mode, row.contract), (value, value))
+        if not low <= value <= high:
+            raise field_error(row.a1111, f"{value} is outside {low}..{high}")
 
 
 def _image_keywords(req: Img2ImgRequest) -> dict:
