@@ -12,6 +12,7 @@ import time
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from imagegen.v1.infotext import (
     CFG_SCALE,
@@ -169,8 +170,10 @@ def build_router(hub: Hub, credentials: tuple = (), max_body_mb: float = 32.0) -
     """The API's routes (`/sdapi/v1/...`), for `app.include_router`. `credentials`: (user, password)
     pairs for HTTP Basic on every route; empty: an open API."""
     owner = owner_dependency(credentials)
+    # The standard library's JSON, not Gradio's app-wide orjson: it fails on an integer past 64 bits, so a
+    # huge number echoed in `parameters` or kept in /options would turn every answer into a 500.
     router = APIRouter(prefix=PREFIX, tags=["AUTOMATIC1111 API"], dependencies=[Depends(owner)],
-                       route_class=route_class(int(max_body_mb * MB)))
+                       route_class=route_class(int(max_body_mb * MB)), default_response_class=JSONResponse)
     tasks = Tasks(hub)
     options = Options(hub, hub.preview_every)
     generator = Generator(hub, tasks, options)

@@ -16,7 +16,9 @@ MAX_N_ITER = 32  # batches per call (each its own request to the service, all at
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN and Infinity (which Python's JSON reader takes) are refused: echoed in `info`, JSON text, they
+    # would make it unreadable to a strict parser (a browser's JSON.parse).
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

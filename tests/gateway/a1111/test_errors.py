@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import RunningGateway, RunningService, png
+from tests.conftest import RunningGateway, RunningService, box_mask, png
 
 from .conftest import SMALL, Call, b64
 
@@ -48,6 +48,43 @@ def test_wrong_types_and_bad_values_name_the_field(api):
     assert fields(post("img2img", {"init_images": [b64(png())], "mask": b64(png()), "inpaint_full_res_padding": 999,
                                    **SMALL})) == ["inpaint_full_res_padding"]
     assert fields(post("img2img", {"init_images": ["http://example.com/a.png"], **SMALL})) == ["init_images.0"]
+    assert_still_works(api)
+
+
+def test_numbers_past_the_contract_s_types_name_the_field_not_a_500(api):
+    post = lambda path, body: requests.post(f"{api}/{path}", json=body, timeout=120)
+    huge = (("steps", 10**12), ("steps", -1), ("width", 2**40), ("batch_size", 10**12), ("seed", 2**70))
+    for key, value in huge:
+        assert fields(post("txt2img", {**SMALL, key: value})) == [key]
+    # The second batch's seed would pass 64 bits.
+    assert fields(post("txt2img", {**SMALL, "seed": 2**64 - 1, "n_iter": 2})) == ["seed"]
+    assert fields(post("txt2img", {**SMALL, "override_settings": {"CLIP_stop_at_last_layers": 10**30}})) == [
+        "override_settings.CLIP_stop_at_last_layers"]
+    masked = {**SMALL, "init_images": [b64(png())], "mask": b64(box_mask())}
+    assert fields(post("img2img", {**masked, "inpaint_full_res_padding": -5})) == ["inpaint_full_res_padding"]
+    assert fields(post("img2img", {**masked, "mask_blur": 2**40})) == ["mask_blur"]
+    # NaN and Infinity (Python's JSON reader takes them) would make info's JSON text unreadable to a browser.
+    for text in ('{"eta": NaN}', '{"denoising_strength": Infinity}'):
+        answer = requests.post(f"{api}/txt2img", data=text, headers={"Content-Type": "application/json"},
+                               timeout=60)
+        assert fields(answer) == [text[2:text.index('"', 2)]]
+    assert_still_works(api)
+
+
+def test_a_huge_number_echoed_or_kept_in_options_never_breaks_an_answer(api):
+    """An integer past 64 bits in a field nothing reads is echoed as sent; one POSTed to /options does not
+    turn every later GET /options (Open WebUI's first call for each image) into a 500."""
+    answer = requests.post(f"{api}/txt2img", json={**SMALL, "seed": 1, "hr_resize_x": 2**70, "subseed": 2**70,
+                                                   "script_args": [2**70]}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    echoed = answer.json()["parameters"]
+    assert echoed["hr_resize_x"] == 2**70 and echoed["script_args"] == [2**70]
+    try:
+        assert requests.post(f"{api}/options", json={"review_huge": 2**70}, timeout=60).status_code == 200
+        got = requests.get(f"{api}/options", timeout=60)
+        assert got.status_code == 200 and got.json()["review_huge"] == 2**70
+    finally:
+        requests.post(f"{api}/options", json={"review_huge": 0}, timeout=60)
     assert_still_works(api)
 
 
