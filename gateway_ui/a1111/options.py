@@ -25,6 +25,7 @@ from .mapping import FORMAT_BY_SAMPLES_FORMAT, whole_number
 
 MAX_KEYS = 512  # options one caller may keep (the whole dict A1111 returns is a few hundred)
 CHECKPOINT = "sd_model_checkpoint"
+CHECKED = (CHECKPOINT, "CLIP_stop_at_last_layers", "samples_format")  # the keys that mean something here
 
 
 def model_title(model: str) -> str:
@@ -90,8 +91,12 @@ class Options:
 
     def set(self, owner: str, values: dict) -> None:
         """Keep the caller's values: the whole dict a GET returned, or a few keys. Known keys are checked
-        (a 422 naming the key, nothing kept); the rest are kept as they are."""
-        if CHECKPOINT in values and values[CHECKPOINT] is not None:
+        (a 422 naming the key, nothing kept); null for one of them is its default again (a GET while no
+        service answered gave a null checkpoint, and clients POST that dict back); the rest are kept as
+        they are."""
+        defaulted = {key for key in CHECKED if key in values and values[key] is None}
+        values = {key: value for key, value in values.items() if key not in defaulted}
+        if CHECKPOINT in values:
             titles = [model["title"] for model in sd_models(self.hub)]
             if values[CHECKPOINT] not in titles:
                 raise field_error(CHECKPOINT, f"model {values[CHECKPOINT]!r} not found; one of {titles}")
@@ -102,7 +107,8 @@ class Options:
         if "samples_format" in values and str(values["samples_format"]).lower() not in FORMAT_BY_SAMPLES_FORMAT:
             raise field_error("samples_format", f"one of {', '.join(FORMAT_BY_SAMPLES_FORMAT)}")
         with self._lock:
-            merged = {**self._set.get(owner, {}), **values}
+            merged = {key: value for key, value in {**self._set.get(owner, {}), **values}.items()
+                      if key not in defaulted}
             if len(merged) > MAX_KEYS:
                 raise field_error("body", f"at most {MAX_KEYS} options")
             self._set[owner] = merged

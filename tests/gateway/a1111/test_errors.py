@@ -88,6 +88,19 @@ def test_a_huge_number_echoed_or_kept_in_options_never_breaks_an_answer(api):
     assert_still_works(api)
 
 
+def test_null_options_are_their_defaults_again(api):
+    """A null checkpoint (what GET gives while no service answers, POSTed back whole) must not stay: GET's
+    sd_model_checkpoint is a /sd-models title again, and null clip skip or format is the default."""
+    title = requests.get(f"{api}/sd-models", timeout=60).json()[0]["title"]
+    nulls = {"sd_model_checkpoint": None, "CLIP_stop_at_last_layers": None, "samples_format": None}
+    assert requests.post(f"{api}/options", json={"CLIP_stop_at_last_layers": 2}, timeout=60).status_code == 200
+    assert requests.post(f"{api}/options", json=nulls, timeout=60).status_code == 200
+    options = requests.get(f"{api}/options", timeout=60).json()
+    assert (options["sd_model_checkpoint"], options["CLIP_stop_at_last_layers"], options["samples_format"]) == (
+        title, 1, "png")
+    assert_still_works(api)
+
+
 def test_unknown_scripts_are_refused_as_a1111_does(api):
     for body in ({"script_name": "x/y/z plot"}, {"alwayson_scripts": {"ControlNet": {"args": []}}}):
         answer = requests.post(f"{api}/txt2img", json={**body, **SMALL}, timeout=60)
