@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def env(**extra) -> dict:
-    # No metrics endpoint unless a test asks: fixed default ports would collide between processes.
+    # No metrics nor probe port unless a test asks: fixed default ports would collide between processes.
     return {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "HF_HUB_OFFLINE": "1", "IMAGEGEN_METRICS_PORT": "-1",
-            **extra}
+            "IMAGEGEN_HEALTH_PORT": "-1", **extra}
 
 
 def start(mode: str, *args: str, environ=None) -> subprocess.Popen:
