@@ -123,6 +123,20 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits():
         stop(proc)
 
 
+def test_the_probe_port_answers_until_sigterm_and_the_process_exits_cleanly():
+    port, probe_port = free_port(), free_port()
+    proc = start("txt2img", "--model", "tiny", "--port", str(port), "--default-size", "64",
+                 "--health-port", str(probe_port), "--warmup", "false")
+    try:
+        with ImageGenClient("txt2img", f"127.0.0.1:{probe_port}") as probe:
+            assert probe.wait_until_serving(120)
+            assert probe.info().mode == "txt2img"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # both servers stopped before the interpreter exits (no abort)
+    finally:
+        stop(proc)
+
+
 def test_sigterm_past_grace_gives_unavailable_and_exits_in_time():
     port = free_port()
     proc = start("txt2img", "--model", "tiny", "--port", str(port), "--default-size", "64", "--grace", "1")

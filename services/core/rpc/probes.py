@@ -61,5 +61,5 @@ class Servers:
         stopped = self.main.stop(grace)
         if self.probe is not None:
             stopped.wait()
-            self.probe.stop(0)
+            self.probe.stop(0).wait()  # before the interpreter exits: a live server there aborts it
         return stopped
