@@ -1,6 +1,6 @@
 """Container health probe: exit 0 when the service reports SERVING (gRPC health), else 1.
 
-    python -m services.healthcheck                      # 127.0.0.1:$IMAGEGEN_PORT, overall health
+    python -m services.healthcheck                      # $IMAGEGEN_HEALTH_PORT (else $IMAGEGEN_PORT), overall
     python -m services.healthcheck --service imagegen.v1.Txt2Img --addr 127.0.0.1:50051
     python -m services.healthcheck --http http://127.0.0.1:7860/   # the gateway
 
@@ -42,9 +42,18 @@ def http_ok(url: str, timeout: float) -> tuple[bool, str]:
         return False, f"{url}: {err}"
 
 
+def default_port(environ) -> str:
+    """The service's probe port when it has one (it answers under any load, see core/rpc/probes.py)."""
+    health = environ.get("IMAGEGEN_HEALTH_PORT", "")
+    if health not in ("", "-1", "0"):
+        return health
+    return environ.get("IMAGEGEN_PORT", str(TXT2IMG.port))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.healthcheck", description=__doc__.split("\n")[0])
-    parser.add_argument("--addr", default=f"127.0.0.1:{os.environ.get('IMAGEGEN_PORT', TXT2IMG.port)}")
+    parser.add_argument("--addr", default=f"127.0.0.1:{default_port(os.environ)}",
+                        help="default: the probe port IMAGEGEN_HEALTH_PORT, else IMAGEGEN_PORT")
     parser.add_argument("--service", default="", help="health service name; empty = the whole server")
     parser.add_argument("--http", default=None, help="check this URL answers 200 instead (the gateway)")
     parser.add_argument("--timeout", type=float, default=3.0)

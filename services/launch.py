@@ -24,8 +24,8 @@ from services.client import ImageGenClient
 
 DEFAULT_GATEWAY_PORT = 7860
 # From --base-port B, one copy's ports are consecutive: the modes' gRPC ports, their metrics ports, the
-# gateway's (B..B+2, B+3..B+5, B+6 for txt2img, img2img, inpaint).
-PORTS_PER_COPY = 2 * len(MODES) + 1
+# gateway's, then the modes' probe ports (B..B+2, B+3..B+5, B+6, B+7..B+9 for txt2img, img2img, inpaint).
+PORTS_PER_COPY = 3 * len(MODES) + 1
 
 
 @dataclass(frozen=True)
@@ -33,30 +33,37 @@ class Ports:
     grpc: dict[str, int]  # mode -> its gRPC port
     metrics: dict[str, int]  # mode -> its Prometheus port; -1 = off
     gateway: int
+    health: dict[str, int]  # mode -> its probe port (health and GetInfo only); -1 = off
 
 
-def ports(base: int | None, gateway: int | None = None, metrics: bool = True) -> Ports:
-    """Every port of one copy. Without a base, each mode's own defaults (the contract's 50051-50053 and
-    9051-9053) and 7860; with one, PORTS_PER_COPY consecutive ports from it. An explicit gateway port
-    wins over either. ValueError when the base leaves no room for them all."""
+def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
+          health: bool = True) -> Ports:
+    """Every port of one copy. Without a base, each mode's own defaults (the contract's 50051-50053,
+    9051-9053 and 9061-9063) and 7860; with one, PORTS_PER_COPY consecutive ports from it. An explicit
+    gateway port wins over either. ValueError when the base leaves no room for them all."""
     if base is not None and not 1 <= base <= 65536 - PORTS_PER_COPY:
         raise ValueError(f"--base-port {base}: the {PORTS_PER_COPY} ports from it must lie within 1..65535")
     modes = list(MODES)
     if base is None:
         grpc = {mode: MODES[mode].port for mode in modes}
         scraped = {mode: MODES[mode].metrics_port for mode in modes}
+        probes = {mode: MODES[mode].health_port for mode in modes}
         own_gateway = DEFAULT_GATEWAY_PORT
     else:
         grpc = {mode: base + index for index, mode in enumerate(modes)}
         scraped = {mode: base + len(modes) + index for index, mode in enumerate(modes)}
         own_gateway = base + 2 * len(modes)
-    return Ports(grpc, scraped if metrics else dict.fromkeys(modes, -1),
-                 gateway if gateway is not None else own_gateway)
+        probes = {mode: own_gateway + 1 + index for index, mode in enumerate(modes)}
+    off = dict.fromkeys(modes, -1)
+    return Ports(grpc, scraped if metrics else off, gateway if gateway is not None else own_gateway,
+                 probes if health else off)
 
 
-def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int) -> list[str]:
+def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
+                    health_port: int = -1) -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
-            "--port", str(port), "--device", device, "--metrics-port", str(metrics_port)]
+            "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
+            "--health-port", str(health_port)]
 
 
 class ProcessGroup:
@@ -126,8 +133,9 @@ def main(argv=None) -> int:
     # Environment defaults are strings: argparse converts them with `type`, reporting a bad one as usage.
     parser.add_argument("--base-port", type=int, default=os.environ.get("IMAGEGEN_BASE_PORT"),
                         help=f"move every port: the {PORTS_PER_COPY} consecutive ports from this one serve "
-                             "txt2img, img2img, inpaint, their metrics in the same order, then the gateway "
-                             "(default: 50051-50053, 9051-9053, 7860) [IMAGEGEN_BASE_PORT]")
+                             "txt2img, img2img, inpaint, their metrics in the same order, the gateway, "
+                             "then their probe ports (default: 50051-50053, 9051-9053, 7860, 9061-9063) "
+                             "[IMAGEGEN_BASE_PORT]")
     parser.add_argument("--device", default=os.environ.get("IMAGEGEN_DEVICE", "auto"),
                         help="device for all three; set per service with cuda:N in production")
     parser.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
@@ -138,13 +146,20 @@ def main(argv=None) -> int:
                         default=os.environ.get("IMAGEGEN_METRICS_PORT") != "-1",
                         help="serve each service's Prometheus /metrics (default: yes; "
                              "IMAGEGEN_METRICS_PORT=-1: no)")
+    parser.add_argument("--health-ports", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("IMAGEGEN_HEALTH_PORT") != "-1",
+                        help="also serve each service's health and GetInfo on a probe port of its own "
+                             "(default: yes; IMAGEGEN_HEALTH_PORT=-1: no)")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
         parser.error("IMAGEGEN_METRICS_PORT would give the three services one port; move them with "
                      "--base-port (IMAGEGEN_BASE_PORT), or turn them off with --no-metrics")
+    if os.environ.get("IMAGEGEN_HEALTH_PORT") not in (None, "", "-1"):
+        parser.error("IMAGEGEN_HEALTH_PORT would give the three services one port; move them with "
+                     "--base-port (IMAGEGEN_BASE_PORT), or turn them off with --no-health-ports")
     try:
-        layout = ports(args.base_port, args.gateway_port, args.metrics)
+        layout = ports(args.base_port, args.gateway_port, args.metrics, args.health_ports)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -157,7 +172,8 @@ def main(argv=None) -> int:
         model = getattr(args, f"{mode}_model") or args.model
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
-        group.start(mode, service_command(mode, model, args.host, port, device, layout.metrics[mode]))
+        group.start(mode, service_command(mode, model, args.host, port, device, layout.metrics[mode],
+                                          layout.health[mode]))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

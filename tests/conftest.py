@@ -136,8 +136,8 @@ def service_config(mode: str, *extra: str):
     engine = ["--engine", TEST_ENGINE] if TEST_ENGINE else []
     return load_config(
         SERVER_MODES[mode],
-        ["--model", "tiny", "--port", "0", "--cache-dir", str(CACHE_DIR), "--default-size", "64",
-         "--grace", "5", *engine, *extra],
+        ["--model", "tiny", "--port", "0", "--health-port", "-1", "--cache-dir", str(CACHE_DIR),
+         "--default-size", "64", "--grace", "5", *engine, *extra],
         environ={},
     )
 

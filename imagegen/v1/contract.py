@@ -26,6 +26,7 @@ class ModeContract:
     label: str  # what people read: the gateway's tab
     port: int  # default gRPC port
     metrics_port: int  # default Prometheus port
+    health_port: int  # default probe port: health and GetInfo only, answered under any load
     request: type  # the request message class
     stub: type
     add_servicer: Callable
@@ -44,14 +45,16 @@ class ModeContract:
         return f"127.0.0.1:{self.port}"
 
 
-TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, pb.Txt2ImgRequest, pb_grpc.Txt2ImgStub,
-                       pb_grpc.add_Txt2ImgServicer_to_server, takes_image=False, takes_mask=False)
-IMG2IMG = ModeContract("img2img", "Img2Img", "Img2Img", 50052, 9052, pb.Img2ImgRequest, pb_grpc.Img2ImgStub,
-                       pb_grpc.add_Img2ImgServicer_to_server, takes_image=True, takes_mask=False,
-                       default_strength=0.8)
-INPAINT = ModeContract("inpaint", "Inpaint", "Inpainting", 50053, 9053, pb.InpaintRequest, pb_grpc.InpaintStub,
-                       pb_grpc.add_InpaintServicer_to_server, takes_image=True, takes_mask=True,
-                       default_strength=1.0, default_mask_blur=4, default_only_masked_padding=32)
+TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, 9061, pb.Txt2ImgRequest,
+                       pb_grpc.Txt2ImgStub, pb_grpc.add_Txt2ImgServicer_to_server,
+                       takes_image=False, takes_mask=False)
+IMG2IMG = ModeContract("img2img", "Img2Img", "Img2Img", 50052, 9052, 9062, pb.Img2ImgRequest,
+                       pb_grpc.Img2ImgStub, pb_grpc.add_Img2ImgServicer_to_server,
+                       takes_image=True, takes_mask=False, default_strength=0.8)
+INPAINT = ModeContract("inpaint", "Inpaint", "Inpainting", 50053, 9053, 9063, pb.InpaintRequest,
+                       pb_grpc.InpaintStub, pb_grpc.add_InpaintServicer_to_server,
+                       takes_image=True, takes_mask=True, default_strength=1.0, default_mask_blur=4,
+                       default_only_masked_padding=32)
 MODES: dict[str, ModeContract] = {m.name: m for m in (TXT2IMG, IMG2IMG, INPAINT)}
 MODE_NAMES: tuple[str, ...] = tuple(MODES)
 

@@ -60,6 +60,7 @@ class ServiceConfig:
     engine: str = "step"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
+    health_port: int = -1  # -1 = health and GetInfo on `port` only; 0 = a free port (rpc/probes.py)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -142,6 +143,10 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
              "seconds in-flight work may take to finish on SIGTERM", dest="grace_s"),
         Flag("--metrics-port", "IMAGEGEN_METRICS_PORT", int, mode.contract.metrics_port,
              "Prometheus /metrics port on --host; -1 turns it off", min=-1, max=65535,
+             bounds="-1 (off) or 0..65535"),
+        Flag("--health-port", "IMAGEGEN_HEALTH_PORT", int, mode.contract.health_port,
+             "a port on --host for health and GetInfo only, where probes get answers however many big "
+             "uploads --port is receiving; -1 turns it off", min=-1, max=65535,
              bounds="-1 (off) or 0..65535"),
         Flag("--tls-cert", "IMAGEGEN_TLS_CERT", Path, None,
              "server certificate chain (PEM); with --tls-key, the port serves TLS only"),

@@ -85,6 +85,7 @@ def test_each_mode_is_published_on_this_host_and_runs_as_the_manifests_say(mode)
     env = service["environment"]
     assert env["IMAGEGEN_PORT"] == str(MODES[mode].port)
     assert env["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
+    assert env["IMAGEGEN_HEALTH_PORT"] == str(MODES[mode].health_port)  # what the image's HEALTHCHECK probes
     assert re.fullmatch(rf"\$\{{{mode.upper()}_MODEL:-[^}}]+\}}", env["IMAGEGEN_MODEL"])
     assert service["ports"] == [f"${{{mode.upper()}_PUBLISH:-127.0.0.1:{MODES[mode].port}}}:{MODES[mode].port}"]
     assert "model-cache:/models" in service["volumes"]
@@ -162,6 +163,22 @@ def test_health_probe_exits_zero_only_when_serving(services):
     down = subprocess.run([*probe, "--addr", f"127.0.0.1:{free_port()}", "--timeout", "1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
     assert down.returncode == 1 and "UNAVAILABLE" in down.stdout
+
+
+def test_health_probe_goes_to_the_probe_port_when_the_service_has_one():
+    import os
+
+    from tests.conftest import RunningService, free_port
+
+    service = RunningService("txt2img", "--health-port", "0", "--warmup", "false")
+    try:
+        environ = {**os.environ, "IMAGEGEN_PORT": str(free_port()),  # nothing there: only the probe port answers
+                   "IMAGEGEN_HEALTH_PORT": str(service.server.probe_port)}
+        done = subprocess.run([sys.executable, "-m", "services.healthcheck", "--timeout", "5"], cwd=ROOT,
+                              env=environ, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and f":{service.server.probe_port} (overall): SERVING" in done.stdout
+    finally:
+        service.stop()
 
 
 def test_health_probe_reports_not_serving_while_loading():

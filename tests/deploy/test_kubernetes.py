@@ -72,14 +72,17 @@ def test_each_mode_is_its_own_deployment_with_probes_on_its_health_service(rende
     c = container(deployment)
     assert c["command"] == ["python", "-m", f"services.{mode}"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": port_of(mode), "metrics": MODES[mode].metrics_port}
+    assert ports == {"grpc": port_of(mode), "metrics": MODES[mode].metrics_port,
+                     "probe": MODES[mode].health_port}
     assert env(c)["IMAGEGEN_PORT"] == str(port_of(mode))
     assert env(c)["IMAGEGEN_METRICS_PORT"] == str(MODES[mode].metrics_port)
+    # Probes go to the probe port: it answers under a burst of uploads to the service's (tests/reliability).
+    assert env(c)["IMAGEGEN_HEALTH_PORT"] == str(MODES[mode].health_port)
     for probe in ("readinessProbe", "startupProbe"):
-        assert c[probe]["grpc"] == {"port": port_of(mode), "service": MODES[mode].full_service_name}  # numeric port
+        assert c[probe]["grpc"] == {"port": MODES[mode].health_port, "service": MODES[mode].full_service_name}
     for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
-        assert c[probe]["timeoutSeconds"] == 2  # health answers well within it under load (tests/reliability)
-    assert c["livenessProbe"]["grpc"]["port"] == port_of(mode)
+        assert c[probe]["timeoutSeconds"] == 2
+    assert c["livenessProbe"]["grpc"]["port"] == MODES[mode].health_port  # numeric, as gRPC probes need
     startup = c["startupProbe"]
     allowance = startup["periodSeconds"] * startup["failureThreshold"]
     assert allowance >= (1800 if overlay == "gpu" else 300)  # model loading (and download) time

@@ -145,7 +145,8 @@ def test_a_file_that_is_not_a_checkpoint_is_one_error_line_and_exit_code_2(tmp_p
     path = bad_files(tmp_path)[kind]
     done = subprocess.run(
         [sys.executable, "-m", "services.txt2img", "--model", str(path), "--model-config",
-         str(ensure_tiny(CACHE_DIR, False)), "--port", "0", "--device", "cpu", "--metrics-port", "-1"],
+         str(ensure_tiny(CACHE_DIR, False)), "--port", "0", "--device", "cpu", "--metrics-port", "-1",
+         "--health-port", "-1"],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "IMAGEGEN_CACHE_DIR": str(CACHE_DIR)},
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def env(**extra) -> dict:
-    # No metrics endpoint unless a test asks: fixed default ports would collide between processes.
+    # No metrics nor probe port unless a test asks: fixed default ports would collide between processes.
     return {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "HF_HUB_OFFLINE": "1", "IMAGEGEN_METRICS_PORT": "-1",
-            **extra}
+            "IMAGEGEN_HEALTH_PORT": "-1", **extra}
 
 
 def start(mode: str, *args: str, environ=None) -> subprocess.Popen:
@@ -119,6 +119,20 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits():
         assert isinstance(events[-1], Result)  # the in-flight request completed
         assert proc.wait(timeout=30) == 0
         client.close()
+    finally:
+        stop(proc)
+
+
+def test_the_probe_port_answers_until_sigterm_and_the_process_exits_cleanly():
+    port, probe_port = free_port(), free_port()
+    proc = start("txt2img", "--model", "tiny", "--port", str(port), "--default-size", "64",
+                 "--health-port", str(probe_port), "--warmup", "false")
+    try:
+        with ImageGenClient("txt2img", f"127.0.0.1:{probe_port}") as probe:
+            assert probe.wait_until_serving(120)
+            assert probe.info().mode == "txt2img"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # both servers stopped before the interpreter exits (no abort)
     finally:
         stop(proc)
 

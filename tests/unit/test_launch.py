@@ -10,7 +10,7 @@ from services.launch import PORTS_PER_COPY, ports
 
 
 def every_port(layout: launch.Ports) -> list[int]:
-    return [*layout.grpc.values(), *layout.metrics.values(), layout.gateway]
+    return [*layout.grpc.values(), *layout.metrics.values(), layout.gateway, *layout.health.values()]
 
 
 def test_without_a_base_every_port_is_the_documented_default():
@@ -18,6 +18,7 @@ def test_without_a_base_every_port_is_the_documented_default():
     assert layout.grpc == {"txt2img": 50051, "img2img": 50052, "inpaint": 50053}
     assert layout.metrics == {"txt2img": 9051, "img2img": 9052, "inpaint": 9053}
     assert layout.gateway == 7860
+    assert layout.health == {"txt2img": 9061, "img2img": 9062, "inpaint": 9063}
 
 
 def test_a_base_moves_grpc_metrics_and_gateway_ports_together():
@@ -25,6 +26,7 @@ def test_a_base_moves_grpc_metrics_and_gateway_ports_together():
     assert layout.grpc == {"txt2img": 50061, "img2img": 50062, "inpaint": 50063}
     assert layout.metrics == {"txt2img": 50064, "img2img": 50065, "inpaint": 50066}
     assert layout.gateway == 50067
+    assert layout.health == {"txt2img": 50068, "img2img": 50069, "inpaint": 50070}
     assert every_port(layout) == list(range(50061, 50061 + PORTS_PER_COPY))
 
 
@@ -35,9 +37,10 @@ def test_two_copies_share_no_port(first, second):
     assert not set(one) & set(other)
 
 
-def test_an_explicit_gateway_port_wins_and_metrics_can_be_off():
-    layout = ports(50061, gateway=8000, metrics=False)
-    assert layout.gateway == 8000 and layout.metrics == dict.fromkeys(layout.grpc, -1)
+def test_an_explicit_gateway_port_wins_and_metrics_and_probe_ports_can_be_off():
+    layout = ports(50061, gateway=8000, metrics=False, health=False)
+    assert layout.gateway == 8000 and layout.metrics == layout.health == dict.fromkeys(layout.grpc, -1)
+    assert ports(50061, gateway=8000).health == {"txt2img": 50068, "img2img": 50069, "inpaint": 50070}
     assert ports(None, gateway=7861).gateway == 7861
 
 
@@ -45,19 +48,21 @@ def test_an_explicit_gateway_port_wins_and_metrics_can_be_off():
 def test_a_base_without_room_for_every_port_is_refused(base):
     with pytest.raises(ValueError, match="must lie within 1..65535"):
         ports(base)
-    assert ports(65536 - PORTS_PER_COPY).gateway == 65535
+    assert max(every_port(ports(65536 - PORTS_PER_COPY))) == 65535
 
 
-def test_each_service_is_given_its_metrics_port():
-    command = launch.service_command("img2img", "tiny", "127.0.0.1", 50062, "cpu", 50065)
+def test_each_service_is_given_its_metrics_and_probe_ports():
+    command = launch.service_command("img2img", "tiny", "127.0.0.1", 50062, "cpu", 50065, 50069)
     assert command[command.index("--port") + 1] == "50062"
     assert command[command.index("--metrics-port") + 1] == "50065"
+    assert command[command.index("--health-port") + 1] == "50069"
 
 
 @pytest.mark.parametrize("argv, environ, words", [
     (["--base-port", "65530"], {}, "must lie within"),
     ([], {"IMAGEGEN_BASE_PORT": "many"}, "invalid int value"),
     ([], {"IMAGEGEN_METRICS_PORT": "9100"}, "one port"),  # before: the second and third service failed to bind
+    ([], {"IMAGEGEN_HEALTH_PORT": "9100"}, "one port"),
 ])
 def test_what_cannot_work_is_a_usage_error_before_anything_starts(monkeypatch, capsys, argv, environ, words):
     for name, value in environ.items():

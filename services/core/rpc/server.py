@@ -1,6 +1,7 @@
 """Server bootstrap shared by the three modes: health, reflection, interceptors, graceful stop.
 
-`create_server` builds and binds (tests use it with port 0); `serve` runs one until SIGTERM.
+`create_server` builds and binds (tests use it with port 0); `serve` runs one until SIGTERM. With
+--health-port, health and GetInfo are also served on a port of their own (probes.py says why).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..config import ServiceConfig, load_config
 from ..mode import Mode
 from ..work.runtime import ModeRuntime
 from .interceptors import ErrorInterceptor, MetricsInterceptor, TokenInterceptor
+from .probes import Servers, create_probe_server
 from .security import TlsFiles, server_credentials
 from .servicer import ModeServicer
 
@@ -33,39 +35,7 @@ class BindError(Exception):
     pass
 
 
-def create_server(mode: Mode, config: ServiceConfig) -> tuple[grpc.Server, int, ModeRuntime]:
-    """Build the server for `mode` and bind it. Not started; the model is not loaded yet."""
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    runtime = ModeRuntime(mode, config, health_servicer)
-    max_bytes = config.limits.max_message_bytes
-    server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=runtime.max_calls + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
-        ),
-        # Metrics outermost: they see the status code the error interceptor (or the token check) set.
-        interceptors=[
-            MetricsInterceptor(runtime.metrics, mode.full_service_name),
-            *([TokenInterceptor(config.auth_token, mode.full_service_name)] if config.auth_token else []),
-            ErrorInterceptor(),
-        ],
-        options=[
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    mode.contract.add_servicer(ModeServicer(runtime), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            mode.full_service_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    address = f"{config.host}:{config.port}"
-    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+def _bind(server: grpc.Server, address: str, tls: TlsFiles) -> int:
     try:
         if tls.enabled:
             port = server.add_secure_port(address, server_credentials(tls))
@@ -75,7 +45,55 @@ def create_server(mode: Mode, config: ServiceConfig) -> tuple[grpc.Server, int, 
         raise BindError(f"could not listen on {address}: {exc}") from None
     if port == 0:
         raise BindError(f"could not listen on {address} (in use, or not an address of this machine)")
-    return server, port, runtime
+    return port
+
+
+def create_server(mode: Mode, config: ServiceConfig) -> tuple[Servers, int, ModeRuntime]:
+    """Build the server for `mode` (and its probe server, with a health port) and bind them. Not
+    started; the model is not loaded yet."""
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    runtime = ModeRuntime(mode, config, health_servicer)
+    max_bytes = config.limits.max_message_bytes
+    # Metrics outermost: they see the status code the error interceptor (or the token check) set.
+    interceptors = [
+        MetricsInterceptor(runtime.metrics, mode.full_service_name),
+        *([TokenInterceptor(config.auth_token, mode.full_service_name)] if config.auth_token else []),
+        ErrorInterceptor(),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=runtime.max_calls + _SPARE_THREADS, thread_name_prefix=f"{mode.name}-rpc"
+        ),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    servicer = ModeServicer(runtime)
+    mode.contract.add_servicer(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            mode.full_service_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+    port = _bind(server, f"{config.host}:{config.port}", tls)
+    if config.health_port < 0:
+        return Servers(server), port, runtime
+    probe = create_probe_server(mode.full_service_name, health_servicer, servicer.GetInfo, interceptors,
+                                max_bytes, mode.name)
+    try:
+        probe_port = _bind(probe, f"{config.host}:{config.health_port}", tls)
+    except BindError as exc:
+        server.stop(0)
+        raise BindError(f"health port: {exc}") from None
+    return Servers(server, probe, probe_port), port, runtime
 
 
 def _setup_logging(level: str) -> None:
@@ -99,6 +117,8 @@ def serve(mode: Mode, config: ServiceConfig) -> int:
         return 2
     server.start()
     log.info("%s listening on %s:%d (NOT_SERVING until the model is loaded)", config.mode, config.host, port)
+    if server.probe_port is not None:
+        log.info("%s health and GetInfo also on %s:%d", config.mode, config.host, server.probe_port)
     if config.metrics_port >= 0:
         try:
             metrics_port = runtime.metrics.start_http(config.host, config.metrics_port)

@@ -25,7 +25,7 @@ def test_each_mode_names_its_proto_service_request_and_stub():
         assert contract.stub.__name__ == f"{contract.service}Stub"
         fields = contract.request.DESCRIPTOR.fields_by_name
         assert ("init_image" in fields) == contract.takes_image and ("mask_image" in fields) == contract.takes_mask
-    ports = [c.port for c in MODES.values()] + [c.metrics_port for c in MODES.values()]
+    ports = [port for c in MODES.values() for port in (c.port, c.metrics_port, c.health_port)]
     assert len(set(ports)) == len(ports)
 
 
