@@ -150,6 +150,20 @@ def test_a_service_down_is_503_with_retry_after(services):
         gw.close()
 
 
+def test_a_service_still_loading_is_503_with_retry_after(services):
+    loading = RunningService("txt2img", load=False)  # serving its port, its model not loaded yet
+    gw = RunningGateway({**{m: s.address for m, s in services.items()}, "txt2img": loading.address}, retries=0)
+    try:
+        answer = requests.post(gw.url + "sdapi/v1/txt2img", json=SMALL, timeout=60)
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1, answer.text
+        assert loading.address not in answer.text
+        loading.runtime.load()
+        assert requests.post(gw.url + "sdapi/v1/txt2img", json=SMALL, timeout=120).status_code == 200
+    finally:
+        gw.close()
+        loading.stop()
+
+
 def test_a_full_queue_is_503_with_the_services_retry_hint(services):
     own = RunningService("txt2img", "--queue-size", "1", "--warmup", "false")
     gw = RunningGateway({**{m: s.address for m, s in services.items()}, "txt2img": own.address}, retries=0)
