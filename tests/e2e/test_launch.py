@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from services.launch import PORTS_PER_COPY
+from services.launch import PORTS_PER_COPY, ports
 from tests.conftest import CACHE_DIR, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_launch_runs_all_four_and_ctrl_c_stops_them(tmp_path):
 
     # One setting moves every port (gRPC, metrics, gateway): a second copy beside `make run`'s defaults.
     base = free_block(PORTS_PER_COPY)
-    gateway_port = base + PORTS_PER_COPY - 1
+    gateway_port = ports(base).gateway
     env = {**os.environ, "IMAGEGEN_CACHE_DIR": str(CACHE_DIR), "IMAGEGEN_DEFAULT_SIZE": "64",
            "IMAGEGEN_BASE_PORT": str(base), "GATEWAY_OUTPUTS_DIR": str(tmp_path / "outputs")}
     for name in ("IMAGEGEN_METRICS_PORT", "GATEWAY_PORT"):
