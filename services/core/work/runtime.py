@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
+from ..models.catalog import Catalog
 from ..prompts import check_chunks, max_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
@@ -40,6 +41,7 @@ class ModeRuntime:
         self.metrics = ServiceMetrics(mode.name, self.queue)
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
+        self.catalog = Catalog.single(config.model)  # the checkpoints requests may name (GetInfo's models)
         self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
@@ -54,6 +56,10 @@ class ModeRuntime:
 
         started = time.monotonic()
         self.model = load_model(self.mode, self.config, on_lora_load=self.metrics.lora_loads.inc)
+        entry = self.catalog.default
+        entry.family, entry.inpaint = self.model.family, self.model.kind.inpaint
+        # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
+        self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)
         self.engine.start()
         if self.config.warmup:
@@ -103,11 +109,13 @@ class ModeRuntime:
             self._calls.release()
 
     def check(self, request):
-        """The mode's checks (decoding input images), a few requests at a time; then what depends on the
-        loaded model: clip skip within its text encoders' layers, and the prompts' chunk counts
-        (tokenizing only; bounded, and deciding what may share a pipeline call)."""
+        """The model named (one of the catalogue's), then the mode's checks (decoding input images), a few
+        requests at a time; then what depends on the loaded model: clip skip within its text encoders'
+        layers, and the prompts' chunk counts (tokenizing only; bounded, and deciding what may share a
+        pipeline call)."""
+        entry = self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
-            spec = self.mode.check(request, self.config)
+            spec = replace(self.mode.check(request, self.config), model=entry.name)
             if self.model is not None:
                 most = self.model.max_clip_skip
                 if spec.clip_skip > most:
