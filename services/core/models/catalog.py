@@ -9,6 +9,7 @@ sha256; a folder's: of its UNet weights file) is computed once, off the request 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from . import presets, single_file
+from .family import INPAINT_CHANNELS, ModelKind
 
 log = logging.getLogger(__name__)
 HASH_LENGTH = 10  # A1111's "Model hash"
@@ -92,6 +94,54 @@ def short_hash(source: str, cache_dir: Path, inpaint_mode: bool) -> str:
     return file_sha256(path)[:HASH_LENGTH] if path is not None else ""
 
 
+def folder_kind(folder: Path) -> ModelKind:
+    """A diffusers folder's kind from its configs (no weights read). Raises OSError or ValueError."""
+    index = json.loads((folder / "model_index.json").read_text())
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    inpaint = unet.get("in_channels") == INPAINT_CHANNELS
+    if "text_encoder_2" in index or "XL" in index.get("_class_name", ""):
+        return ModelKind("sdxl", inpaint)
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    predicts_v = scheduler.is_file() and json.loads(scheduler.read_text()).get("prediction_type") == "v_prediction"
+    return ModelKind("sd2" if predicts_v or unet.get("cross_attention_dim") == 1024 else "sd1", inpaint)
+
+
+def unusable(kind: ModelKind, takes_mask: bool) -> str:
+    """Why a mode cannot use a model of `kind` ("" when it can): an inpainting UNet needs a mask."""
+    if kind.inpaint and not takes_mask:
+        return f"an inpainting UNet ({INPAINT_CHANNELS} input channels) needs a mask: the inpaint service serves it"
+    return ""
+
+
+def scan(folder: Path, takes_mask: bool) -> list[Entry]:
+    """Every diffusers folder and single-file checkpoint in `folder`, by name (sorted); anything else is
+    skipped with a log line (reading headers only, never weights)."""
+    entries: dict[str, Entry] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        try:
+            if path.is_dir() and (path / "model_index.json").is_file():
+                kind = folder_kind(path)
+            elif path.is_file() and single_file.is_checkpoint_path(path):
+                kind, _extra = single_file.inspect(path)
+            else:
+                log.info("models folder: skipped %s (not a diffusers folder nor a %s checkpoint)", path.name,
+                         "/".join(single_file.SUFFIXES))
+                continue
+        except (OSError, ValueError, KeyError, single_file.CheckpointError) as exc:
+            log.warning("models folder: skipped %s, not a loadable checkpoint: %s", path.name, exc)
+            continue
+        name = name_of(str(path))
+        if name in entries:
+            log.warning("models folder: skipped %s, the name %r is taken by %s", path.name, name,
+                        Path(entries[name].source).name)
+            continue
+        entries[name] = Entry(name, str(path), family=kind.family, inpaint=kind.inpaint,
+                              unusable=unusable(kind, takes_mask))
+    return list(entries.values())
+
+
 class Catalog:
     """The service's checkpoints by name, the default first."""
 
@@ -102,6 +152,25 @@ class Catalog:
     def single(cls, model: str) -> "Catalog":
         """Today's one model: --model's."""
         return cls([Entry(name_of(model), model, is_default=True)])
+
+    @classmethod
+    def build(cls, model: str, models_dir: Path | None, takes_mask: bool) -> "Catalog":
+        """--models-dir's checkpoints and --model, which is the default: an entry of the folder when it
+        names one (by its name or path), else a model of its own (listed first)."""
+        if models_dir is None:
+            return cls.single(model)
+        found = {entry.name: entry for entry in scan(models_dir, takes_mask)}
+        name = name_of(model)
+        entry = found.get(name)
+        same = entry is not None and not presets.is_preset(model) and (
+            model == name or Path(model).expanduser().resolve() == Path(entry.source).resolve())
+        if same:
+            entry.is_default = True
+        else:
+            if entry is not None:
+                log.warning("models folder: %s is shadowed by --model %s (the same name)", entry.source, model)
+            entry = found[name] = Entry(name, model, is_default=True)
+        return cls([entry, *(other for other in found.values() if other is not entry)])
 
     @property
     def default(self) -> Entry:

@@ -127,6 +127,6 @@ class ModeServicer:
         )
 
     def _model_info(self, entry: Entry) -> pb.ModelInfo:
-        loaded = self.runtime.model is not None and self.runtime.model.name == entry.name
+        loaded = self.runtime.pool is not None and self.runtime.pool.is_loaded(entry.name)
         return pb.ModelInfo(name=entry.name, family=entry.family, inpaint=entry.inpaint, hash=entry.hash,
                             loaded=loaded, is_default=entry.is_default, unusable=entry.unusable)

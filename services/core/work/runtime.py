@@ -41,7 +41,9 @@ class ModeRuntime:
         self.metrics = ServiceMetrics(mode.name, self.queue)
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
-        self.catalog = Catalog.single(config.model)  # the checkpoints requests may name (GetInfo's models)
+        # The checkpoints requests may name (GetInfo's models): --models-dir's and --model, the default.
+        self.catalog = Catalog.build(config.model, config.models_dir, mode.contract.takes_mask)
+        self.pool = None  # models.pool.ModelPool once loaded: hands the engines each request's model
         self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
@@ -53,10 +55,20 @@ class ModeRuntime:
     def load(self) -> None:
         """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
         from ..models.loading import load_model
+        from ..models.pool import GB, ModelPool
 
         started = time.monotonic()
-        self.model = load_model(self.mode, self.config, on_lora_load=self.metrics.lora_loads.inc)
         entry = self.catalog.default
+
+        def load_source(source: str):
+            return load_model(self.mode, replace(self.config, model=source), on_lora_load=self.metrics.lora_loads.inc)
+
+        self.model = load_source(entry.source)
+        self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,
+                              int(self.config.ram_cache_gb * GB), self.metrics)
+        self.pool.add(self.model)
+        log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
+                 time.monotonic() - started, len(self.catalog.entries))
         entry.family, entry.inpaint = self.model.family, self.model.kind.inpaint
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
@@ -76,6 +88,10 @@ class ModeRuntime:
     def _engine(self, model):
         """The engine --engine asks for; the pipeline engine where the step engine cannot feed the model."""
         kind = self.config.engine
+        usable = [entry for entry in self.catalog.entries.values() if not entry.unusable]
+        if kind == "step" and len(usable) > 1:
+            log.warning("the step engine serves one model: serving whole pipeline calls for %d models", len(usable))
+            kind = "pipeline"
         if kind == "step":
             from ..engine.support import unsupported
 
@@ -88,7 +104,7 @@ class ModeRuntime:
         else:
             from .pipeline import PipelineEngine as engine_class
         return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
-                            estimator=self.estimator)
+                            estimator=self.estimator, pool=self.pool)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
