@@ -46,9 +46,9 @@ def models(tmp_path_factory):
     return root
 
 
-def start(models, *extra):
+def start(models, *extra, engine="pipeline"):
     return RunningService("txt2img", "--warmup", "false", "--models-dir", str(models), "--model-config",
-                          str(ensure_tiny(CACHE_DIR, False)), "--model", "alpha", "--engine", "pipeline", *extra)
+                          str(ensure_tiny(CACHE_DIR, False)), "--model", "alpha", "--engine", engine, *extra)
 
 
 def pixels(image) -> np.ndarray:
@@ -64,20 +64,34 @@ def close(a: np.ndarray, b: np.ndarray) -> bool:
     return int(np.abs(a.astype(int) - b.astype(int)).max()) <= MAX_DIFF
 
 
-def alone(models, name: str, seed: int):
-    """The image of a service started with `name` as its only model."""
+def alone(models, name: str, engine: str) -> dict:
+    """{seed: image} of a service started with `name` as its only model."""
     path = models / (name + ".safetensors" if name == "gamma" else name)
     service = RunningService("txt2img", "--warmup", "false", "--model", str(path), "--model-config",
-                             str(ensure_tiny(CACHE_DIR, False)), "--engine", "pipeline")
+                             str(ensure_tiny(CACHE_DIR, False)), "--engine", engine)
     try:
-        return pixels(service.client.generate(request_for("txt2img", seed=seed, steps=3)).images[0])
+        return {seed: pixels(service.client.generate(request_for("txt2img", seed=seed, steps=3)).images[0])
+                for seed in (1, 2)}
     finally:
         service.stop()
 
 
 @pytest.fixture(scope="module")
-def references(models):
-    return {(name, seed): alone(models, name, seed) for name in ("alpha", "beta", "gamma") for seed in (1, 2)}
+def reference_of(models):
+    """engine -> {(name, seed): the image of that model alone}, made once per engine."""
+    made = {}
+
+    def of(engine):
+        if engine not in made:
+            made[engine] = {(name, seed): image for name in ("alpha", "beta", "gamma")
+                            for seed, image in alone(models, name, engine).items()}
+        return made[engine]
+    return of
+
+
+@pytest.fixture
+def references(reference_of):
+    return reference_of("pipeline")
 
 
 def test_get_info_lists_the_folder_skipping_what_is_not_a_checkpoint(models, caplog):
@@ -102,8 +116,10 @@ def test_get_info_lists_the_folder_skipping_what_is_not_a_checkpoint(models, cap
         service.stop()
 
 
-def test_each_request_gets_the_image_of_its_model_alone_and_the_pool_bounds_the_loads(models, references):
-    service = start(models, "--max-loaded", "1")
+@pytest.mark.parametrize("engine", ["pipeline", "step"])
+def test_each_request_gets_the_image_of_its_model_alone_and_the_pool_bounds_the_loads(models, reference_of, engine):
+    references = reference_of(engine)
+    service = start(models, "--max-loaded", "1", engine=engine)
     try:
         client = service.client
         names = [("alpha", "beta")[i % 2] for i in range(16)]  # 2 models x 8 requests, interleaved
@@ -124,6 +140,10 @@ def test_each_request_gets_the_image_of_its_model_alone_and_the_pool_bounds_the_
         assert np.array_equal(pixels(gamma), references["gamma", 2])
         assert service.metric("imagegen_model_loads_total") == loads + 1
         assert [m.name for m in client.info().models if m.loaded] == ["gamma"]
+        assert client.info().engine == engine
+        # Admission counts a switch: none for the model on the device, a measured copy or load otherwise.
+        pool = service.runtime.pool
+        assert pool.switch_s("gamma") == 0 and pool.in_host("alpha") and pool.switch_s("alpha") > 0
     finally:
         service.stop()
 

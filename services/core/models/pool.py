@@ -36,8 +36,9 @@ def pipe_bytes(pipe) -> int:
 
 class ModelPool:
     def __init__(self, catalog: Catalog, load: Callable[[str], Loaded], device: str, max_loaded: int = 1,
-                 ram_cache_bytes: int = 8 * GB, metrics=None):
+                 ram_cache_bytes: int = 8 * GB, metrics=None, estimator=None):
         self.catalog, self._load, self.device = catalog, load, device
+        self.estimator = estimator  # work.estimate.WorkEstimator: what switches cost, for admission
         self.max_loaded, self.ram_cache_bytes, self.metrics = max_loaded, ram_cache_bytes, metrics
         self._device: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
         self._host: OrderedDict[str, Loaded] = OrderedDict()
@@ -62,6 +63,17 @@ class ModelPool:
     def in_host(self, name: str) -> bool:
         with self._lock:
             return name in self._host
+
+    def held(self, name: str) -> Loaded | None:
+        """The model if it is on the device or in host memory (not moved), else None."""
+        with self._lock:
+            return self._device.get(name) or self._host.get(name)
+
+    def switch_s(self, name: str) -> float:
+        """Predicted seconds before `name` can run: 0 on the device, else a copy or a load."""
+        if self.estimator is None or self.is_loaded(name):
+            return 0.0
+        return self.estimator.model_move_s(from_disk=not self.in_host(name))
 
     def resident(self) -> list[str]:
         with self._lock:
@@ -91,6 +103,8 @@ class ModelPool:
                 self.metrics.model_load_seconds.observe(time.monotonic() - started)
         with self._lock:
             self._device[name] = loaded
+        if self.estimator is not None:
+            self.estimator.observe_model_move(cached is None, time.monotonic() - started)
         log.info("model %s on %s %s in %.2fs, for %s (resident: %s)", name, self.device, how,
                  time.monotonic() - started, why, ", ".join(self.resident()))
         return loaded

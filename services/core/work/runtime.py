@@ -65,7 +65,7 @@ class ModeRuntime:
 
         self.model = load_source(entry.source)
         self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,
-                              int(self.config.ram_cache_gb * GB), self.metrics)
+                              int(self.config.ram_cache_gb * GB), self.metrics, self.estimator)
         self.pool.add(self.model)
         log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
                  time.monotonic() - started, len(self.catalog.entries))
@@ -88,10 +88,6 @@ class ModeRuntime:
     def _engine(self, model):
         """The engine --engine asks for; the pipeline engine where the step engine cannot feed the model."""
         kind = self.config.engine
-        usable = [entry for entry in self.catalog.entries.values() if not entry.unusable]
-        if kind == "step" and len(usable) > 1:
-            log.warning("the step engine serves one model: serving whole pipeline calls for %d models", len(usable))
-            kind = "pipeline"
         if kind == "step":
             from ..engine.support import unsupported
 
@@ -151,6 +147,8 @@ class ModeRuntime:
         if time_remaining is not None:
             deadline = time.monotonic() + time_remaining
             ahead, own = self.engine.predict(spec)
+            if own is not None and self.pool is not None and spec.model:
+                own += self.pool.switch_s(spec.model)  # its model brought to the device first
             if own is not None and ahead is not None and ahead + own > time_remaining:
                 raise DeadlineUnmeetable(
                     f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "
