@@ -158,3 +158,32 @@ def test_a_small_ram_cache_drops_models_and_they_come_back_from_disk(models, ref
         assert service.runtime.pool.host_bytes() == 0
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("engine", ["pipeline", "step"])
+def test_loras_load_per_model_and_one_of_another_family_is_invalid_argument(tmp_path, engine):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from tests.lora_files import write_lora
+
+    folder, loras = tmp_path / "models", tmp_path / "loras"
+    loras.mkdir()
+    shutil.copytree(ensure_tiny(CACHE_DIR, False), folder / "base")
+    shutil.copytree(ensure_tiny(CACHE_DIR, False, name="tiny-xl"), folder / "xl")
+    write_lora(loras, "film", StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False)), seed=1)
+    write_lora(loras, "xlfilm", StableDiffusionXLPipeline.from_pretrained(
+        ensure_tiny(CACHE_DIR, False, name="tiny-xl")))
+    service = RunningService("txt2img", "--warmup", "false", "--models-dir", str(folder), "--model", "base",
+                             "--lora-dir", str(loras), "--engine", engine)
+    try:
+        client = service.client
+        assert {m.name: m.family for m in client.info().models} == {"base": "sd1", "xl": "sdxl"}
+        assert client.generate(request_for("txt2img", steps=2, model="base", loras={"film": 1.0})).images
+        assert client.generate(request_for("txt2img", steps=2, model="xl", loras={"xlfilm": 1.0})).images
+        with pytest.raises(InvalidInput) as refused:
+            client.generate(request_for("txt2img", steps=2, model="xl", loras={"film": 1.0}))
+        assert [v.field for v in refused.value.violations] == ["params.loras"]
+        assert "cannot be applied to this model" in refused.value.violations[0].description
+        assert client.generate(request_for("txt2img", steps=2, model="base", loras={"film": 0.5})).images
+    finally:
+        service.stop()

@@ -1,4 +1,4 @@
-"""The step engine's execution: what the scheduler decided, run on one model.
+"""The step engine's execution: what the scheduler decided, each call on its model (the pool's, by name).
 
 Admission (a request's prompts encoded under its LoRA set, its rows made by its mode), one UNet call
 over a call's rows (its LoRA set active, timed once the device has run it), decoding finished rows,
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from ..errors import InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models.loaded import Loaded
+from ..models.loading import ModelLoadError
 from ..work.device import release_device_memory, wait_for_device
 from .denoise import decode, unet_step
 from .rows import Row, encode_prompt
@@ -40,6 +41,11 @@ def _faults(out_of_memory: str):
         yield
     except torch.OutOfMemoryError:
         failure = CallFailed(OutOfMemory(out_of_memory), out_of_memory=True)
+    except ModelLoadError as exc:  # the call's model could not be brought to the device
+        if "out of memory" in str(exc).lower():
+            failure = CallFailed(OutOfMemory(f"the device ran out of memory loading the model: {exc}"), True)
+        else:
+            failure = CallFailed(InternalError.logged(exc, log))
     except ServiceError as exc:  # a LoRA that does not fit the model, or is gone from the folder
         failure = CallFailed(exc)
     except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
