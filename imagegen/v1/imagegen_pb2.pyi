@@ -47,7 +47,7 @@ MASKED_CONTENT_LATENT_NOISE: MaskedContent
 MASKED_CONTENT_LATENT_NOTHING: MaskedContent
 
 class GenerationParams(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip")
+    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     NUM_INFERENCE_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class GenerationParams(_message.Message):
     PREVIEW_EVERY_FIELD_NUMBER: _ClassVar[int]
     LORAS_FIELD_NUMBER: _ClassVar[int]
     CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     num_inference_steps: int
@@ -76,7 +77,8 @@ class GenerationParams(_message.Message):
     preview_every: int
     loras: _containers.RepeatedCompositeFieldContainer[LoraWeight]
     clip_skip: int
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class LoraWeight(_message.Message):
     __slots__ = ("name", "weight")
@@ -251,7 +253,7 @@ class Limits(_message.Message):
     def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip")
+    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +268,7 @@ class ServiceInfo(_message.Message):
     INPAINT_MODEL_FIELD_NUMBER: _ClassVar[int]
     LORAS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     model: str
     device: str
@@ -280,4 +283,23 @@ class ServiceInfo(_message.Message):
     inpaint_model: bool
     loras: _containers.RepeatedScalarFieldContainer[str]
     max_clip_skip: int
-    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "family", "inpaint", "hash", "loaded", "is_default", "unusable")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    INPAINT_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    UNUSABLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: str
+    inpaint: bool
+    hash: str
+    loaded: bool
+    is_default: bool
+    unusable: str
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., inpaint: _Optional[bool] = ..., hash: _Optional[str] = ..., loaded: _Optional[bool] = ..., is_default: _Optional[bool] = ..., unusable: _Optional[str] = ...) -> None: ...

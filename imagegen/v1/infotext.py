@@ -2,7 +2,7 @@
 
     a red fox
     Negative prompt: blurry
-    Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny
+    Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x512, Model: tiny, Model hash: 0123456789
 
 The one home of the format: the services write it (services/core/spec.py and the modes' extra pairs),
 the client reads it back (services/client/infotext.py: files and request fields). Pure Python, so both
@@ -26,6 +26,7 @@ CFG_SCALE = "CFG scale"
 SEED = "Seed"
 SIZE = "Size"  # WIDTHxHEIGHT
 MODEL = "Model"
+MODEL_HASH = "Model hash"  # A1111's short hash of the checkpoint: the first 10 hex digits of its sha256
 DENOISING_STRENGTH = "Denoising strength"
 MASK_BLUR = "Mask blur"
 MASK_MODE = "Mask mode"
@@ -52,8 +53,9 @@ RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill",
 
 INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
 UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
-KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, DENOISING_STRENGTH, MASK_BLUR, MASK_MODE,
-        INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES, *UNSUPPORTED)
+KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, MODEL_HASH, DENOISING_STRENGTH,
+        MASK_BLUR, MASK_MODE, INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES,
+        *UNSUPPORTED)
 
 
 # -- writing ------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_S
                                   MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, SCHEDULER_LABELS)
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
                                   INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
-                                  MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, ONLY_MASKED, RESIZE_MODE,
-                                  RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED,
-                                  parse_loras, parse_size, sampler_as_written, scheduler_for, split_infotext)
+                                  MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
+                                  RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
+                                  UNSUPPORTED, parse_loras, parse_size, sampler_as_written, scheduler_for,
+                                  split_infotext)
 
 from . import png_text
 
@@ -105,6 +106,7 @@ class Parameters:
     only_masked_padding: int | None = None
     masked_content: str | None = None  # a name of contract.MASKED_CONTENT; None: original
     model: str | None = None
+    model_hash: str | None = None  # `Model hash`: A1111's short hash of the checkpoint
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
@@ -118,7 +120,8 @@ class Parameters:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
         for name in ("steps", "sampler", "scheduler", "guidance_scale", "seed", "width", "height", "strength",
-                     "mask_blur", "clip_skip", "fit", "only_masked_padding", "masked_content", "model"):
+                     "mask_blur", "clip_skip", "fit", "only_masked_padding", "masked_content", "model",
+                     "model_hash"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -218,10 +221,12 @@ def parse_parameters(text: str) -> Parameters:
         mode = "txt2img"
         numbers["strength"] = None
     model = pairs.pop(MODEL, None)
+    model_hash = pairs.pop(MODEL_HASH, None) or None
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
         scheduler=scheduler, width=width, height=height, invert_mask=invert, fit=words[RESIZE_MODE],
-        only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model, loras=loras,
+        only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model,
+        model_hash=model_hash, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
 

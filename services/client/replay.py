@@ -40,6 +40,28 @@ def scheduler_to_send(params: Parameters, info: pb.ServiceInfo) -> str:
                            f"unknown sampler {params.sampler!r}"))
 
 
+def model_to_send(params: Parameters, info: pb.ServiceInfo) -> tuple[str, list[str]]:
+    """(the model name for the request, warnings): the service's model of the recorded hash, else of the
+    recorded name (A1111's order: a renamed file keeps its hash); "" (the default) with a warning when it
+    has neither. Nothing recorded: the default, silently."""
+    if not params.model and not params.model_hash:
+        return "", []
+    models = list(info.models)
+    for model in models:
+        if params.model_hash and model.hash and model.hash.lower() == params.model_hash.lower():
+            return model.name, []
+    for model in models:
+        if params.model and model.name == params.model:
+            return model.name, []
+    if not models and params.model == info.model:  # a service from before ServiceInfo.models
+        return "", []
+    recorded = " ".join(filter(None, (repr(params.model) if params.model else "",
+                                      f"[{params.model_hash}]" if params.model_hash else "")))
+    has = ", ".join(repr(model.name) for model in models) or repr(info.model)
+    return "", [f"the image was made with model {recorded}, which the {params.mode} service does not have "
+                f"(it has {has}): its default is used and the result will differ"]
+
+
 def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask=None,
                    output_format: str = "png"):
     """(request, warnings): the request that remakes the image `params` describe, on the service whose
@@ -56,9 +78,8 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     if contract.takes_mask and mask is None:
         raise ReplayError("this image was made by inpaint: give its mask (--mask)")
     warnings = [p for p in params.problems if not p.startswith("unknown sampler")]  # none refused: raised
-    if params.model and info.model and params.model != info.model:
-        warnings.append(f"the image was made with model {params.model!r}, the {params.mode} service runs "
-                        f"{info.model!r}: the result will differ")
+    model, model_warnings = model_to_send(params, info)
+    warnings += model_warnings
     # The prompt's <lora:name:weight> tags carry the weights (A1111's and our infotext write them there:
     # params.loras as tags), so the prompt is sent as written; sending the field too would count them twice.
     tagged = prompt_lora_names(params)
@@ -74,6 +95,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
                         f"{', '.join(untagged)}; the result will differ")
     fields = params.request_fields()  # every field the infotext records, sent as recorded
     fields.update(
+        model=model,
         scheduler=scheduler_to_send(params, info),
         strength=params.strength if params.strength is not None else contract.default_strength,
         mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,

@@ -52,6 +52,7 @@ def make_request(
     preview_every: int = 0,
     clip_skip: int | None = None,
     loras=None,
+    model: str = "",
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -59,6 +60,7 @@ def make_request(
     `loras`: LoRAs by name (GetInfo lists them) with weights, as a mapping {name: weight} or (name, weight)
     pairs; `<lora:name:weight>` tags in the prompt work too. Fields the mode does not have (an image for
     txt2img, a mask for img2img) are ignored.
+    `model`: a checkpoint by name (GetInfo's models; "": the service's default).
     `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
     one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing")."""
@@ -81,6 +83,7 @@ def make_request(
         output_format=OUTPUT_FORMATS[output_format].enum,
         quality=quality,
         preview_every=preview_every,
+        model=model,
     )
     if guidance_scale is not None:
         params.guidance_scale = guidance_scale

@@ -50,6 +50,9 @@ class ServiceConfig:
     model: str
     model_config: Path | None = None  # a single-file checkpoint's component configs (a diffusers folder)
     lora_dir: Path | None = None  # every NAME.safetensors in it is the LoRA NAME (models/loras.py)
+    models_dir: Path | None = None  # every diffusers folder and checkpoint file in it, by name (catalog.py)
+    max_loaded: int = 1  # models on the device at once (models/pool.py)
+    ram_cache_gb: float = 8.0  # host memory for models moved off the device, least recently used out first
     host: str = "127.0.0.1"
     port: int = 0  # load_config gives the mode's own; 0 picks a free one
     device: str = "auto"
@@ -129,6 +132,14 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
         Flag("--lora-dir", "IMAGEGEN_LORA_DIR", Path, None,
              "a folder of LoRAs: every NAME.safetensors in it (diffusers' or kohya's format) can be asked "
              "for by NAME, per request (params.loras or <lora:NAME:weight> in a prompt)"),
+        Flag("--models-dir", "IMAGEGEN_MODELS_DIR", Path, None,
+             "a folder of checkpoints: every diffusers folder and single-file checkpoint in it can be asked "
+             "for by its name without extension (params.model); --model is the default"),
+        Flag("--max-loaded", "IMAGEGEN_MAX_LOADED", int, ServiceConfig.max_loaded,
+             "models on the device at once; the least recently used one moves to host memory", min=1),
+        Flag("--ram-cache-gb", "IMAGEGEN_RAM_CACHE_GB", float, ServiceConfig.ram_cache_gb,
+             "host memory for models moved off the device (a switch back is a copy, not a load from disk); "
+             "the least recently used beyond it are dropped", min=0),
         Flag("--host", "IMAGEGEN_HOST", str, ServiceConfig.host,
              "address to bind; 0.0.0.0 or [::] for all interfaces"),
         Flag("--port", "IMAGEGEN_PORT", int, mode.contract.port, "port to bind; 0 picks a free one",
@@ -194,6 +205,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         parser.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
     if args.model_config is not None and not args.model_config.is_dir():
         parser.error(f"--model-config: {args.model_config} is not a folder")
+    if args.models_dir is not None and not args.models_dir.is_dir():
+        parser.error(f"--models-dir: {args.models_dir} is not a folder")
     if args.lora_dir is not None and not args.lora_dir.is_dir():
         parser.error(f"--lora-dir: {args.lora_dir} is not a folder")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
@@ -210,7 +223,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     limits = {flag.name: values.pop(flag.name) for flag in LIMIT_FLAGS}
     defaults = {flag.name: values.pop(flag.name) for flag in DEFAULT_FLAGS}
     defaults["num_inference_steps"] = min(defaults["num_inference_steps"], limits["max_steps"])
-    for name in ("model_config", "lora_dir", "cache_dir"):
+    for name in ("model_config", "lora_dir", "models_dir", "cache_dir"):
         values[name] = values[name].expanduser() if values[name] else None
     return ServiceConfig(
         mode=mode.name,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagegen.v1.contract import OutputFormat, guided
-from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, SAMPLER, SEED, SIZE, STEPS,
-                                  format_infotext, format_lora_hashes, format_size)
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, MODEL_HASH, SAMPLER, SEED, SIZE,
+                                  STEPS, format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
 from .prompts import lora_tags
@@ -46,6 +46,7 @@ class GenerationSpec:
     masked_content: str = "original"  # inpaint: a name of contract.MASKED_CONTENT
     latent_source: object | None = None  # fit latent: the input as encoded (PIL RGB at its own size, rounded)
     infotext_extra: tuple[tuple[str, object], ...] = ()  # mode-specific "Key: value" pairs, in order
+    model: str = ""  # the checkpoint's name (models.catalog), set by ModeRuntime.check; "": the default
 
     @classmethod
     def build(cls, params: CheckedParams, width: int, height: int, **mode_fields) -> "GenerationSpec":
@@ -74,8 +75,8 @@ class GenerationSpec:
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
-        return (self.width, self.height, self.steps, self.scheduler, self.guidance_scale, self.pipeline_strength,
-                self.prompt_chunks, self.loras, self.starts_from_latents)
+        return (self.model, self.width, self.height, self.steps, self.scheduler, self.guidance_scale,
+                self.pipeline_strength, self.prompt_chunks, self.loras, self.starts_from_latents)
 
     @property
     def starts_from_latents(self) -> bool:
@@ -87,8 +88,9 @@ class GenerationSpec:
                           and self.pipeline_strength != 1.0)
         return self.latent_source is not None or latent_content
 
-    def infotext(self, seed: int, sampler: str, model: str) -> str:
-        """AUTOMATIC1111-style parameters of the image made with `seed`."""
+    def infotext(self, seed: int, sampler: str, model: str, model_hash: str = "") -> str:
+        """AUTOMATIC1111-style parameters of the image made with `seed` by the checkpoint `model` (its
+        short hash written after it when known)."""
         params = {
             STEPS: self.steps,
             SAMPLER: sampler,
@@ -96,6 +98,7 @@ class GenerationSpec:
             SEED: seed,
             SIZE: format_size(self.width, self.height),
             MODEL: model,
+            **({MODEL_HASH: model_hash} if model_hash else {}),
             **dict(self.infotext_extra),
         }
         if self.clip_skip != 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -15,8 +16,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from services.core.models.loading import ModelLoadError, load_pipeline
+from services.client.errors import InvalidInput
+from services.client.infotext import parse_parameters
+from services.client.replay import replay_request
+from services.core.models.catalog import unet_weights
 from services.core.models.presets import ensure_tiny
-from tests.conftest import CACHE_DIR, SERVER_MODES, RunningService, request_for, service_config
+from tests.conftest import (CACHE_DIR, SERVER_MODES, RunningService, box_mask, png, request_for,
+                            service_config, wait_for)
 from tests.ldm_layout import write_single_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +66,11 @@ def test_a_single_file_makes_the_pixels_of_the_folder_it_came_from(checkpoints, 
     assert (info.model_family, info.inpaint_model) == (family, inpaint)
     assert (folder_info.model_family, folder_info.inpaint_model) == (family, inpaint)
     assert info.model == str(checkpoints[name, inpaint])
+    # Named by the file's name without extension; A1111's short hash is of the file itself.
+    digest = hashlib.sha256(checkpoints[name, inpaint].read_bytes()).hexdigest()[:10]
+    listed = [(m.name, m.family, m.inpaint) for m in info.models]
+    assert listed == [(checkpoints[name, inpaint].stem, family, inpaint)]
+    assert info.models[0].hash in ("", digest)  # computed in the background: here, or not yet
 
 
 @pytest.mark.parametrize("mode, model, family, inpaint", [
@@ -154,3 +165,51 @@ def test_a_file_that_is_not_a_checkpoint_is_one_error_line_and_exit_code_2(tmp_p
     assert len(errors) == 1 and errors[0].startswith(f"error: txt2img: {path}: {message}"), done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "ran").exists()  # the payload never ran
+
+
+def tiny_hash(inpaint: bool) -> str:
+    """The tiny preset's short hash: of its built UNet weights file in the cache."""
+    return hashlib.sha256(unet_weights(ensure_tiny(CACHE_DIR, inpaint)).read_bytes()).hexdigest()[:10]
+
+
+def test_get_info_lists_the_one_model_with_its_hash(service):
+    inpaint = service.mode == "inpaint"
+    assert wait_for(lambda: service.client.info().models[0].hash != "")
+    [model] = service.client.info().models
+    assert (model.name, model.family, model.inpaint, model.loaded, model.is_default, model.unusable) == (
+        "tiny", "sd1", inpaint, True, True, "")
+    assert model.hash == tiny_hash(inpaint)
+
+
+def test_a_request_names_the_model_or_none_and_the_infotext_records_its_hash(services):
+    client = services["txt2img"].client
+    assert wait_for(lambda: client.info().models[0].hash != "")
+    named = client.generate(request_for("txt2img", seed=3, steps=3, model="tiny")).images[0]
+    unnamed = client.generate(request_for("txt2img", seed=3, steps=3)).images[0]
+    assert named.data == unnamed.data
+    assert f"Model: tiny, Model hash: {tiny_hash(False)}" in named.infotext
+    params = parse_parameters(named.infotext)
+    assert (params.model, params.model_hash) == ("tiny", tiny_hash(False))
+
+
+@pytest.mark.parametrize("name", ["other", "tiny.safetensors", "/tmp/tiny", "../tiny", str(CACHE_DIR)])
+def test_a_model_not_listed_is_refused_naming_the_field(services, name):
+    client = services["txt2img"].client
+    with pytest.raises(InvalidInput) as refused:
+        client.generate(request_for("txt2img", steps=2, model=name))
+    [violation] = refused.value.violations
+    assert violation.field == "params.model" and "this service has tiny" in violation.description
+    assert client.generate(request_for("txt2img", steps=2)).images  # and it keeps serving
+
+
+def test_a_replay_sends_the_model_of_the_recorded_hash_and_remakes_the_pixels(services):
+    service = services["inpaint"]
+    assert wait_for(lambda: service.client.info().models[0].hash != "")
+    image, mask = png(seed=4), box_mask()
+    made = service.client.generate(request_for("inpaint", seed=11, steps=3, image=image, mask=mask)).images[0]
+    # Renamed in the infotext: the hash still finds the model.
+    renamed = made.infotext.replace("Model: tiny", "Model: my-tiny")
+    info = service.client.info()
+    request, warnings = replay_request(parse_parameters(renamed), info, image=image, mask=mask)
+    assert request.params.model == "tiny" and warnings == []
+    assert service.client.generate(request).images[0].data == made.data

@@ -55,8 +55,9 @@ class StepEngine(Engine):
         budget = limits.max_batch_images * 2 * self.config.defaults.size**2 // model.vae_scale**2
         estimator = self.estimator
         self.scheduler = StepScheduler(budget, choose_rows=model.pipe.unet.device.type == "cpu",
-                                       batching_pays=estimator.batching_pays if estimator is not None else None)
-        self.runner = Runner(self.mode, model)
+                                       batching_pays=estimator.batching_pays if estimator is not None else None,
+                                       model_of=lambda key: key[0])  # rows.Row.shape_key: the model first
+        self.runner = Runner(self.mode, model, self.pool)
         self._active: dict[Job, Request] = {}
 
     @property
@@ -158,7 +159,7 @@ class StepEngine(Engine):
         """A request leaves the loop (answered, failed or cancelled): its LoRAs are free again."""
         request = self._active.pop(job, None)
         if request is not None:
-            self.runner.release(request.pinned)
+            self.runner.release(request.rows[0].model if request.rows else "", request.pinned)
 
     def _drop_leavers(self) -> None:
         """A cancelled or expired request leaves now and stops costing compute."""

@@ -56,6 +56,7 @@ class Row:
     plan: list  # its phases: Denoise ..., Decode
     conditioners: list[Conditioner] = field(default_factory=list)  # what it adds to its UNet calls
     loras: tuple = ()  # its request's LoRA set (spec.loras): set on the pipeline for its UNet calls
+    model: str = ""  # the checkpoint it runs on (models.catalog name): first in its shape key
     at: int = 0  # the phase it is in
     index: int = 0  # steps done in that phase
 
@@ -128,10 +129,11 @@ class Row:
 
     @property
     def shape_key(self) -> tuple:
-        """Rows with equal keys (latent height, width, prompt embedding length, LoRA set) share UNet calls.
+        """Rows with equal keys (model, latent height, width, prompt embedding length, LoRA set) share UNet
+        calls. One call runs one model's UNet (the scheduler reads the model as the key's first item).
         Long prompts are longer sequences; padding a shorter one to share a call would change its image.
         A LoRA set lives in the UNet's layers, so one call runs one set."""
-        return (*self.latent_shape, self.embeds.shape[1], self.loras)
+        return (self.model, *self.latent_shape, self.embeds.shape[1], self.loras)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The step engine's execution: what the scheduler decided, run on one model.
+"""The step engine's execution: what the scheduler decided, each call on its model (the pool's, by name).
 
 Admission (a request's prompts encoded under its LoRA set, its rows made by its mode), one UNet call
 over a call's rows (its LoRA set active, timed once the device has run it), decoding finished rows,
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from ..errors import InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models.loaded import Loaded
+from ..models.loading import ModelLoadError
 from ..work.device import release_device_memory, wait_for_device
 from .denoise import decode, unet_step
 from .rows import Row, encode_prompt
@@ -40,6 +41,11 @@ def _faults(out_of_memory: str):
         yield
     except torch.OutOfMemoryError:
         failure = CallFailed(OutOfMemory(out_of_memory), out_of_memory=True)
+    except ModelLoadError as exc:  # the call's model could not be brought to the device
+        if "out of memory" in str(exc).lower():
+            failure = CallFailed(OutOfMemory(f"the device ran out of memory loading the model: {exc}"), True)
+        else:
+            failure = CallFailed(InternalError.logged(exc, log))
     except ServiceError as exc:  # a LoRA that does not fit the model, or is gone from the folder
         failure = CallFailed(exc)
     except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
@@ -51,18 +57,31 @@ def _faults(out_of_memory: str):
 
 
 class Runner:
-    def __init__(self, mode, model: Loaded):
-        self.mode, self.model = mode, model
+    def __init__(self, mode, model: Loaded, pool=None):
+        self.mode, self.model, self.pool = mode, model, pool  # pool: models by name (None: `model` only)
+
+    def model_of(self, name: str, why: str = "a UNet call") -> Loaded:
+        """The named model on the device (a switch when it is not); "": the default."""
+        if self.pool is None:
+            return self.model
+        return self.pool.get(name or self.pool.catalog.default.name, why)
+
+    def _known(self, name: str) -> Loaded | None:
+        """The named model if the pool holds it (device or host memory), without moving it."""
+        if self.pool is None or not name or name == self.model.name:
+            return self.model
+        return self.pool.held(name)
 
     def admit(self, job) -> tuple[list[Row], tuple]:
         """The rows of a request, one per seed, each where diffusers' pipeline starts for it, and its LoRA
         set pinned for its life (`release` it when the request leaves)."""
         import torch
 
-        model, spec = self.model, job.spec
-        pinned = ()
+        spec = job.spec
+        pinned, model = (), None
         try:
             with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
+                model = self.model_of(spec.model, "a request joining")
                 # Its LoRAs (loaded now if they are not): they may change the text encoders too.
                 pinned = model.adapters.pin(spec.loras)
                 model.adapters.activate(pinned)
@@ -70,21 +89,26 @@ class Runner:
                 rows = []
                 for index, seed in enumerate(spec.seeds):
                     row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec.scheduler))
-                    row.owner, row.image_index, row.loras = job, index, pinned
+                    row.owner, row.image_index, row.loras, row.model = job, index, pinned, model.name
                     rows.append(row)
                 return rows, pinned
         except CallFailed:
-            model.adapters.unpin(pinned)
+            if model is not None:
+                model.adapters.unpin(pinned)
             raise
         finally:
-            model.restore_scheduler()
+            if model is not None:
+                model.restore_scheduler()
 
     def room_for(self, spec) -> bool:
         """Whether a request's LoRAs can be pinned now without evicting those running requests use."""
-        return self.model.adapters.room_for(spec.loras)
+        model = self._known(spec.model)
+        return model is None or model.adapters.room_for(spec.loras)  # not held: its cache is empty
 
-    def release(self, pinned: tuple) -> None:
-        self.model.adapters.unpin(pinned)
+    def release(self, name: str, pinned: tuple) -> None:
+        model = self._known(name)
+        if model is not None:
+            model.adapters.unpin(pinned)
 
     def step(self, rows: list[Row]) -> float:
         """One UNet call over rows of one shape key; its seconds, once the device has run it."""
@@ -92,10 +116,11 @@ class Runner:
 
         started = time.monotonic()
         with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
-            self.model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
-            unet_step(self.model.pipe.unet, rows)
+            model = self.model_of(rows[0].model)  # one model per shape key
+            model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
+            unet_step(model.pipe.unet, rows)
             # The call's real time, for the estimator and the scheduler's choice of rows.
-            wait_for_device(self.model.pipe.unet.device)
+            wait_for_device(model.pipe.unet.device)
         return time.monotonic() - started
 
     def decode(self, rows: list[Row]) -> list:
@@ -103,10 +128,15 @@ class Runner:
         import torch
 
         with _faults("the device ran out of memory while decoding"), torch.inference_mode():
-            return decode(self.model.pipe, rows)
+            images = {}
+            for name in dict.fromkeys(row.model for row in rows):  # each model's VAE for its rows
+                mine = [row for row in rows if row.model == name]
+                images.update(zip(map(id, mine), decode(self.model_of(name, "decoding").pipe, mine)))
+            return [images[id(row)] for row in rows]
 
     def preview(self, rows: list[Row]) -> bytes:
         """A small JPEG of the rows' current latents, side by side."""
         import torch
 
-        return previews.preview_jpeg(torch.cat([row.latents for row in rows]), self.model.family)
+        family = (self._known(rows[0].model) or self.model).family
+        return previews.preview_jpeg(torch.cat([row.latents for row in rows]), family)

@@ -19,7 +19,7 @@ from .loras import LoraAdapters
 
 @dataclass(eq=False)
 class Loaded:
-    name: str  # what infotext's "Model" and GetInfo's model say: --model's value
+    name: str  # what requests, infotext's "Model" and GetInfo's models call it (catalog.name_of)
     pipe: Any  # the diffusers pipeline of the service's mode
     device: str  # "cpu", "cuda:0", ...
     dtype: str  # "float16", "float32", ...

@@ -92,8 +92,10 @@ def is_offline() -> bool:
 def load_model(mode: Mode, config: ServiceConfig, on_lora_load=None) -> Loaded:
     """The model --model names, loaded for `mode`, with what the engines and GetInfo read of it
     (`on_lora_load`: called after each LoRA file loaded onto it). Raises ModelLoadError."""
+    from .catalog import name_of
+
     pipe, device, dtype = load_pipeline(mode, config)
-    return Loaded(config.model, pipe, device, str(dtype).removeprefix("torch."),
+    return Loaded(name_of(config.model), pipe, device, str(dtype).removeprefix("torch."),
                   LoraAdapters(pipe, config.lora_dir, on_load=on_lora_load))
 
 

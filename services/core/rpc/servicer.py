@@ -14,6 +14,7 @@ from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
 from ..imaging import images
 from ..models import loras, schedulers
+from ..models.catalog import Entry
 from ..spec import GenerationSpec
 from ..work.queue import Progress, Queued
 from ..work.runtime import ModeRuntime
@@ -21,11 +22,12 @@ from ..work.runtime import ModeRuntime
 VERSION = "0.1.0"
 
 
-def build_response(spec: GenerationSpec, raw, model: str, arrived: float) -> pb.GenerateResponse:
+def build_response(spec: GenerationSpec, raw, model: Entry, arrived: float) -> pb.GenerateResponse:
+    """The response to `spec`, made by the checkpoint `model` (its name and hash go into infotext)."""
     encode_start = time.monotonic()
     out = []
     for img, seed in zip(raw.images, spec.seeds):
-        text = spec.infotext(seed, raw.scheduler_label, model)
+        text = spec.infotext(seed, raw.scheduler_label, model.name, model.hash)
         out.append(
             pb.GeneratedImage(
                 data=images.encode_image(img, spec.output_format, text, spec.quality),
@@ -74,18 +76,22 @@ class ModeServicer:
             job.cancel()  # the call already ended
         return arrived, spec, job
 
+    def _entry(self, spec: GenerationSpec) -> Entry:
+        catalog = self.runtime.catalog
+        return catalog.by_name(spec.model) or catalog.default
+
     def Generate(self, request, context):
         with self.runtime.call_slot():
             arrived, spec, job = self._start(request, context, streaming=False)
             raw = job.wait()
-            return build_response(spec, raw, self.runtime.model.name, arrived)
+            return build_response(spec, raw, self._entry(spec), arrived)
 
     def GenerateStream(self, request, context):
         with self.runtime.call_slot():
             arrived, spec, job = self._start(request, context, streaming=True)
             for event in job.iter_events():
                 yield to_event(event)
-            yield pb.GenerateEvent(result=build_response(spec, job.result, self.runtime.model.name, arrived))
+            yield pb.GenerateEvent(result=build_response(spec, job.result, self._entry(spec), arrived))
 
     def GetInfo(self, request, context):
         cfg, limits, defaults = self.config, self.config.limits, self.config.defaults
@@ -93,7 +99,7 @@ class ModeServicer:
         contract = self.mode.contract
         return pb.ServiceInfo(
             mode=self.mode.name,
-            model=model.name if model else cfg.model,
+            model=cfg.model,
             device=model.device if model else "",
             dtype=model.dtype if model else "",
             schedulers=schedulers.names(),
@@ -117,4 +123,10 @@ class ModeServicer:
             inpaint_model=model.kind.inpaint if model else False,
             loras=loras.names(cfg.lora_dir),
             max_clip_skip=model.max_clip_skip if model else MAX_CLIP_SKIP,
+            models=[self._model_info(entry) for entry in self.runtime.catalog.entries.values()],
         )
+
+    def _model_info(self, entry: Entry) -> pb.ModelInfo:
+        loaded = self.runtime.pool is not None and self.runtime.pool.is_loaded(entry.name)
+        return pb.ModelInfo(name=entry.name, family=entry.family, inpaint=entry.inpaint, hash=entry.hash,
+                            loaded=loaded, is_default=entry.is_default, unusable=entry.unusable)

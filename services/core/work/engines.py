@@ -19,13 +19,20 @@ from .queue import Job, JobQueue
 class Engine(threading.Thread, metaclass=ABCMeta):
     kind = ""  # GetInfo's engine: "step" or "pipeline"
 
-    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None):
+    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None):
         super().__init__(name=f"{mode.name}-{self.kind}-engine", daemon=True)
         self.mode, self.model, self.queue, self.config = mode, model, job_queue, config
+        self.pool = pool  # models.pool.ModelPool: each request's model by name (None: `model` only)
         self.limits = config.limits
         self.metrics, self.estimator = metrics, estimator
         self._stopping = threading.Event()
         self.current_started = 0.0  # when the oldest running request started
+
+    def model_for(self, spec, why: str = "a request") -> Loaded:
+        """The model a spec names ("" = the default), on the device. Engine thread only."""
+        if self.pool is None or not spec.model:
+            return self.model if self.pool is None else self.pool.get(self.pool.catalog.default.name, why)
+        return self.pool.get(spec.model, why)
 
     def stop(self) -> None:
         self._stopping.set()

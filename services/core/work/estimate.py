@@ -84,6 +84,19 @@ class WorkEstimator:
         self._max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._moves: dict[bool, float] = {}  # from disk? -> seconds a model took to reach the device (average)
+
+    def observe_model_move(self, from_disk: bool, seconds: float) -> None:
+        """A model reached the device in `seconds`: loaded from disk, or copied from host memory."""
+        with self._lock:
+            was = self._moves.get(from_disk)
+            self._moves[from_disk] = seconds if was is None else 0.7 * was + 0.3 * seconds
+
+    def model_move_s(self, from_disk: bool) -> float:
+        """What a switch to a model not on the device costs: a copy from host memory, or a load from disk
+        (before any was seen: a load's time is the best guess for a copy, 0 before any load)."""
+        with self._lock:
+            return self._moves.get(from_disk, self._moves.get(True, 0.0))
 
     def observe(self, specs: list, seconds: float, step_seconds: list[float] | None = None) -> None:
         """A call of these specs (one batch) took `seconds`, its steps the given durations (in order)."""

@@ -45,6 +45,17 @@ class ServiceMetrics:
                                       registry=registry).labels(mode)
         self.lora_loads = Counter("imagegen_lora_loads", "LoRA files loaded onto the model (adapter cache misses).",
                                   ["mode"], registry=registry).labels(mode)
+        self.model_loads = Counter("imagegen_model_loads", "Models loaded from disk (the model pool's misses).",
+                                   ["mode"], registry=registry).labels(mode)
+        self.model_switches = Counter("imagegen_model_switches", "Models moved back from host memory to the "
+                                      "device.", ["mode"], registry=registry).labels(mode)
+        self.model_evictions = Counter("imagegen_model_evictions", "Models moved off the device to make room.",
+                                       ["mode"], registry=registry).labels(mode)
+        self.model_load_seconds = Histogram("imagegen_model_load_seconds", "Time of one model load from disk.",
+                                            ["mode"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+                                            registry=registry).labels(mode)
+        self.models_resident = Gauge("imagegen_models_resident", "Models on the device now.", ["mode"],
+                                     registry=registry).labels(mode)
         self.images = Counter("imagegen_images_generated", "Images generated.", ["mode"],
                               registry=registry).labels(mode)
         self.http_server = None

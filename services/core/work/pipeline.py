@@ -13,6 +13,7 @@ import time
 
 from ..errors import Cancelled, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
+from ..models.loading import ModelLoadError
 from .device import release_device_memory
 from .engines import Engine
 from .queue import Job, Progress, RawResult, drop_unwanted, progress_step
@@ -76,7 +77,6 @@ class PipelineEngine(Engine):
         batch = drop_unwanted(batch)
         if not batch:
             return
-        model = self.model
         started = time.monotonic()
         self._current, self.current_started = batch, started
         for job in batch:
@@ -85,19 +85,26 @@ class PipelineEngine(Engine):
                 self.metrics.queue_wait.observe(started - job.created)
         specs = [job.spec for job in batch]
         images = sum(job.images for job in batch)
-        pinned = ()
+        pinned, model = (), None
         try:
+            # The batch's one model (batch_key): a switch or a load when it is not on the device.
+            model = self.model_for(specs[0], why=f"{len(batch)} request(s) naming it")
             model.pipe.scheduler = model.scheduler(specs[0].scheduler)
             # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
             pinned = model.adapters.pin(specs[0].loras)
             model.adapters.activate(pinned)
             # CPU generators: the same seed gives the same starting noise on any device.
             generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
-            outputs, step_ends = self._call(batch, specs, generators)
+            outputs, step_ends = self._call(model, batch, specs, generators)
         except torch.OutOfMemoryError:
             release_device_memory()
             for job in batch:
                 job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
+        except ModelLoadError as exc:
+            failure = (OutOfMemory(f"the device ran out of memory loading the model: {exc}")
+                       if "out of memory" in str(exc).lower() else InternalError.logged(exc, log))
+            for job in batch:
+                job.fail(failure)
         except ServiceError as exc:  # cancelled, shutting down, a LoRA that does not fit this model
             for job in batch:
                 job.fail(exc)
@@ -123,10 +130,11 @@ class PipelineEngine(Engine):
                     inference_ms=(done - job.started) * 1000,
                 ))
         finally:
-            model.adapters.unpin(pinned)
-            model.restore_scheduler()
+            if model is not None:
+                model.adapters.unpin(pinned)
+                model.restore_scheduler()
 
-    def _call(self, batch: list[Job], specs: list, generators: list) -> tuple[list, list[float]]:
+    def _call(self, model, batch: list[Job], specs: list, generators: list) -> tuple[list, list[float]]:
         """The pipeline call: its images, and when each step ended (for the estimator)."""
         import torch
 
@@ -155,10 +163,10 @@ class PipelineEngine(Engine):
                     reported[job] = step
                     preview = None
                     if latents is not None and previews.due(job.spec, step, total):
-                        preview = previews.preview_jpeg(latents[offset: offset + job.images], self.model.family)
+                        preview = previews.preview_jpeg(latents[offset: offset + job.images], model.family)
                     job.emit(Progress(step=step, total_steps=total, preview=preview))
                 offset += job.images
             return callback_kwargs
 
         with torch.inference_mode():
-            return self.mode.run(self.model.pipe, specs, generators, on_step), step_ends
+            return self.mode.run(model.pipe, specs, generators, on_step), step_ends

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
+from ..models.catalog import Catalog
 from ..prompts import check_chunks, max_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
@@ -40,6 +41,9 @@ class ModeRuntime:
         self.metrics = ServiceMetrics(mode.name, self.queue)
         self.estimator = WorkEstimator()
         self.state = "loading"  # loading -> serving -> draining -> stopped
+        # The checkpoints requests may name (GetInfo's models): --models-dir's and --model, the default.
+        self.catalog = Catalog.build(config.model, config.models_dir, mode.contract.takes_mask)
+        self.pool = None  # models.pool.ModelPool once loaded: hands the engines each request's model
         self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
@@ -51,9 +55,23 @@ class ModeRuntime:
     def load(self) -> None:
         """Load the model and warm it up, then report SERVING. Raises models.ModelLoadError."""
         from ..models.loading import load_model
+        from ..models.pool import GB, ModelPool
 
         started = time.monotonic()
-        self.model = load_model(self.mode, self.config, on_lora_load=self.metrics.lora_loads.inc)
+        entry = self.catalog.default
+
+        def load_source(source: str):
+            return load_model(self.mode, replace(self.config, model=source), on_lora_load=self.metrics.lora_loads.inc)
+
+        self.model = load_source(entry.source)
+        self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,
+                              int(self.config.ram_cache_gb * GB), self.metrics, self.estimator)
+        self.pool.add(self.model)
+        log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
+                 time.monotonic() - started, len(self.catalog.entries))
+        entry.family, entry.inpaint = self.model.family, self.model.kind.inpaint
+        # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
+        self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)
         self.engine.start()
         if self.config.warmup:
@@ -82,7 +100,7 @@ class ModeRuntime:
         else:
             from .pipeline import PipelineEngine as engine_class
         return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
-                            estimator=self.estimator)
+                            estimator=self.estimator, pool=self.pool)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
@@ -103,11 +121,13 @@ class ModeRuntime:
             self._calls.release()
 
     def check(self, request):
-        """The mode's checks (decoding input images), a few requests at a time; then what depends on the
-        loaded model: clip skip within its text encoders' layers, and the prompts' chunk counts
-        (tokenizing only; bounded, and deciding what may share a pipeline call)."""
+        """The model named (one of the catalogue's), then the mode's checks (decoding input images), a few
+        requests at a time; then what depends on the loaded model: clip skip within its text encoders'
+        layers, and the prompts' chunk counts (tokenizing only; bounded, and deciding what may share a
+        pipeline call)."""
+        entry = self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
-            spec = self.mode.check(request, self.config)
+            spec = replace(self.mode.check(request, self.config), model=entry.name)
             if self.model is not None:
                 most = self.model.max_clip_skip
                 if spec.clip_skip > most:
@@ -127,6 +147,8 @@ class ModeRuntime:
         if time_remaining is not None:
             deadline = time.monotonic() + time_remaining
             ahead, own = self.engine.predict(spec)
+            if own is not None and self.pool is not None and spec.model:
+                own += self.pool.switch_s(spec.model)  # its model brought to the device first
             if own is not None and ahead is not None and ahead + own > time_remaining:
                 raise DeadlineUnmeetable(
                     f"the deadline ({time_remaining:.1f}s) cannot be met: about {ahead:.1f}s of queued work "

@@ -42,7 +42,7 @@ def test_reads_automatic1111_inpainting_infotext():
     assert p.scheduler == "dpmpp_2m_karras" and p.sampler == "DPM++ 2M, Schedule type: Karras"
     assert (p.strength, p.mask_blur, p.model) == (0.75, 4, "v1-5-pruned-emaonly")
     assert p.loras == {"add_detail": "7c6bad76eb54", "detail2": "0123456789ab"}
-    assert p.extra == {"Model hash": "6ce0161689", "Version": "v1.10.1"}
+    assert p.model_hash == "6ce0161689" and p.extra == {"Version": "v1.10.1"}
     assert p.problems == ()
     fields = p.fields()
     assert fields["seed"] == "1234567890" and fields["loras"]["add_detail"] == "7c6bad76eb54"

@@ -74,3 +74,15 @@ def test_only_prompts_of_equal_chunk_counts_share_a_batch():
     assert dataclasses.replace(spec(), prompt_chunks=2).batch_key() != dataclasses.replace(spec(), prompt_chunks=1
                                                                                           ).batch_key()
     assert spec(clip_skip=2).batch_key() == spec().batch_key()  # the embeddings carry it
+
+
+def test_infotext_writes_the_model_hash_after_the_model_when_known():
+    text = spec().infotext(seed=3, sampler="Euler", model="tiny", model_hash="0123456789")
+    keys = list(split_infotext(text)[2])
+    assert keys[keys.index("Model") + 1] == "Model hash" and "Model hash: 0123456789" in text
+    assert "Model hash" not in spec().infotext(seed=3, sampler="Euler", model="tiny")  # not yet computed
+
+
+def test_rows_of_different_models_never_share_a_pipeline_call():
+    one, other = dataclasses.replace(spec(), model="a"), dataclasses.replace(spec(), model="b")
+    assert one.batch_key() != other.batch_key()

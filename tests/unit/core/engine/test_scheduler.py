@@ -228,3 +228,31 @@ def test_cancelled_and_expired_requests_leave(cancel, deadline, now, why):
     stays = FakeRequest()
     leaving = StepScheduler.leaving([request, stays], now)
     assert leaving == ([(request, why)] if why else [])
+
+
+@dataclass(eq=False)
+class ModelRow(FakeRow):
+    model: str = "a"
+
+    @property
+    def shape_key(self) -> tuple:
+        return (self.model, *self.latent_shape, self.tokens, self.loras)
+
+
+def test_calls_stay_on_a_model_while_it_has_rows_but_take_turns_within_a_bound():
+    from services.core.engine.scheduler import STAY_CALLS
+
+    scheduler = StepScheduler(budget=10**6, model_of=lambda key: key[0])
+    requests = [FakeRequest(rows=[ModelRow(model="a", calls_left=100)]),
+                FakeRequest(rows=[ModelRow(model="b", calls_left=100)]),
+                FakeRequest(rows=[ModelRow(model="a", calls_left=100, side=16)])]  # a's second shape
+    models = [run_call(scheduler, requests).key[0] for _ in range(3 * STAY_CALLS)]
+    # Runs of one model (a's two shapes share its turn), switching at most every STAY_CALLS calls.
+    switches = [i for i in range(1, len(models)) if models[i] != models[i - 1]]
+    assert switches == [STAY_CALLS, 2 * STAY_CALLS]
+    assert {models[0], models[STAY_CALLS]} == {"a", "b"}  # each had its turn: none starves
+    # Without another model's rows a model keeps the device as long as it has work.
+    alone = StepScheduler(budget=10**6, model_of=lambda key: key[0])
+    assert {run_call(alone, [requests[0]]).key[0] for _ in range(2 * STAY_CALLS)} == {"a"}
+    # Rows of different models never share a call.
+    assert all(len({row.model for row in run_call(scheduler, requests).rows}) == 1 for _ in range(5))

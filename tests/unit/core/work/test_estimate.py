@@ -195,3 +195,14 @@ def test_bigger_calls_pay_while_a_call_has_a_large_fixed_part():
     cpu_like.observe_step(1024, 8, 0.9)  # contention never counts: the fastest call of a count does
     assert cpu_like.batching_pays(1024, 4, 16) is False
     assert cpu_like.batching_pays(4096, 4, 16) is None  # another size: nothing seen
+
+
+def test_a_model_switch_costs_what_copies_and_loads_took():
+    from services.core.work.estimate import WorkEstimator
+
+    estimator = WorkEstimator()
+    assert estimator.model_move_s(from_disk=True) == 0.0  # nothing seen yet
+    estimator.observe_model_move(from_disk=True, seconds=4.0)
+    assert estimator.model_move_s(from_disk=False) == 4.0  # no copy seen: a load is the best guess
+    estimator.observe_model_move(from_disk=False, seconds=0.5)
+    assert estimator.model_move_s(from_disk=False) == 0.5 and estimator.model_move_s(from_disk=True) == 4.0
