@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagegen.v1 import imagegen_pb2 as pb
-from services.client import ClientSecurity, ImageGenClient
-from tests.conftest import RunningGateway, RunningService, request_for
+from services.client import ClientSecurity, ImageGenClient, InvalidInput
+from tests.conftest import CACHE_DIR, RunningGateway, RunningService, request_for
 
 
 def _key():
@@ -153,8 +153,15 @@ def test_gateway_reaches_tls_and_token_services(pki, services, tmp_path):
         secured.stop()
 
 
-def test_requests_cannot_choose_a_model_or_a_path():
-    # No request field names a model, a file or a path: the service loads what its operator configured.
+def test_requests_cannot_choose_a_path_and_name_models_only_by_name(services):
+    # No request field names a file or a path; the one that names a model (params.model) takes a name the
+    # service lists, never a path: the service loads only what its operator configured.
     for message in (pb.Txt2ImgRequest, pb.Img2ImgRequest, pb.InpaintRequest, pb.GenerationParams, pb.Image):
         names = {field.name for field in message.DESCRIPTOR.fields}
-        assert not {n for n in names if any(w in n for w in ("model", "path", "file", "dir", "url"))}, names
+        assert not {n for n in names if any(w in n for w in ("path", "file", "dir", "url"))}, names
+        assert {n for n in names if "model" in n} <= {"model"}, names
+    service = services["txt2img"]
+    for path in ("../tiny", "/etc/passwd", str(CACHE_DIR), "tiny/../tiny"):
+        with pytest.raises(InvalidInput) as refused:
+            service.client.generate(request_for("txt2img", model=path))
+        assert [v.field for v in refused.value.violations] == ["params.model"]
