@@ -13,18 +13,19 @@ with what the others offer, never an error. Authentication is the router's (see 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from imagegen.v1.contract import SCHEDULER_LABELS
 from imagegen.v1.infotext import (CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, scheduler_for,
                                   split_infotext)
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
+
+from .errors import field_error
+from .mapping import decode_image
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -182,22 +183,11 @@ def generation_parameters(text: str) -> dict[str, Any]:
     return out
 
 
-def decode_image(field: str, text: str) -> bytes:
-    """The bytes of a base64 image (a data: URL's too); 422 naming the field when it is not base64."""
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text.strip())
-    except (binascii.Error, ValueError):
-        problem = "not base64 (an image as base64, with or without a data: prefix)"
-        raise HTTPException(422, f"{field}: {problem}") from None
-
-
 def png_info(body: PNGInfoRequest) -> PNGInfoResponse:
     try:
-        text = read_infotext(decode_image("image", body.image)) or ""
+        text = read_infotext(decode_image(body.image, "image")) or ""
     except NoParameters as err:  # A1111 answers 500 "Invalid encoded image": a bad value is a 422 here
-        raise HTTPException(422, f"image: {err}") from None
+        raise field_error("image", str(err)) from None
     if len(text) > MAX_INFOTEXT:  # as the PNG Info tab: longer than the reader goes is not parsed
         return PNGInfoResponse(info=text[:MAX_INFOTEXT], items={}, parameters={})
     # items: A1111's are the image's other text chunks; the reader skips those unread (a ComfyUI workflow

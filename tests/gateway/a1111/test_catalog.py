@@ -13,11 +13,11 @@ import pytest
 import requests
 import uvicorn
 import webuiapi
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from PIL import Image
 
-from gateway_ui.a1111.api import PREFIX
-from gateway_ui.a1111.catalog import SAMPLER_FACTS, add_routes, offered_samplers, offered_schedules
+from gateway_ui.a1111.api import build_router
+from gateway_ui.a1111.catalog import SAMPLER_FACTS, offered_samplers, offered_schedules
 from gateway_ui.app import make_backends
 from gateway_ui.config import GatewayConfig
 from gateway_ui.hub import Hub
@@ -37,12 +37,11 @@ def dead_address() -> str:
 
 @contextmanager
 def serve(addresses: dict):
-    """The catalogue routes over a Hub of `addresses`, served by uvicorn: (base URL, port)."""
+    """The API's router (catalogue routes, error shapes and all) over a Hub of `addresses`, served by
+    uvicorn: (base URL, port)."""
     backends = make_backends(GatewayConfig(addresses=addresses, timeout_s=30))
-    router = APIRouter(prefix=PREFIX)  # as the gateway mounts it
-    add_routes(router, Hub(backends))
     app = FastAPI()
-    app.include_router(router)
+    app.include_router(build_router(Hub(backends)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
