@@ -19,6 +19,7 @@ from imagegen.v1.infotext import (
     CLIP_SKIP,
     DENOISING_STRENGTH,
     MODEL,
+    MODEL_HASH,
     SAMPLER,
     SEED,
     SIZE,
@@ -35,7 +36,7 @@ from .access import owner_dependency
 from .errors import from_generation
 from .mapping import Plan, a1111_field, plan
 from .models import Img2ImgRequest, Txt2ImgRequest, _Request
-from .options import CHECKPOINT, Options, check_checkpoint, sd_models
+from .options import CHECKPOINT, Options, model_for, sd_models
 from .routing import MB, route_class
 from .tasks import Task, Tasks
 
@@ -48,7 +49,7 @@ VERSION = "imagegen"  # info's "version" (A1111 writes its git tag)
 FOLLOWERS = 64
 DISCONNECT_POLL_S = 0.5
 # Infotext keys info reports in fields of their own; the rest go to extra_generation_params.
-_OWN_KEYS = {STEPS, SAMPLER, CFG_SCALE, SEED, SIZE, MODEL, DENOISING_STRENGTH, CLIP_SKIP}
+_OWN_KEYS = {STEPS, SAMPLER, CFG_SCALE, SEED, SIZE, MODEL, MODEL_HASH, DENOISING_STRENGTH, CLIP_SKIP}
 
 
 class Generator:
@@ -59,10 +60,11 @@ class Generator:
         self.limiter = anyio.CapacityLimiter(FOLLOWERS)
 
     async def run(self, req: _Request, owner: str, request: Request) -> dict:
-        work = plan(req, self.options.explicit(owner))
-        wanted = (req.override_settings or {}).get(CHECKPOINT)
-        if wanted:
-            await run_in_threadpool(check_checkpoint, wanted, work.mode, self.hub, f"override_settings.{CHECKPOINT}")
+        chosen = self.options.explicit(owner)
+        work = plan(req, chosen)
+        model = await run_in_threadpool(self._model, req, chosen, work.mode)
+        for one in work.requests:
+            one.params.model = model
         task = self.tasks.open(owner, work.mode, len(work.requests))
         try:
             task.jobs = [self.hub.start(work.mode, r, owner) for r in work.requests]
@@ -81,6 +83,16 @@ class Generator:
         if req.save_images and results:
             await run_in_threadpool(self._save, work.mode, results)
         return answer(req, work, results, task)
+
+    def _model(self, req: _Request, chosen: dict, mode: str) -> str:
+        """The checkpoint a call runs on: its override_settings' (which must exist for its mode), else the
+        caller's option where its mode has it, else "" (the mode's default). Asks GetInfo: a thread's work."""
+        wanted = (req.override_settings or {}).get(CHECKPOINT)
+        if wanted:
+            return model_for(str(wanted), mode, self.hub, f"override_settings.{CHECKPOINT}")
+        if chosen.get(CHECKPOINT):
+            return model_for(str(chosen[CHECKPOINT]), mode, self.hub, CHECKPOINT, strict=False)
+        return ""
 
     async def _follow_all(self, task: Task, request: Request) -> list:
         """Every batch's Result or error, in seed order; the caller going away stops them."""
@@ -144,7 +156,7 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         "restore_faces": False,
         "face_restoration_model": None,
         "sd_model_name": pairs.get(MODEL),
-        "sd_model_hash": None,
+        "sd_model_hash": pairs.get(MODEL_HASH),
         "sd_vae_name": None,
         "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w,

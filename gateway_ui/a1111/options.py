@@ -6,16 +6,16 @@ one process and one job at a time; here many users share the services. Kept in m
 forgets them, as it forgets nothing else worth keeping: every key GET returns comes back by default).
 
 The keys that mean something here: CLIP_stop_at_last_layers (clip skip) and samples_format (png, jpg,
-webp: the images' encoding) apply to the caller's generations; sd_model_checkpoint must be a /sd-models
-title and is returned as set, but each mode's service serves its own model, so a call runs on its mode's
-model (info's sd_model_name and the infotext say which); only a call's own override_settings insists on
-one (a 422 when its mode serves another). Any other key POSTed is kept and returned as it was.
+webp: the images' encoding) apply to the caller's generations; sd_model_checkpoint (a /sd-models title,
+name or hash) chooses the caller's checkpoint, loading nothing: each call names it to its mode's service
+where that service has it, and runs on the mode's default where it has not (info's sd_model_name and the
+infotext say which); a call's own override_settings insists (a 422 when its mode has no such model).
+Any other key POSTed is kept and returned as it was.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import PurePosixPath
 
 from imagegen.v1.contract import MAX_CLIP_SKIP, MODES
 
@@ -28,37 +28,57 @@ CHECKPOINT = "sd_model_checkpoint"
 CHECKED = (CHECKPOINT, "CLIP_stop_at_last_layers", "samples_format")  # the keys that mean something here
 
 
-def model_title(model: str) -> str:
-    """A model as /sd-models titles it: the last part of GetInfo's model (a Hugging Face id, a folder on
-    the service's machine, or "tiny"), so no service's path is shown. No hash yet: title = name."""
-    return PurePosixPath(model.replace("\\", "/")).name or model
+def title_of(model) -> str:
+    """A ModelInfo as /sd-models titles it: "name [hash]" as A1111 does (the name alone until the service
+    has hashed the file)."""
+    return f"{model.name} [{model.hash}]" if model.hash else model.name
+
+
+def offered(hub: Hub) -> dict[str, list]:
+    """mode -> the usable ModelInfos its service lists (GetInfo; none while it cannot be reached)."""
+    return {mode: [m for m in hub.backends[mode].info().models if not m.unusable]
+            for mode in MODES if mode in hub.backends}
 
 
 def sd_models(hub: Hub) -> list[dict]:
-    """Every service's model once, in mode order (A1111's SDModelItem fields)."""
+    """The union of the services' models, each once, defaults first (A1111's SDModelItem fields). The
+    filename is the name: no path on a service's machine is shown."""
     seen, models = set(), []
-    for title in served(hub).values():
-        if title and title not in seen:
-            seen.add(title)
-            models.append({"title": title, "model_name": title, "hash": None, "sha256": None,
-                           "filename": title, "config": None})
+    every = [m for models_of in offered(hub).values() for m in models_of]
+    for model in sorted(every, key=lambda m: not m.is_default):
+        if model.name not in seen:
+            seen.add(model.name)
+            models.append({"title": title_of(model), "model_name": model.name, "hash": model.hash or None,
+                           "sha256": None, "filename": model.name, "config": None})
     return models
 
 
-def served(hub: Hub) -> dict[str, str]:
-    """mode -> the title of the model its service serves ("" while it cannot be reached)."""
-    return {mode: model_title(hub.backends[mode].info().model) for mode in MODES if mode in hub.backends}
+def _matches(model, wanted: str) -> bool:
+    """A1111's clients name a checkpoint by title, by name, or by a title whose hash changed."""
+    name = wanted.split(" [", 1)[0].strip()
+    for suffix in (".safetensors", ".ckpt"):  # as A1111's validate_model strips it
+        name = name.removesuffix(suffix)
+    return wanted in (model.name, title_of(model)) or name == model.name or (model.hash and wanted == model.hash)
 
 
-def check_checkpoint(title, mode: str, hub: Hub, where: str = CHECKPOINT) -> None:
-    """A checkpoint a call asks for must be the one its mode's service serves (each serves its own)."""
-    by_mode = served(hub)
-    if title == by_mode.get(mode):
-        return
-    modes = [m for m, t in by_mode.items() if t == title]
+def model_for(wanted: str, mode: str, hub: Hub, where: str = CHECKPOINT, strict: bool = True) -> str:
+    """The name of the model `mode`'s service serves for the checkpoint `wanted` (a title, name or hash).
+    strict (a call's own override_settings): a 422 naming `where` when the mode has no such model;
+    otherwise (the caller's option) "" there, the mode's default, as a choice made for another mode."""
+    by_mode = offered(hub)
+    for model in by_mode.get(mode, []):
+        if _matches(model, wanted):
+            return model.name
+    if not strict:
+        return ""
+    modes = [m for m, models in by_mode.items() if any(_matches(x, wanted) for x in models)]
     if modes:
-        raise field_error(where, f"{title!r} is served for {', '.join(modes)}; {mode} serves {by_mode.get(mode)!r}")
-    raise field_error(where, f"model {title!r} not found; GET /sdapi/v1/sd-models lists them")
+        raise field_error(where, f"{wanted!r} is served for {', '.join(modes)}, not for {mode}")
+    raise field_error(where, f"model {wanted!r} not found; GET /sdapi/v1/sd-models lists them")
+
+
+def offered_models(hub: Hub) -> list:
+    return [m for models in offered(hub).values() for m in models]
 
 
 class Options:
@@ -78,7 +98,7 @@ class Options:
         models = sd_models(self.hub)
         defaults = {
             CHECKPOINT: models[0]["title"] if models else None,
-            "sd_checkpoint_hash": None,
+            "sd_checkpoint_hash": None,  # A1111's full sha256; the services give the short one
             "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1,
             "samples_format": "png",
@@ -98,8 +118,10 @@ class Options:
         values = {key: value for key, value in values.items() if key not in defaulted}
         if CHECKPOINT in values:
             titles = [model["title"] for model in sd_models(self.hub)]
-            if values[CHECKPOINT] not in titles:
+            chosen = next((m for m in offered_models(self.hub) if _matches(m, str(values[CHECKPOINT]))), None)
+            if chosen is None:
                 raise field_error(CHECKPOINT, f"model {values[CHECKPOINT]!r} not found; one of {titles}")
+            values = {**values, CHECKPOINT: title_of(chosen)}  # GET shows a /sd-models title, as A1111
         if "CLIP_stop_at_last_layers" in values:
             clip_skip = whole_number(values["CLIP_stop_at_last_layers"], "CLIP_stop_at_last_layers")
             if not 1 <= clip_skip <= MAX_CLIP_SKIP:

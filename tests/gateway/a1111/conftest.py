@@ -22,6 +22,17 @@ def api(gateway) -> str:
     return gateway.url + "sdapi/v1"
 
 
+def title_of(service, name: str = "tiny") -> str:
+    """A model's /sd-models title ("name [short hash]") once its service has hashed it."""
+    from tests.conftest import wait_for
+
+    def hashed():
+        return next((m.hash for m in service.client.info().models if m.name == name and m.hash), "")
+
+    assert wait_for(hashed, 60), f"{name} was not hashed"
+    return f"{name} [{hashed()}]"
+
+
 def b64(data: bytes, prefix: bool = False) -> str:
     text = base64.b64encode(data).decode()
     return "data:image/png;base64," + text if prefix else text

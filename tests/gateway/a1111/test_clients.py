@@ -12,7 +12,7 @@ import requests
 
 from tests.conftest import RunningGateway, wait_for
 
-from .conftest import SLOW, Call, decoded, info_of
+from .conftest import SLOW, Call, decoded, info_of, title_of
 
 
 def basic(auth: str) -> dict:
@@ -30,7 +30,7 @@ def test_open_webui_sequence(services, auth):
         assert requests.get(f"{base}/sdapi/v1/options", headers=headers, timeout=30).ok
         models = requests.get(f"{base}/sdapi/v1/sd-models", headers=headers, timeout=30).json()
         ids = [{"id": m["title"], "name": m["model_name"]} for m in models]
-        assert ids == [{"id": "tiny", "name": "tiny"}]
+        assert ids == [{"id": title_of(services["txt2img"]), "name": "tiny"}]
         options = requests.get(f"{base}/sdapi/v1/options", headers=headers, timeout=30).json()
         assert options["sd_model_checkpoint"] == ids[0]["id"]
         # Set model: the whole options dict back, with the checkpoint changed (here: to the same title,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import RunningGateway, box_mask, png, wait_for
 
-from .conftest import SLOW
+from .conftest import SLOW, title_of
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +55,11 @@ def test_img2img_and_inpainting_with_a_mask(gateway):
     assert np.abs(img2img[:8, :8].astype(int) - original[:8, :8]).max() > 2
 
 
-def test_options_models_and_util_set_model(locked):
-    api = client(locked, username="script", password="pw")
-    assert api.util_get_model_names() == ["tiny"]
+def test_options_models_and_util_set_model(locked, services):
+    api, tiny = client(locked, username="script", password="pw"), title_of(services["txt2img"])
+    assert api.util_get_model_names() == [tiny]
     api.util_set_model("TINY")  # the closest title
-    assert api.util_get_current_model() == "tiny"
+    assert api.util_get_current_model() == tiny
     options = api.get_options()
     assert options["CLIP_stop_at_last_layers"] == 1 and options["samples_format"] == "png"
     api.set_options({"CLIP_stop_at_last_layers": 2})
@@ -68,7 +68,7 @@ def test_options_models_and_util_set_model(locked):
     api.set_options({"CLIP_stop_at_last_layers": 1})
     refused = api.set_options({"sd_model_checkpoint": "no such model"})  # webuiapi returns the 422's body
     assert refused["detail"][0]["loc"] == ["body", "sd_model_checkpoint"]
-    assert api.util_get_current_model() == "tiny"
+    assert api.util_get_current_model() == tiny
 
 
 def test_progress_and_interrupt(locked):
