@@ -34,18 +34,25 @@ def title_of(model) -> str:
     return f"{model.name} [{model.hash}]" if model.hash else model.name
 
 
+def offered_by(hub: Hub, mode: str) -> list:
+    """The usable ModelInfos `mode`'s service lists (GetInfo; none while it cannot be reached)."""
+    return [m for m in hub.backends[mode].info().models if not m.unusable] if mode in hub.backends else []
+
+
 def offered(hub: Hub) -> dict[str, list]:
-    """mode -> the usable ModelInfos its service lists (GetInfo; none while it cannot be reached)."""
-    return {mode: [m for m in hub.backends[mode].info().models if not m.unusable]
-            for mode in MODES if mode in hub.backends}
+    """mode -> offered_by(mode), for every mode."""
+    return {mode: offered_by(hub, mode) for mode in MODES if mode in hub.backends}
+
+
+def offered_models(hub: Hub) -> list:
+    return [m for models in offered(hub).values() for m in models]
 
 
 def sd_models(hub: Hub) -> list[dict]:
     """The union of the services' models, each once, defaults first (A1111's SDModelItem fields). The
     filename is the name: no path on a service's machine is shown."""
     seen, models = set(), []
-    every = [m for models_of in offered(hub).values() for m in models_of]
-    for model in sorted(every, key=lambda m: not m.is_default):
+    for model in sorted(offered_models(hub), key=lambda m: not m.is_default):
         if model.name not in seen:
             seen.add(model.name)
             models.append({"title": title_of(model), "model_name": model.name, "hash": model.hash or None,
@@ -65,20 +72,16 @@ def model_for(wanted: str, mode: str, hub: Hub, where: str = CHECKPOINT, strict:
     """The name of the model `mode`'s service serves for the checkpoint `wanted` (a title, name or hash).
     strict (a call's own override_settings): a 422 naming `where` when the mode has no such model;
     otherwise (the caller's option) "" there, the mode's default, as a choice made for another mode."""
-    by_mode = offered(hub)
-    for model in by_mode.get(mode, []):
+    mine = offered_by(hub, mode)
+    for model in mine:
         if _matches(model, wanted):
             return model.name
-    if not strict:
+    if not strict or not mine:  # not strict: the mode's default; no list: the call meets the outage itself
         return ""
-    modes = [m for m, models in by_mode.items() if any(_matches(x, wanted) for x in models)]
+    modes = [m for m, models in offered(hub).items() if any(_matches(x, wanted) for x in models)]
     if modes:
         raise field_error(where, f"{wanted!r} is served for {', '.join(modes)}, not for {mode}")
     raise field_error(where, f"model {wanted!r} not found; GET /sdapi/v1/sd-models lists them")
-
-
-def offered_models(hub: Hub) -> list:
-    return [m for models in offered(hub).values() for m in models]
 
 
 class Options:
