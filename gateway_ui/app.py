@@ -38,6 +38,7 @@ from .hub import Hub
 from .inputs import problem
 from .outputs import OutputStore, SaveError
 from .png_info import build_png_info, parameters_of, wire_png_info
+from .styles import StyleBook
 from .tabs import TABS, InputError, Tab, build_tab
 
 log = logging.getLogger("gateway")
@@ -331,7 +332,8 @@ def make_outputs(config: GatewayConfig) -> OutputStore | None:
 
 def make_gateway(config: GatewayConfig) -> Gateway:
     """The Gateway the configuration describes: a backend per mode, the saved outputs, the previews."""
-    hub = Hub(make_backends(config), outputs=make_outputs(config), preview_every=config.preview_every)
+    hub = Hub(make_backends(config), outputs=make_outputs(config), preview_every=config.preview_every,
+              styles=StyleBook(config.styles))
     return Gateway(hub, preview_s=config.preview_ms / 1000)
 
 

@@ -33,6 +33,7 @@ class GatewayConfig:
     # else an open API.
     api_auth: tuple[tuple[str, str], ...] | None = None
     api_max_body_mb: float = 32.0  # largest API request body (base64 images are 4/3 of their bytes)
+    styles: str | None = None  # AUTOMATIC1111's styles.csv: the prompt styles offered (gateway_ui/styles.py)
 
     @property
     def api_credentials(self) -> tuple[tuple[str, str], ...]:
@@ -100,6 +101,9 @@ def gateway_flags() -> tuple[Flag, ...]:
         Flag("--api-max-body-mb", "GATEWAY_API_MAX_BODY_MB", float, GatewayConfig.api_max_body_mb,
              "largest API request body in MB (images travel in it as base64, 4/3 of their size)", min=0.1,
              bounds="at least 0.1 (MB)"),
+        Flag("--styles", "GATEWAY_STYLES", str, None,
+             "AUTOMATIC1111's styles.csv (name, prompt, negative_prompt; {prompt} marks where the prompt "
+             "goes): the prompt styles the tabs and the API offer; reread when it changes"),
     )
 
 

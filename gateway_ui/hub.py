@@ -20,6 +20,7 @@ from services.client import Progress, Queued, Result
 
 from .backend import GenerationStream, ModeBackend
 from .outputs import OutputStore
+from .styles import StyleBook
 
 # A job's states, in the order it goes through them.
 QUEUED, RUNNING, FINISHED, INTERRUPTED, FAILED = "queued", "running", "finished", "interrupted", "failed"
@@ -62,8 +63,9 @@ class Hub:
     """Generations in flight, by id, for the tabs and the API alike."""
 
     def __init__(self, backends: dict[str, ModeBackend], outputs: OutputStore | None = None,
-                 preview_every: int = 0):
+                 preview_every: int = 0, styles: StyleBook | None = None):
         self.backends = backends
+        self.styles = styles or StyleBook(None)  # the prompt styles the tabs and the API offer
         self.outputs = outputs  # None: nothing is kept on disk
         self.preview_every = preview_every  # live previews every this many steps (0: none)
         self._jobs: dict[str, Job] = {}

@@ -17,12 +17,14 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagegen.v1.contract import MODES
 from services.client import ImageGenClient
 
 
 DEFAULT_GATEWAY_PORT = 7860
+SAMPLE_STYLES = Path(__file__).resolve().parent.parent / "gateway_ui" / "samples" / "styles.csv"
 # From --base-port B, one copy's ports are consecutive: the modes' gRPC ports, their metrics ports, the
 # gateway's, then the modes' probe ports (B..B+2, B+3..B+5, B+6, B+7..B+9 for txt2img, img2img, inpaint).
 PORTS_PER_COPY = 3 * len(MODES) + 1
@@ -185,6 +187,8 @@ def main(argv=None) -> int:
               flush=True)
         if args.gateway:
             command = [sys.executable, "-m", "gateway_ui", "--host", args.host, "--port", str(layout.gateway)]
+            if not os.environ.get("GATEWAY_STYLES"):  # the sample styles, so the picker shows some
+                command += ["--styles", str(SAMPLE_STYLES)]
             for mode, address in targets.items():
                 command += [f"--{mode}-addr", address]
             group.start("gateway", command)

@@ -31,9 +31,10 @@ from services.client import Result
 from ..backend import GenerationError, Interrupted
 from ..hub import Hub
 from ..outputs import SaveError
+from ..styles import UnknownStyle
 from . import catalog
 from .access import owner_dependency
-from .errors import from_generation
+from .errors import field_error, from_generation
 from .mapping import Plan, a1111_field, plan
 from .models import Img2ImgRequest, Txt2ImgRequest, _Request
 from .options import CHECKPOINT, Options, model_for, sd_models
@@ -61,7 +62,7 @@ class Generator:
 
     async def run(self, req: _Request, owner: str, request: Request) -> dict:
         chosen = self.options.explicit(owner)
-        work = plan(req, chosen)
+        work = plan(self._styled(req), chosen)
         model = await run_in_threadpool(self._model, req, chosen, work.mode)
         for one in work.requests:
             one.params.model = model
@@ -83,6 +84,16 @@ class Generator:
         if req.save_images and results:
             await run_in_threadpool(self._save, work.mode, results)
         return answer(req, work, results, task)
+
+    def _styled(self, req: _Request) -> _Request:
+        """The request with its styles applied to its prompts (a 422 naming `styles` for an unknown one)."""
+        if not req.styles:
+            return req
+        try:
+            prompt, negative = self.hub.styles.apply(req.styles, req.prompt, req.negative_prompt)
+        except UnknownStyle as err:
+            raise field_error("styles", str(err)) from None
+        return req.model_copy(update={"prompt": prompt, "negative_prompt": negative})
 
     def _model(self, req: _Request, chosen: dict, mode: str) -> str:
         """The checkpoint a call runs on: its override_settings' (which must exist for its mode), else the
@@ -137,11 +148,12 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
     if isinstance(req, Img2ImgRequest):  # A1111 leaves the images out of the echo
         parameters.update(init_images=None, mask=None)
     first = images[0] if images else None
+    sent = work.requests[0].params
     info = {
         "prompt": req.prompt,
-        "all_prompts": [req.prompt] * count,
+        "all_prompts": [sent.prompt] * count,  # with the styles applied, as A1111's
         "negative_prompt": req.negative_prompt,
-        "all_negative_prompts": [req.negative_prompt] * count,
+        "all_negative_prompts": [sent.negative_prompt] * count,
         "seed": seeds[0],
         "all_seeds": seeds,
         "subseed": work.subseed,

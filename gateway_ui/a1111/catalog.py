@@ -72,6 +72,12 @@ class LoraItem(BaseModel):
     metadata: dict
 
 
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str | None
+    negative_prompt: str | None
+
+
 class PNGInfoRequest(BaseModel):
     image: str  # base64, with or without a data:image/...;base64, prefix
 
@@ -303,6 +309,11 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
     def none_here() -> list:
         return []
 
-    for path in ("/script-info", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models",
+    @get("/prompt-styles", list[PromptStyleItem])
+    def prompt_styles():
+        return [PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt)
+                for s in hub.styles.styles()]
+
+    for path in ("/script-info", "/hypernetworks", "/face-restorers", "/realesrgan-models",
                  "/extensions"):
         router.add_api_route(path, none_here, methods=["GET"], response_model=list)

@@ -30,7 +30,7 @@ class _Request(BaseModel):
 
     prompt: str = ""
     negative_prompt: str = ""
-    styles: list[str] = []  # A1111 ignores names it has no style for; we have none
+    styles: list[str] = []  # the gateway's --styles names, applied to both prompts (a 422 for an unknown one)
     seed: int = -1  # -1: random; image i gets seed + i
     subseed: int = -1
     subseed_strength: float = 0
