@@ -30,7 +30,7 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES
 from services.client import Progress, Queued
 
-from . import a1111, recall
+from . import a1111, checkpoints, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .history import build_history, pick, served, show_page
@@ -125,15 +125,16 @@ class Gateway:
         """Cancel the session's running generation of `mode` (None: all of its modes); True if one ran."""
         return bool(self.hub.cancel(tab_owner(session), mode))
 
-    def status_line(self, mode: str) -> str:
-        """The mode, its service's state and, when serving, the model's family (never its name or path,
-        which may be a file on the service's machine); the address goes to the log (on a change)."""
+    def status_line(self, mode: str, model: str | None = None) -> str:
+        """The mode, its service's state and, when serving, the chosen model (`model`; None: the default)
+        by its listed name and family (never the configured path, which may be a file on the service's
+        machine); the address goes to the log (on a change)."""
         backend = self.backends[mode]
         state = backend.status()
         if self._states.get(mode) != state:
             self._states[mode] = state
             log.info("%s service at %s: %s", mode, backend.address, state)
-        model = backend.model_label() if state == "serving" else ""
+        model = backend.model_label(model) if state == "serving" else ""
         return f"**{mode}** service: **{state}**" + (f" · {model}" if model else "")
 
 
@@ -257,7 +258,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
             def send(path):
                 takes_image = target.image_target is not None
                 image = sendable(path, target, backends[target.mode]) if takes_image else None
-                return recall.updates(target, parameters_of(path), image)
+                return recall.updates(target, parameters_of(path), image, backends[target.mode].info())
             return send
 
         wire_png_info(png_image, png_view)
@@ -301,24 +302,46 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
 
         modes = list(tabs)
         status_outputs = [tabs[mode].status for mode in modes]
-        range_outputs = [component for mode in modes for component in [*tabs[mode].controls.ranged,
-                                                                         tabs[mode].lora_picker]]
+        model_inputs = [tabs[mode].model for mode in modes]
+        range_outputs = [component for mode in modes
+                         for component in [*tabs[mode].controls.ranged, tabs[mode].lora_picker, tabs[mode].model]]
 
         def refresh_all():
-            updates = [gateway.status_line(mode) for mode in modes]
+            """A page load: every tab's status, ranges, LoRAs and checkpoints (the default chosen)."""
+            infos = {mode: backends[mode].info() for mode in modes}
+            updates = [gateway.status_line(mode, checkpoints.default_name(infos[mode])) for mode in modes]
             for mode in modes:
-                info = backends[mode].info()
-                updates += [*tabs[mode].controls.updates(info), gr.update(choices=list(info.loras))]
+                info = infos[mode]
+                updates += [*tabs[mode].controls.updates(info), gr.update(choices=list(info.loras)),
+                            checkpoints.refreshed(info)]
             return updates
 
-        def refresh_status():
-            return [gateway.status_line(mode) for mode in modes]
+        def refresh_status(*chosen):
+            return [gateway.status_line(mode, model) for mode, model in zip(modes, chosen)]
+
+        for tab in tabs.values():
+            wire_checkpoint(gateway, tab)
 
         demo.load(refresh_all, None, status_outputs + range_outputs, api_visibility="private")
         # Closing (or reloading) the page cancels what it was waiting for.
         demo.unload(interrupter(gateway, None))
-        gr.Timer(10).tick(refresh_status, None, status_outputs, api_visibility="private")
+        gr.Timer(10).tick(refresh_status, model_inputs, status_outputs, api_visibility="private")
     return demo
+
+
+def wire_checkpoint(gateway: Gateway, tab: Tab) -> None:
+    """The tab's checkpoint dropdown names its choice in the status line; 🔄 reads GetInfo again (a
+    model added, a hash computed since), keeping the choice while the service still offers it."""
+    def chosen(model):
+        return gateway.status_line(tab.mode, model)
+
+    def refresh(model):
+        info = gateway.backends[tab.mode].info()
+        update = checkpoints.refreshed(info, model)
+        return update, gateway.status_line(tab.mode, update.get("value"))
+
+    tab.model.change(chosen, tab.model, tab.status, api_visibility="private")
+    tab.model_refresh.click(refresh, tab.model, [tab.model, tab.status], api_visibility="private")
 
 
 def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:

@@ -34,6 +34,8 @@ from services.client import (
     Unreachable,
 )
 
+from . import checkpoints
+
 
 log = logging.getLogger("gateway")
 
@@ -97,10 +99,6 @@ def explain(error: ServiceError, timeout_s: float) -> str:
     return internal_error_message(mode, error_id)
 
 
-# GetInfo's model_family, as the status line names it.
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-
-
 class ModeBackend:
     def __init__(self, mode: str, address: str, timeout_s: float = 600.0, retries: int = 3,
                  security: ClientSecurity | None = None, answer_s: float | None = 15.0):
@@ -117,13 +115,10 @@ class ModeBackend:
         except ServiceError:
             return placeholder_info(self.mode)
 
-    def model_label(self) -> str:
-        """What the service loaded, from GetInfo: "SDXL inpainting model"; "" when it does not say."""
-        info = self.info()
-        family = FAMILY_LABELS.get(info.model_family)
-        if not family:
-            return ""
-        return f"{family} {'inpainting model' if info.inpaint_model else 'model'}"
+    def model_label(self, name: str | None = None) -> str:
+        """The model `name` (None or "": the default) as GetInfo describes it: "beta (SDXL inpainting
+        model)"; "" when it does not say."""
+        return checkpoints.describe(self.info(), name)
 
     def status(self) -> str:
         """'serving', 'not serving' or 'unreachable'."""

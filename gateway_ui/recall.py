@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from imagegen.v1 import imagegen_pb2 as pb
 from services.client.infotext import RECALLABLE, Parameters, prompt_lora_names
 
+from . import checkpoints
 from .tabs import MODEL_DEFAULT, Tab
 
 # Parameters attribute -> the tab field (API name) it fills, from the client's table of recallable fields.
@@ -15,11 +17,11 @@ FIELDS = {field.name: field.tab_input for field in RECALLABLE if field.tab_input
 
 
 def targets(tab: Tab, tab_row) -> list:
-    """The components a send to `tab` fills, in the order of `updates`: its fields, its image input
-    (image modes), and the tab row (to open the tab)."""
+    """The components a send to `tab` fills, in the order of `updates`: its fields, its checkpoint, its
+    image input (image modes), and the tab row (to open the tab)."""
     fields = [tab.inputs[name] for name in FIELDS.values() if name in tab.inputs]
     image = [tab.image_target] if tab.image_target is not None else []
-    return fields + image + [tab_row]
+    return fields + [tab.model] + image + [tab_row]
 
 
 def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
@@ -42,14 +44,18 @@ def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
     return values, warnings
 
 
-def updates(tab: Tab, params: Parameters | None, image=None) -> list:
-    """The updates of `targets(tab, ...)`: fields from `params` (None: left as they are), the image
-    (image modes; None: left as it is), and the tab opened. Warnings show as toasts."""
+def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInfo | None = None) -> list:
+    """The updates of `targets(tab, ...)`: fields from `params` (None: left as they are), the checkpoint
+    the parameters record, by hash then name, among those of `info` (the tab's service's GetInfo), the
+    image (image modes; None: left as it is), and the tab opened. Warnings show as toasts."""
     values, warnings = values_for(tab, params) if params is not None else ({}, [])
-    for warning in warnings:
+    model, model_warnings = (checkpoints.recalled(params, info) if params is not None and info is not None
+                             else (gr.update(), []))
+    for warning in warnings + model_warnings:
         gr.Warning(f"{tab.spec.contract.label}: {warning}")
     out = [gr.update(value=values[name]) if name in values else gr.update()
            for name in FIELDS.values() if name in tab.inputs]
+    out.append(model)
     if tab.image_target is not None:
         out.append(gr.update(value=image) if image is not None else gr.update())
     out.append(gr.Tabs(selected=tab.mode))

@@ -19,6 +19,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
                                   MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract)
 from services.client import make_request
 
+from . import checkpoints
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_inputs
 
@@ -164,6 +165,7 @@ def common_request_args(values: dict) -> dict:
         "scheduler": "" if not scheduler or scheduler == MODEL_DEFAULT else str(scheduler),
         # Left out (an API caller's None or 0): the service's default, the last layer.
         "clip_skip": number(values, "clip_skip", whole=True) or None if values.get("clip_skip") else None,
+        "model": str(values.get("model") or ""),  # left out (None, ""): the service's default
     }
 
 
@@ -326,6 +328,12 @@ class Tab:
     selected: object = None  # gr.State: the gallery index picked
     interrupt: object = None  # the Interrupt button: stops the running generation
     lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
+    model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
+
+    @property
+    def model(self):
+        """The checkpoint dropdown: its value is the request's params.model."""
+        return self.inputs["model"]
 
     @property
     def mode(self) -> str:
@@ -347,6 +355,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 images = spec.image_inputs()
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
+                checkpoint, refresh = checkpoints.picker(mode, info)
                 picker = lora_picker(mode, info, prompt)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
@@ -364,6 +373,8 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                     send = {target.name: gr.Button(f"Send to {target.label}", size="sm",
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
-    inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker)
+    # The checkpoint was added last: last in the API too, so positional callers of before keep working.
+    inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint}
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
+              refresh)
     return tab, button

@@ -62,10 +62,30 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
-                    health_port: int = -1) -> list[str]:
+                    health_port: int = -1, models_dir: Path | None = None) -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
-            "--health-port", str(health_port)]
+            "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else [])]
+
+
+def demo_models(cache_dir: Path, folder: Path | None = None) -> Path:
+    """A models folder for the embedded model: the tiny SDXL model, so each mode's service offers two
+    checkpoints (its tiny one, the default, and tiny-xl) and every tab's checkpoint dropdown has a choice.
+    The folder holds a link to the preset's cached build (made once, seconds; the services build theirs
+    the same way)."""
+    from services.core.models.presets import ensure_tiny
+
+    folder = folder or cache_dir / "launch-models"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "tiny-xl"
+    target = ensure_tiny(cache_dir, False, "tiny-xl")
+    if not link.exists():  # missing, or left dangling by a cleared cache
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(target, target_is_directory=True)
+        except FileExistsError:  # a second launcher made it meanwhile
+            pass
+    return folder
 
 
 class ProcessGroup:
@@ -131,6 +151,11 @@ def main(argv=None) -> int:
                             help=f"model for {mode} only [IMAGEGEN_{mode.upper()}_MODEL]")
         parser.add_argument(f"--{mode}-device", default=os.environ.get(f"IMAGEGEN_{mode.upper()}_DEVICE"),
                             help=f"device for {mode} only, e.g. cuda:1 [IMAGEGEN_{mode.upper()}_DEVICE]")
+    parser.add_argument("--models-dir", type=Path, default=os.environ.get("IMAGEGEN_MODELS_DIR") or None,
+                        help="a folder of checkpoints every service offers beside its model; by default, "
+                             "with the embedded model, one holding the tiny SDXL model [IMAGEGEN_MODELS_DIR]")
+    parser.add_argument("--demo-models", action=argparse.BooleanOptionalAction, default=True,
+                        help="with the embedded model and no --models-dir, offer tiny-xl too (default: yes)")
     parser.add_argument("--host", default="127.0.0.1")
     # Environment defaults are strings: argparse converts them with `type`, reporting a bad one as usage.
     parser.add_argument("--base-port", type=int, default=os.environ.get("IMAGEGEN_BASE_PORT"),
@@ -165,17 +190,26 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
+    models = {mode: getattr(args, f"{mode}_model") or args.model for mode in MODES}
+    models_dir = args.models_dir
+    if models_dir is None and args.demo_models and set(models.values()) == {"tiny"}:
+        from services.core.config import default_cache_dir
+
+        cache = Path(os.environ["IMAGEGEN_CACHE_DIR"]) if os.environ.get("IMAGEGEN_CACHE_DIR") else (
+            default_cache_dir(os.environ))
+        models_dir = demo_models(cache)
+        print(f"launch: the services offer tiny-xl too ({models_dir}; --no-demo-models: not)", flush=True)
+
     group = ProcessGroup()
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     targets = {}
     for mode in MODES:
-        model = getattr(args, f"{mode}_model") or args.model
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
-        group.start(mode, service_command(mode, model, args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode]))
+        group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
+                                          layout.health[mode], models_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

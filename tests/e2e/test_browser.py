@@ -91,7 +91,8 @@ def test_txt2img_tab(page):
     image = generate_and_wait(page, "txt2img")
     assert image.size == (64, 64)  # the services' default size in the tests, from GetInfo
     assert "Steps:" in page.locator("#txt2img-infotext textarea").input_value()
-    assert "serving · SD 1.x model" in page.locator("#txt2img-status").inner_text()  # GetInfo's family
+    # GetInfo's default model and its family.
+    assert "serving · tiny (SD 1.x model)" in page.locator("#txt2img-status").inner_text()
 
 
 def test_img2img_tab(page, input_png):

@@ -100,8 +100,9 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
 def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
     client = gateway.client()
     api = client.view_api(print_info=False, return_format="dict")
-    later = {"/txt2img": [], "/img2img": ["fit"],
-             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit"]}
+    # The checkpoint (#22) came last of all, in every tab.
+    later = {"/txt2img": ["model"], "/img2img": ["fit", "model"],
+             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model"]}
     for name, added in later.items():
         names = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
         assert names[-1 - len(added):] == ["clip_skip", *added]  # positional callers of before keep working
@@ -165,7 +166,7 @@ def test_a_stopped_service_fails_its_tab_only(services, tmp_path):
                                        api_name="/img2img")
         assert seeds == "3"  # the other tabs keep working
         assert gw.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"
-        assert gw.gateway.status_line("img2img") == "**img2img** service: **serving** · SD 1.x model"
+        assert gw.gateway.status_line("img2img") == "**img2img** service: **serving** · tiny (SD 1.x model)"
     finally:
         gw.close()
 

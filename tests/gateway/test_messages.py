@@ -132,12 +132,14 @@ def test_a_jpeg_input_works(gateway, files):
 
 def test_each_tab_names_the_model_family_its_service_loaded(gateway):
     lines = {mode: gateway.gateway.status_line(mode) for mode in ("txt2img", "img2img", "inpaint")}
-    assert lines["txt2img"].endswith("**serving** · SD 1.x model")
-    assert lines["inpaint"].endswith("**serving** · SD 1.x inpainting model")  # the tiny inpaint UNet: 9 channels
+    assert lines["txt2img"].endswith("**serving** · tiny (SD 1.x model)")
+    # The tiny inpaint UNet: 9 channels.
+    assert lines["inpaint"].endswith("**serving** · tiny (SD 1.x inpainting model)")
     xl = RunningService("inpaint", "--warmup", "false", "--model", "tiny-xl")
     gw = RunningGateway({"txt2img": "127.0.0.1:1", "img2img": "127.0.0.1:1", "inpaint": xl.address}, timeout_s=10)
     try:
-        assert gw.gateway.status_line("inpaint") == "**inpaint** service: **serving** · SDXL inpainting model"
+        assert gw.gateway.status_line("inpaint") == (
+            "**inpaint** service: **serving** · tiny-xl (SDXL inpainting model)")
         assert gw.gateway.status_line("txt2img") == "**txt2img** service: **unreachable**"  # no family
     finally:
         gw.close()
@@ -149,5 +151,5 @@ def test_the_status_line_shows_the_mode_and_state_only(gateway, services, caplog
     gw._states.clear()  # log the next state seen
     with caplog.at_level(logging.INFO, logger="gateway"):
         line = gw.status_line("img2img")
-    assert line == "**img2img** service: **serving** · SD 1.x model"
+    assert line == "**img2img** service: **serving** · tiny (SD 1.x model)"
     assert services["img2img"].address in caplog.text  # the address is in the gateway's log instead

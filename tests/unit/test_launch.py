@@ -70,3 +70,21 @@ def test_what_cannot_work_is_a_usage_error_before_anything_starts(monkeypatch, c
     with pytest.raises(SystemExit) as exit_:
         launch.main(argv)
     assert exit_.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_on_the_embedded_model_the_services_are_given_a_second_checkpoint(tmp_path):
+    from services.core.models.catalog import scan
+    from services.core.models.presets import tiny_path
+    from tests.conftest import CACHE_DIR
+
+    folder = launch.demo_models(CACHE_DIR, tmp_path / "models")
+    assert (folder / "tiny-xl").resolve() == tiny_path(CACHE_DIR, False, "tiny-xl").resolve()
+    listed = [(entry.name, entry.family, entry.unusable) for entry in scan(folder, False)]
+    assert listed == [("tiny-xl", "sdxl", "")]
+    (folder / "tiny-xl").unlink()
+    (folder / "tiny-xl").symlink_to(tmp_path / "gone")  # a cleared cache: the link is made again
+    assert launch.demo_models(CACHE_DIR, folder) == folder
+    assert (folder / "tiny-xl" / "model_index.json").is_file()
+    command = launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1, -1, folder)
+    assert command[command.index("--models-dir") + 1] == str(folder)
+    assert "--models-dir" not in launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1)

@@ -63,8 +63,9 @@ def test_an_unknown_sampler_chooses_the_model_default_and_says_so(tabs):
 def test_a_send_fills_the_fields_then_the_image_then_opens_the_tab(tabs):
     built, row = tabs
     out = targets(built["img2img"], row)
-    assert out[-1] is row and out[-2] is built["img2img"].image_target
-    assert targets(built["txt2img"], row)[-2] is built["txt2img"].inputs["clip_skip"]  # no image to take
+    assert out[-1] is row and out[-2] is built["img2img"].image_target and out[-3] is built["img2img"].model
+    txt2img = targets(built["txt2img"], row)  # no image to take
+    assert txt2img[-2] is built["txt2img"].model and txt2img[-3] is built["txt2img"].inputs["clip_skip"]
 
 
 def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tabs):
@@ -74,7 +75,8 @@ def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tab
     named = set()
     for tab in built.values():
         images = {name for name, component in tab.inputs.items() if isinstance(component, (gr.Image, gr.ImageEditor))}
-        fields = set(tab.inputs) - images - {"num_images"}
+        # The checkpoint is recalled by the recorded hash, then name, among the service's (checkpoints.py).
+        fields = set(tab.inputs) - images - {"num_images", "model"}
         assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
         named |= fields
     assert named == recalled  # and each recallable input is some tab's
