@@ -38,7 +38,7 @@ from .hub import Hub
 from .inputs import problem
 from .outputs import OutputStore, SaveError
 from .png_info import build_png_info, parameters_of, wire_png_info
-from .styles import StyleBook
+from .styles import StyleBook, UnknownStyle, apply_styles
 from .tabs import TABS, InputError, Tab, build_tab
 
 log = logging.getLogger("gateway")
@@ -149,8 +149,10 @@ def endpoint(gateway: Gateway, tab: Tab):
         *values, progress, session = args
         try:
             try:
-                request = tab.spec.request(dict(zip(names, values)))
-            except InputError as err:  # our own words, naming what to fix
+                chosen = dict(zip(names, values))
+                request = tab.spec.request(chosen)
+                apply_styles(gateway.hub.styles, request, chosen.get("styles"))
+            except (InputError, UnknownStyle) as err:  # our own words, naming what to fix
                 raise gr.Error(f"{label}: {err}.", print_exception=False) from None
             yield from gateway.run(tab.mode, request, progress, session_of(session))
         except gr.Error:
@@ -224,7 +226,8 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         gr.Markdown("# imagegen - Stable Diffusion")
         with gr.Tabs() as tab_row:
             for spec in TABS:
-                tab, button = build_tab(spec, backends[spec.contract.name].info(), image_modes)
+                tab, button = build_tab(spec, backends[spec.contract.name].info(), image_modes,
+                                        gateway.hub.styles.names())
                 tabs[tab.mode] = tab
                 # The progress bar sits on the infotext box: the gallery stays clear for the live previews.
                 running = button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
@@ -304,16 +307,18 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         status_outputs = [tabs[mode].status for mode in modes]
         model_inputs = [tabs[mode].model for mode in modes]
         range_outputs = [component for mode in modes
-                         for component in [*tabs[mode].controls.ranged, tabs[mode].lora_picker, tabs[mode].model]]
+                         for component in [*tabs[mode].controls.ranged, tabs[mode].lora_picker, tabs[mode].model,
+                                           tabs[mode].styles]]
 
         def refresh_all():
-            """A page load: every tab's status, ranges, LoRAs and checkpoints (the default chosen)."""
+            """A page load: every tab's status, ranges, LoRAs, checkpoints (the default chosen) and styles."""
             infos = {mode: backends[mode].info() for mode in modes}
+            styles = gr.update(choices=gateway.hub.styles.names())
             updates = [gateway.status_line(mode, checkpoints.default_name(infos[mode])) for mode in modes]
             for mode in modes:
                 info = infos[mode]
                 updates += [*tabs[mode].controls.updates(info), gr.update(choices=list(info.loras)),
-                            checkpoints.refreshed(info)]
+                            checkpoints.refreshed(info), styles]
             return updates
 
         def refresh_status(*chosen):

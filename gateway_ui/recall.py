@@ -18,10 +18,10 @@ FIELDS = {field.name: field.tab_input for field in RECALLABLE if field.tab_input
 
 def targets(tab: Tab, tab_row) -> list:
     """The components a send to `tab` fills, in the order of `updates`: its fields, its checkpoint, its
-    image input (image modes), and the tab row (to open the tab)."""
+    styles, its image input (image modes), and the tab row (to open the tab)."""
     fields = [tab.inputs[name] for name in FIELDS.values() if name in tab.inputs]
     image = [tab.image_target] if tab.image_target is not None else []
-    return fields + [tab.model] + image + [tab_row]
+    return fields + [tab.model, tab.styles] + image + [tab_row]
 
 
 def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
@@ -56,6 +56,9 @@ def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInf
     out = [gr.update(value=values[name]) if name in values else gr.update()
            for name in FIELDS.values() if name in tab.inputs]
     out.append(model)
+    # An infotext records the prompts with their styles applied: the picked styles are cleared, or they
+    # would apply twice. Nothing recorded: left as they are.
+    out.append(gr.update(value=[]) if params is not None else gr.update())
     if tab.image_target is not None:
         out.append(gr.update(value=image) if image is not None else gr.update())
     out.append(gr.Tabs(selected=tab.mode))

@@ -116,3 +116,11 @@ class StyleBook:
             prompt = merge(style.prompt, prompt)
             negative_prompt = merge(style.negative_prompt, negative_prompt)
         return prompt, negative_prompt
+
+
+def apply_styles(book: StyleBook, request, names) -> None:
+    """Apply the named styles to a contract request's prompts (a tab's; the API merges its own request
+    fields). Raises UnknownStyle naming the style."""
+    if names:
+        params = request.params
+        params.prompt, params.negative_prompt = book.apply(names, params.prompt, params.negative_prompt)

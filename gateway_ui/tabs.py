@@ -331,6 +331,11 @@ class Tab:
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
 
     @property
+    def styles(self):
+        """The prompt styles picker: applied by the gateway (gateway_ui/styles.py) before sending."""
+        return self.inputs["styles"]
+
+    @property
     def model(self):
         """The checkpoint dropdown: its value is the request's params.model."""
         return self.inputs["model"]
@@ -345,7 +350,16 @@ class Tab:
         return next(iter(self.inputs.values())) if self.spec.contract.takes_image else None
 
 
-def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContract]) -> tuple[Tab, object]:
+def style_picker(mode: str, names: list[str]):
+    """The prompt styles to apply (the gateway's --styles file), several at once, in the order picked.
+    Names the list lacks are let through to the gateway's own check, which names them (the file may
+    have changed since the page loaded)."""
+    return gr.Dropdown(names, value=[], multiselect=True, allow_custom_value=True, elem_id=f"{mode}-styles",
+                       label="Styles" if names else "Styles (none: the gateway has no --styles file)")
+
+
+def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContract],
+              style_names: list[str] = ()) -> tuple[Tab, object]:
     """Lay out one tab (inside an open gr.Tabs); returns it and its Generate button."""
     mode = spec.contract.name
     with gr.Tab(spec.contract.label, id=mode, elem_id=f"tab-{mode}"):
@@ -356,6 +370,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{mode}-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
                 checkpoint, refresh = checkpoints.picker(mode, info)
+                styles = style_picker(mode, style_names)
                 picker = lora_picker(mode, info, prompt)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
@@ -373,8 +388,10 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                     send = {target.name: gr.Button(f"Send to {target.label}", size="sm",
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
-    # The checkpoint was added last: last in the API too, so positional callers of before keep working.
-    inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint}
+    # The checkpoint, then the styles, were added last: last in the API too, so positional callers of
+    # before keep working.
+    inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
+              "styles": styles}
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
               refresh)
     return tab, button

@@ -100,9 +100,9 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
 def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
     client = gateway.client()
     api = client.view_api(print_info=False, return_format="dict")
-    # The checkpoint (#22) came last of all, in every tab.
-    later = {"/txt2img": ["model"], "/img2img": ["fit", "model"],
-             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model"]}
+    # The checkpoint (#22), then the styles (#23), came last of all, in every tab.
+    later = {"/txt2img": ["model", "styles"], "/img2img": ["fit", "model", "styles"],
+             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model", "styles"]}
     for name, added in later.items():
         names = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
         assert names[-1 - len(added):] == ["clip_skip", *added]  # positional callers of before keep working

@@ -73,8 +73,8 @@ def test_the_dropdown_lists_the_usable_models_by_name_and_hash_the_default_chose
     api = gateway.client().view_api(print_info=False, return_format="dict")
     params = api["named_endpoints"]["/txt2img"]["parameters"]
     # Last: positional callers of before keep working.
-    assert [p["parameter_name"] for p in params][-2:] == ["clip_skip", "model"]
-    assert params[-1]["parameter_has_default"] and params[-1]["parameter_default"] == "alpha"
+    assert [p["parameter_name"] for p in params][-3:] == ["clip_skip", "model", "styles"]
+    assert params[-2]["parameter_has_default"] and params[-2]["parameter_default"] == "alpha"
 
 
 def test_choosing_the_second_model_gives_its_image_and_its_infotext_names_it(service, gateway):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from gateway_ui.recall import FIELDS, targets, values_for
+from gateway_ui.recall import FIELDS, targets, updates, values_for
 from gateway_ui.tabs import MODEL_DEFAULT, TABS, build_tab
 from imagegen.v1.contract import placeholder_info
 from services.client.infotext import RECALLABLE, parse_parameters
@@ -63,9 +63,11 @@ def test_an_unknown_sampler_chooses_the_model_default_and_says_so(tabs):
 def test_a_send_fills_the_fields_then_the_image_then_opens_the_tab(tabs):
     built, row = tabs
     out = targets(built["img2img"], row)
-    assert out[-1] is row and out[-2] is built["img2img"].image_target and out[-3] is built["img2img"].model
+    assert out[-1] is row and out[-2] is built["img2img"].image_target and out[-3] is built["img2img"].styles
+    assert out[-4] is built["img2img"].model
     txt2img = targets(built["txt2img"], row)  # no image to take
-    assert txt2img[-2] is built["txt2img"].model and txt2img[-3] is built["txt2img"].inputs["clip_skip"]
+    assert txt2img[-2] is built["txt2img"].styles and txt2img[-3] is built["txt2img"].model
+    assert txt2img[-4] is built["txt2img"].inputs["clip_skip"]
 
 
 def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tabs):
@@ -75,8 +77,9 @@ def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tab
     named = set()
     for tab in built.values():
         images = {name for name, component in tab.inputs.items() if isinstance(component, (gr.Image, gr.ImageEditor))}
-        # The checkpoint is recalled by the recorded hash, then name, among the service's (checkpoints.py).
-        fields = set(tab.inputs) - images - {"num_images", "model"}
+        # The checkpoint is recalled by the recorded hash, then name, among the service's (checkpoints.py);
+        # the styles are in the recorded prompts (a send clears the picker).
+        fields = set(tab.inputs) - images - {"num_images", "model", "styles"}
         assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
         named |= fields
     assert named == recalled  # and each recallable input is some tab's
@@ -98,3 +101,11 @@ def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tab
         component = built["inpaint"].inputs[name]
         if getattr(component, "maximum", None) is not None:
             assert component.minimum <= value <= component.maximum, (name, value)
+
+
+def test_a_send_clears_the_picked_styles_the_recorded_prompts_already_hold(tabs):
+    built, row = tabs
+    tab = built["txt2img"]
+    sent = updates(tab, parse_parameters(A1111))
+    assert sent[targets(tab, row).index(tab.styles)]["value"] == []
+    assert "value" not in updates(tab, None)[targets(tab, row).index(tab.styles)]  # nothing read: left as is
