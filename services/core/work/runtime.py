@@ -14,6 +14,7 @@ from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
 from ..models.catalog import Catalog
+from ..models.embeddings import read_folder
 from ..prompts import check_chunks, max_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
@@ -45,6 +46,9 @@ class ModeRuntime:
         self.catalog = Catalog.build(config.model, config.models_dir, mode.contract.takes_mask)
         self.pool = None  # models.pool.ModelPool once loaded: hands the engines each request's model
         self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
+        # name -> models.embeddings.Embedding: --embeddings-dir, read once (small files; GetInfo lists them
+        # while loading); every model loaded, the pool's too, gets those that fit it.
+        self.embeddings = read_folder(config.embeddings_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
 
@@ -61,7 +65,8 @@ class ModeRuntime:
         entry = self.catalog.default
 
         def load_source(source: str):
-            return load_model(self.mode, replace(self.config, model=source), on_lora_load=self.metrics.lora_loads.inc)
+            return load_model(self.mode, replace(self.config, model=source),
+                              on_lora_load=self.metrics.lora_loads.inc, embeddings=self.embeddings)
 
         self.model = load_source(entry.source)
         self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,
