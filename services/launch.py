@@ -60,10 +60,22 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
-                    health_port: int = -1) -> list[str]:
+                    health_port: int = -1, embeddings_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
-            "--health-port", str(health_port)]
+            "--health-port", str(health_port),
+            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else [])]
+
+
+def sample_embeddings(environ) -> str:
+    """The embedded tiny models' sample embeddings folder (built into the services' cache if need be)."""
+    from pathlib import Path
+
+    from services.core.config import default_cache_dir
+    from services.core.models.presets import ensure_sample_embeddings
+
+    cache_dir = Path(environ.get("IMAGEGEN_CACHE_DIR") or default_cache_dir(environ))  # as the services read it
+    return str(ensure_sample_embeddings(cache_dir))
 
 
 class ProcessGroup:
@@ -150,6 +162,9 @@ def main(argv=None) -> int:
                         default=os.environ.get("IMAGEGEN_HEALTH_PORT") != "-1",
                         help="also serve each service's health and GetInfo on a probe port of its own "
                              "(default: yes; IMAGEGEN_HEALTH_PORT=-1: no)")
+    parser.add_argument("--embeddings-dir", default=os.environ.get("IMAGEGEN_EMBEDDINGS_DIR"),
+                        help="textual-inversion embeddings for all three (default: the tiny models' samples, "
+                             "which other models skip; '' for none) [IMAGEGEN_EMBEDDINGS_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -163,6 +178,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
+    embeddings_dir = sample_embeddings(os.environ) if args.embeddings_dir is None else args.embeddings_dir
     group = ProcessGroup()
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
@@ -173,7 +189,7 @@ def main(argv=None) -> int:
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, model, args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode]))
+                                          layout.health[mode], embeddings_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"
