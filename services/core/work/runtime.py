@@ -139,7 +139,9 @@ class ModeRuntime:
                     raise InvalidArgument("params.clip_skip", f"{spec.clip_skip} is outside 1..{most} "
                                                               "for this model (the layers of its text encoder)")
                 limit = max_chunks(self.config.limits.max_prompt_chars)
-                spec = replace(spec, prompt_chunks=check_chunks(self.model.pipe, spec, limit))
+                # Counted by the named model's tokenizer where it is held: its embeddings may differ.
+                counted = (self.pool.held(entry.name) if self.pool is not None else None) or self.model
+                spec = replace(spec, prompt_chunks=check_chunks(counted.pipe, spec, limit))
             refused = self.engine.refusal(spec) if self.engine is not None else None
             if refused is not None:
                 raise InvalidArgument(*refused)
