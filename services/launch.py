@@ -62,10 +62,18 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
-                    health_port: int = -1, models_dir: Path | None = None) -> list[str]:
+                    health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
-            "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else [])]
+            "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else []),
+            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else [])]
+
+
+def services_cache(environ) -> Path:
+    """The services' cache folder, as they read it (IMAGEGEN_CACHE_DIR, else their default)."""
+    from services.core.config import default_cache_dir
+
+    return Path(environ["IMAGEGEN_CACHE_DIR"]) if environ.get("IMAGEGEN_CACHE_DIR") else default_cache_dir(environ)
 
 
 def demo_models(cache_dir: Path, folder: Path | None = None) -> Path:
@@ -86,6 +94,13 @@ def demo_models(cache_dir: Path, folder: Path | None = None) -> Path:
         except FileExistsError:  # a second launcher made it meanwhile
             pass
     return folder
+
+
+def sample_embeddings(environ) -> str:
+    """The embedded tiny models' sample embeddings folder (built into the services' cache if need be)."""
+    from services.core.models.presets import ensure_sample_embeddings
+
+    return str(ensure_sample_embeddings(services_cache(environ)))
 
 
 class ProcessGroup:
@@ -177,6 +192,9 @@ def main(argv=None) -> int:
                         default=os.environ.get("IMAGEGEN_HEALTH_PORT") != "-1",
                         help="also serve each service's health and GetInfo on a probe port of its own "
                              "(default: yes; IMAGEGEN_HEALTH_PORT=-1: no)")
+    parser.add_argument("--embeddings-dir", default=os.environ.get("IMAGEGEN_EMBEDDINGS_DIR"),
+                        help="textual-inversion embeddings for all three (default: the tiny models' samples, "
+                             "which other models skip; '' for none) [IMAGEGEN_EMBEDDINGS_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -193,12 +211,9 @@ def main(argv=None) -> int:
     models = {mode: getattr(args, f"{mode}_model") or args.model for mode in MODES}
     models_dir = args.models_dir
     if models_dir is None and args.demo_models and set(models.values()) == {"tiny"}:
-        from services.core.config import default_cache_dir
-
-        cache = Path(os.environ["IMAGEGEN_CACHE_DIR"]) if os.environ.get("IMAGEGEN_CACHE_DIR") else (
-            default_cache_dir(os.environ))
-        models_dir = demo_models(cache)
+        models_dir = demo_models(services_cache(os.environ))
         print(f"launch: the services offer tiny-xl too ({models_dir}; --no-demo-models: not)", flush=True)
+    embeddings_dir = sample_embeddings(os.environ) if args.embeddings_dir is None else args.embeddings_dir
 
     group = ProcessGroup()
     stopping = []
@@ -209,7 +224,7 @@ def main(argv=None) -> int:
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode], models_dir))
+                                          layout.health[mode], models_dir, embeddings_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

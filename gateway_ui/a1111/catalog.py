@@ -98,9 +98,34 @@ class ScriptsList(BaseModel):
     img2img: list
 
 
+class EmbeddingItem(BaseModel):
+    step: int | None = None
+    sd_checkpoint: str | None = None
+    sd_checkpoint_name: str | None = None
+    shape: int
+    vectors: int
+
+
 class EmbeddingsResponse(BaseModel):
-    loaded: dict
-    skipped: dict
+    loaded: dict[str, EmbeddingItem]
+    skipped: dict[str, EmbeddingItem]
+
+
+def embedding_lists(infos) -> EmbeddingsResponse:
+    """The services' embeddings in A1111's two lists: loaded (into some service's default model) and
+    skipped (fitting none: another family's, as A1111 skips those that do not fit its model), by name."""
+    loaded, skipped = {}, {}
+    for info in infos:
+        for embedding in info.embeddings:
+            item = EmbeddingItem(step=embedding.step if embedding.HasField("step") else None,
+                                 sd_checkpoint=embedding.sd_checkpoint or None,
+                                 sd_checkpoint_name=embedding.sd_checkpoint_name or None,
+                                 shape=embedding.shape, vectors=embedding.vectors)
+            (loaded if embedding.loaded else skipped)[embedding.name] = item
+    order = sorted(loaded, key=str.lower)
+    return EmbeddingsResponse(loaded={name: loaded[name] for name in order},
+                              skipped={name: skipped[name] for name in sorted(skipped, key=str.lower)
+                                       if name not in loaded})
 
 
 # -- samplers and schedule types --------------------------------------------------------------------------
@@ -303,7 +328,7 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/embeddings", EmbeddingsResponse)
     def embeddings():
-        return EmbeddingsResponse(loaded={}, skipped={})
+        return embedding_lists(infos())
 
     # What A1111 has and this project does not: empty lists.
     def none_here() -> list:

@@ -253,7 +253,7 @@ class Limits(_message.Message):
     def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models")
+    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +269,7 @@ class ServiceInfo(_message.Message):
     LORAS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     model: str
     device: str
@@ -284,7 +285,30 @@ class ServiceInfo(_message.Message):
     loras: _containers.RepeatedScalarFieldContainer[str]
     max_clip_skip: int
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    embeddings: _containers.RepeatedCompositeFieldContainer[EmbeddingInfo]
+    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ...) -> None: ...
+
+class EmbeddingInfo(_message.Message):
+    __slots__ = ("name", "vectors", "shape", "family", "loaded", "hash", "step", "sd_checkpoint", "sd_checkpoint_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SD_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SD_CHECKPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    vectors: int
+    shape: int
+    family: str
+    loaded: bool
+    hash: str
+    step: int
+    sd_checkpoint: str
+    sd_checkpoint_name: str
+    def __init__(self, name: _Optional[str] = ..., vectors: _Optional[int] = ..., shape: _Optional[int] = ..., family: _Optional[str] = ..., loaded: _Optional[bool] = ..., hash: _Optional[str] = ..., step: _Optional[int] = ..., sd_checkpoint: _Optional[str] = ..., sd_checkpoint_name: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "family", "inpaint", "hash", "loaded", "is_default", "unusable")

@@ -32,6 +32,7 @@ MASK_BLUR = "Mask blur"
 MASK_MODE = "Mask mode"
 CLIP_SKIP = "Clip skip"  # written only when not 1 (the last layer)
 LORA_HASHES = "Lora hashes"  # "name: hash, name2: hash2"
+TI_HASHES = "TI hashes"  # the textual-inversion embeddings the prompts used, as LORA_HASHES
 # AUTOMATIC1111's own, read only: they change the picture but have no field in our requests.
 HIRES_UPSCALE = "Hires upscale"
 HIRES_STEPS = "Hires steps"
@@ -55,7 +56,7 @@ INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (
 UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
 KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, MODEL_HASH, DENOISING_STRENGTH,
         MASK_BLUR, MASK_MODE, INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES,
-        *UNSUPPORTED)
+        TI_HASHES, *UNSUPPORTED)
 
 
 # -- writing ------------------------------------------------------------------------------------------

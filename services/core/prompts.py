@@ -177,8 +177,25 @@ class Chunk:
     length: int  # BOS + tokens + EOS: the ids an attention mask keeps
 
 
+def embedding_groups(tokenizer) -> dict[int, tuple[int, ...]]:
+    """first token id -> all token ids, of each multi-vector textual-inversion embedding loaded into the
+    tokenizer (diffusers' load_textual_inversion names them NAME, NAME_1, NAME_2...; models/embeddings.py).
+    The ids are expanded here rather than by diffusers' maybe_convert_prompt, which replaces the name in the
+    text case-sensitively: `easynegative` for a file EasyNegative.pt would get one vector of its eight."""
+    added = tokenizer.added_tokens_encoder
+    groups = {}
+    for token, token_id in added.items():
+        ids = [token_id]
+        while f"{token}_{len(ids)}" in added:
+            ids.append(added[f"{token}_{len(ids)}"])
+        if len(ids) > 1:
+            groups[token_id] = tuple(ids)
+    return groups
+
+
 def chunk_tokens(parsed: ParsedPrompt, tokenizer) -> list[Chunk]:
-    """The parsed prompt as the encoder's 77-token chunks, as A1111 makes them."""
+    """The parsed prompt as the encoder's 77-token chunks, as A1111 makes them. A multi-vector embedding's
+    name becomes all its tokens, and is never split between chunks (it starts the next one, as in A1111)."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     comma = tokenizer.get_vocab().get(",</w>")
@@ -186,6 +203,7 @@ def chunk_tokens(parsed: ParsedPrompt, tokenizer) -> list[Chunk]:
     tokens: list[int] = []
     weights: list[float] = []
     last_comma = -1
+    groups = embedding_groups(tokenizer)
 
     def close() -> None:
         nonlocal tokens, weights, last_comma
@@ -201,7 +219,7 @@ def chunk_tokens(parsed: ParsedPrompt, tokenizer) -> list[Chunk]:
         texts = [text for text, _weight in section]
         ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] if texts else []
         for run_ids, (_text, weight) in zip(ids, section):
-            for token in run_ids:
+            for token in [i for run_id in run_ids for i in groups.get(run_id, (run_id,))]:
                 if token == comma:
                     last_comma = len(tokens)
                 elif len(tokens) == CHUNK_TOKENS and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
@@ -211,7 +229,7 @@ def chunk_tokens(parsed: ParsedPrompt, tokenizer) -> list[Chunk]:
                     tokens, weights = tokens[:cut], weights[:cut]
                     close()
                     tokens, weights = moved, moved_weights
-                if len(tokens) == CHUNK_TOKENS:
+                if tokens and len(tokens) + len(groups.get(token, (token,))) > CHUNK_TOKENS:
                     close()
                 tokens.append(token)
                 weights.append(weight)

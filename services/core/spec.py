@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from imagegen.v1.contract import OutputFormat, guided
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, MODEL_HASH, SAMPLER, SEED, SIZE,
-                                  STEPS, format_infotext, format_lora_hashes, format_size)
+                                  STEPS, TI_HASHES, format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
 from .prompts import lora_tags
@@ -88,9 +88,9 @@ class GenerationSpec:
                           and self.pipeline_strength != 1.0)
         return self.latent_source is not None or latent_content
 
-    def infotext(self, seed: int, sampler: str, model: str, model_hash: str = "") -> str:
+    def infotext(self, seed: int, sampler: str, model: str, model_hash: str = "", embedding_hashes=()) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed` by the checkpoint `model` (its
-        short hash written after it when known)."""
+        short hash written after it when known), with the (name, hash) of the embeddings its prompts used."""
         params = {
             STEPS: self.steps,
             SAMPLER: sampler,
@@ -105,6 +105,8 @@ class GenerationSpec:
             params[CLIP_SKIP] = self.clip_skip
         if self.lora_hashes:  # as A1111: Lora hashes: "name: 0123456789ab, other: ..."
             params[LORA_HASHES] = format_lora_hashes(self.lora_hashes)
+        if embedding_hashes:  # A1111's key and format for them: TI hashes: "name: 0123456789ab"
+            params[TI_HASHES] = format_lora_hashes(embedding_hashes)
         return format_infotext(self.recorded_prompt, self.negative_prompt, params)
 
     @property

@@ -3,6 +3,8 @@ nothing; what cannot work is a usage error before anything starts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services import launch
@@ -56,6 +58,15 @@ def test_each_service_is_given_its_metrics_and_probe_ports():
     assert command[command.index("--port") + 1] == "50062"
     assert command[command.index("--metrics-port") + 1] == "50065"
     assert command[command.index("--health-port") + 1] == "50069"
+
+
+def test_each_service_is_given_the_sample_embeddings_unless_told_otherwise(tmp_path):
+    folder = launch.sample_embeddings({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
+    assert folder.startswith(str(tmp_path)) and sorted(p.name for p in Path(folder).iterdir()) == [
+        "tiny-embedding.safetensors", "tiny-xl-embedding.safetensors"]
+    command = launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1, -1, embeddings_dir=folder)
+    assert command[command.index("--embeddings-dir") + 1] == folder
+    assert "--embeddings-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1)
 
 
 @pytest.mark.parametrize("argv, environ, words", [

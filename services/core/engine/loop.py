@@ -227,6 +227,8 @@ class StepEngine(Engine):
                 scheduler_label=self.model.sampler_label(spec.scheduler),
                 queue_ms=(job.started - job.created) * 1000,
                 inference_ms=(done - job.started) * 1000,
+                embedding_hashes=self.runner.embedding_hashes(spec, request.rows[0].model
+                                                              if request.rows else ""),
             ))
         if self._active:
             self.current_started = min(request.admitted for request in self._active.values())

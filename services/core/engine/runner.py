@@ -72,6 +72,10 @@ class Runner:
             return self.model
         return self.pool.held(name)
 
+    def embedding_hashes(self, spec, name: str) -> tuple[tuple[str, str], ...]:
+        """The embeddings the request's prompts used on its model (`name`): infotext's `TI hashes`."""
+        return (self._known(name) or self.model).embedding_hashes(spec)
+
     def admit(self, job) -> tuple[list[Row], tuple]:
         """The rows of a request, one per seed, each where diffusers' pipeline starts for it, and its LoRA
         set pinned for its life (`release` it when the request leaves)."""

@@ -24,6 +24,8 @@ class Loaded:
     device: str  # "cpu", "cuda:0", ...
     dtype: str  # "float16", "float32", ...
     adapters: LoraAdapters  # the LoRAs loaded on this model (both engines activate sets through it)
+    # The textual-inversion embeddings loaded into its text encoders, by name (models/embeddings.py).
+    embeddings: dict = field(default_factory=dict)
     kind: ModelKind = field(init=False)
     base_scheduler: Any = field(init=False)  # the model's own scheduler, as loaded
 
@@ -62,6 +64,12 @@ class Loaded:
     def sampler_label(self, name: str) -> str:
         """What infotext's "Sampler" says for a request's scheduler name ("": the model's own)."""
         return schedulers.label_of(name or self.default_scheduler)
+
+    def embedding_hashes(self, spec) -> tuple[tuple[str, str], ...]:
+        """(name, short hash) of the embeddings the request's prompts use on this model: `TI hashes`."""
+        from .embeddings import used
+
+        return used(self.pipe, self.embeddings, (spec.prompt, spec.negative_prompt if spec.guided else ""))
 
     def restore_scheduler(self) -> None:
         """Put the model's own scheduler back (admission and pipeline calls set a request's own)."""

@@ -89,14 +89,18 @@ def is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def load_model(mode: Mode, config: ServiceConfig, on_lora_load=None) -> Loaded:
+def load_model(mode: Mode, config: ServiceConfig, on_lora_load=None, embeddings=None) -> Loaded:
     """The model --model names, loaded for `mode`, with what the engines and GetInfo read of it
-    (`on_lora_load`: called after each LoRA file loaded onto it). Raises ModelLoadError."""
+    (`on_lora_load`: called after each LoRA file loaded onto it), and those of `embeddings` (name ->
+    models.embeddings.Embedding) that fit it loaded into its text encoders. Raises ModelLoadError."""
     from .catalog import name_of
+    from .embeddings import load_into
 
     pipe, device, dtype = load_pipeline(mode, config)
-    return Loaded(name_of(config.model), pipe, device, str(dtype).removeprefix("torch."),
-                  LoraAdapters(pipe, config.lora_dir, on_load=on_lora_load))
+    name = name_of(config.model)
+    return Loaded(name, pipe, device, str(dtype).removeprefix("torch."),
+                  LoraAdapters(pipe, config.lora_dir, on_load=on_lora_load),
+                  embeddings=load_into(pipe, embeddings or {}, name))
 
 
 def load_pipeline(mode: Mode, config: ServiceConfig):

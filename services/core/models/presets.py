@@ -51,6 +51,35 @@ def ensure_tiny(cache_dir: Path, inpaint: bool, name: str = "tiny") -> Path:
     return target
 
 
+# The sample textual-inversion embeddings `make run` serves (services/launch.py passes their folder):
+# name -> {part: (vectors, width)}, at the tiny models' text-encoder widths (TINY's, TINY_XL's below). Each
+# model loads the one that fits it and skips the other with a log line, as A1111 skips another family's.
+SAMPLE_EMBEDDINGS = {"tiny-embedding": {"emb_params": (2, 32)},
+                     "tiny-xl-embedding": {"clip_l": (2, 32), "clip_g": (2, 48)}}
+
+
+def ensure_sample_embeddings(cache_dir: Path) -> Path:
+    """The folder of SAMPLE_EMBEDDINGS (random vectors, seeded; A1111's .safetensors layouts), written
+    into the cache once."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, parts) in enumerate(SAMPLE_EMBEDDINGS.items()):
+        target = folder / f"{name}.safetensors"
+        if target.is_file():
+            continue
+        rng = np.random.default_rng(seed)
+        # At the scale of a prompt's own token embeddings, well above them: the sample visibly does something.
+        tensors = {part: (rng.standard_normal(shape) * 0.5).astype(np.float32)
+                   for part, shape in parts.items()}
+        staging = folder / f".{name}.{os.getpid()}.tmp"  # written beside and renamed: never half a file
+        save_file(tensors, str(staging))
+        os.replace(staging, target)
+    return folder
+
+
 def build_tiny_tokenizer():
     """A CLIP tokenizer over a small vocabulary: every byte-level symbol, alone and word-final.
 
@@ -224,3 +253,4 @@ if __name__ == "__main__":
     for name in EMBEDDED:
         for inpaint in (False, True):
             print(ensure_tiny(args.cache_dir, inpaint, name))
+    print(ensure_sample_embeddings(args.cache_dir))

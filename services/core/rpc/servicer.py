@@ -27,7 +27,7 @@ def build_response(spec: GenerationSpec, raw, model: Entry, arrived: float) -> p
     encode_start = time.monotonic()
     out = []
     for img, seed in zip(raw.images, spec.seeds):
-        text = spec.infotext(seed, raw.scheduler_label, model.name, model.hash)
+        text = spec.infotext(seed, raw.scheduler_label, model.name, model.hash, raw.embedding_hashes)
         out.append(
             pb.GeneratedImage(
                 data=images.encode_image(img, spec.output_format, text, spec.quality),
@@ -57,6 +57,18 @@ def to_event(event) -> pb.GenerateEvent:
             progress.preview.CopyFrom(pb.Image(data=event.preview, mime_type="image/jpeg"))
         return pb.GenerateEvent(progress=progress)
     raise TypeError(f"unknown event {event!r}")
+
+
+def _by_name(item) -> str:
+    return item[0].lower()
+
+
+def embedding_info(embedding, loaded: bool) -> pb.EmbeddingInfo:
+    """GetInfo's entry for one embedding (`loaded`: into the default model)."""
+    return pb.EmbeddingInfo(name=embedding.name, vectors=embedding.vectors, shape=embedding.shape,
+                            family=embedding.family, loaded=loaded, hash=embedding.hash, step=embedding.step,
+                            sd_checkpoint=embedding.sd_checkpoint or "",
+                            sd_checkpoint_name=embedding.sd_checkpoint_name or "")
 
 
 class ModeServicer:
@@ -124,6 +136,8 @@ class ModeServicer:
             loras=loras.names(cfg.lora_dir),
             max_clip_skip=model.max_clip_skip if model else MAX_CLIP_SKIP,
             models=[self._model_info(entry) for entry in self.runtime.catalog.entries.values()],
+            embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
+                        for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
         )
 
     def _model_info(self, entry: Entry) -> pb.ModelInfo:

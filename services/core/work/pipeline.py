@@ -128,6 +128,7 @@ class PipelineEngine(Engine):
                     scheduler_label=model.sampler_label(job.spec.scheduler),
                     queue_ms=(job.started - job.created) * 1000,
                     inference_ms=(done - job.started) * 1000,
+                    embedding_hashes=model.embedding_hashes(job.spec),
                 ))
         finally:
             if model is not None:

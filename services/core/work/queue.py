@@ -51,6 +51,7 @@ class RawResult:
     scheduler_label: str
     queue_ms: float
     inference_ms: float
+    embedding_hashes: tuple[tuple[str, str], ...] = ()  # (name, hash) of the embeddings used: `TI hashes`
 
 
 class Job:

@@ -14,6 +14,7 @@ from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
 from ..models.catalog import Catalog
+from ..models.embeddings import read_folder
 from ..prompts import check_chunks, max_chunks
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
@@ -45,6 +46,9 @@ class ModeRuntime:
         self.catalog = Catalog.build(config.model, config.models_dir, mode.contract.takes_mask)
         self.pool = None  # models.pool.ModelPool once loaded: hands the engines each request's model
         self.model = None  # models.loaded.Loaded once loaded: what the engine, infotext and GetInfo read
+        # name -> models.embeddings.Embedding: --embeddings-dir, read once (small files; GetInfo lists them
+        # while loading); every model loaded, the pool's too, gets those that fit it.
+        self.embeddings = read_folder(config.embeddings_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
 
@@ -61,7 +65,8 @@ class ModeRuntime:
         entry = self.catalog.default
 
         def load_source(source: str):
-            return load_model(self.mode, replace(self.config, model=source), on_lora_load=self.metrics.lora_loads.inc)
+            return load_model(self.mode, replace(self.config, model=source),
+                              on_lora_load=self.metrics.lora_loads.inc, embeddings=self.embeddings)
 
         self.model = load_source(entry.source)
         self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,
@@ -134,7 +139,9 @@ class ModeRuntime:
                     raise InvalidArgument("params.clip_skip", f"{spec.clip_skip} is outside 1..{most} "
                                                               "for this model (the layers of its text encoder)")
                 limit = max_chunks(self.config.limits.max_prompt_chars)
-                spec = replace(spec, prompt_chunks=check_chunks(self.model.pipe, spec, limit))
+                # Counted by the named model's tokenizer where it is held: its embeddings may differ.
+                counted = (self.pool.held(entry.name) if self.pool is not None else None) or self.model
+                spec = replace(spec, prompt_chunks=check_chunks(counted.pipe, spec, limit))
             refused = self.engine.refusal(spec) if self.engine is not None else None
             if refused is not None:
                 raise InvalidArgument(*refused)

@@ -197,6 +197,32 @@ def test_loras_are_the_services_union_by_name_never_a_path_and_refresh_sees_new_
         with_loras.stop()
 
 
+def test_embeddings_are_the_services_in_a1111_s_shape_loaded_and_skipped(tmp_path, services):
+    from tests.embedding_files import write_pt, write_safetensors, write_sdxl
+
+    write_pt(tmp_path, "foxemb", count=3)
+    write_safetensors(tmp_path, "Glow")
+    write_sdxl(tmp_path, "xlemb", count=2)  # does not fit the tiny SD model: skipped, as A1111 lists it
+    with_them = RunningService("txt2img", "--embeddings-dir", str(tmp_path), "--warmup", "false")
+    try:
+        addresses = {"txt2img": with_them.address, "img2img": services["img2img"].address,
+                     "inpaint": dead_address()}
+        with serve(addresses) as (url, _):
+            assert webuiapi.WebUIApi(baseurl=url).get_embeddings() == {
+                "loaded": {
+                    "foxemb": {"step": 1500, "sd_checkpoint": "0123456789", "sd_checkpoint_name": "tiny",
+                               "shape": 32, "vectors": 3},
+                    "Glow": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 32,
+                             "vectors": 1},
+                },
+                "skipped": {"xlemb": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                                      "shape": 80, "vectors": 2}},
+            }
+            assert str(tmp_path) not in requests.get(f"{url}/embeddings", timeout=10).text
+    finally:
+        with_them.stop()
+
+
 def test_with_no_service_reachable_every_route_answers_and_lists_are_empty():
     with serve({mode: dead_address() for mode in MODE_NAMES}) as (url, _):
         started = time.monotonic()
