@@ -201,8 +201,10 @@ class GenerateEvent(_message.Message):
     def __init__(self, queued: _Optional[_Union[QueuedEvent, _Mapping]] = ..., progress: _Optional[_Union[ProgressEvent, _Mapping]] = ..., result: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("rescan_models",)
+    RESCAN_MODELS_FIELD_NUMBER: _ClassVar[int]
+    rescan_models: bool
+    def __init__(self, rescan_models: _Optional[bool] = ...) -> None: ...
 
 class Defaults(_message.Message):
     __slots__ = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength", "mask_blur", "quality", "only_masked_padding")

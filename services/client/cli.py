@@ -254,7 +254,8 @@ def _run_info(args) -> int:
             status = client.health()
             print(status)
             return 0 if status == "SERVING" else 1
-        print(json_format.MessageToJson(client.info(), always_print_fields_with_no_presence=True))
+        info = client.info(rescan=args.rescan)
+        print(json_format.MessageToJson(info, always_print_fields_with_no_presence=True))
     return 0
 
 
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=text)
         p.add_argument("target", choices=MODE_NAMES)
         p.add_argument("--addr", default=None, help="service address (default: the mode's)")
+        if command == "info":
+            p.add_argument("--rescan", action="store_true",
+                           help="have the service rescan its --models-dir first")
         p.set_defaults(handler=_run_info)
     return parser
 

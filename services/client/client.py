@@ -184,9 +184,11 @@ class ImageGenClient:
         first_event_timeout: see EventStream (a hung service fails fast as NotResponding)."""
         return EventStream(self, request, timeout or self.timeout, first_event_timeout)
 
-    def info(self, timeout: float = 10.0) -> pb.ServiceInfo:
+    def info(self, timeout: float = 10.0, rescan: bool = False) -> pb.ServiceInfo:
+        """The service's facts; `rescan`: it reads its models folder again first (new checkpoints listed)."""
         try:
-            return self.stub.GetInfo(pb.GetInfoRequest(), timeout=timeout, metadata=self.metadata)
+            return self.stub.GetInfo(pb.GetInfoRequest(rescan_models=rescan), timeout=timeout,
+                                     metadata=self.metadata)
         except grpc.RpcError as err:
             raise self._typed(err) from None
 

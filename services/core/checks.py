@@ -151,6 +151,13 @@ def lora_hash(name: str, path, field: str) -> str:
                                      f"{path}: {exc.strerror or exc}", log) from None
 
 
+def check_clip_skip(value: int, most: int) -> None:
+    """Clip skip within the chosen model's text encoder layers (`most`: Loaded.max_clip_skip)."""
+    if value > most:
+        raise InvalidArgument("params.clip_skip",
+                              f"{value} is outside 1..{most} for this model (the layers of its text encoder)")
+
+
 def check_side(value: int, field: str, limit: int) -> int:
     """One requested side in pixels: a multiple of 8 within MIN_SIZE..limit."""
     if value % 8:

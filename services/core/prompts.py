@@ -253,7 +253,12 @@ def is_sdxl(pipe) -> bool:
 
 def chunk_count(pipe, text: str) -> int:
     """How many 77-token chunks `text` encodes to with this pipeline's tokenizer."""
-    return len(chunk_tokens(parse_prompt(text), text_encoders(pipe)[0][0]))
+    return tokenizer_chunks(text_encoders(pipe)[0][0], text)
+
+
+def tokenizer_chunks(tokenizer, text: str) -> int:
+    """How many 77-token chunks `text` encodes to with `tokenizer` (a pipeline's first)."""
+    return len(chunk_tokens(parse_prompt(text), tokenizer))
 
 
 def common_chunks(positive: int, negative: int) -> int:
@@ -281,9 +286,14 @@ def max_chunks(max_prompt_chars: int) -> int:
 def check_chunks(pipe, spec, limit: int) -> int:
     """sequence_chunks, once each prompt is within `limit` chunks (InvalidArgument naming it otherwise):
     the sequence length every UNet call of the request attends over is bounded before admission."""
+    return check_prompt_chunks(text_encoders(pipe)[0][0], spec, limit)
+
+
+def check_prompt_chunks(tokenizer, spec, limit: int) -> int:
+    """check_chunks with a model's (first) tokenizer: the chosen model's, which may not be loaded."""
     counts = {}
     for field, text in (("params.prompt", spec.prompt), ("params.negative_prompt", spec.negative_prompt)):
-        counts[field] = chunk_count(pipe, text)
+        counts[field] = tokenizer_chunks(tokenizer, text)
         if counts[field] > limit:
             raise InvalidArgument(field, f"encodes to {counts[field]} chunks of {CHUNK_TOKENS} tokens, over "
                                          f"the limit of {limit} (each BREAK starts a chunk)")

@@ -12,10 +12,11 @@ import logging
 import time
 from contextlib import contextmanager
 
+from ..checks import check_clip_skip
 from ..errors import InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models.loaded import Loaded
-from ..models.loading import ModelLoadError
+from ..models.loading import ModelLoadError, ModelOutOfMemory
 from ..work.device import release_device_memory, wait_for_device
 from .denoise import decode, unet_step
 from .rows import Row, encode_prompt
@@ -41,11 +42,10 @@ def _faults(out_of_memory: str):
         yield
     except torch.OutOfMemoryError:
         failure = CallFailed(OutOfMemory(out_of_memory), out_of_memory=True)
+    except ModelOutOfMemory as exc:  # bringing the call's model over (the pool freed what it held): the
+        failure = CallFailed(OutOfMemory(str(exc)))  # call's rows were never the problem, budgets stay
     except ModelLoadError as exc:  # the call's model could not be brought to the device
-        if "out of memory" in str(exc).lower():
-            failure = CallFailed(OutOfMemory(f"the device ran out of memory loading the model: {exc}"), True)
-        else:
-            failure = CallFailed(InternalError.logged(exc, log))
+        failure = CallFailed(InternalError.logged(exc, log))
     except ServiceError as exc:  # a LoRA that does not fit the model, or is gone from the folder
         failure = CallFailed(exc)
     except Exception as exc:  # noqa: BLE001 - these requests fail; the engine keeps serving
@@ -86,6 +86,7 @@ class Runner:
         try:
             with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
                 model = self.model_of(spec.model, "a request joining")
+                check_clip_skip(spec.clip_skip, model.max_clip_skip)  # known for sure once loaded
                 # Its LoRAs (loaded now if they are not): they may change the text encoders too.
                 pinned = model.adapters.pin(spec.loras)
                 model.adapters.activate(pinned)

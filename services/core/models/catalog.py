@@ -4,6 +4,11 @@ A name is the checkpoint's file or folder name without its extension ("model" fo
 "stable-diffusion-v1-4" for CompVis/stable-diffusion-v1-4, the preset's name for a preset): requests
 name entries, never paths. Each entry's short hash (A1111's: the first 10 hex digits of the file's
 sha256; a folder's: of its UNet weights file) is computed once, off the request path, by `hash_in_background`.
+
+`rescan` reads the folder again while the service runs (GetInfo's rescan_models, SIGHUP). The entries
+dict is replaced whole, never changed in place, so readers take a snapshot without a lock; choosing an
+entry for a call (`using`) and the rescan's merge share one lock, so a vanished checkpoint that a call
+has just chosen stays listed until that call is done.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import InvalidArgument
 from . import presets, single_file
@@ -35,6 +42,20 @@ class Entry:
     inpaint: bool = False
     hash: str = ""  # A1111's short hash; "" until computed
     unusable: str = ""  # why the mode cannot use it; "" when it can
+    stamp: tuple = ()  # (mtime_ns, size) of its hashed file when scanned; () for --model's own entry
+    # Facts the request checks need, learnt from its configs at scan or from the model once loaded:
+    max_clip_skip: int = 0  # its text encoders' layers (Loaded.max_clip_skip); 0 until known
+    tokenizer: Any = None  # its (first) tokenizer, for prompt chunk counts; None until known
+    users: int = 0  # calls that chose it and are not done (checked, queued or running)
+    removed: bool = False  # gone from the folder, listed until its users are done
+
+    def learn(self, loaded) -> None:
+        """Record what loading showed (kept after the model leaves memory): family, layers, tokenizer."""
+        from ..prompts import text_encoders
+
+        self.family, self.inpaint = loaded.family, loaded.kind.inpaint
+        self.max_clip_skip = loaded.max_clip_skip
+        self.tokenizer = text_encoders(loaded.pipe)[0][0]
 
 
 def name_of(model: str) -> str:
@@ -106,6 +127,24 @@ def folder_kind(folder: Path) -> ModelKind:
     return ModelKind("sd2" if predicts_v or unet.get("cross_attention_dim") == 1024 else "sd1", inpaint)
 
 
+def folder_clip_layers(folder: Path) -> int:
+    """The fewest hidden layers of a diffusers folder's text encoders, from their configs (0: unknown)."""
+    layers = []
+    for name in ("text_encoder", "text_encoder_2"):
+        config = folder / name / "config.json"
+        if config.is_file():
+            layers.append(json.loads(config.read_text()).get("num_hidden_layers", 0))
+    return min(layers) if layers and all(layers) else 0
+
+
+def stamp_of(path: Path) -> tuple:
+    """What tells a changed checkpoint: (mtime_ns, size) of the file its hash is of (a folder: its UNet
+    weights, else its model_index.json)."""
+    target = path if path.is_file() else (unet_weights(path) or path / "model_index.json")
+    info = target.stat()
+    return info.st_mtime_ns, info.st_size
+
+
 def unusable(kind: ModelKind, takes_mask: bool) -> str:
     """Why a mode cannot use a model of `kind` ("" when it can): an inpainting UNet needs a mask."""
     if kind.inpaint and not takes_mask:
@@ -113,40 +152,68 @@ def unusable(kind: ModelKind, takes_mask: bool) -> str:
     return ""
 
 
-def scan(folder: Path, takes_mask: bool) -> list[Entry]:
+def scan(folder: Path, takes_mask: bool, known: dict[str, Entry] | None = None) -> list[Entry]:
     """Every diffusers folder and single-file checkpoint in `folder`, by name (sorted); anything else is
-    skipped with a log line (reading headers only, never weights)."""
+    skipped with a log line (reading headers only, never weights). An entry of `known` whose file is
+    unchanged (same path, mtime and size) is reused as it is, its hash and learnt facts kept."""
+    known = known or {}
     entries: dict[str, Entry] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
-        try:
-            if path.is_dir() and (path / "model_index.json").is_file():
-                kind = folder_kind(path)
-            elif path.is_file() and single_file.is_checkpoint_path(path):
-                kind, _extra = single_file.inspect(path)
-            else:
-                log.info("models folder: skipped %s (not a diffusers folder nor a %s checkpoint)", path.name,
-                         "/".join(single_file.SUFFIXES))
-                continue
-        except (OSError, ValueError, KeyError, single_file.CheckpointError) as exc:
-            log.warning("models folder: skipped %s, not a loadable checkpoint: %s", path.name, exc)
+        is_folder = path.is_dir() and (path / "model_index.json").is_file()
+        if not (is_folder or path.is_file() and single_file.is_checkpoint_path(path)):
+            log.info("models folder: skipped %s (not a diffusers folder nor a %s checkpoint)", path.name,
+                     "/".join(single_file.SUFFIXES))
             continue
         name = name_of(str(path))
         if name in entries:
             log.warning("models folder: skipped %s, the name %r is taken by %s", path.name, name,
                         Path(entries[name].source).name)
             continue
+        try:
+            stamp = stamp_of(path)
+            old = known.get(name)
+            if old is not None and not old.removed and old.source == str(path) and old.stamp == stamp:
+                entries[name] = old
+                continue
+            if is_folder:
+                kind, layers = folder_kind(path), folder_clip_layers(path)
+            else:
+                (kind, _extra), layers = single_file.inspect(path), 0  # its layers: known once loaded
+        except (OSError, ValueError, KeyError, single_file.CheckpointError) as exc:
+            log.warning("models folder: skipped %s, not a loadable checkpoint: %s", path.name, exc)
+            continue
         entries[name] = Entry(name, str(path), family=kind.family, inpaint=kind.inpaint,
-                              unusable=unusable(kind, takes_mask))
+                              unusable=unusable(kind, takes_mask), stamp=stamp, max_clip_skip=layers)
     return list(entries.values())
+
+
+@dataclass
+class Rescanned:
+    """What a rescan changed, by name."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # vanished, listed until the calls using them are done
+
+    def describe(self) -> str:
+        parts = [f"{what} {', '.join(names)}" for what, names in (
+            ("added", self.added), ("removed", self.removed), ("changed", self.changed),
+            ("vanished but in use", self.kept)) if names]
+        return "; ".join(parts) or "no change"
 
 
 class Catalog:
     """The service's checkpoints by name, the default first."""
 
-    def __init__(self, entries: list[Entry]):
+    def __init__(self, entries: list[Entry], models_dir: Path | None = None, takes_mask: bool = False):
+        # Replaced whole (never changed in place): a reader's `catalog.entries` is a consistent snapshot.
         self.entries = {entry.name: entry for entry in entries}
+        self.models_dir, self.takes_mask = models_dir, takes_mask
+        self._lock = threading.Lock()  # choosing for a call (users) against a rescan's merge
+        self._rescanning = threading.Lock()  # one rescan at a time
 
     @classmethod
     def single(cls, model: str) -> "Catalog":
@@ -170,7 +237,8 @@ class Catalog:
             if entry is not None:
                 log.warning("models folder: %s is shadowed by --model %s (the same name)", entry.source, model)
             entry = found[name] = Entry(name, model, is_default=True)
-        return cls([entry, *(other for other in found.values() if other is not entry)])
+        others = [other for other in found.values() if other is not entry]
+        return cls([entry, *others], models_dir, takes_mask)
 
     @property
     def default(self) -> Entry:
@@ -196,10 +264,83 @@ class Catalog:
             raise InvalidArgument(field, f"the model {name!r} cannot be used here: {entry.unusable}")
         return entry
 
-    def hash_in_background(self, cache_dir: Path, inpaint_mode: bool) -> threading.Thread:
-        """Compute every entry's short hash once, in a daemon thread (a multi-GB file takes seconds)."""
+    @contextmanager
+    def using(self, name: str, field: str = "params.model"):
+        """The entry a call names (as `choose`), counted as in use until the block ends: a rescan keeps
+        it listed meanwhile even if its file vanished, and drops it after."""
+        with self._lock:
+            entry = self.choose(name, field)
+            entry.users += 1
+        try:
+            yield entry
+        finally:
+            with self._lock:
+                entry.users -= 1
+                if entry.removed and not entry.users and self.entries.get(entry.name) is entry:
+                    self.entries = {n: e for n, e in self.entries.items() if e is not entry}
+                    log.info("models folder: %s is no longer listed (its file vanished, its last call is "
+                             "done)", entry.name)
+
+    def rescan(self, on_drop: Callable[[str], None] | None = None) -> Rescanned:
+        """Read --models-dir again: new checkpoints are listed (headers only), changed ones become new
+        entries (facts re-read, hash to recompute), vanished ones leave the list unless they are the
+        default (loaded, and what the checks fall back on) or in use by calls (listed as unusable until
+        those are done). `on_drop(name)` is called, under the lock, for each entry dropped or replaced
+        that no call uses, so its weights can leave memory (its next use loads the new file)."""
+        done = Rescanned()
+        if self.models_dir is None:
+            return done
+        with self._rescanning:
+            # Headers of new or changed files only, outside the lock: calls are chosen meanwhile.
+            found = {entry.name: entry for entry in scan(self.models_dir, self.takes_mask, self.entries)}
+            with self._lock:
+                current, default = self.entries, self.default
+                merged: dict[str, Entry] = {}
+                if default.stamp and default.name in found:  # the default is one of the folder's
+                    fresh = found.pop(default.name)
+                    fresh.is_default = True
+                    merged[default.name] = fresh
+                    if fresh is not default:
+                        done.changed.append(default.name)
+                else:
+                    if default.stamp:
+                        log.warning("models folder: the default model %s vanished; it stays (it is loaded)",
+                                    default.name)
+                    elif default.name in found:
+                        log.warning("models folder: %s is shadowed by --model %s (the same name)",
+                                    found.pop(default.name).source, default.source)
+                    merged[default.name] = default
+                for name, entry in found.items():
+                    merged[name] = entry
+                    old = current.get(name)
+                    if old is None or old.removed:
+                        done.added.append(name)
+                    elif old is not entry:
+                        done.changed.append(name)
+                        if not old.users and on_drop is not None:
+                            on_drop(name)
+                for name, old in current.items():
+                    if name in merged:
+                        continue
+                    if old.users:
+                        old.removed, old.unusable = True, "its file was removed from the models folder"
+                        merged[name] = old
+                        done.kept.append(name)
+                    else:
+                        done.removed.append(name)
+                        if on_drop is not None:
+                            on_drop(name)
+                self.entries = merged
+        return done
+
+    def hash_in_background(self, cache_dir: Path, inpaint_mode: bool, names: list[str] | None = None
+                           ) -> threading.Thread:
+        """Compute the short hash of every entry (or those `names`) lacking one, once, in a daemon thread
+        (a multi-GB file takes seconds)."""
+        entries = [e for e in self.entries.values() if names is None or e.name in names]
+
         def run():
-            for entry in list(self.entries.values()):
+            for entry in entries:
                 if entry.hash:
                     continue
                 try:

@@ -21,6 +21,19 @@ class ModelLoadError(Exception):
     """The model could not be loaded; the message says what was tried, on one line."""
 
 
+class ModelOutOfMemory(ModelLoadError):
+    """The device ran out of memory bringing a model onto it: RESOURCE_EXHAUSTED for the requests that
+    need it, while the others go on (the service keeps serving)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An out-of-memory error, raised as it is or wrapped by the loader (ModelLoadError from it)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, ModelLoadError) and isinstance(exc.__cause__, torch.OutOfMemoryError))
+
+
 def resolve_device(requested: str) -> str:
     import torch
 

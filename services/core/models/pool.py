@@ -18,6 +18,7 @@ from typing import Callable
 
 from .catalog import Catalog
 from .loaded import Loaded
+from .loading import ModelLoadError, ModelOutOfMemory, is_out_of_memory
 
 log = logging.getLogger(__name__)
 GB = 1024**3
@@ -81,26 +82,35 @@ class ModelPool:
 
     def get(self, name: str, why: str = "a request") -> Loaded:
         """The model `name` on the device: as it is, moved from host memory, or loaded from disk.
-        Raises ModelLoadError (and torch.OutOfMemoryError) for the caller's requests."""
+        Raises ModelLoadError (ModelOutOfMemory when the device ran out of memory) for the caller's
+        requests; a failed switch leaves the model in host memory, as it was."""
         with self._lock:
             if name in self._device:
                 self._device.move_to_end(name)
                 return self._device[name]
+        entry = self.catalog.by_name(name)
+        if entry is None:  # a rescan dropped it: only once no request used it, so this is a stale name
+            raise ModelLoadError(f"the model {name} is no longer in the models folder")
         self._make_room(keep=name)
         started = time.monotonic()
         with self._lock:
             cached = self._host.pop(name, None)
-        if cached is not None:
-            cached.pipe.to(cached.device)
-            loaded, how = cached, "from host memory"
-            if self.metrics is not None:
-                self.metrics.model_switches.inc()
-        else:
-            loaded, how = self._load(self.catalog.entries[name].source), "from disk"
-            self._bytes[name] = pipe_bytes(loaded.pipe)
-            if self.metrics is not None:
-                self.metrics.model_loads.inc()
-                self.metrics.model_load_seconds.observe(time.monotonic() - started)
+        try:
+            if cached is not None:
+                cached.pipe.to(cached.device)
+                loaded, how = cached, "from host memory"
+                if self.metrics is not None:
+                    self.metrics.model_switches.inc()
+            else:
+                loaded, how = self._load(entry.source), "from disk"
+                self._bytes[name] = pipe_bytes(loaded.pipe)
+                entry.learn(loaded)
+                if self.metrics is not None:
+                    self.metrics.model_loads.inc()
+                    self.metrics.model_load_seconds.observe(time.monotonic() - started)
+        except Exception as exc:
+            self._failed(name, cached, exc)
+            raise
         with self._lock:
             self._device[name] = loaded
         if self.estimator is not None:
@@ -108,6 +118,37 @@ class ModelPool:
         log.info("model %s on %s %s in %.2fs, for %s (resident: %s)", name, self.device, how,
                  time.monotonic() - started, why, ", ".join(self.resident()))
         return loaded
+
+    def _failed(self, name: str, cached: Loaded | None, exc: Exception) -> None:
+        """After a failed switch or load: a model from host memory goes back there whole (a copy that
+        failed midway leaves parts on the device), and what the attempt held on the device is freed.
+        Out of memory is raised as ModelOutOfMemory (the caller's requests, not the service's fault)."""
+        from ..work.device import release_device_memory
+
+        if cached is not None:
+            try:
+                cached.pipe.to("cpu")
+            finally:
+                with self._lock:
+                    self._host[name] = cached
+        release_device_memory()
+        if is_out_of_memory(exc):
+            log.warning("model %s: the device (%s) ran out of memory bringing it there: %s", name,
+                        self.device, exc)
+            raise ModelOutOfMemory(f"the device ran out of memory loading the model {name}; try again later "
+                                   "or name a model that is loaded") from exc
+
+    def forget(self, name: str) -> None:
+        """Drop a model from the device and host memory (a rescan found its file gone or changed, and no
+        request uses it); its next use loads from disk. Never the default (the runtime holds it). Its
+        memory is freed once collected (the caller collects: this runs under the catalogue's lock)."""
+        if name == self.catalog.default.name:
+            return
+        with self._lock:
+            held = self._device.pop(name, None) or self._host.pop(name, None)
+            self._bytes.pop(name, None)
+        if held is not None:
+            log.info("model %s dropped from memory (its file changed or vanished)", name)
 
     def _make_room(self, keep: str) -> None:
         """Move the least recently used models off the device until one more fits, then trim the host

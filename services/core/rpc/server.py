@@ -139,6 +139,13 @@ def serve(mode: Mode, config: ServiceConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    def on_hangup(_signum, _frame):
+        # The rescan reads headers: off the main thread, which must stay free to see SIGTERM.
+        log.info("%s received SIGHUP: rescanning the models folder", config.mode)
+        threading.Thread(target=runtime.rescan, args=("SIGHUP",), name="models-rescan", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hangup)
+
     def load():
         try:
             runtime.load()

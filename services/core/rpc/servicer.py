@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
@@ -77,10 +78,9 @@ class ModeServicer:
         self.mode = runtime.mode
         self.config = runtime.config
 
-    def _start(self, request, context, streaming: bool):
+    def _start(self, request, context, streaming: bool, entry: Entry):
         arrived = time.monotonic()
-        self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
-        spec = self.runtime.check(request)
+        spec = self.runtime.check(request, entry)
         if not streaming and spec.preview_every:
             spec = dataclasses.replace(spec, preview_every=0)  # a unary call has nowhere to send previews
         job = self.runtime.submit(spec, context.time_remaining())
@@ -88,24 +88,30 @@ class ModeServicer:
             job.cancel()  # the call already ended
         return arrived, spec, job
 
-    def _entry(self, spec: GenerationSpec) -> Entry:
-        catalog = self.runtime.catalog
-        return catalog.by_name(spec.model) or catalog.default
+    @contextmanager
+    def _call(self, request):
+        """A call's place and its model's entry, held until it is answered (a rescan keeps the entry)."""
+        with self.runtime.call_slot():
+            self.runtime.check_accepting()  # before parsing: no decoding work while loading or draining
+            with self.runtime.catalog.using(request.params.model) as entry:  # before any work
+                yield entry
 
     def Generate(self, request, context):
-        with self.runtime.call_slot():
-            arrived, spec, job = self._start(request, context, streaming=False)
+        with self._call(request) as entry:
+            arrived, spec, job = self._start(request, context, False, entry)
             raw = job.wait()
-            return build_response(spec, raw, self._entry(spec), arrived)
+            return build_response(spec, raw, entry, arrived)
 
     def GenerateStream(self, request, context):
-        with self.runtime.call_slot():
-            arrived, spec, job = self._start(request, context, streaming=True)
+        with self._call(request) as entry:
+            arrived, spec, job = self._start(request, context, True, entry)
             for event in job.iter_events():
                 yield to_event(event)
-            yield pb.GenerateEvent(result=build_response(spec, job.result, self._entry(spec), arrived))
+            yield pb.GenerateEvent(result=build_response(spec, job.result, entry, arrived))
 
     def GetInfo(self, request, context):
+        if request.rescan_models:
+            self.runtime.rescan("GetInfo rescan_models")
         cfg, limits, defaults = self.config, self.config.limits, self.config.defaults
         model, engine = self.runtime.model, self.runtime.engine  # None while loading
         contract = self.mode.contract

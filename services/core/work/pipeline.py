@@ -13,9 +13,9 @@ import time
 
 from ..errors import Cancelled, InternalError, OutOfMemory, ServiceError
 from ..imaging import previews
-from ..models.loading import ModelLoadError
+from ..models.loading import ModelLoadError, ModelOutOfMemory
 from .device import release_device_memory
-from .engines import Engine
+from .engines import Engine, fitting
 from .queue import Job, Progress, RawResult, drop_unwanted, progress_step
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,10 @@ class PipelineEngine(Engine):
         try:
             # The batch's one model (batch_key): a switch or a load when it is not on the device.
             model = self.model_for(specs[0], why=f"{len(batch)} request(s) naming it")
+            batch = fitting(model, batch)
+            if not batch:
+                return
+            specs, images = [job.spec for job in batch], sum(job.images for job in batch)
             model.pipe.scheduler = model.scheduler(specs[0].scheduler)
             # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
             pinned = model.adapters.pin(specs[0].loras)
@@ -100,9 +104,9 @@ class PipelineEngine(Engine):
             release_device_memory()
             for job in batch:
                 job.fail(OutOfMemory("the device ran out of memory; try fewer or smaller images"))
-        except ModelLoadError as exc:
-            failure = (OutOfMemory(f"the device ran out of memory loading the model: {exc}")
-                       if "out of memory" in str(exc).lower() else InternalError.logged(exc, log))
+        except ModelLoadError as exc:  # the batch's model could not be brought over; other batches go on
+            out_of_memory = isinstance(exc, ModelOutOfMemory)
+            failure = OutOfMemory(str(exc)) if out_of_memory else InternalError.logged(exc, log)
             for job in batch:
                 job.fail(failure)
         except ServiceError as exc:  # cancelled, shutting down, a LoRA that does not fit this model

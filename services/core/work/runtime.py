@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
+from imagegen.v1.contract import MAX_CLIP_SKIP
+
+from ..checks import check_clip_skip
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
-from ..models.catalog import Catalog
+from ..models.catalog import Catalog, Entry
 from ..models.embeddings import read_folder
-from ..prompts import check_chunks, max_chunks
+from ..prompts import check_prompt_chunks, max_chunks, text_encoders
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
@@ -74,7 +80,7 @@ class ModeRuntime:
         self.pool.add(self.model)
         log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
                  time.monotonic() - started, len(self.catalog.entries))
-        entry.family, entry.inpaint = self.model.family, self.model.kind.inpaint
+        entry.learn(self.model)
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)
@@ -125,27 +131,70 @@ class ModeRuntime:
         finally:
             self._calls.release()
 
-    def check(self, request):
-        """The model named (one of the catalogue's), then the mode's checks (decoding input images), a few
-        requests at a time; then what depends on the loaded model: clip skip within its text encoders'
-        layers, and the prompts' chunk counts (tokenizing only; bounded, and deciding what may share a
-        pipeline call)."""
-        entry = self.catalog.choose(request.params.model)  # before any work: a name, not a path
+    def check(self, request, entry: Entry | None = None):
+        """The model named (`entry`, one of the catalogue's, when the caller chose it already), then the
+        mode's checks (decoding input images), a few requests at a time; then what depends on the chosen
+        model (`facts`): clip skip within its text encoders' layers, and the prompts' chunk counts
+        (tokenizing only; bounded, and deciding what may share a pipeline call)."""
+        entry = entry or self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
             spec = replace(self.mode.check(request, self.config), model=entry.name)
             if self.model is not None:
-                most = self.model.max_clip_skip
-                if spec.clip_skip > most:
-                    raise InvalidArgument("params.clip_skip", f"{spec.clip_skip} is outside 1..{most} "
-                                                              "for this model (the layers of its text encoder)")
+                most, tokenizer = self.facts(entry)
+                check_clip_skip(spec.clip_skip, most)
                 limit = max_chunks(self.config.limits.max_prompt_chars)
-                # Counted by the named model's tokenizer where it is held: its embeddings may differ.
-                counted = (self.pool.held(entry.name) if self.pool is not None else None) or self.model
-                spec = replace(spec, prompt_chunks=check_chunks(counted.pipe, spec, limit))
+                # The chosen model's tokenizer (facts): a held model's carries its embeddings.
+                spec = replace(spec, prompt_chunks=check_prompt_chunks(tokenizer, spec, limit))
             refused = self.engine.refusal(spec) if self.engine is not None else None
             if refused is not None:
                 raise InvalidArgument(*refused)
             return spec
+
+    def facts(self, entry: Entry) -> tuple[int, object]:
+        """(clip skip bound, tokenizer) of the chosen model: the model's own when it is in memory, else
+        what its entry knows (its configs, read at scan; a past load), else its folder's tokenizer (read
+        once, no weights). What stays unknown until it loads (a single-file checkpoint's layers) is
+        checked by the contract's bound here and by the model's own once loaded (engines.fitting)."""
+        held = self.model if entry.is_default else self.pool.held(entry.name) if self.pool else None
+        if held is not None:
+            return held.max_clip_skip, text_encoders(held.pipe)[0][0]
+        if entry.tokenizer is None:
+            entry.tokenizer = self._folder_tokenizer(entry)
+        # The default's tokenizer stands in where none can be read: SD's CLIP tokenizers share a vocabulary.
+        return entry.max_clip_skip or MAX_CLIP_SKIP, entry.tokenizer or text_encoders(self.model.pipe)[0][0]
+
+    def _folder_tokenizer(self, entry: Entry):
+        """The tokenizer of a diffusers folder (a single file's: --model-config's), or None."""
+        source = Path(entry.source)
+        folder = source if source.is_dir() else self.config.model_config
+        try:
+            if folder is None:
+                return None
+            index = json.loads((Path(folder) / "model_index.json").read_text())
+            import transformers
+
+            return getattr(transformers, index["tokenizer"][1]).from_pretrained(Path(folder) / "tokenizer")
+        except Exception as exc:  # noqa: BLE001 - a stand-in is used; the model's own once it loads
+            log.info("model %s: no tokenizer read before loading (%s: %s)", entry.name, type(exc).__name__,
+                     exc)
+            return None
+
+    def rescan(self, why: str) -> None:
+        """Read --models-dir again (GetInfo's rescan_models, SIGHUP): see Catalog.rescan. Never blocks
+        generation (headers only; hashes in the background) and never loads or reloads a model."""
+        if self.catalog.models_dir is None:
+            log.info("models rescan (%s): no --models-dir, nothing to rescan", why)
+            return
+        started = time.monotonic()
+        forget = self.pool.forget if self.pool is not None else None
+        done = self.catalog.rescan(on_drop=forget)
+        if done.added or done.changed:
+            self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask,
+                                            done.added + done.changed)
+        if done.removed or done.changed:
+            gc.collect()  # the weights of models dropped from memory
+        log.info("models folder %s rescanned (%s) in %.2fs: %s; %d model(s) listed", self.catalog.models_dir,
+                 why, time.monotonic() - started, done.describe(), len(self.catalog.entries))
 
     def submit(self, spec, time_remaining: float | None = None) -> Job:
         """Queue a spec. A deadline that the predicted wait and run cannot meet is refused now."""

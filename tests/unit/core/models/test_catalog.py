@@ -45,3 +45,60 @@ def test_the_short_hash_is_the_first_10_hex_of_the_file_or_of_a_folders_unet_wei
     # A preset built on the device has no file: a stable hash of its name and mode, different per mode.
     assert short_hash("sd15", tmp_path, False) == short_hash("sd15", tmp_path, False) != short_hash(
         "sd15", tmp_path, True)
+
+
+def fake_folder(root, name: str, weights: bytes | None = None, in_channels: int = 4):
+    """A diffusers folder as the scan reads it (configs; UNet weights only when given)."""
+    import json
+
+    folder = root / name
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    unet = {"in_channels": in_channels, "cross_attention_dim": 768}
+    (folder / "unet" / "config.json").write_text(json.dumps(unet))
+    if weights is not None:
+        (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_a_rescan_adds_new_checkpoints_drops_vanished_ones_and_replaces_changed_ones(tmp_path, caplog):
+    import os
+    import shutil
+
+    caplog.set_level("INFO", logger="services.core.models.catalog")
+    for name in ("base", "kept", "gone", "busy"):
+        fake_folder(tmp_path, name, b"unet " + name.encode())
+    catalog = Catalog.build("base", tmp_path, takes_mask=False)
+    kept, base = catalog.by_name("kept"), catalog.default
+    kept.hash = "cafe"
+    dropped = []
+    fake_folder(tmp_path, "new")
+    (tmp_path / "notes.txt").write_text("no model")
+    shutil.rmtree(tmp_path / "gone")
+    shutil.rmtree(tmp_path / "busy")
+    weights = tmp_path / "kept" / "unet" / "diffusion_pytorch_model.safetensors"
+    with catalog.using("busy") as busy:
+        done = catalog.rescan(on_drop=dropped.append)
+        assert (done.added, done.removed, done.changed, done.kept) == (["new"], ["gone"], [], ["busy"])
+        assert catalog.names() == ["base", "kept", "new", "busy"]
+        assert catalog.by_name("kept") is kept and kept.hash == "cafe"  # unchanged: reused, hash kept
+        assert catalog.default is base and dropped == ["gone"]
+        with pytest.raises(InvalidArgument, match="removed from the models folder") as refused:
+            catalog.choose("busy")
+        assert refused.value.field == "params.model"
+        assert busy.removed
+    assert "busy" not in catalog.names()  # its last call is done
+    assert "notes.txt" in caplog.text
+    weights.write_bytes(b"other weights, another size")
+    os.utime(weights, ns=(1, 1))
+    done = catalog.rescan(on_drop=dropped.append)
+    assert done.changed == ["kept"] and dropped == ["gone", "kept"]
+    assert catalog.by_name("kept") is not kept and catalog.by_name("kept").hash == ""  # hashed again
+    shutil.rmtree(tmp_path / "base")
+    done = catalog.rescan(on_drop=dropped.append)
+    assert catalog.default is base and not done.removed and dropped == ["gone", "kept"]  # the default stays
+
+
+def test_a_rescan_without_a_models_folder_changes_nothing():
+    catalog = Catalog.single("tiny")
+    assert catalog.rescan().describe() == "no change" and catalog.names() == ["tiny"]
