@@ -89,7 +89,8 @@ class PipelineEngine(Engine):
         try:
             # The batch's one model (batch_key): a switch or a load when it is not on the device.
             model = self.model_for(specs[0], why=f"{len(batch)} request(s) naming it")
-            model.pipe.scheduler = model.scheduler(specs[0].scheduler)
+            # Seeded samplers (DPM++ SDE) draw each image's noise from its seed, in the call's image order.
+            model.pipe.scheduler = model.scheduler(specs[0], [seed for spec in specs for seed in spec.seeds])
             # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
             pinned = model.adapters.pin(specs[0].loras)
             model.adapters.activate(pinned)
@@ -125,7 +126,7 @@ class PipelineEngine(Engine):
                 offset += job.images
                 job.finish(RawResult(
                     images=mine,
-                    scheduler_label=model.sampler_label(job.spec.scheduler),
+                    sampler=model.sampler_infotext(job.spec),
                     queue_ms=(job.started - job.created) * 1000,
                     inference_ms=(done - job.started) * 1000,
                 ))
