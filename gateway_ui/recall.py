@@ -53,8 +53,9 @@ def schedule_warnings(tab: Tab, params: Parameters) -> list[str]:
     automatic = resolve_sampler(sampler)[1]
     if recorded == automatic:
         return []
-    return [f"schedule type {SCHEDULE_TYPES[recorded]}: this tab has no schedule type control, so "
-            f"{SAMPLERS[sampler][0]}'s Automatic ({SCHEDULE_TYPES[automatic]}) is used and the result will differ"]
+    shown = f"{SAMPLERS[sampler][0]}'s Automatic ({SCHEDULE_TYPES[automatic]})"
+    return [(f"schedule type {SCHEDULE_TYPES[recorded]}: this tab has no schedule type control, so {shown} "
+             "is used and the result will differ")]
 
 
 def updates(tab: Tab, params: Parameters | None, image=None) -> list:

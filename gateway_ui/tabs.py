@@ -98,13 +98,14 @@ class Controls:
 
 
 def sampler_choices(info: pb.ServiceInfo) -> list[tuple[str, str]]:
-    """The sampler dropdown: A1111's names shown, our names sent (GetInfo's samplers), then the model's own."""
+    """The sampler dropdown: A1111's names shown, ours sent (GetInfo's samplers), then the model's own."""
     return [(sampler.label, sampler.name) for sampler in info.samplers] + [(MODEL_DEFAULT, MODEL_DEFAULT)]
 
 
 def default_sampler(choices: list[tuple[str, str]]) -> str:
     """A1111's default sampler where the service has it (DPM++ 2M, Automatic), else the model's own."""
-    return UI_DEFAULT_SAMPLER if (SAMPLERS[UI_DEFAULT_SAMPLER][0], UI_DEFAULT_SAMPLER) in choices else MODEL_DEFAULT
+    offered = (SAMPLERS[UI_DEFAULT_SAMPLER][0], UI_DEFAULT_SAMPLER) in choices
+    return UI_DEFAULT_SAMPLER if offered else MODEL_DEFAULT
 
 
 def readable_only(component, what: str):
@@ -163,6 +164,7 @@ def number(values: dict, name: str, whole: bool = False, least: float = 0, most:
 def common_request_args(values: dict) -> dict:
     """make_request's keyword arguments from the fields every tab has."""
     scheduler = values["scheduler"]
+    own = not scheduler or scheduler == MODEL_DEFAULT
     seed = number(values, "seed", whole=True, least=-1, most=MAX_SEED)
     return {
         "negative_prompt": values["negative_prompt"] or "",
@@ -172,9 +174,9 @@ def common_request_args(values: dict) -> dict:
         "height": number(values, "height", whole=True),
         "seed": None if seed < 0 else seed,  # -1: random
         "num_images": number(values, "num_images", whole=True),
-        "scheduler": "" if not scheduler or scheduler == MODEL_DEFAULT else str(scheduler),
+        "scheduler": "" if own else str(scheduler),
         # A schedule type control ("" = Automatic) where the tab has one; the model's own takes none.
-        "schedule_type": "" if not scheduler or scheduler == MODEL_DEFAULT else values.get("schedule_type") or "",
+        "schedule_type": "" if own else values.get("schedule_type") or "",
         # Left out (an API caller's None or 0): the service's default, the last layer.
         "clip_skip": number(values, "clip_skip", whole=True) or None if values.get("clip_skip") else None,
     }

@@ -2,8 +2,8 @@
 offer, in A1111's shapes, read from each service's GetInfo on every call (so nothing here goes stale).
 
 Sampler and schedule names come from the one mapping between A1111's names and ours (the contract's
-SAMPLERS and SCHEDULE_TYPES, read through infotext.sampler_for). Like A1111 1.9+, a sampler is listed without its
-schedule ("DPM++ 2M", not "DPM++ 2M Karras") and the schedule types are a list of their own: clients of
+SAMPLERS and SCHEDULE_TYPES, read through infotext.sampler_for). Like A1111 1.9+, a sampler is listed
+without its schedule ("DPM++ 2M", not "DPM++ 2M Karras") and the schedule types are a list of their own: clients of
 1.9+ send sampler_name "DPM++ 2M" + scheduler "Karras", and the generation routes still take the legacy
 "DPM++ 2M Karras" that older clients send, without it being listed twice.
 
@@ -113,7 +113,8 @@ SAMPLER_FACTS: dict[str, tuple[list[str], dict[str, str]]] = {
     "LMS": (["k_lms"], {}),
     "Heun": (["k_heun"], {"second_order": "True"}),
     "DPM2": (["k_dpm_2"], {"discard_next_to_last_sigma": "True", "second_order": "True"}),
-    "DPM2 a": (["k_dpm_2_a"], {"discard_next_to_last_sigma": "True", "uses_ensd": "True", "second_order": "True"}),
+    "DPM2 a": (["k_dpm_2_a"], {"discard_next_to_last_sigma": "True", "uses_ensd": "True",
+                               "second_order": "True"}),
     "DDIM": (["ddim"], {}),
     "PLMS": (["plms"], {}),
     "UniPC": (["unipc"], {}),
@@ -124,10 +125,12 @@ _BY_LABEL = {label: (name, automatic) for name, (label, automatic) in SAMPLERS.i
 # The schedule types, as A1111's sd_schedulers lists them (name, label, rho, need_inner_model, aliases):
 # Automatic, then those the services' samplers take.
 AUTOMATIC_ITEM = SchedulerItem(name="automatic", label=AUTOMATIC, default_rho=-1.0, need_inner_model=False)
-_SCHEDULE_FACTS = {"uniform": (-1.0, True, None), "karras": (7.0, False, None), "exponential": (-1.0, False, None),
-                   "sgm_uniform": (-1.0, True, ["SGMUniform"]), "beta": (-1.0, True, None)}
+_SCHEDULE_FACTS = {"uniform": (-1.0, True, None), "karras": (7.0, False, None),
+                   "exponential": (-1.0, False, None), "sgm_uniform": (-1.0, True, ["SGMUniform"]),
+                   "beta": (-1.0, True, None)}
 SCHEDULES = (AUTOMATIC_ITEM, *(
-    SchedulerItem(name=name, label=SCHEDULE_TYPES[name], default_rho=rho, need_inner_model=inner, aliases=aliases)
+    SchedulerItem(name=name, label=SCHEDULE_TYPES[name], default_rho=rho, need_inner_model=inner,
+                  aliases=aliases)
     for name, (rho, inner, aliases) in _SCHEDULE_FACTS.items()))
 
 

@@ -122,9 +122,9 @@ class Parameters:
     def fields(self) -> dict:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
-        for name in ("steps", "sampler", "scheduler", "schedule_type", "guidance_scale", "seed", "width", "height", "strength",
-                     "mask_blur", "clip_skip", "fit", "only_masked_padding", "masked_content", "model",
-                     "model_hash"):
+        for name in ("steps", "sampler", "scheduler", "schedule_type", "guidance_scale", "seed", "width",
+                     "height", "strength", "mask_blur", "clip_skip", "fit", "only_masked_padding",
+                     "masked_content", "model", "model_hash"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -199,7 +199,8 @@ def parse_parameters(text: str) -> Parameters:
         if scheduler is None:
             known = ", ".join(label for label, _ in SAMPLERS.values())
             schedules = ", ".join(SCHEDULE_TYPES.values())
-            problems.append(f"unknown sampler {sampler!r}: this project has {known} (schedule types {schedules})")
+            problems.append(f"unknown sampler {sampler!r}: this project has {known} "
+                            f"(schedule types {schedules})")
     invert = pairs.pop(MASK_MODE, "") == INPAINT_NOT_MASKED
     words = {}  # the keys whose values are words of a fixed set: their value in our names
     for key, names in ((RESIZE_MODE, _FITS), (INPAINT_AREA, _AREAS), (MASKED_CONTENT, _CONTENTS)):
@@ -228,7 +229,8 @@ def parse_parameters(text: str) -> Parameters:
     model_hash = pairs.pop(MODEL_HASH, None) or None
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
-        scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert, fit=words[RESIZE_MODE],
+        scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert,
+        fit=words[RESIZE_MODE],
         only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model,
         model_hash=model_hash, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,

@@ -246,16 +246,16 @@ def check_sampler(params, steps: int) -> None:
                                                   f"choose one of {', '.join(schedulers.names())}")
     if schedule and not name:
         raise InvalidArgument("params.schedule_type", f"{quote(schedule)} needs params.scheduler: the "
-                                                      "model's own scheduler (scheduler empty) runs as configured")
+                              "model's own scheduler (scheduler empty) runs as configured")
     if schedule and name:
         sampler, fixed = schedulers.resolve_sampler(name, "")
         takes = schedulers.schedule_types(sampler)
         if name in schedulers.LEGACY_SAMPLERS and schedule != fixed:
             raise InvalidArgument("params.schedule_type", f"{quote(name)} is {sampler} with the {fixed} "
-                                                          f"schedule; send scheduler {sampler!r} for {quote(schedule)}")
+                                  f"schedule; send scheduler {sampler!r} for {quote(schedule)}")
         if schedule not in takes:
             raise InvalidArgument("params.schedule_type", f"{name} takes no schedule type {quote(schedule)}; "
-                                                          f"choose one of {', '.join(takes)} (or none: Automatic)")
+                                  f"choose one of {', '.join(takes)} (or none: Automatic)")
     most = schedulers.max_steps(name) if name in schedulers.SCHEDULERS else None
     if most is not None and steps > most:
         raise InvalidArgument("params.num_inference_steps",

@@ -145,6 +145,17 @@ def request_spec(service, name: str, schedule: str):
                                       service.config)
 
 
+@pytest.mark.parametrize("name", [pytest.param("dpmpp_sde", marks=pytest.mark.skipif(not HAS_TORCHSDE,
+                                                                                   reason="needs torchsde")),
+                                  "dpmpp_2m_sde", "euler_a"])
+def test_a_noisy_sampler_s_image_in_a_batch_is_its_image_alone(service, name):
+    # Each image draws its noise from its own seed (DPM++ SDE: a Brownian tree per image).
+    batch = service.client.generate(request_for("txt2img", seed=SEED, scheduler=name, num_images=2)).images
+    alone = service.client.generate(request_for("txt2img", seed=SEED + 1, scheduler=name)).images[0]
+    assert np.abs(pixels(batch[1].data) - pixels(alone.data)).max() <= MAX_DIFF
+    assert np.abs(pixels(batch[0].data) - pixels(batch[1].data)).max() > MAX_DIFF  # two seeds, two images
+
+
 def test_the_legacy_name_is_dpm_2m_karras(service):
     legacy = service.client.generate(request_for("txt2img", seed=SEED, scheduler="dpmpp_2m_karras")).images[0]
     plain = service.client.generate(request_for("txt2img", seed=SEED, scheduler="dpmpp_2m",
@@ -166,3 +177,11 @@ def test_a_schedule_a_sampler_cannot_follow_is_refused_naming_the_field(service,
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in err.value.violations] == [field] and words in err.value.details(), err.value.details()
     assert len(service.client.generate(request_for("txt2img")).images) == 1  # and it keeps serving
+
+
+@pytest.mark.skipif(HAS_TORCHSDE, reason="only where torchsde is missing")
+def test_without_torchsde_dpm_sde_is_refused_saying_what_is_missing(service):
+    with pytest.raises(grpc.RpcError) as err:
+        service.client.generate(request_for("txt2img", scheduler="dpmpp_sde"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "torchsde" in err.value.details()
+    assert [v.field for v in err.value.violations] == ["params.scheduler"]

@@ -21,8 +21,8 @@ _SIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 SCHEDULE_OPTIONS: dict[str, dict] = {
     "uniform": {key: False for key in _SIGMAS},
     "karras": {"use_karras_sigmas": True, "use_exponential_sigmas": False, "use_beta_sigmas": False},
-    "exponential": {"timestep_spacing": "linspace", "use_karras_sigmas": False, "use_exponential_sigmas": True,
-                    "use_beta_sigmas": False},
+    "exponential": {"timestep_spacing": "linspace", "use_karras_sigmas": False,
+                    "use_exponential_sigmas": True, "use_beta_sigmas": False},
     "sgm_uniform": {"timestep_spacing": "trailing"},
     "beta": {"timestep_spacing": "linspace", "use_karras_sigmas": False, "use_exponential_sigmas": False,
              "use_beta_sigmas": True},
@@ -132,7 +132,8 @@ def identify(scheduler) -> tuple[str, str] | None:
         if spec.class_name == class_name and all(config.get(k) == v for k, v in spec.options.items()):
             marked = [s for s, key in _MARKS.items() if config.get(key)]
             schedule = marked[0] if len(marked) == 1 else "uniform" if not marked else None
-            if schedule is not None and all(config.get(k) == v for k, v in options_for(name, schedule).items()):
+            if schedule is not None and all(config.get(key) == value
+                                            for key, value in options_for(name, schedule).items()):
                 return name, schedule
             return None
     return None

@@ -65,8 +65,8 @@ def test_a_schedule_type_the_tab_cannot_send_is_said(tabs):
     line = "x\nSteps: 4, Sampler: {}, CFG scale: 7, Seed: 1, Size: 64x64"
     values, warnings = values_for(built["txt2img"], parse_parameters(line.format("Euler, Schedule type: Karras")))
     assert values["scheduler"] == "euler"
-    assert warnings == ["schedule type Karras: this tab has no schedule type control, so Euler's Automatic "
-                        "(Uniform) is used and the result will differ"]
+    assert warnings == [("schedule type Karras: this tab has no schedule type control, so Euler's Automatic "
+                         "(Uniform) is used and the result will differ")]
     # DPM++ 2M's Automatic is Karras: the tab's request makes that very image, nothing to say.
     assert values_for(built["txt2img"], parse_parameters(line.format("DPM++ 2M, Schedule type: Karras")))[1] == []
 

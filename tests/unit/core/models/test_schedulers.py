@@ -19,6 +19,8 @@ def test_every_sampler_is_the_contract_s_with_its_automatic_schedule_among_those
     assert set(schedulers.SCHEDULERS) == set(SAMPLERS)
     for name, spec in schedulers.SCHEDULERS.items():
         assert spec.label == SAMPLERS[name][0]
+        if not schedulers.available(name):
+            continue  # diffusers' stand-in class for a missing package takes no options
         assert spec.automatic in schedulers.schedule_types(name), name
         assert set(schedulers.schedule_types(name)) <= set(SCHEDULE_TYPES)
     assert schedulers.available("dpmpp_sde") == (importlib.util.find_spec("torchsde") is not None)
