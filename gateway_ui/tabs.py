@@ -16,7 +16,7 @@ import gradio as gr
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING,
-                                  MAX_SEED, MIN_SIZE, TXT2IMG, ModeContract)
+                                  MAX_SEED, MIN_SIZE, SAMPLERS, TXT2IMG, UI_DEFAULT_SAMPLER, ModeContract)
 from services.client import make_request
 
 from . import checkpoints
@@ -63,7 +63,8 @@ class Controls:
                 seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id=f"{mode}-seed")
                 num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Number of images",
                                        elem_id=f"{mode}-num-images")
-                scheduler = gr.Dropdown([MODEL_DEFAULT, *info.schedulers], value=MODEL_DEFAULT, label="Scheduler",
+                choices = sampler_choices(info)
+                scheduler = gr.Dropdown(choices, value=default_sampler(choices), label="Sampler",
                                         elem_id=f"{mode}-scheduler")
             with gr.Row():
                 clip_skip = gr.Slider(1, info.max_clip_skip or MAX_CLIP_SKIP, value=1, step=1,
@@ -92,9 +93,20 @@ class Controls:
             gr.update(maximum=limits.max_width, minimum=least, info=up_to(limits.max_width)),
             gr.update(maximum=limits.max_height, minimum=least, info=up_to(limits.max_height)),
             gr.update(maximum=limits.max_images),
-            gr.update(choices=[MODEL_DEFAULT, *info.schedulers]),
+            gr.update(choices=sampler_choices(info)),
             gr.update(maximum=info.max_clip_skip or MAX_CLIP_SKIP),  # the model's text encoder layers
         ]
+
+
+def sampler_choices(info: pb.ServiceInfo) -> list[tuple[str, str]]:
+    """The sampler dropdown: A1111's names shown, ours sent (GetInfo's samplers), then the model's own."""
+    return [(sampler.label, sampler.name) for sampler in info.samplers] + [(MODEL_DEFAULT, MODEL_DEFAULT)]
+
+
+def default_sampler(choices: list[tuple[str, str]]) -> str:
+    """A1111's default sampler where the service has it (DPM++ 2M, Automatic), else the model's own."""
+    offered = (SAMPLERS[UI_DEFAULT_SAMPLER][0], UI_DEFAULT_SAMPLER) in choices
+    return UI_DEFAULT_SAMPLER if offered else MODEL_DEFAULT
 
 
 def readable_only(component, what: str):
@@ -153,6 +165,7 @@ def number(values: dict, name: str, whole: bool = False, least: float = 0, most:
 def common_request_args(values: dict) -> dict:
     """make_request's keyword arguments from the fields every tab has."""
     scheduler = values["scheduler"]
+    own = not scheduler or scheduler == MODEL_DEFAULT
     seed = number(values, "seed", whole=True, least=-1, most=MAX_SEED)
     return {
         "negative_prompt": values["negative_prompt"] or "",
@@ -162,7 +175,9 @@ def common_request_args(values: dict) -> dict:
         "height": number(values, "height", whole=True),
         "seed": None if seed < 0 else seed,  # -1: random
         "num_images": number(values, "num_images", whole=True),
-        "scheduler": "" if not scheduler or scheduler == MODEL_DEFAULT else str(scheduler),
+        "scheduler": "" if own else str(scheduler),
+        # A schedule type control ("" = Automatic) where the tab has one; the model's own takes none.
+        "schedule_type": "" if own else values.get("schedule_type") or "",
         # Left out (an API caller's None or 0): the service's default, the last layer.
         "clip_skip": number(values, "clip_skip", whole=True) or None if values.get("clip_skip") else None,
         "model": str(values.get("model") or ""),  # left out (None, ""): the service's default

@@ -2,8 +2,8 @@
 offer, in A1111's shapes, read from each service's GetInfo on every call (so nothing here goes stale).
 
 Sampler and schedule names come from the one mapping between A1111's names and ours (the contract's
-SCHEDULER_LABELS, read through infotext.scheduler_for). Like A1111 1.9+, a sampler is listed without its
-schedule ("DPM++ 2M", not "DPM++ 2M Karras") and the schedule types are a list of their own: clients of
+SAMPLERS and SCHEDULE_TYPES, read through infotext.sampler_for). Like A1111 1.9+, a sampler is listed
+without its schedule ("DPM++ 2M", not "DPM++ 2M Karras") and the schedule types are a list of their own: clients of
 1.9+ send sampler_name "DPM++ 2M" + scheduler "Karras", and the generation routes still take the legacy
 "DPM++ 2M Karras" that older clients send, without it being listed twice.
 
@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from imagegen.v1.contract import SCHEDULER_LABELS
-from imagegen.v1.infotext import (CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, scheduler_for,
-                                  split_infotext)
+from imagegen.v1.contract import AUTOMATIC, LEGACY_SAMPLERS, SAMPLERS, SCHEDULE_TYPES
+from imagegen.v1.infotext import CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, split_infotext
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
 from .errors import field_error
@@ -130,41 +129,55 @@ def embedding_lists(infos) -> EmbeddingsResponse:
 
 # -- samplers and schedule types --------------------------------------------------------------------------
 
-# A1111's own facts about the samplers we have (sd_samplers_kdiffusion / _timesteps, 1.9+), in its order:
-# aliases, and options as its API writes them (its SamplerItem options are dict[str, str]: pydantic 1
-# made "True" of its booleans). "scheduler" is the schedule that Automatic means for it (checked against
-# scheduler_for by the tests).
+# A1111's own facts about the samplers we have (sd_samplers_kdiffusion / _timesteps / _lcm, 1.9+), in its
+# order: aliases, and options as its API writes them (its SamplerItem options are dict[str, str]: pydantic 1
+# made "True" of its booleans). Its "scheduler" option, what Automatic means, is the contract's SAMPLERS
+# fact, added by sampler_item.
 SAMPLER_FACTS: dict[str, tuple[list[str], dict[str, str]]] = {
-    "DPM++ 2M": (["k_dpmpp_2m"], {"scheduler": "karras"}),
+    "DPM++ 2M": (["k_dpmpp_2m"], {}),
+    "DPM++ SDE": (["k_dpmpp_sde"], {"second_order": "True", "brownian_noise": "True"}),
+    "DPM++ 2M SDE": (["k_dpmpp_2m_sde"], {"brownian_noise": "True"}),
+    "DPM++ 2M SDE Heun": (["k_dpmpp_2m_sde_heun"], {"brownian_noise": "True", "solver_type": "heun"}),
+    "DPM++ 3M SDE": (["k_dpmpp_3m_sde"], {"discard_next_to_last_sigma": "True", "brownian_noise": "True"}),
     "Euler a": (["k_euler_a", "k_euler_ancestral"], {"uses_ensd": "True"}),
     "Euler": (["k_euler"], {}),
     "LMS": (["k_lms"], {}),
     "Heun": (["k_heun"], {"second_order": "True"}),
+    "DPM2": (["k_dpm_2"], {"discard_next_to_last_sigma": "True", "second_order": "True"}),
+    "DPM2 a": (["k_dpm_2_a"], {"discard_next_to_last_sigma": "True", "uses_ensd": "True",
+                               "second_order": "True"}),
     "DDIM": (["ddim"], {}),
     "PLMS": (["plms"], {}),
     "UniPC": (["unipc"], {}),
+    "LCM": (["k_lcm"], {}),
 }
+_BY_LABEL = {label: (name, automatic) for name, (label, automatic) in SAMPLERS.items()}
 
-# The schedule types our schedulers can follow, as A1111's sd_schedulers lists them (name, label, rho,
-# need_inner_model). Uniform is the sampler's own spacing (what a plain diffusers scheduler does).
-SCHEDULES = (
-    SchedulerItem(name="automatic", label="Automatic", default_rho=-1.0, need_inner_model=False),
-    SchedulerItem(name="uniform", label="Uniform", default_rho=-1.0, need_inner_model=True),
-    SchedulerItem(name="karras", label="Karras", default_rho=7.0, need_inner_model=False),
-)
+# The schedule types, as A1111's sd_schedulers lists them (name, label, rho, need_inner_model, aliases):
+# Automatic, then those the services' samplers take.
+AUTOMATIC_ITEM = SchedulerItem(name="automatic", label=AUTOMATIC, default_rho=-1.0, need_inner_model=False)
+_SCHEDULE_FACTS = {"uniform": (-1.0, True, None), "karras": (7.0, False, None),
+                   "exponential": (-1.0, False, None), "sgm_uniform": (-1.0, True, ["SGMUniform"]),
+                   "beta": (-1.0, True, None)}
+SCHEDULES = (AUTOMATIC_ITEM, *(
+    SchedulerItem(name=name, label=SCHEDULE_TYPES[name], default_rho=rho, need_inner_model=inner,
+                  aliases=aliases)
+    for name, (rho, inner, aliases) in _SCHEDULE_FACTS.items()))
 
 
 def a1111_sampler(scheduler: str) -> str | None:
-    """A1111's sampler name for one of our schedulers, without a schedule suffix scheduler_for reads
-    apart ("dpmpp_2m_karras" -> "DPM++ 2M"); None for a name the contract does not know."""
-    label = SCHEDULER_LABELS.get(scheduler)
-    if label is None:
-        return None
-    for schedule in SCHEDULES:
-        suffix = " " + schedule.label
-        if label.endswith(suffix) and scheduler_for(label[:-len(suffix)], schedule.label) == scheduler:
-            return label[:-len(suffix)]
-    return label
+    """A1111's sampler name for one of our schedulers (a legacy one: its sampler's, "dpmpp_2m_karras" ->
+    "DPM++ 2M"); None for a name the contract does not know."""
+    name = LEGACY_SAMPLERS.get(scheduler, (scheduler,))[0]
+    return SAMPLERS[name][0] if name in SAMPLERS else None
+
+
+def sampler_item(label: str) -> SamplerItem:
+    """A1111's /samplers entry for one of our samplers' labels."""
+    aliases, options = SAMPLER_FACTS.get(label, ([], {}))
+    automatic = _BY_LABEL[label][1] if label in _BY_LABEL else "uniform"
+    scheduler = {"scheduler": automatic} if automatic != "uniform" else {}
+    return SamplerItem(name=label, aliases=aliases, options={**scheduler, **options})
 
 
 def offered_samplers(schedulers: set[str]) -> list[str]:
@@ -173,10 +186,12 @@ def offered_samplers(schedulers: set[str]) -> list[str]:
     return [s for s in SAMPLER_FACTS if s in names] + sorted(names - SAMPLER_FACTS.keys())
 
 
-def offered_schedules(samplers: list[str], schedulers: set[str]) -> list[SchedulerItem]:
-    """The schedule types that some offered sampler can follow with an offered scheduler."""
-    return [schedule for schedule in SCHEDULES
-            if any(scheduler_for(sampler, schedule.label) in schedulers for sampler in samplers)]
+def offered_schedules(infos) -> list[SchedulerItem]:
+    """Automatic (where any sampler is offered) and the schedule types some offered sampler takes
+    (GetInfo's samplers), in A1111's order."""
+    takes = {schedule for info in infos for sampler in info.samplers for schedule in sampler.schedule_types}
+    offered = any(info.samplers or info.schedulers for info in infos)
+    return [item for item in SCHEDULES if item.name in takes or (item is AUTOMATIC_ITEM and offered)]
 
 
 # -- PNG Info ---------------------------------------------------------------------------------------------
@@ -277,16 +292,11 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/samplers", list[SamplerItem])
     def samplers():
-        items = []
-        for name in offered_samplers(schedulers()):
-            aliases, options = SAMPLER_FACTS.get(name, ([], {}))
-            items.append(SamplerItem(name=name, aliases=aliases, options=options))
-        return items
+        return [sampler_item(name) for name in offered_samplers(schedulers())]
 
     @get("/schedulers", list[SchedulerItem])
     def schedule_types():
-        offered = schedulers()
-        return offered_schedules(offered_samplers(offered), offered)
+        return offered_schedules(infos())
 
     @get("/upscalers", list[UpscalerItem])
     def upscalers():

@@ -2,7 +2,7 @@
 
 Each A1111 field that reaches the services is one row of FIELDS: the make_request keyword it becomes and
 the contract field a service's INVALID_ARGUMENT names, so an error about `params.width` comes back as
-`width`. Sampler names go through imagegen.v1.infotext.scheduler_for, the mapping PNG Info and replay use.
+`width`. Sampler names go through imagegen.v1.infotext.sampler_for, the mapping PNG Info and replay use.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import FieldDescriptor
 
 from imagegen.v1.contract import mode as mode_contract
-from imagegen.v1.infotext import scheduler_for
+from imagegen.v1.infotext import sampler_for
 from services.client import make_request
 
 from .errors import ApiError, field_error
@@ -41,6 +41,7 @@ FIELDS = (
     Row("seed", "seed", "params.seed"),
     Row("batch_size", "num_images", "params.num_images"),
     Row("sampler_name", "scheduler", "params.scheduler"),
+    Row("scheduler", "schedule_type", "params.schedule_type"),
     Row("override_settings.CLIP_stop_at_last_layers", "clip_skip", "params.clip_skip"),
     Row("override_settings.samples_format", "output_format", "params.output_format"),
     Row("init_images.0", "image", "init_image"),
@@ -75,12 +76,14 @@ def a1111_field(contract_field: str) -> str:
     return best.a1111 if best else contract_field
 
 
-def sampler(req: _Request) -> str:
-    """Our scheduler for the request's sampler_name (else sampler_index) and scheduler; 422 if none."""
+def sampler(req: _Request) -> tuple[str, str]:
+    """(our scheduler, our schedule type) for the request's sampler_name (else sampler_index) and
+    scheduler; 422 naming the field if we have none. Whether the sampler takes that schedule is the
+    service's check (its INVALID_ARGUMENT names params.schedule_type, answered as `scheduler`)."""
     name = req.sampler_name or req.sampler_index
-    ours = scheduler_for(name, req.scheduler or "")
+    ours = sampler_for(name, req.scheduler or "")
     if ours is None:
-        if scheduler_for(name) is None:
+        if sampler_for(name) is None:
             raise field_error("sampler_name", f"sampler {name!r} not found")
         raise field_error("scheduler", f"scheduler {req.scheduler!r} is not available for sampler {name!r}")
     return ours
@@ -150,14 +153,15 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
     """The requests for `req` (mode None: img2img's choice by its mask). `options`: the caller's."""
     check_supported(req)
     settings = _settings(req, options)
-    scheduler = sampler(req)
+    scheduler, schedule_type = sampler(req)
     clip_skip = whole_number(settings.get("CLIP_stop_at_last_layers", 1), KEYWORD_FIELD["clip_skip"])
     output_format = FORMAT_BY_SAMPLES_FORMAT.get(str(settings.get("samples_format", "png")).lower(), "png")
     seed = random.randrange(MAX_RANDOM_SEED) if req.seed == -1 else req.seed
     subseed = random.randrange(MAX_RANDOM_SEED) if req.subseed == -1 else req.subseed
     common = {"prompt": req.prompt, "negative_prompt": req.negative_prompt, "steps": req.steps,
               "guidance_scale": req.cfg_scale, "width": req.width, "height": req.height,
-              "num_images": req.batch_size, "scheduler": scheduler, "clip_skip": clip_skip,
+              "num_images": req.batch_size, "scheduler": scheduler,
+              "schedule_type": schedule_type, "clip_skip": clip_skip,
               "output_format": output_format}
     if isinstance(req, Img2ImgRequest):
         mode = mode or ("inpaint" if req.mask else "img2img")

@@ -95,19 +95,52 @@ MASKED_CONTENT: dict[str, int] = {"original": pb.MASKED_CONTENT_ORIGINAL, "fill"
 MASKED_CONTENT_BY_ENUM: dict[int, str] = {pb.MASKED_CONTENT_UNSPECIFIED: "original",
                                           **{v: k for k, v in MASKED_CONTENT.items()}}
 
-# Schedulers by the names requests use (GenerationParams.scheduler), each with the AUTOMATIC1111
-# sampler name that infotext records for it; reading infotext back maps these names home again.
-SCHEDULER_LABELS: dict[str, str] = {
-    "ddim": "DDIM",
-    "pndm": "PLMS",
-    "lms": "LMS",
-    "euler": "Euler",
-    "euler_a": "Euler a",
-    "heun": "Heun",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "unipc": "UniPC",
+# Samplers: our name (GenerationParams.scheduler) -> (AUTOMATIC1111's sampler name, the schedule type
+# its "Automatic" means: A1111 1.9+'s sd_samplers_kdiffusion "scheduler" option, else the sampler's own
+# spacing). Infotext, PNG Info, replay, the gateway and the A1111 API all read these names from here; the
+# diffusers class behind each is services/core/models/schedulers.py's. In A1111's order.
+SAMPLERS: dict[str, tuple[str, str]] = {
+    "dpmpp_2m": ("DPM++ 2M", "karras"),
+    "dpmpp_sde": ("DPM++ SDE", "karras"),
+    "dpmpp_2m_sde": ("DPM++ 2M SDE", "exponential"),
+    "dpmpp_2m_sde_heun": ("DPM++ 2M SDE Heun", "exponential"),
+    "dpmpp_3m_sde": ("DPM++ 3M SDE", "exponential"),
+    "euler_a": ("Euler a", "uniform"),
+    "euler": ("Euler", "uniform"),
+    "lms": ("LMS", "uniform"),
+    "heun": ("Heun", "uniform"),
+    "dpm2": ("DPM2", "karras"),
+    "dpm2_a": ("DPM2 a", "karras"),
+    "ddim": ("DDIM", "uniform"),
+    "pndm": ("PLMS", "uniform"),
+    "unipc": ("UniPC", "uniform"),
+    "lcm": ("LCM", "uniform"),
 }
+# Names kept for older requests: each is a sampler with its schedule fixed (A1111's names before 1.9).
+LEGACY_SAMPLERS: dict[str, tuple[str, str]] = {"dpmpp_2m_karras": ("dpmpp_2m", "karras")}
+# Schedule types (GenerationParams.schedule_type; "" = Automatic, the sampler's own default above) ->
+# A1111's labels (sd_schedulers.py), where diffusers has them. "uniform": the sampler's timesteps spaced as
+# the model configures them.
+SCHEDULE_TYPES: dict[str, str] = {"uniform": "Uniform", "karras": "Karras", "exponential": "Exponential",
+                                  "sgm_uniform": "SGM Uniform", "beta": "Beta"}
+AUTOMATIC = "Automatic"  # A1111's label of schedule type "" (GenerationParams.schedule_type empty)
+# What the gateway picks where a caller names no sampler: A1111's UI default for every family it serves
+# (DPM++ 2M, Automatic = Karras). The contract's empty scheduler stays the model's own.
+UI_DEFAULT_SAMPLER = "dpmpp_2m"
+
+
+def resolve_sampler(name: str, schedule_type: str = "") -> tuple[str, str]:
+    """(sampler, schedule type) that a request's names mean: a legacy name split, "" made the sampler's
+    Automatic. `name` must be a key of SAMPLERS or LEGACY_SAMPLERS."""
+    if name in LEGACY_SAMPLERS:
+        name, fixed = LEGACY_SAMPLERS[name]
+        return name, schedule_type or fixed
+    return name, schedule_type or SAMPLERS[name][1]
+
+
+# Every accepted scheduler name with the A1111 sampler name infotext records for it (legacy ones included).
+SCHEDULER_LABELS: dict[str, str] = {name: label for name, (label, _) in SAMPLERS.items()} | {
+    legacy: SAMPLERS[name][0] for legacy, (name, _) in LEGACY_SAMPLERS.items()}
 
 MIN_SIZE = 64  # smallest width or height
 MAX_SEED = 2**64 - 1

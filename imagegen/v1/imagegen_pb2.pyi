@@ -47,7 +47,7 @@ MASKED_CONTENT_LATENT_NOISE: MaskedContent
 MASKED_CONTENT_LATENT_NOTHING: MaskedContent
 
 class GenerationParams(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model")
+    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model", "schedule_type")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     NUM_INFERENCE_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class GenerationParams(_message.Message):
     LORAS_FIELD_NUMBER: _ClassVar[int]
     CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_TYPE_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     num_inference_steps: int
@@ -78,7 +79,8 @@ class GenerationParams(_message.Message):
     loras: _containers.RepeatedCompositeFieldContainer[LoraWeight]
     clip_skip: int
     model: str
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    schedule_type: str
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ..., model: _Optional[str] = ..., schedule_type: _Optional[str] = ...) -> None: ...
 
 class LoraWeight(_message.Message):
     __slots__ = ("name", "weight")
@@ -255,7 +257,7 @@ class Limits(_message.Message):
     def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings")
+    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings", "samplers")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +274,7 @@ class ServiceInfo(_message.Message):
     MAX_CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLERS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     model: str
     device: str
@@ -288,7 +291,8 @@ class ServiceInfo(_message.Message):
     max_clip_skip: int
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     embeddings: _containers.RepeatedCompositeFieldContainer[EmbeddingInfo]
-    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ...) -> None: ...
+    samplers: _containers.RepeatedCompositeFieldContainer[SamplerInfo]
+    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ..., samplers: _Optional[_Iterable[_Union[SamplerInfo, _Mapping]]] = ...) -> None: ...
 
 class EmbeddingInfo(_message.Message):
     __slots__ = ("name", "vectors", "shape", "family", "loaded", "hash", "step", "sd_checkpoint", "sd_checkpoint_name")
@@ -311,6 +315,18 @@ class EmbeddingInfo(_message.Message):
     sd_checkpoint: str
     sd_checkpoint_name: str
     def __init__(self, name: _Optional[str] = ..., vectors: _Optional[int] = ..., shape: _Optional[int] = ..., family: _Optional[str] = ..., loaded: _Optional[bool] = ..., hash: _Optional[str] = ..., step: _Optional[int] = ..., sd_checkpoint: _Optional[str] = ..., sd_checkpoint_name: _Optional[str] = ...) -> None: ...
+
+class SamplerInfo(_message.Message):
+    __slots__ = ("name", "label", "schedule_types", "automatic")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    label: str
+    schedule_types: _containers.RepeatedScalarFieldContainer[str]
+    automatic: str
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., schedule_types: _Optional[_Iterable[str]] = ..., automatic: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "family", "inpaint", "hash", "loaded", "is_default", "unusable")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from .contract import SCHEDULER_LABELS
+from .contract import AUTOMATIC, SAMPLERS, SCHEDULE_TYPES
 
 NEGATIVE = "Negative prompt: "  # the line the negative prompt starts on
 
@@ -99,12 +99,10 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 # AUTOMATIC1111 sampler names -> ours. Since its 1.9 the schedule is a field of its own
 # ("Sampler: DPM++ 2M, Schedule type: Karras"); before, it was part of the name ("DPM++ 2M Karras").
-_BY_LABEL = {label: name for name, label in SCHEDULER_LABELS.items()}
-_SCHEDULE_SUFFIX = {"karras": " Karras"}
-# The schedules that leave a sampler as it is: its own spacing. "Automatic" is the sampler's default
-# schedule in AUTOMATIC1111, which for DPM++ 2M is Karras.
-_PLAIN_SCHEDULES = {"", "uniform", "normal"}
-_AUTOMATIC_SCHEDULE = {"DPM++ 2M": "Karras"}
+_BY_LABEL = {label: name for name, (label, _) in SAMPLERS.items()}
+# Schedule types by A1111's label, its name ("sgm_uniform") and its alias ("SGMUniform"), any case.
+_SCHEDULES = {text.lower(): name for name, label in SCHEDULE_TYPES.items() for text in (name, label)}
+_SCHEDULES |= {"sgmuniform": "sgm_uniform", AUTOMATIC.lower(): "", "": ""}
 
 
 def _pairs(line: str) -> list[tuple[str, str]]:
@@ -162,14 +160,37 @@ def sampler_as_written(sampler: str, schedule: str) -> str:
     return f"{sampler}, {SCHEDULE_TYPE}: {schedule}" if schedule else sampler
 
 
+def format_sampler(name: str, schedule_type: str) -> dict[str, str]:
+    """The infotext pairs of one of our samplers (SAMPLERS' key) and the schedule it ran (a key of
+    SCHEDULE_TYPES), as A1111 1.9+ writes them: "Schedule type" unless it is the sampler's own spacing
+    and that is what Automatic means for it (A1111 writes none for Euler a), so it reads back the same."""
+    label, automatic = SAMPLERS[name]
+    if schedule_type == "uniform" and automatic == "uniform":
+        return {SAMPLER: label}
+    return {SAMPLER: label, SCHEDULE_TYPE: SCHEDULE_TYPES[schedule_type]}
+
+
+def schedule_for(schedule: str) -> str | None:
+    """Our schedule type for A1111's ("Karras", "karras", "Automatic" -> ""), or None if we have none."""
+    return _SCHEDULES.get(schedule.strip().lower())
+
+
+def sampler_for(sampler: str, schedule: str = "") -> tuple[str, str] | None:
+    """(our sampler, our schedule type; "" = Automatic) for an AUTOMATIC1111 sampler and schedule type,
+    the legacy names too ("DPM++ 2M Karras" -> ("dpmpp_2m", "karras")); None if we have none of them."""
+    sampler, ours = sampler.strip(), schedule_for(schedule)
+    if ours is None:
+        return None
+    if sampler in _BY_LABEL:
+        return _BY_LABEL[sampler], ours
+    base, _, suffix = sampler.rpartition(" ")
+    fixed = schedule_for(suffix) if base in _BY_LABEL else None
+    if not fixed or ours not in ("", fixed):  # "DPM++ 2M Karras" with "Exponential": two schedules
+        return None
+    return _BY_LABEL[base], fixed
+
+
 def scheduler_for(sampler: str, schedule: str = "") -> str | None:
-    """Our scheduler name for an AUTOMATIC1111 sampler (and schedule type), or None if we have none."""
-    sampler, schedule = sampler.strip(), schedule.strip()
-    if schedule.lower() == "automatic":
-        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "")
-    if schedule.lower() in _PLAIN_SCHEDULES:
-        return _BY_LABEL.get(sampler)
-    suffix = _SCHEDULE_SUFFIX.get(schedule.lower())
-    if suffix and sampler.endswith(suffix):  # the legacy name and its schedule both given
-        return _BY_LABEL.get(sampler)
-    return _BY_LABEL.get(sampler + suffix) if suffix else None
+    """Our sampler name alone (see sampler_for), or None."""
+    found = sampler_for(sampler, schedule)
+    return found[0] if found else None

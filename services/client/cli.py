@@ -110,6 +110,9 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
                    help=f"0..{MAX_SEED}, or -1 for random (default: random, printed)")
     p.add_argument("--num-images", type=whole(0, UINT32), default=0, help="default 1")
     p.add_argument("--scheduler", default="", help="e.g. euler_a, dpmpp_2m, ddim (default: the model's)")
+    p.add_argument("--schedule-type", default="",
+                   help="uniform, karras, exponential, sgm_uniform or beta (default: the sampler's "
+                        "Automatic)")
     p.add_argument("--clip-skip", type=whole(1, MAX_CLIP_SKIP), default=None,
                    help=f"1..{MAX_CLIP_SKIP}: stop the text encoder this many layers early, as A1111's Clip skip "
                         "(default 1: the last layer; SDXL always uses its penultimate layer)")
@@ -155,6 +158,7 @@ def _run_generate(args) -> int:
         seed=args.seed,
         num_images=args.num_images,
         scheduler=args.scheduler,
+        schedule_type=args.schedule_type,
         output_format=args.format,
         image=getattr(args, "image", None),
         mask=getattr(args, "mask", None),

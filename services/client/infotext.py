@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass, field
 
 from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
-                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, SCHEDULER_LABELS)
+                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, SAMPLERS, SCHEDULE_TYPES)
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
                                   INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
                                   MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
                                   RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
-                                  UNSUPPORTED, parse_loras, parse_size, sampler_as_written, scheduler_for,
+                                  UNSUPPORTED, parse_loras, parse_size, sampler_as_written, sampler_for,
                                   split_infotext)
 
 from . import png_text
@@ -66,7 +66,9 @@ RECALLABLE = (
     Recallable("width", SIZE, "width", bounds=(MIN_SIZE, LIMITS.max_width)),
     Recallable("height", SIZE, "height", bounds=(MIN_SIZE, LIMITS.max_height)),
     Recallable("seed", SEED, "seed", int, (0, MAX_SEED)),
-    Recallable("scheduler", SAMPLER, "scheduler"),  # and SCHEDULE_TYPE: A1111's names mapped to ours
+    Recallable("scheduler", SAMPLER, "scheduler"),  # A1111's names mapped to ours
+    # "" (Automatic) when not written. No tab has the control yet: a send warns when it would matter.
+    Recallable("schedule_type", SCHEDULE_TYPE, None),
     Recallable("strength", DENOISING_STRENGTH, "strength", float, (0, 1)),
     Recallable("mask_blur", MASK_BLUR, "mask_blur", int, (0, MAX_MASK_BLUR)),
     Recallable("clip_skip", CLIP_SKIP, "clip_skip", int, (1, MAX_CLIP_SKIP)),
@@ -93,6 +95,7 @@ class Parameters:
     steps: int | None = None
     sampler: str | None = None  # as written, schedule included ("DPM++ 2M, Schedule type: Karras")
     scheduler: str | None = None  # our name for it; None when absent or when we have none (see problems)
+    schedule_type: str | None = None  # ours for its schedule ("": Automatic); None when scheduler is None
     guidance_scale: float | None = None
     seed: int | None = None
     width: int | None = None
@@ -119,9 +122,9 @@ class Parameters:
     def fields(self) -> dict:
         """The parsed fields as JSON-ready values (the PNG Info tab's output)."""
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
-        for name in ("steps", "sampler", "scheduler", "guidance_scale", "seed", "width", "height", "strength",
-                     "mask_blur", "clip_skip", "fit", "only_masked_padding", "masked_content", "model",
-                     "model_hash"):
+        for name in ("steps", "sampler", "scheduler", "schedule_type", "guidance_scale", "seed", "width",
+                     "height", "strength", "mask_blur", "clip_skip", "fit", "only_masked_padding",
+                     "masked_content", "model", "model_hash"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -189,13 +192,15 @@ def parse_parameters(text: str) -> Parameters:
     problems = list(refused.values())
     sampler = pairs.pop(SAMPLER, None)
     schedule = pairs.pop(SCHEDULE_TYPE, "")
-    scheduler = None
+    scheduler = schedule_type = None
     if sampler is not None:
-        scheduler = scheduler_for(sampler, schedule)
+        scheduler, schedule_type = sampler_for(sampler, schedule) or (None, None)
         sampler = sampler_as_written(sampler, schedule)
         if scheduler is None:
-            known = ", ".join(SCHEDULER_LABELS.values())
-            problems.append(f"unknown sampler {sampler!r}: this project has {known}")
+            known = ", ".join(label for label, _ in SAMPLERS.values())
+            schedules = ", ".join(SCHEDULE_TYPES.values())
+            problems.append(f"unknown sampler {sampler!r}: this project has {known} "
+                            f"(schedule types {schedules})")
     invert = pairs.pop(MASK_MODE, "") == INPAINT_NOT_MASKED
     words = {}  # the keys whose values are words of a fixed set: their value in our names
     for key, names in ((RESIZE_MODE, _FITS), (INPAINT_AREA, _AREAS), (MASKED_CONTENT, _CONTENTS)):
@@ -224,7 +229,8 @@ def parse_parameters(text: str) -> Parameters:
     model_hash = pairs.pop(MODEL_HASH, None) or None
     return Parameters(
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
-        scheduler=scheduler, width=width, height=height, invert_mask=invert, fit=words[RESIZE_MODE],
+        scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert,
+        fit=words[RESIZE_MODE],
         only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model,
         model_hash=model_hash, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,

@@ -97,6 +97,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     fields.update(
         model=model,
         scheduler=scheduler_to_send(params, info),
+        schedule_type=params.schedule_type if params.scheduler is not None else "",
         strength=params.strength if params.strength is not None else contract.default_strength,
         mask_blur=params.mask_blur if params.mask_blur is not None else contract.default_mask_blur,
         # A1111's readers take a missing padding as 32, the service's default: sent, not left to it.

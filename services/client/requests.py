@@ -38,6 +38,7 @@ def make_request(
     seed: int | None = None,
     num_images: int = 0,
     scheduler: str = "",
+    schedule_type: str | None = "",
     output_format: str = "png",
     quality: int = 0,
     image=None,
@@ -60,6 +61,7 @@ def make_request(
     `loras`: LoRAs by name (GetInfo lists them) with weights, as a mapping {name: weight} or (name, weight)
     pairs; `<lora:name:weight>` tags in the prompt work too. Fields the mode does not have (an image for
     txt2img, a mask for img2img) are ignored.
+    `scheduler`, `schedule_type`: GetInfo's samplers ("dpmpp_2m", "karras"; "": the model's own, Automatic).
     `model`: a checkpoint by name (GetInfo's models; "": the service's default).
     `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
@@ -80,6 +82,7 @@ def make_request(
         height=height,
         num_images=num_images,
         scheduler=scheduler,
+        schedule_type=schedule_type or "",
         output_format=OUTPUT_FORMATS[output_format].enum,
         quality=quality,
         preview_every=preview_every,

@@ -39,7 +39,7 @@ class CheckedParams:
     width: int | None
     height: int | None
     seeds: tuple[int, ...]
-    scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
+    scheduler: str  # a name from schedulers.names(), or "" for the model's own
     output_format: OutputFormat
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none)
@@ -47,6 +47,7 @@ class CheckedParams:
     requested_loras: tuple[tuple[str, float], ...] = ()  # params.loras as sent (no zero weights), in order
     loras: lora_files.LoraSet = ()  # what runs: tags and field merged, weights of one name added up
     lora_hashes: tuple[tuple[str, str], ...] = ()  # (name, A1111's short hash) of each in `loras`
+    schedule_type: str = ""  # a schedule type the scheduler takes, or "" (its Automatic)
 
 
 def short_float(value: float) -> float:
@@ -200,11 +201,7 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
     if seed + count - 1 > MAX_SEED:
         raise InvalidArgument("params.seed", f"seed + num_images - 1 must be at most {MAX_SEED}")
 
-    if params.scheduler and params.scheduler not in schedulers.SCHEDULERS:
-        raise InvalidArgument(
-            "params.scheduler",
-            f"unknown scheduler {quote(params.scheduler)}; choose one of {', '.join(schedulers.names())}",
-        )
+    check_sampler(params, steps)
     if params.output_format not in FORMAT_BY_ENUM:
         raise InvalidArgument("params.output_format", f"unknown format {params.output_format}")
     quality = params.quality or defaults.quality
@@ -235,6 +232,7 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         height=height,
         seeds=tuple(seed + i for i in range(count)),
         scheduler=params.scheduler,
+        schedule_type=params.schedule_type,
         output_format=FORMAT_BY_ENUM[params.output_format],
         quality=quality,
         preview_every=params.preview_every,
@@ -243,6 +241,32 @@ def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedP
         loras=active_loras,
         lora_hashes=lora_hashes,
     )
+
+
+def check_sampler(params, steps: int) -> None:
+    """params.scheduler is one that runs here, and params.schedule_type one it takes."""
+    name, schedule = params.scheduler, params.schedule_type
+    if name and not schedulers.available(name):
+        why = (f"needs the {schedulers.SCHEDULERS[name].needs} package, which this service lacks; "
+               if name in schedulers.SCHEDULERS else "")
+        raise InvalidArgument("params.scheduler", f"unknown scheduler {quote(name)}; {why}"
+                                                  f"choose one of {', '.join(schedulers.names())}")
+    if schedule and not name:
+        raise InvalidArgument("params.schedule_type", f"{quote(schedule)} needs params.scheduler: the "
+                              "model's own scheduler (scheduler empty) runs as configured")
+    if schedule and name:
+        sampler, fixed = schedulers.resolve_sampler(name, "")
+        takes = schedulers.schedule_types(sampler)
+        if name in schedulers.LEGACY_SAMPLERS and schedule != fixed:
+            raise InvalidArgument("params.schedule_type", f"{quote(name)} is {sampler} with the {fixed} "
+                                  f"schedule; send scheduler {sampler!r} for {quote(schedule)}")
+        if schedule not in takes:
+            raise InvalidArgument("params.schedule_type", f"{name} takes no schedule type {quote(schedule)}; "
+                                  f"choose one of {', '.join(takes)} (or none: Automatic)")
+    most = schedulers.max_steps(name) if name in schedulers.SCHEDULERS else None
+    if most is not None and steps > most:
+        raise InvalidArgument("params.num_inference_steps",
+                              f"{steps} is more than the {most} steps {name} is distilled for")
 
 
 def check_strength(request, default: float, steps: int) -> tuple[float, int]:

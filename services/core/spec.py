@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagegen.v1.contract import OutputFormat, guided
-from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, MODEL_HASH, SAMPLER, SEED, SIZE,
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, MODEL_HASH, SEED, SIZE,
                                   STEPS, TI_HASHES, format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
@@ -25,7 +25,7 @@ class GenerationSpec:
     width: int
     height: int
     seeds: tuple[int, ...]
-    scheduler: str  # a name from schedulers.SCHEDULERS, or "" for the model's own
+    scheduler: str  # a name from schedulers.names(), or "" for the model's own
     output_format: OutputFormat
     quality: int
     preview_every: int = 0  # GenerateStream: a preview every this many steps (0: none); not in infotext
@@ -47,6 +47,7 @@ class GenerationSpec:
     latent_source: object | None = None  # fit latent: the input as encoded (PIL RGB at its own size, rounded)
     infotext_extra: tuple[tuple[str, object], ...] = ()  # mode-specific "Key: value" pairs, in order
     model: str = ""  # the checkpoint's name (models.catalog), set by ModeRuntime.check; "": the default
+    schedule_type: str = ""  # one the scheduler takes, or "": its Automatic (A1111's default for it)
 
     @classmethod
     def build(cls, params: CheckedParams, width: int, height: int, **mode_fields) -> "GenerationSpec":
@@ -75,7 +76,8 @@ class GenerationSpec:
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call (each keeps prompts and seeds)."""
-        return (self.model, self.width, self.height, self.steps, self.scheduler, self.guidance_scale,
+        return (self.model, self.width, self.height, self.steps, self.scheduler, self.schedule_type,
+                self.guidance_scale,
                 self.pipeline_strength, self.prompt_chunks, self.loras, self.starts_from_latents)
 
     @property
@@ -88,12 +90,14 @@ class GenerationSpec:
                           and self.pipeline_strength != 1.0)
         return self.latent_source is not None or latent_content
 
-    def infotext(self, seed: int, sampler: str, model: str, model_hash: str = "", embedding_hashes=()) -> str:
+    def infotext(self, seed: int, sampler: dict[str, str], model: str, model_hash: str = "",
+                 embedding_hashes=()) -> str:
         """AUTOMATIC1111-style parameters of the image made with `seed` by the checkpoint `model` (its
-        short hash written after it when known), with the (name, hash) of the embeddings its prompts used."""
+        short hash written after it when known); `sampler`: its Sampler (and Schedule type) pairs;
+        `embedding_hashes`: the (name, hash) of the embeddings its prompts used."""
         params = {
             STEPS: self.steps,
-            SAMPLER: sampler,
+            **sampler,
             CFG_SCALE: self.guidance_scale,
             SEED: seed,
             SIZE: format_size(self.width, self.height),

@@ -190,7 +190,7 @@ def test_png_info_reads_automatic1111_parameters_and_sends_them_to_txt2img(page,
     assert field(page, "#txt2img-steps input[type=number]") == "7"
     assert field(page, "#txt2img-guidance input[type=number]") == "6.5"
     assert field(page, "#txt2img-width input[type=number]") == "128"
-    assert field(page, "#txt2img-scheduler input") == "dpmpp_2m_karras"
+    assert field(page, "#txt2img-scheduler input") == "DPM++ 2M"  # A1111's name shown, ours sent
 
 
 def test_png_info_sends_the_image_and_its_strength_to_img2img(page, tmp_path):
@@ -202,7 +202,7 @@ def test_png_info_sends_the_image_and_its_strength_to_img2img(page, tmp_path):
     assert field(page, "#img2img-prompt textarea") == "a barn"
     open_advanced(page, "img2img")
     assert field(page, "#img2img-strength input[type=number]") == "0.35"
-    assert field(page, "#img2img-scheduler input") == "dpmpp_2m_karras"
+    assert field(page, "#img2img-scheduler input") == "DPM++ 2M"
 
 
 def test_history_lists_a_new_image_first_and_sends_its_parameters(page):

@@ -95,6 +95,7 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
     _g, seeds, infotext = client.predict(prompt="a fox", seed=4, api_name="/txt2img")
     assert seeds == "4" and "Size: 64x64" in infotext  # the form's defaults: the service's, from GetInfo
     assert "Clip skip" not in infotext  # the form's default: the last layer
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in infotext  # A1111's default sampler, Automatic
 
 
 def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
@@ -136,8 +137,11 @@ def test_ranges_and_choices_come_from_get_info(services, gateway):
     params = {p["parameter_name"]: p for p in api["named_endpoints"]["/txt2img"]["parameters"]}
     info = services["txt2img"].client.info()
     scheduler_choices = params["scheduler"]["python_type"]["type"]
-    for name in info.schedulers:
-        assert name in scheduler_choices
+    for sampler in info.samplers:  # sent by our name, shown by A1111's
+        assert sampler.name in scheduler_choices
+    assert params["scheduler"]["parameter_default"] == "dpmpp_2m"  # A1111's default sampler, Automatic
+    sampler = {c.elem_id: c for c in gateway.demo.blocks.values() if getattr(c, "elem_id", None)}["txt2img-scheduler"]
+    assert ("DPM++ 2M", "dpmpp_2m") in sampler.choices and ("Euler a", "euler_a") in sampler.choices
     assert params["steps"]["parameter_default"] == info.defaults.num_inference_steps
     assert params["width"]["parameter_default"] == info.defaults.width  # 64 in the test services
     sliders = {c.elem_id: c for c in gateway.demo.blocks.values() if getattr(c, "elem_id", None)}

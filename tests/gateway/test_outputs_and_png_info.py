@@ -90,7 +90,8 @@ def write_png(path: Path, text: str | None) -> str:
 def test_png_info_reads_automatic1111_parameters(gateway, tmp_path):
     text, fields = gateway.client().predict(handle_file(write_png(tmp_path / "a.png", A1111)), api_name="/png_info")
     assert text == A1111
-    assert fields["mode"] == "inpaint" and fields["scheduler"] == "dpmpp_2m_karras"
+    assert fields["mode"] == "inpaint" and fields["scheduler"] == "dpmpp_2m"
+    assert fields["schedule_type"] == "karras"
     assert (fields["steps"], fields["guidance_scale"], fields["seed"]) == (30, 7.0, "1234")
     assert (fields["width"], fields["height"], fields["strength"], fields["mask_blur"]) == (512, 768, 0.75, 4)
     assert fields["loras"] == {"add_detail": "7c6bad76eb54"}

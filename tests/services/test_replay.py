@@ -119,8 +119,8 @@ def test_image_modes_need_their_inputs_and_unknown_samplers_are_named(services, 
     code, _out, err = replay(capsys, tmp_path / "inpaint.png", "--addr", services["inpaint"].address,
                              "--out", tmp_path / "x.png")
     assert code == 2 and "made by inpaint" in err and "--image" in err
-    a1111_png(tmp_path / "odd.png", "x\nSteps: 4, Sampler: DPM++ SDE, Schedule type: Karras, CFG scale: 7, Seed: 1, "
+    a1111_png(tmp_path / "odd.png", "x\nSteps: 4, Sampler: DPM++ 2S a, Schedule type: Karras, CFG scale: 7, Seed: 1, "
                                     "Size: 64x64")
     code, _out, err = replay(capsys, tmp_path / "odd.png", "--addr", services["txt2img"].address,
                              "--out", tmp_path / "x.png")
-    assert code == 2 and err.count("\n") == 1 and "unknown sampler 'DPM++ SDE, Schedule type: Karras'" in err
+    assert code == 2 and err.count("\n") == 1 and "unknown sampler 'DPM++ 2S a, Schedule type: Karras'" in err

@@ -224,7 +224,7 @@ class StepEngine(Engine):
                 self.metrics.observe_batch(1, len(mine), done - request.admitted, len(request.step_seconds))
             job.finish(RawResult(
                 images=mine,
-                scheduler_label=self.model.sampler_label(spec.scheduler),
+                sampler=self.model.sampler_infotext(spec),
                 queue_ms=(job.started - job.created) * 1000,
                 inference_ms=(done - job.started) * 1000,
                 embedding_hashes=self.runner.embedding_hashes(spec, request.rows[0].model

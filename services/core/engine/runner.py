@@ -93,7 +93,7 @@ class Runner:
                 prompt = encode_prompt(model.pipe, spec)
                 rows = []
                 for index, seed in enumerate(spec.seeds):
-                    row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec.scheduler))
+                    row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec, [seed]))
                     row.owner, row.image_index, row.loras, row.model = job, index, pinned, model.name
                     rows.append(row)
                 return rows, pinned

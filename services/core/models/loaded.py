@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagegen.v1.contract import MAX_CLIP_SKIP
+from imagegen.v1.infotext import SAMPLER, format_sampler
 
 from . import schedulers
 from .family import ModelKind, of_pipeline
@@ -57,13 +58,16 @@ class Loaded:
         """Image pixels per latent pixel along a side."""
         return getattr(self.pipe, "vae_scale_factor", 8)
 
-    def scheduler(self, name: str):
-        """A fresh scheduler for one generation: the named kind, or ("") the model's own."""
-        return schedulers.fresh(name, self.base_scheduler)
+    def scheduler(self, spec, seeds):
+        """A fresh scheduler for one generation of `spec` (its scheduler and schedule type; "": the model's
+        own) making the images of `seeds`."""
+        return schedulers.fresh(spec.scheduler, self.base_scheduler, spec.schedule_type, tuple(seeds))
 
-    def sampler_label(self, name: str) -> str:
-        """What infotext's "Sampler" says for a request's scheduler name ("": the model's own)."""
-        return schedulers.label_of(name or self.default_scheduler)
+    def sampler_infotext(self, spec) -> dict[str, str]:
+        """Infotext's "Sampler" and "Schedule type" for a spec's scheduler ("": the model's own, by its
+        class name when it is no sampler here)."""
+        found = schedulers.infotext_sampler(spec.scheduler, spec.schedule_type, self.base_scheduler)
+        return format_sampler(*found) if found else {SAMPLER: type(self.base_scheduler).__name__}
 
     def embedding_hashes(self, spec) -> tuple[tuple[str, str], ...]:
         """(name, short hash) of the embeddings the request's prompts use on this model: `TI hashes`."""

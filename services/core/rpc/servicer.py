@@ -28,7 +28,7 @@ def build_response(spec: GenerationSpec, raw, model: Entry, arrived: float) -> p
     encode_start = time.monotonic()
     out = []
     for img, seed in zip(raw.images, spec.seeds):
-        text = spec.infotext(seed, raw.scheduler_label, model.name, model.hash, raw.embedding_hashes)
+        text = spec.infotext(seed, raw.sampler, model.name, model.hash, raw.embedding_hashes)
         out.append(
             pb.GeneratedImage(
                 data=images.encode_image(img, spec.output_format, text, spec.quality),
@@ -47,6 +47,13 @@ def build_response(spec: GenerationSpec, raw, model: Entry, arrived: float) -> p
         total_ms=(now - arrived) * 1000,
     )
     return pb.GenerateResponse(images=out, timings=timings)
+
+
+def sampler_infos() -> list[pb.SamplerInfo]:
+    """GetInfo's samplers: each that runs here, with its A1111 name and schedule types."""
+    return [pb.SamplerInfo(name=name, label=spec.label, schedule_types=schedulers.schedule_types(name),
+                           automatic=spec.automatic)
+            for name, spec in schedulers.SCHEDULERS.items() if schedulers.available(name)]
 
 
 def to_event(event) -> pb.GenerateEvent:
@@ -141,6 +148,7 @@ class ModeServicer:
             inpaint_model=model.kind.inpaint if model else False,
             loras=loras.names(cfg.lora_dir),
             max_clip_skip=model.max_clip_skip if model else MAX_CLIP_SKIP,
+            samplers=sampler_infos(),
             models=[self._model_info(entry) for entry in self.runtime.catalog.entries.values()],
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],

@@ -93,7 +93,8 @@ class PipelineEngine(Engine):
             if not batch:
                 return
             specs, images = [job.spec for job in batch], sum(job.images for job in batch)
-            model.pipe.scheduler = model.scheduler(specs[0].scheduler)
+            # Seeded samplers (DPM++ SDE) draw each image's noise from its seed, in the call's image order.
+            model.pipe.scheduler = model.scheduler(specs[0], [seed for spec in specs for seed in spec.seeds])
             # The batch's one LoRA set (batch_key), before the call: it encodes the prompts too.
             pinned = model.adapters.pin(specs[0].loras)
             model.adapters.activate(pinned)
@@ -129,7 +130,7 @@ class PipelineEngine(Engine):
                 offset += job.images
                 job.finish(RawResult(
                     images=mine,
-                    scheduler_label=model.sampler_label(job.spec.scheduler),
+                    sampler=model.sampler_infotext(job.spec),
                     queue_ms=(job.started - job.created) * 1000,
                     inference_ms=(done - job.started) * 1000,
                     embedding_hashes=model.embedding_hashes(job.spec),

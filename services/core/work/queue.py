@@ -48,7 +48,7 @@ class RawResult:
     """What an engine hands back to a job: PIL images, and where the time went."""
 
     images: list
-    scheduler_label: str
+    sampler: dict  # infotext's Sampler (and Schedule type) pairs
     queue_ms: float
     inference_ms: float
     embedding_hashes: tuple[tuple[str, str], ...] = ()  # (name, hash) of the embeddings used: `TI hashes`

@@ -4,6 +4,7 @@ driven as clients drive them: the webuiapi package and plain HTTP."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import threading
 import time
@@ -17,12 +18,13 @@ from fastapi import FastAPI
 from PIL import Image
 
 from gateway_ui.a1111.api import build_router
-from gateway_ui.a1111.catalog import SAMPLER_FACTS, offered_samplers, offered_schedules
+from gateway_ui.a1111.catalog import SAMPLER_FACTS, offered_samplers, offered_schedules, sampler_item
 from gateway_ui.app import make_backends
 from gateway_ui.config import GatewayConfig
 from gateway_ui.hub import Hub
-from imagegen.v1.contract import MODE_NAMES, SCHEDULER_LABELS
-from imagegen.v1.infotext import scheduler_for
+from imagegen.v1 import imagegen_pb2 as pb
+from imagegen.v1.contract import MODE_NAMES, SAMPLERS, SCHEDULER_LABELS, resolve_sampler
+from imagegen.v1.infotext import format_sampler, sampler_for
 from tests.conftest import RunningService, free_port, request_for
 
 GET_ROUTES = ("samplers", "schedulers", "upscalers", "latent-upscale-modes", "sd-vae", "loras", "scripts",
@@ -70,6 +72,9 @@ def webui(api):
     return webuiapi.WebUIApi(baseurl=api[0])
 
 
+HAS_TORCHSDE = importlib.util.find_spec("torchsde") is not None
+
+
 def offered(services) -> set[str]:
     return {name for service in services.values() for name in service.client.info().schedulers}
 
@@ -79,51 +84,61 @@ def offered(services) -> set[str]:
 def test_samplers_are_the_services_schedulers_by_a1111_name_each_once(webui, services):
     samplers = webui.get_samplers()
     names = [s["name"] for s in samplers]
-    assert offered(services) == set(SCHEDULER_LABELS)  # the tiny model's services offer them all
-    assert names == ["DPM++ 2M", "Euler a", "Euler", "LMS", "Heun", "DDIM", "PLMS", "UniPC"]  # A1111's order
+    assert offered(services) == set(SCHEDULER_LABELS) - ({"dpmpp_sde"} if not HAS_TORCHSDE else set())
+    sde = ["DPM++ SDE"] if HAS_TORCHSDE else []
+    assert names == ["DPM++ 2M", *sde, "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "Euler a", "Euler",
+                     "LMS", "Heun", "DPM2", "DPM2 a", "DDIM", "PLMS", "UniPC", "LCM"]  # A1111's order
     assert "DPM++ 2M Karras" not in names  # as A1111 1.9+: the schedule is a list of its own
     by_name = {s["name"]: s for s in samplers}
     assert by_name["DPM++ 2M"] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"],
                                    "options": {"scheduler": "karras"}}
+    assert by_name["DPM++ 3M SDE"]["options"] == {"scheduler": "exponential", "discard_next_to_last_sigma": "True",
+                                                  "brownian_noise": "True"}
     assert by_name["Euler a"]["aliases"] == ["k_euler_a", "k_euler_ancestral"]
     assert webui.util_get_sampler_names() == sorted(names)
 
 
-def test_each_listed_sampler_and_schedule_is_honoured_and_together_reach_every_scheduler(webui, services):
+def test_each_listed_sampler_and_schedule_round_trips_and_together_reach_every_pair(webui, services):
     samplers = [s["name"] for s in webui.get_samplers()]
     schedules = webui.get_schedulers()
     assert [(s["name"], s["label"]) for s in schedules] == [
-        ("automatic", "Automatic"), ("uniform", "Uniform"), ("karras", "Karras")]
+        ("automatic", "Automatic"), ("uniform", "Uniform"), ("karras", "Karras"), ("exponential", "Exponential"),
+        ("sgm_uniform", "SGM Uniform"), ("beta", "Beta")]
     karras = schedules[2]
     assert karras["default_rho"] == 7.0 and karras["need_inner_model"] is False and karras["aliases"] is None
-    assert schedules[1]["need_inner_model"] is True
+    assert schedules[1]["need_inner_model"] is True and schedules[4]["aliases"] == ["SGMUniform"]
+    takes = {s.name: set(s.schedule_types) for s in services["txt2img"].client.info().samplers}
     reached = set()
     for sampler in samplers:
-        assert scheduler_for(sampler, "Automatic") in offered(services), sampler  # the default always works
-        for schedule in schedules:  # by label and by name, as clients send either
-            ours = scheduler_for(sampler, schedule["label"])
-            assert ours == scheduler_for(sampler, schedule["name"])
-            reached.add(ours)
-    assert reached - {None} == offered(services)
-    assert scheduler_for("DPM++ 2M", "Karras") == scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"
+        name, automatic = sampler_for(sampler, "Automatic")
+        assert automatic == "" and resolve_sampler(name)[1] in takes[name], sampler  # the default always works
+        for schedule in schedules[1:]:  # by label and by name, as clients send either
+            ours = sampler_for(sampler, schedule["label"])
+            assert ours == sampler_for(sampler, schedule["name"]) == (name, schedule["name"])
+            # the service's infotext names it back as A1111 does (its A1111 API answer's sampler_name)
+            pairs = format_sampler(*ours)
+            assert pairs["Sampler"] == sampler
+            assert sampler_for(pairs["Sampler"], pairs.get("Schedule type", "")) in (ours, (name, ""))
+            if schedule["name"] in takes[name]:
+                reached.add(ours)
+    assert reached == {(name, schedule) for name, schedules in takes.items() for schedule in schedules}
+    assert sampler_for("DPM++ 2M", "Karras") == sampler_for("DPM++ 2M Karras") == ("dpmpp_2m", "karras")
 
 
 def test_a_sampler_s_automatic_schedule_option_is_what_the_mapping_does():
-    for name, (_, options) in SAMPLER_FACTS.items():
-        if "scheduler" in options:
-            automatic = scheduler_for(name, "Automatic")
-            assert automatic == scheduler_for(name, options["scheduler"]) is not None, name
+    for name in SAMPLER_FACTS:
+        options = sampler_item(name).options
+        ours, automatic = SAMPLERS[sampler_for(name)[0]]
+        assert ours == name and options.get("scheduler", "uniform") == automatic, name
 
 
-def test_schedules_listed_are_only_those_an_offered_scheduler_can_follow():
+def test_schedules_listed_are_only_those_an_offered_sampler_takes():
     only_karras = {"dpmpp_2m_karras"}
     assert offered_samplers(only_karras) == ["DPM++ 2M"]
-    assert [s.name for s in offered_schedules(["DPM++ 2M"], only_karras)] == ["automatic", "karras"]
-    plain = {"euler", "dpmpp_2m"}
-    assert offered_samplers(plain) == ["DPM++ 2M", "Euler"]
-    # DPM++ 2M's Automatic is Karras, which nothing here offers; Euler's is its own spacing.
-    assert [s.name for s in offered_schedules(offered_samplers(plain), plain)] == ["automatic", "uniform"]
-    assert offered_samplers(set()) == [] and offered_schedules([], set()) == []
+    euler_a = pb.ServiceInfo(schedulers=["euler_a"], samplers=[
+        pb.SamplerInfo(name="euler_a", label="Euler a", schedule_types=["uniform", "sgm_uniform"])])
+    assert [s.name for s in offered_schedules([euler_a])] == ["automatic", "uniform", "sgm_uniform"]
+    assert offered_samplers(set()) == [] and offered_schedules([pb.ServiceInfo()]) == []
 
 
 # -- the fixed lists ---------------------------------------------------------------------------------------
@@ -249,7 +264,7 @@ def test_a_service_s_png_round_trips_through_png_info(webui, generated_png):
     params = result.parameters
     assert params["Prompt"] == "a red fox, (autumn:1.2)" and params["Negative prompt"] == "blurry"
     assert (params["Steps"], params["Seed"], params["Size-1"], params["Size-2"]) == ("4", "1234", "64", "64")
-    assert scheduler_for(params["Sampler"], params["Schedule type"]) == "dpmpp_2m_karras"
+    assert sampler_for(params["Sampler"], params["Schedule type"]) == ("dpmpp_2m", "karras")
     # What A1111 adds for absent keys, where absent means the same here.
     assert (params["Clip skip"], params["Hires resize-1"], params["Mask mode"]) == ("1", 0, "Inpaint masked")
     assert "Size" not in params

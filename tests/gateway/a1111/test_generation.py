@@ -8,6 +8,7 @@ import json
 import threading
 
 import numpy as np
+import pytest
 import requests
 
 from imagegen.v1.infotext import split_infotext
@@ -118,7 +119,27 @@ def test_clip_skip_and_loras_and_legacy_sampler_names_reach_the_service(api):
         "override_settings": {"CLIP_stop_at_last_layers": 2}, **SMALL}, timeout=120).json()
     info = info_of(answer)
     assert info["clip_skip"] == 2 and "Clip skip: 2" in info["infotexts"][0]
-    assert info["sampler_name"] == "DPM++ 2M Karras"
+    # As A1111 1.9+: the legacy name is DPM++ 2M with the Karras schedule, answered so.
+    assert info["sampler_name"] == "DPM++ 2M" and info["extra_generation_params"]["Schedule type"] == "Karras"
+
+
+@pytest.mark.parametrize("sampler, schedule, ours", [
+    ("DPM++ 3M SDE", "Exponential", ("dpmpp_3m_sde", "exponential")),
+    ("Euler", "sgm_uniform", ("euler", "sgm_uniform")),
+    ("DPM2 a", "Automatic", ("dpm2_a", "")),
+    ("LMS Karras", None, ("lms", "karras")),
+])
+def test_a1111_sampler_and_scheduler_names_are_the_services_pair(api, services, sampler, schedule, ours):
+    body = {"prompt": "a fox", "seed": 5, "cfg_scale": 7.0, "sampler_name": sampler, **SMALL}
+    answer = requests.post(f"{api}/txt2img", json={**body, **({"scheduler": schedule} if schedule else {})},
+                           timeout=120).json()
+    direct = services["txt2img"].client.generate(make_request(
+        "txt2img", "a fox", seed=5, guidance_scale=7.0, scheduler=ours[0], schedule_type=ours[1],
+        **SMALL)).images[0]
+    assert np.array_equal(pixels(base64.b64decode(answer["images"][0])), pixels(direct.data))
+    info = info_of(answer)
+    assert info["sampler_name"] == sampler.removesuffix(" Karras")
+    assert info["infotexts"][0] == direct.infotext
 
 
 def test_send_images_false_and_save_images(services, tmp_path):

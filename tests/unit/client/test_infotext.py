@@ -39,7 +39,8 @@ def test_reads_automatic1111_inpainting_infotext():
     assert p.prompt == "masterpiece, a castle, <lora:add_detail:0.8>"
     assert p.negative_prompt == "lowres, bad anatomy"
     assert (p.steps, p.guidance_scale, p.seed, p.width, p.height) == (30, 7.0, 1234567890, 512, 768)
-    assert p.scheduler == "dpmpp_2m_karras" and p.sampler == "DPM++ 2M, Schedule type: Karras"
+    assert (p.scheduler, p.schedule_type) == ("dpmpp_2m", "karras")
+    assert p.sampler == "DPM++ 2M, Schedule type: Karras"
     assert (p.strength, p.mask_blur, p.model) == (0.75, 4, "v1-5-pruned-emaonly")
     assert p.loras == {"add_detail": "7c6bad76eb54", "detail2": "0123456789ab"}
     assert p.model_hash == "6ce0161689" and p.extra == {"Version": "v1.10.1"}
@@ -62,10 +63,12 @@ def test_the_mode_comes_from_the_infotext():
 
 
 def test_an_unknown_sampler_is_named():
-    p = parse_parameters("x\nSteps: 20, Sampler: DPM++ SDE, Schedule type: Exponential, Seed: 1")
-    assert p.scheduler is None
-    assert p.problems and "'DPM++ SDE, Schedule type: Exponential'" in p.problems[0]
-    assert "Euler a" in p.problems[0]  # and what there is instead
+    p = parse_parameters("x\nSteps: 20, Sampler: DPM++ 2S a, Schedule type: Exponential, Seed: 1")
+    assert p.scheduler is None and p.schedule_type is None
+    assert p.problems and "'DPM++ 2S a, Schedule type: Exponential'" in p.problems[0]
+    assert "Euler a" in p.problems[0] and "SGM Uniform" in p.problems[0]  # and what there is instead
+    odd = parse_parameters("x\nSteps: 20, Sampler: Euler, Schedule type: Align Your Steps, Seed: 1")
+    assert odd.scheduler is None and "'Euler, Schedule type: Align Your Steps'" in odd.problems[0]
 
 
 def test_bad_numbers_are_problems_not_crashes():

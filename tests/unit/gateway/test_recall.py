@@ -29,7 +29,7 @@ def test_every_recorded_field_the_tab_has_is_filled(tabs):
     params = parse_parameters(A1111)
     values, warnings = values_for(built["inpaint"], params)
     assert values == {"prompt": "a castle", "negative_prompt": "lowres", "steps": 30, "guidance": 7.0,
-                      "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m_karras",
+                      "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m",
                       "strength": 0.75, "mask_blur": 4, "only_masked": False}  # no Inpaint area: whole picture
     # A LoRA is sent as its prompt tag; one recorded without a tag has no weight to send.
     assert warnings == ["LoRAs recorded without a <lora:...> tag in the prompt are left out: add_detail"]
@@ -54,10 +54,21 @@ def test_a1111s_inpaint_area_padding_masked_content_and_resize_mode_fill_the_inp
 
 def test_an_unknown_sampler_chooses_the_model_default_and_says_so(tabs):
     built, _row = tabs
-    params = parse_parameters("x\nSteps: 4, Sampler: DPM++ SDE, CFG scale: 7, Seed: 1, Size: 64x64")
+    params = parse_parameters("x\nSteps: 4, Sampler: DPM++ 2S a, CFG scale: 7, Seed: 1, Size: 64x64")
     values, warnings = values_for(built["txt2img"], params)
     assert values["scheduler"] == MODEL_DEFAULT
-    assert warnings == ["unknown sampler 'DPM++ SDE': the model's default is chosen instead"]
+    assert warnings == ["unknown sampler 'DPM++ 2S a': the model's default is chosen instead"]
+
+
+def test_a_schedule_type_the_tab_cannot_send_is_said(tabs):
+    built, _row = tabs
+    line = "x\nSteps: 4, Sampler: {}, CFG scale: 7, Seed: 1, Size: 64x64"
+    values, warnings = values_for(built["txt2img"], parse_parameters(line.format("Euler, Schedule type: Karras")))
+    assert values["scheduler"] == "euler"
+    assert warnings == [("schedule type Karras: this tab has no schedule type control, so Euler's Automatic "
+                         "(Uniform) is used and the result will differ")]
+    # DPM++ 2M's Automatic is Karras: the tab's request makes that very image, nothing to say.
+    assert values_for(built["txt2img"], parse_parameters(line.format("DPM++ 2M, Schedule type: Karras")))[1] == []
 
 
 def test_a_send_fills_the_fields_then_the_image_then_opens_the_tab(tabs):

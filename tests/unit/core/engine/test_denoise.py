@@ -76,7 +76,7 @@ def reference(mode, pipe, spec) -> list[np.ndarray]:
     """diffusers' own pipeline call (what the pipeline engine makes), one image per seed."""
     base = pipe.scheduler
     try:
-        pipe.scheduler = schedulers.fresh(spec.scheduler, base)
+        pipe.scheduler = schedulers.fresh(spec.scheduler, base, spec.schedule_type, spec.seeds)
         with torch.inference_mode():
             images = mode.run(pipe, [spec], [torch.Generator("cpu").manual_seed(s) for s in spec.seeds],
                               lambda p, i, t, kwargs: kwargs)
@@ -93,7 +93,8 @@ def served(mode, pipe, specs) -> list[list[np.ndarray]]:
             rows = []
             for spec in specs:
                 embeds = encode_prompt(pipe, spec)
-                rows.append([mode.admit(pipe, spec, embeds, seed, schedulers.fresh(spec.scheduler, base))
+                rows.append([mode.admit(pipe, spec, embeds, seed,
+                                        schedulers.fresh(spec.scheduler, base, spec.schedule_type, (seed,)))
                              for seed in spec.seeds])
             active = [row for spec_rows in rows for row in spec_rows]
             while active:

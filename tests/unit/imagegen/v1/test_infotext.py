@@ -8,8 +8,10 @@ from pathlib import Path
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1 import infotext
-from imagegen.v1.contract import SCHEDULER_LABELS
-from imagegen.v1.infotext import format_infotext, scheduler_for, split_infotext
+import pytest
+
+from imagegen.v1.contract import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
+from imagegen.v1.infotext import format_infotext, sampler_for, scheduler_for, split_infotext
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -52,16 +54,39 @@ def test_every_key_round_trips():
     assert infotext.parse_loras(params[infotext.LORA_HASHES]) == {"film": "0123456789ab", "pixel art": "ba98"}
 
 
+# Every sampler with every schedule type by the contract: what the services write reads back to the same
+# (sampler, schedule) that made it (Automatic for the sampler's own default).
+PAIRS = [(name, schedule) for name in SAMPLERS for schedule in SCHEDULE_TYPES]
+
+
+@pytest.mark.parametrize("name, schedule", PAIRS)
+def test_every_sampler_and_schedule_round_trip_through_infotext(name, schedule):
+    pairs = infotext.format_sampler(name, schedule)
+    text = format_infotext("p", "", {"Steps": 4, **pairs, "Seed": 1})
+    _prompt, _negative, read = split_infotext(text)
+    found = sampler_for(read["Sampler"], read.get(infotext.SCHEDULE_TYPE, ""))
+    assert found is not None and resolve_sampler(*found) == (name, schedule)
+    # A1111 1.9+'s form: the sampler's own label, the schedule apart, none for the sampler's own spacing
+    assert pairs[infotext.SAMPLER] == SAMPLERS[name][0]
+    assert (infotext.SCHEDULE_TYPE in pairs) == (schedule != "uniform" or SAMPLERS[name][1] != "uniform")
+
+
 def test_our_samplers_map_home_and_the_old_and_new_karras_spellings_agree():
-    for name, label in SCHEDULER_LABELS.items():
-        assert scheduler_for(label) == name
-    assert scheduler_for("DPM++ 2M Karras") == "dpmpp_2m_karras"  # before AUTOMATIC1111 1.9
-    assert scheduler_for("DPM++ 2M", "Karras") == "dpmpp_2m_karras"  # since 1.9
-    assert scheduler_for("DPM++ 2M", "Automatic") == "dpmpp_2m_karras"  # its default schedule there
-    assert scheduler_for("Euler a", "Automatic") == "euler_a"
-    assert scheduler_for("DPM++ 2M", "Uniform") == "dpmpp_2m"
-    assert scheduler_for("Euler", "Karras") is None  # no such scheduler here
-    assert scheduler_for("DPM++ SDE") is None
+    for name, (label, _automatic) in SAMPLERS.items():
+        assert sampler_for(label) == (name, "") and scheduler_for(label) == name
+    assert sampler_for("DPM++ 2M Karras") == ("dpmpp_2m", "karras")  # before AUTOMATIC1111 1.9
+    assert sampler_for("DPM++ 2M", "Karras") == ("dpmpp_2m", "karras")  # since 1.9
+    assert sampler_for("DPM++ 2M", "Automatic") == ("dpmpp_2m", "")  # its default schedule there (Karras)
+    assert resolve_sampler("dpmpp_2m") == ("dpmpp_2m", "karras")
+    assert resolve_sampler("dpmpp_2m_karras") == ("dpmpp_2m", "karras")  # the legacy request name
+    assert sampler_for("Euler a", "Automatic") == ("euler_a", "")
+    assert sampler_for("DPM++ 2M", "Uniform") == ("dpmpp_2m", "uniform")
+    assert sampler_for("Euler", "Karras") == ("euler", "karras")
+    assert sampler_for("DPM2 a Karras") == ("dpm2_a", "karras") and sampler_for("LMS Karras") == ("lms", "karras")
+    assert sampler_for("DPM++ 3M SDE Exponential") == ("dpmpp_3m_sde", "exponential")
+    assert sampler_for("DPM++ 2M Karras", "Exponential") is None  # two schedules at once
+    assert sampler_for("Euler", "Align Your Steps") is None  # a schedule type diffusers does not have
+    assert sampler_for("DPM++ 2S a") is None and sampler_for("DPM adaptive") is None  # none here
     assert infotext.sampler_as_written("DPM++ 2M", "Karras") == "DPM++ 2M, Schedule type: Karras"
     assert infotext.sampler_as_written("Euler a", "") == "Euler a"
 
@@ -80,12 +105,13 @@ def test_what_a_service_writes_the_client_reads_back_field_by_field():
         masked_content=pb.MASKED_CONTENT_LATENT_NOTHING)
     spec = check(request, load_config(MODE, [], environ={}))
     spec = dataclasses.replace(spec, requested_loras=(("film", 0.8),), lora_hashes=(("film", "01234567"),))
-    params = parse_parameters(spec.infotext(seed=7, sampler="DPM++ 2M Karras", model="tiny"))
+    params = parse_parameters(spec.infotext(seed=7, sampler=infotext.format_sampler("dpmpp_2m", "karras"),
+                                            model="tiny"))
     assert params.extra == {} and params.problems == ()  # every key written is one the reader knows
     assert params.request_fields() == {
         "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20,
-        "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m_karras",
-        "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True, "fit": None, "only_masked": True,
+        "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m",
+        "schedule_type": "karras", "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True, "fit": None, "only_masked": True,
         "only_masked_padding": 12, "masked_content": "latent nothing"}
     assert list(params.request_fields()) == [field.name for field in RECALLABLE]
     assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "01234567"})
@@ -175,6 +201,7 @@ def test_the_pairs_are_what_the_pattern_finds_everywhere():
 
 
 def test_scheduler_for_takes_a1111_api_forms():
-    assert scheduler_for("DPM++ 2M Karras", "Karras") == "dpmpp_2m_karras"  # legacy name and its schedule
-    assert scheduler_for("DPM++ 2M", "karras") == "dpmpp_2m_karras"  # a schedule's name, as SillyTavern sends
-    assert scheduler_for("Euler a", "automatic") == "euler_a"  # webuiapi's default
+    assert sampler_for("DPM++ 2M Karras", "Karras") == ("dpmpp_2m", "karras")  # legacy name and its schedule
+    assert sampler_for("DPM++ 2M", "karras") == ("dpmpp_2m", "karras")  # a schedule's name, as SillyTavern sends
+    assert sampler_for("Euler", "sgm_uniform") == sampler_for("Euler", "SGMUniform") == ("euler", "sgm_uniform")
+    assert sampler_for("Euler a", "automatic") == ("euler_a", "")  # webuiapi's default
