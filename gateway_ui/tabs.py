@@ -21,6 +21,7 @@ from services.client import make_request
 
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_inputs
+from .xyz.ui import build_xyz
 
 MODEL_DEFAULT = "model default"
 
@@ -326,6 +327,7 @@ class Tab:
     selected: object = None  # gr.State: the gallery index picked
     interrupt: object = None  # the Interrupt button: stops the running generation
     lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
+    xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
 
     @property
     def mode(self) -> str:
@@ -353,6 +355,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
+                xyz = build_xyz(mode) if spec.contract is TXT2IMG else None  # wired in app.py (the hub's)
             with gr.Column():
                 gallery = gr.Gallery(label="Result", type="filepath", format="png", interactive=False,
                                      elem_id=f"{mode}-gallery", columns=2)
@@ -365,5 +368,5 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker)
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker, xyz)
     return tab, button
