@@ -368,5 +368,6 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                                                    elem_id=f"{mode}-to-{target.name}")
                             for target in image_modes}
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker, xyz)
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
+              xyz)
     return tab, button

@@ -67,6 +67,7 @@ class Script:
     plot: Plot
     mode_list: str  # whose axis list the types index: txt2img's or img2img's
     arg_of: dict  # axis letter -> the position of its values in script_args (errors name it)
+    random_cells: bool = False  # "Keep -1 for seeds" with seed -1: each cell its own random seed
 
     @classmethod
     def parse(cls, req) -> "Script":
@@ -113,7 +114,8 @@ class Script:
                     include_sub_grids=_flag(args, "include_sub_grids"), no_fixed_seeds=no_fixed,
                     vary_seeds=tuple(_flag(args, f"vary_seeds_{letter}") for letter in "xyz"),
                     margin_size=int(margin))
-        return cls(plot, mode, {letter: _POSITION[f"{letter}_values"] for letter in "xyz"})
+        values_at = {letter: _POSITION[f"{letter}_values"] for letter in "xyz"}
+        return cls(plot, mode, values_at, no_fixed and req.seed == -1)
 
     @staticmethod
     def base(req):
@@ -124,6 +126,8 @@ class Script:
         """Every cell's request (asks GetInfo for the checkpoint names: a thread's work)."""
         models = [m.name for m in hub.backends[mode].info().models] if any(
             a.axis.field == "model" for a in self.plot.axes.values()) else []
+        if self.random_cells:
+            base_request.params.ClearField("seed")  # mapping fixed one; A1111 keeps -1 here
         try:
             return [cell.request for cell in cells(self.plot, base_request, models, schedule)]
         except PlotError as err:

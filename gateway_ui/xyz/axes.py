@@ -173,7 +173,8 @@ def _expand(value: str, kind: type, axis: str) -> list:
         return [_number(value, kind)] if kind is not str else [value]
     except ValueError:
         what = "a whole number" if kind is int else "a number"
-        raise PlotError(axis, f"{value!r} is not {what} (nor a range such as 1-5, 1-5 (+2) or 1-10 [5])") from None
+        ranges = "1-5, 1-5 (+2) or 1-10 [5]"
+        raise PlotError(axis, f"{value!r} is not {what} (nor a range such as {ranges})") from None
 
 
 def parse_values(axis: Axis, text: str, where: str = "x") -> list:

@@ -64,8 +64,8 @@ def annotate(im: Image.Image, width: int, height: int, hor_texts: list[str], ver
     ver_heights = [sum(size[1] + spacing for _, size, _ in lines) - spacing * len(lines) for lines in ver]
     pad_top = 0 if sum(hor_heights) == 0 else max(hor_heights) + spacing * 2
 
-    result = Image.new("RGB", (im.width + pad_left + margin * (cols - 1), im.height + pad_top + margin * (rows - 1)),
-                       BACKGROUND)
+    size = (im.width + pad_left + margin * (cols - 1), im.height + pad_top + margin * (rows - 1))
+    result = Image.new("RGB", size, BACKGROUND)
     for row in range(rows):
         for col in range(cols):
             cell = im.crop((width * col, height * row, width * (col + 1), height * (row + 1)))

@@ -177,7 +177,8 @@ def _apply(axis: AxisValues, value, request, models, schedule: str) -> None:
         request.strength = value
 
 
-def _vary_seed(request, vary: tuple[bool, bool, bool], index: tuple[int, int, int], size: tuple[int, int]) -> None:
+def _vary_seed(request, vary: tuple[bool, bool, bool], index: tuple[int, int, int],
+               size: tuple[int, int]) -> None:
     """A1111's "Vary seeds for X/Y/Z": each cell along a varied axis takes the next seed."""
     params = request.params
     if not any(vary) or not params.HasField("seed"):

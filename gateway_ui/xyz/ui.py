@@ -48,8 +48,9 @@ def build_xyz(mode: str) -> XYZControls:
         for letter, default in (("x", "Seed"), ("y", "Nothing"), ("z", "Nothing")):
             with gr.Row():
                 # allow_custom_value: an API caller's unknown type reaches plot_of, which names the axis.
-                fields[f"{letter}_type"] = gr.Dropdown(labels, value=default, label=f"{letter.upper()} type",
-                                                       allow_custom_value=True, elem_id=f"{mode}-xyz-{letter}-type")
+                fields[f"{letter}_type"] = gr.Dropdown(
+                    labels, value=default, label=f"{letter.upper()} type", allow_custom_value=True,
+                    elem_id=f"{mode}-xyz-{letter}-type")
                 fields[f"{letter}_values"] = gr.Textbox(label=f"{letter.upper()} values", placeholder=HINT,
                                                         elem_id=f"{mode}-xyz-{letter}-values")
         with gr.Row():
@@ -127,7 +128,8 @@ def _run(gateway, tab, named: dict, progress, owner: str):
     outcomes = follow_all(hub, mode, requests, owner,
                           lambda done, total: progress((done, total), desc=f"{SCRIPT}: {done}/{total} cells",
                                                        unit="cells"))
-    failure = next((o for o in outcomes if isinstance(o, GenerationError) and not isinstance(o, Interrupted)), None)
+    failure = next((o for o in outcomes if isinstance(o, GenerationError) and not isinstance(o, Interrupted)),
+                   None)
     if failure is not None:
         raise gr.Error(str(failure), title=f"{tab.spec.contract.label} error", print_exception=False)
     plotted = draw(plot, outcomes)
