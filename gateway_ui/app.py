@@ -40,6 +40,7 @@ from .outputs import OutputStore, SaveError
 from .png_info import build_png_info, parameters_of, wire_png_info
 from .styles import StyleBook, UnknownStyle, apply_styles
 from .tabs import TABS, InputError, Tab, build_tab
+from .xyz.ui import wire_xyz
 
 log = logging.getLogger("gateway")
 
@@ -237,6 +238,8 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
                 # stays in the result area.
                 tab.interrupt.click(interrupter(gateway, tab.mode), None, None, cancels=[running],
                                     api_visibility="private")
+                if tab.xyz is not None:  # its own button and API endpoint (/txt2img_xyz)
+                    wire_xyz(gateway, tab, tab.xyz, lambda request: tab_owner(session_of(request)), concurrency)
             png_image, png_view, png_send = build_png_info()
             history = build_history(outputs)
 

@@ -22,6 +22,7 @@ from services.client import make_request
 from . import checkpoints
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_inputs
+from .xyz.ui import build_xyz
 
 MODEL_DEFAULT = "model default"
 
@@ -344,6 +345,7 @@ class Tab:
     interrupt: object = None  # the Interrupt button: stops the running generation
     lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
+    xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
 
     @property
     def styles(self):
@@ -392,6 +394,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
+                xyz = build_xyz(mode) if spec.contract is TXT2IMG else None  # wired in app.py (the hub's)
             with gr.Column():
                 gallery = gr.Gallery(label="Result", type="filepath", format="png", interactive=False,
                                      elem_id=f"{mode}-gallery", columns=2)
@@ -408,5 +411,5 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
               "styles": styles}
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
-              refresh)
+              refresh, xyz)
     return tab, button

@@ -32,6 +32,7 @@ from ..backend import GenerationError, Interrupted
 from ..hub import Hub
 from ..outputs import SaveError
 from ..styles import UnknownStyle
+from ..xyz.run import draw
 from . import catalog
 from .access import owner_dependency
 from .errors import field_error, from_generation
@@ -40,6 +41,7 @@ from .models import Img2ImgRequest, Txt2ImgRequest, _Request
 from .options import CHECKPOINT, Options, model_for, sd_models
 from .routing import MB, route_class
 from .tasks import Task, Tasks
+from .xyz import script_of
 
 log = logging.getLogger("gateway")
 
@@ -62,10 +64,14 @@ class Generator:
 
     async def run(self, req: _Request, owner: str, request: Request) -> dict:
         chosen = self.options.explicit(owner)
-        work = plan(self._styled(req), chosen)
+        script = script_of(req)  # the x/y/z plot: its cells are the call's requests
+        work = plan(self._styled(script.base(req) if script else req), chosen)
         model = await run_in_threadpool(self._model, req, chosen, work.mode)
         for one in work.requests:
             one.params.model = model
+        if script:
+            work.requests = await run_in_threadpool(script.requests, work.requests[0], self.hub, work.mode,
+                                                    req.scheduler or "")
         task = self.tasks.open(owner, work.mode, len(work.requests))
         try:
             task.jobs = [self.hub.start(work.mode, r, owner) for r in work.requests]
@@ -81,9 +87,12 @@ class Generator:
         if failure is not None:
             raise from_generation(failure, a1111_field)
         results = [o for o in outcomes if isinstance(o, Result)]  # stopped batches leave nothing
-        if req.save_images and results:
-            await run_in_threadpool(self._save, work.mode, results)
-        return answer(req, work, results, task)
+        plotted = await run_in_threadpool(draw, script.plot, outcomes) if script else None
+        saved = plotted.saved if plotted else [image for result in results for image in result.images]
+        if req.save_images and saved:
+            await run_in_threadpool(self._save, work.mode, saved)
+        reply = answer(req, work, results, task)
+        return script.answer(reply, plotted, req.send_images) if script else reply
 
     def _styled(self, req: _Request) -> _Request:
         """The request with its styles applied to its prompts (a 422 naming `styles` for an unknown one)."""
@@ -130,9 +139,9 @@ class Generator:
         finally:
             self.tasks.batch_ended(task)
 
-    def _save(self, mode: str, results: list[Result]) -> None:
+    def _save(self, mode: str, images: list) -> None:
         try:
-            self.hub.save(mode, [image for result in results for image in result.images])
+            self.hub.save(mode, images)
         except SaveError as err:  # the images are still returned; the operator's log says why
             log.warning("A1111 API: %s images not saved: %s", mode, err)
 
