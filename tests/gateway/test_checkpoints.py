@@ -22,7 +22,7 @@ from tests.conftest import CACHE_DIR, RunningGateway, RunningService, wait_for
 from tests.services.test_model_pool import pixels, reseeded
 
 SETTINGS = {"prompt": "a fox", "negative_prompt": "", "steps": 3, "guidance": 7.5, "width": 64, "height": 64,
-            "seed": 5}
+            "seed": 5, "scheduler": "euler"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def hashes(service) -> dict:
 def direct(service, model: str) -> np.ndarray:
     """The service's own image for SETTINGS and `model`, called without the gateway."""
     request = make_request("txt2img", SETTINGS["prompt"], steps=SETTINGS["steps"], guidance_scale=7.5,
-                           width=64, height=64, seed=SETTINGS["seed"], model=model)
+                           width=64, height=64, seed=SETTINGS["seed"], model=model, scheduler="euler")
     return pixels(service.client.generate(request).images[0])
 
 
