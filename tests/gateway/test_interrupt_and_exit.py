@@ -23,7 +23,7 @@ def test_interrupt_is_an_info_note_not_an_error_or_a_warning(services, caplog):
     service = services["txt2img"]
     gw = RunningGateway({mode: s.address for mode, s in services.items()}, preview_every=1, preview_ms=0)
     session, outcome = uuid.uuid4().hex, []
-    long_run = ["a slow fox", "", 150, 7.5, 256, 256, 1, 1, "model default", 1]
+    long_run = ["a slow fox", "", 150, 7.5, 256, 256, 1, 1, "model default", 1, None, []]  # model, styles: defaults
     try:
         with caplog.at_level(logging.INFO, logger="gateway"):
             running = threading.Thread(target=lambda: outcome.append(
