@@ -145,7 +145,8 @@ def _watch(pushed: Pushed, server: grpc.Server, parent: int) -> None:
 
 
 def _tls(settings: dict) -> TlsFiles:
-    return TlsFiles(*(Path(settings[key]) if settings.get(key) else None for key in ("cert", "key", "client_ca")))
+    paths = (settings.get(key) for key in ("cert", "key", "client_ca"))
+    return TlsFiles(*(Path(path) if path else None for path in paths))
 
 
 def main() -> int:

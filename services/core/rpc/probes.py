@@ -23,7 +23,7 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health
 
-from .probe_child import BEAT_S, HEALTH, INFO, SETTINGS, BEAT, write_frame
+from .probe_child import BEAT, BEAT_S, HEALTH, INFO, SETTINGS, write_frame
 from .security import BindError, TlsFiles
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class ProbeProcess:
 
     def __init__(self, address: str, tls: TlsFiles, token: str | None, service_name: str, max_send: int,
                  log_level: str = "INFO"):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(_ROOT), os.environ.get("PYTHONPATH"))))}
+        paths = os.pathsep.join(filter(None, (str(_ROOT), os.environ.get("PYTHONPATH"))))
+        env = {**os.environ, "PYTHONPATH": paths}
         self._proc = subprocess.Popen([sys.executable, "-m", "services.core.rpc.probe_child"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._lock = threading.Lock()  # one frame at a time on the pipe
@@ -101,7 +102,8 @@ class ProbeProcess:
         if "port" in reply:
             return reply["port"]
         self._end()
-        raise BindError(reply.get("error") or f"the probe process did not start (exit code {self._proc.returncode})")
+        started = f"the probe process did not start (exit code {self._proc.returncode})"
+        raise BindError(reply.get("error") or started)
 
     def start(self, health_servicer: PushedHealth, get_info: Callable[[], bytes]) -> None:
         self._get_info = get_info
