@@ -71,19 +71,22 @@ class PushedHealth(health.HealthServicer):
 
 class ProbeProcess:
     """The probe port's child process, from the service's side. Created bound (BindError otherwise) and
-    answering NOT_SERVING; `start` attaches the service's health and starts the heartbeat, which also
-    carries the ServiceInfo whenever its bytes change; `stop` closes the child's stdin, which ends it."""
+    answering NOT_SERVING; `start` attaches the service's health and starts the one thread that writes
+    to the child: each health change at once, the ServiceInfo whenever its bytes change, and a heartbeat
+    every BEAT_S. One writer: a child that stops reading stalls that thread, never the service's calls
+    or its drain. `stop` closes the child's stdin, which ends it."""
 
     def __init__(self, address: str, tls: TlsFiles, token: str | None, service_name: str, max_send: int,
                  log_level: str = "INFO"):
         paths = os.pathsep.join(filter(None, (str(_ROOT), os.environ.get("PYTHONPATH"))))
-        env = {**os.environ, "PYTHONPATH": paths}
         self._proc = subprocess.Popen([sys.executable, "-m", "services.core.rpc.probe_child"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self._lock = threading.Lock()  # one frame at a time on the pipe
-        self._info_lock = threading.Lock()  # the info sent is the latest computed
-        self._stopped = threading.Event()
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      env={**os.environ, "PYTHONPATH": paths})
+        self._wake, self._stopped = threading.Event(), threading.Event()
+        self._health: dict | None = None  # the latest snapshot not yet written
+        self._health_lock = threading.Lock()
         self._sent_info: bytes | None = None
+        self._writer: threading.Thread | None = None
         settings = {"address": address, "service": service_name, "token": token, "max_send": max_send,
                     "log_level": log_level, "cert": _path(tls.cert), "key": _path(tls.key),
                     "client_ca": _path(tls.client_ca)}
@@ -107,48 +110,59 @@ class ProbeProcess:
 
     def start(self, health_servicer: PushedHealth, get_info: Callable[[], bytes]) -> None:
         self._get_info = get_info
-        health_servicer.attach(self._tell_health)
-        threading.Thread(target=self._beat, name="probe-heartbeat", daemon=True).start()
+        health_servicer.attach(self._health_changed)
+        self._writer = threading.Thread(target=self._write, name="probe-writer", daemon=True)
+        self._writer.start()
 
-    def _tell_health(self, snapshot: dict) -> None:
-        self._tell_info()  # the info a new status goes with (the model loaded, say) arrives first
-        self._send(HEALTH, json.dumps(snapshot).encode())
+    def _health_changed(self, snapshot: dict) -> None:
+        with self._health_lock:
+            self._health = snapshot
+        self._wake.set()
+
+    def _write(self) -> None:
+        while not self._stopped.is_set():
+            woken = self._wake.wait(BEAT_S)
+            self._wake.clear()
+            with self._health_lock:
+                health, self._health = self._health, None
+            # The info first: a new status (SERVING once loaded) comes with the info that goes with it.
+            told = self._tell_info()
+            if health is not None:
+                self._send(HEALTH, json.dumps(health).encode())
+            elif not told and not woken:
+                self._send(BEAT)
 
     def _tell_info(self) -> bool:
         """Send the ServiceInfo if its bytes changed since last sent; whether it did."""
-        with self._info_lock:
-            if self._stopped.is_set():
-                return False
-            try:
-                info = self._get_info()
-            except Exception:  # noqa: BLE001 - the probe keeps the last info; the service's port reports it
-                log.debug("GetInfo for the probe port failed", exc_info=True)
-                return False
-            if info == self._sent_info:
-                return False
-            self._sent_info = info
-            self._send(INFO, info)
-            return True
-
-    def _beat(self) -> None:
-        while not self._stopped.wait(BEAT_S):
-            if not self._tell_info():
-                self._send(BEAT)
+        try:
+            info = self._get_info()
+        except Exception:  # noqa: BLE001 - the probe keeps the last info; the service's port reports it
+            log.debug("GetInfo for the probe port failed", exc_info=True)
+            return False
+        if info == self._sent_info:
+            return False
+        self._sent_info = info
+        self._send(INFO, info)
+        return True
 
     def _send(self, kind: bytes, payload: bytes = b"") -> None:
-        with self._lock:
-            if self._stopped.is_set() or self._proc.stdin.closed:
-                return
-            try:
-                write_frame(self._proc.stdin, kind, payload)
-            except OSError:  # the child died: probes there fail, as they should for a broken pod
-                log.error("the probe process (port %s) has gone (exit code %s)", getattr(self, "port", "?"),
-                          self._proc.poll())
-                self._stopped.set()
+        if self._stopped.is_set():
+            return
+        try:
+            write_frame(self._proc.stdin, kind, payload)
+        except (OSError, ValueError):  # the child died: probes there fail, as they should for a broken pod
+            log.error("the probe process (port %s) has gone (exit code %s)", getattr(self, "port", "?"),
+                      self._proc.poll())
+            self._stopped.set()
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopped.set()
+        self._stopped.set()
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(2)
+            if self._writer.is_alive():  # stuck writing to a child that stopped reading
+                self._proc.kill()
+                self._writer.join()
         self._end()
 
     def _end(self) -> None:
