@@ -38,9 +38,10 @@ log = logging.getLogger("imagegen.probe")
 _HEADER = struct.Struct(">cI")
 SETTINGS, HEALTH, INFO, BEAT = b"S", b"H", b"I", b"B"
 BEAT_S = 1.0
-# Far above the longest the service's heartbeat thread has waited for its GIL under the largest burst
-# the limits admit (bench: "probe port"), so load never reads as a hang; within the Kubernetes
-# readiness window (2 failures x 5 s) plus one period, so a hung pod stops taking traffic soon.
+# Load must not read as a hang: under the largest burst the limits admit, a health check on the service's
+# own port (which waits for the GIL as the heartbeat thread does, and for gRPC's poller besides) took at
+# most 3-4.5 s (bench: "probe"). A hang should still leave traffic soon: 10 s is about the Kubernetes
+# readiness window (2 failures x 5 s), and far inside liveness's 60 s.
 STALE_S = 10.0
 _THREADS = 4  # probes are quick, and a Watch holds no thread (the health servicer is non-blocking)
 _MAX_RECEIVE = 64 * 1024  # far above a HealthCheckRequest or a GetInfoRequest
