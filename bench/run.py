@@ -7,6 +7,7 @@ between numbers measured in this run (medians over repeats, after warm-up), neve
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
@@ -441,6 +442,69 @@ def bench_gpu() -> list[tuple]:
     return rows
 
 
+def noise_png(size: int) -> bytes:
+    """Random pixels: PNG cannot compress them, so the upload is as big as the size allows (50 MB at 4096)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def bench_probe(uploads: int = 40, size: int = 4096) -> list[tuple]:
+    """Health on the probe port (its own process) and on --port while `uploads` inputs of size x size
+    arrive at once, timed by a process of its own."""
+    from services.client import ImageGenClient, make_request
+
+    probe_port = free_port()
+    service = Service("img2img", "--health-port", str(probe_port), "--warmup", "false")
+    big = make_request("img2img", "a red fox", steps=2, width=64, height=64, seed=7, image=noise_png(size))
+    prober = subprocess.Popen(
+        [sys.executable, "-m", "bench.health_prober", f"127.0.0.1:{probe_port}", service.address],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    outcomes = []
+
+    def upload():
+        with ImageGenClient("img2img", service.address, retries=0, timeout=600) as client:
+            try:
+                client.generate(big)
+                outcomes.append("OK")
+            except Exception as exc:  # noqa: BLE001 - "busy" (or any other) still counts as arrived
+                outcomes.append(type(exc).__name__)
+
+    try:
+        assert prober.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # a few quiet answers first
+        callers = [threading.Thread(target=upload) for _ in range(uploads)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        out, _ = prober.communicate("", timeout=120)
+    finally:
+        if prober.poll() is None:
+            prober.kill()
+        service.stop()
+    answers = json.loads(out.splitlines()[-1])
+    rows = []
+    for label, address in (("probe port", f"127.0.0.1:{probe_port}"), ("--port", service.address)):
+        took = [seconds for seconds, _status in answers[address]]
+        wrong = sum(status != "SERVING" for _seconds, status in answers[address])
+        worst = max(took)
+        detail = f"median {statistics.median(took) * 1000:.0f} ms over {len(took)}"
+        detail += f", {wrong} not SERVING" if wrong else ""
+        target = ("meets" if worst < 1.0 and not wrong else "misses") + " < 1 s, all SERVING"
+        rows.append((f"health on the {label} during {uploads} uploads of {size}x{size}", f"worst {worst:.2f} s",
+                     detail, target if label == "probe port" else ""))
+    rows.append(("uploads answered", f"{len(outcomes)} of {uploads}",
+                 ", ".join(f"{outcomes.count(kind)} {kind}" for kind in sorted(set(outcomes))), ""))
+    return rows
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -468,7 +532,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
-    parser.add_argument("--sections", default="overhead,throughput,engine,previews,cold start,cancel,gpu",
+    parser.add_argument("--sections",
+                        default="overhead,throughput,engine,previews,cold start,cancel,probe,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -481,6 +546,7 @@ def main(argv=None) -> int:
         ("previews", lambda: bench_previews(args.clients, 2)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
+        ("probe", bench_probe),
         ("gpu", bench_gpu),
     ]
     wanted = {name.strip() for name in args.sections.split(",")}
@@ -513,6 +579,8 @@ def main(argv=None) -> int:
         "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, twice, the three services "
                   "taking turns, 256x256; mixed = steps "
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
+        "probe": "probe: img2img, 40 concurrent 4096x4096 uploads of noise (~50 MB each), health timed "
+                 "by a process of its own on both ports",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

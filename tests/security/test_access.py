@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 from pathlib import Path
@@ -100,6 +101,32 @@ def token_service(tmp_path_factory):
     service = RunningService("txt2img", "--auth-token-file", str(token_file), "--warmup", "false")
     yield service
     service.stop()
+
+
+def test_the_probe_port_serves_mutual_tls_as_the_service_port_does(pki, tmp_path):
+    cert, key = pki["server"]
+    client_cert, client_key = pki["client"]
+    token_file = tmp_path / "token"
+    token_file.write_text("probe-token")
+    service = RunningService("txt2img", "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca",
+                             str(pki["ca"]), "--auth-token-file", str(token_file), "--health-port", "0",
+                             "--warmup", "false")
+    probe = f"127.0.0.1:{service.server.probe_port}"
+    trusted = ClientSecurity(ca=pki["ca"], cert=client_cert, key=client_key)
+    try:
+        with ImageGenClient("txt2img", probe, retries=0) as plain:
+            assert plain.health(timeout=2) == "UNREACHABLE"  # plaintext is refused there too
+        with ImageGenClient("txt2img", probe, security=ClientSecurity(ca=pki["ca"]), retries=0) as anonymous:
+            assert anonymous.health(timeout=2) == "UNREACHABLE"  # no client certificate
+        with ImageGenClient("txt2img", probe, security=trusted, retries=0) as client:
+            assert client.wait_until_serving(10)  # health stays open to a trusted client without the token
+            with pytest.raises(grpc.RpcError) as denied:
+                client.info()
+            assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with ImageGenClient("txt2img", probe, security=dataclasses.replace(trusted, token="probe-token")) as client:
+            assert client.info().mode == "txt2img"
+    finally:
+        service.stop()
 
 
 def test_token_is_required_for_generation(token_service):

@@ -9,7 +9,7 @@ import pytest
 from imagegen.v1.contract import IMG2IMG
 from services.client import ClientSecurity, ImageGenClient
 from services.core.rpc.server import BindError, create_server
-from tests.conftest import SERVER_MODES, RunningService, request_for, service_config
+from tests.conftest import SERVER_MODES, RunningService, request_for, service_config, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +20,15 @@ def probed():
 
 
 def test_health_follows_the_service_on_both_ports(probed):
+    # The probe port's process hears of each change over a pipe: the same answers, moments later.
     probe = f"127.0.0.1:{probed.server.probe_port}"
     with ImageGenClient("img2img", probe) as client:
         assert client.health() == probed.client.health() == "NOT_SERVING"  # loading
         probed.runtime.load()
-        assert client.health() == probed.client.health() == "SERVING"
-        assert client.info() == probed.client.info()
+        assert probed.client.health() == "SERVING"
+        assert wait_for(lambda: client.health() == "SERVING", timeout=5)
+        assert wait_for(lambda: client.info() == probed.client.info(), timeout=5), client.info()
+        assert client.info().device  # the loaded model's ("" while loading)
 
 
 def test_the_probe_port_takes_no_generation(probed):

@@ -1,6 +1,8 @@
-"""Transport security: TLS / mutual TLS server credentials, and reading the shared token.
+"""Transport security: TLS / mutual TLS server credentials, binding a port with them, and reading the
+shared token.
 
-The token itself is checked by interceptors.TokenInterceptor.
+The token itself is checked by interceptors.TokenInterceptor. Light on imports: the probe process
+(probe_child.py) binds its port with the same code.
 """
 
 from __future__ import annotations
@@ -28,6 +30,24 @@ def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(pairs, root_certificates=tls.client_ca.read_bytes(),
                                            require_client_auth=True)
     return grpc.ssl_server_credentials(pairs)
+
+
+class BindError(Exception):
+    pass
+
+
+def bind_port(server: grpc.Server, address: str, tls: TlsFiles) -> int:
+    """Listen on `address` (TLS when `tls` is enabled); the port bound, or BindError saying why not."""
+    try:
+        if tls.enabled:
+            port = server.add_secure_port(address, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise BindError(f"could not listen on {address}: {exc}") from None
+    if port == 0:
+        raise BindError(f"could not listen on {address} (in use, or not an address of this machine)")
+    return port
 
 
 def read_token(path: Path | None, value: str | None) -> str | None:

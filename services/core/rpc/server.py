@@ -1,7 +1,8 @@
 """Server bootstrap shared by the three modes: health, reflection, interceptors, graceful stop.
 
 `create_server` builds and binds (tests use it with port 0); `serve` runs one until SIGTERM. With
---health-port, health and GetInfo are also served on a port of their own (probes.py says why).
+--health-port, health and GetInfo are also served on a port of their own, by a child process (probes.py
+says why).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import time
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from imagegen.v1 import imagegen_pb2 as pb
 
 from ..config import ServiceConfig, load_config
 from ..mode import Mode
 from ..work.runtime import ModeRuntime
 from .interceptors import ErrorInterceptor, MetricsInterceptor, TokenInterceptor
-from .probes import Servers, create_probe_server
-from .security import TlsFiles, server_credentials
+from .probes import ProbeProcess, PushedHealth, Servers
+from .security import BindError, TlsFiles, bind_port
 from .servicer import ModeServicer
 
 log = logging.getLogger("imagegen")
@@ -31,27 +34,10 @@ log = logging.getLogger("imagegen")
 _SPARE_THREADS = 16
 
 
-class BindError(Exception):
-    pass
-
-
-def _bind(server: grpc.Server, address: str, tls: TlsFiles) -> int:
-    try:
-        if tls.enabled:
-            port = server.add_secure_port(address, server_credentials(tls))
-        else:
-            port = server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise BindError(f"could not listen on {address}: {exc}") from None
-    if port == 0:
-        raise BindError(f"could not listen on {address} (in use, or not an address of this machine)")
-    return port
-
-
 def create_server(mode: Mode, config: ServiceConfig) -> tuple[Servers, int, ModeRuntime]:
     """Build the server for `mode` (and its probe server, with a health port) and bind them. Not
     started; the model is not loaded yet."""
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = PushedHealth()  # its statuses also go to the probe port's process
     runtime = ModeRuntime(mode, config, health_servicer)
     max_bytes = config.limits.max_message_bytes
     # Metrics outermost: they see the status code the error interceptor (or the token check) set.
@@ -83,17 +69,20 @@ def create_server(mode: Mode, config: ServiceConfig) -> tuple[Servers, int, Mode
         server,
     )
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
-    port = _bind(server, f"{config.host}:{config.port}", tls)
+    port = bind_port(server, f"{config.host}:{config.port}", tls)
     if config.health_port < 0:
         return Servers(server), port, runtime
-    probe = create_probe_server(mode.full_service_name, health_servicer, servicer.GetInfo, interceptors,
-                                max_bytes, mode.name)
     try:
-        probe_port = _bind(probe, f"{config.host}:{config.health_port}", tls)
+        probe = ProbeProcess(f"{config.host}:{config.health_port}", tls, config.auth_token,
+                             mode.full_service_name, max_bytes, config.log_level)
     except BindError as exc:
         server.stop(0)
         raise BindError(f"health port: {exc}") from None
-    return Servers(server, probe, probe_port), port, runtime
+
+    def info() -> bytes:  # what the probe port answers to any GetInfo: the service's own answer
+        return servicer.GetInfo(pb.GetInfoRequest(), None).SerializeToString()
+
+    return Servers(server, probe, health_servicer, info), port, runtime
 
 
 def _setup_logging(level: str) -> None:
