@@ -84,6 +84,9 @@ class ModeServicer:
         self.runtime = runtime
         self.mode = runtime.mode
         self.config = runtime.config
+        # Read once, here (before serving): it looks into diffusers' classes, and diffusers' lazy module
+        # loses attributes when a GetInfo thread and the loading thread import from it at once.
+        self.samplers = sampler_infos()
 
     def _start(self, request, context, streaming: bool, entry: Entry):
         arrived = time.monotonic()
@@ -148,7 +151,7 @@ class ModeServicer:
             inpaint_model=model.kind.inpaint if model else False,
             loras=loras.names(cfg.lora_dir),
             max_clip_skip=model.max_clip_skip if model else MAX_CLIP_SKIP,
-            samplers=sampler_infos(),
+            samplers=self.samplers,
             models=[self._model_info(entry) for entry in self.runtime.catalog.entries.values()],
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
