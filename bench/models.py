@@ -49,7 +49,7 @@ def switch_cost(folder: Path, repeats: int) -> list[tuple]:
         return load_model(MODE, replace(config, model=source))
 
     def moves(ram_cache_gb: float) -> tuple[str, dict[str, list[float]]]:
-        """Alternate the two models on a pool of one device slot; each get's seconds, by where it came from."""
+        """Alternate the two models on a pool of one device slot: each get's seconds, by its source."""
         first = load(config.model)
         pool = ModelPool(Catalog.build(config.model, folder, MODE.contract.takes_mask), load, first.device,
                          max_loaded=1, ram_cache_bytes=int(ram_cache_gb * GB))
@@ -108,13 +108,14 @@ def crowds(folder: Path, clients: int, per_client: int, rounds: int = 2) -> list
             concurrent_rate(services[slots], clients, 1, crowd_request(workload))  # warm-up: beta loads here
         for _round in range(rounds):
             for slots, workload in order:
-                before = moved(services[slots])
+                before = moved(services[slots])  # (loads, switches)
                 started = time.perf_counter()
-                _rate, latencies = concurrent_rate(services[slots], clients, per_client, crowd_request(workload))
+                service = services[slots]
+                _rate, latencies = concurrent_rate(service, clients, per_client, crowd_request(workload))
                 seconds, pooled = results.get((slots, workload), (0.0, []))
                 results[slots, workload] = (seconds + time.perf_counter() - started, pooled + latencies)
                 was = moves.get((slots, workload), (0, 0))
-                moves[slots, workload] = tuple(w + a - b for w, a, b in zip(was, moved(services[slots]), before))
+                moves[slots, workload] = tuple(w + a - b for w, a, b in zip(was, moved(service), before))
     finally:
         for service in services.values():
             service.stop()

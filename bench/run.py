@@ -43,7 +43,8 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{mode}", "--model", model, "--port", str(self.port),
              # No probe port: its fixed default would clash between services side by side.
-             "--metrics-port", str(self.metrics_port), "--health-port", "-1", "--log-level", "WARNING", *args],
+             "--metrics-port", str(self.metrics_port), "--health-port", "-1", "--log-level", "WARNING",
+             *args],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors,
         )
         self.address = f"127.0.0.1:{self.port}"
@@ -479,7 +480,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
-    parser.add_argument("--sections", default="overhead,throughput,engine,models,previews,cold start,cancel,gpu",
+    parser.add_argument("--sections",
+                        default="overhead,throughput,engine,models,previews,cold start,cancel,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -525,9 +527,9 @@ def main(argv=None) -> int:
         "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, twice, the three services "
                   "taking turns, 256x256; mixed = steps "
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
-        "models": f"models: two tiny checkpoints of different seeds in one --models-dir; switch = ModelPool.get, "
-                  f"median of {args.repeats}; crowds: {args.clients} clients x {args.per_client} requests, twice, "
-                  "256x256, 20 steps, the two services taking turns",
+        "models": f"models: two tiny checkpoints of different seeds in one --models-dir; switch = "
+                  f"ModelPool.get, median of {args.repeats}; crowds: {args.clients} clients x "
+                  f"{args.per_client} requests, twice, 256x256, 20 steps, the two services taking turns",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

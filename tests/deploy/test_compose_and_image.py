@@ -229,7 +229,9 @@ def test_each_mode_serves_the_checkpoints_volume_read_only_with_its_pool_setting
     service = merge(load("compose.yaml"), load(variant))["services"][mode]
     assert "${CHECKPOINTS_DIR:-checkpoints}:/checkpoints:ro" in service["volumes"]
     assert "checkpoints" in load("compose.yaml")["volumes"]  # the default: a named volume
-    defaults = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in service["environment"].items()}
+    # Each ${VARIABLE:-default} as compose reads it with the variable unset.
+    defaults = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+                for name, value in service["environment"].items()}
     assert pool_settings(mode, defaults) == ("/checkpoints", 1, 8.0)
 
 
@@ -238,8 +240,8 @@ def test_the_operator_s_checkpoints_folder_and_pool_settings_reach_every_mode(va
     # docker-compose 1.29 renders the files as they run, with an operator's settings (no engine needed).
     assert shutil.which("docker-compose"), "docker-compose is not installed: make docker-tools"
     settings = {"CHECKPOINTS_DIR": "/srv/sd-models", "MAX_LOADED": "2", "RAM_CACHE_GB": "12"}
-    done = subprocess.run(["docker-compose", "--project-name", "check", "--file", "compose.yaml", "--file", variant,
-                           "config"], cwd=DEPLOY, capture_output=True, text=True, timeout=60,
+    done = subprocess.run(["docker-compose", "--project-name", "check", "--file", "compose.yaml", "--file",
+                           variant, "config"], cwd=DEPLOY, capture_output=True, text=True, timeout=60,
                           env={**os.environ, **settings})
     assert done.returncode == 0, done.stderr
     rendered = yaml.safe_load(done.stdout)["services"]
