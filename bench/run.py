@@ -40,15 +40,25 @@ class Service:
 
         self.port, self.metrics_port = free_port(), free_port()
         self.started = time.monotonic()
+        errors = tempfile.TemporaryFile()  # what it says if it fails to start
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{mode}", "--model", model, "--port", str(self.port),
-             "--metrics-port", str(self.metrics_port), "--log-level", "WARNING", *args],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             # No probe port (its fixed default would clash between services side by side) unless args give one.
+             "--metrics-port", str(self.metrics_port), "--health-port", "-1", "--log-level", "WARNING",
+             *args],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors,
         )
         self.address = f"127.0.0.1:{self.port}"
         self.client = ImageGenClient(mode, self.address, timeout=600, retries=10)
-        if not self.client.wait_until_serving(300):
-            raise RuntimeError(f"{mode} did not become SERVING")
+        # A process that exits (a port taken between free_port and its bind, on a shared machine) fails now,
+        # with its last words, rather than after the whole wait.
+        deadline = self.started + 300
+        while not self.client.wait_until_serving(2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                errors.seek(0)
+                raise RuntimeError(f"{mode} did not become SERVING: {errors.read().decode()[-300:].strip()}")
+        errors.close()
         self.serving_after = time.monotonic() - self.started
 
     def metric(self, name: str) -> float:
@@ -528,12 +538,14 @@ def machine() -> str:
 
 
 def main(argv=None) -> int:
+    from bench.models import bench_models  # it imports this module's Service
+
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
     parser.add_argument("--sections",
-                        default="overhead,throughput,engine,previews,cold start,cancel,probe,gpu",
+                        default="overhead,throughput,engine,models,previews,cold start,cancel,probe,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -543,6 +555,7 @@ def main(argv=None) -> int:
         ("overhead", lambda: bench_overhead(args.repeats)),
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
+        ("models", lambda: bench_models(args.clients, args.per_client, args.repeats)),
         ("previews", lambda: bench_previews(args.clients, 2)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
@@ -581,6 +594,9 @@ def main(argv=None) -> int:
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
         "probe": "probe: img2img, 40 concurrent 4096x4096 uploads of noise (~50 MB each), health timed "
                  "by a process of its own on both ports",
+        "models": f"models: two tiny checkpoints of different seeds in one --models-dir; switch = "
+                  f"ModelPool.get, median of {args.repeats}; crowds: {args.clients} clients x "
+                  f"{args.per_client} requests, twice, 256x256, 20 steps, the two services taking turns",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from imagegen.v1.contract import MODE_NAMES, MODES
+from tests.deploy.service_flags import pool_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -219,3 +221,31 @@ def test_the_stack_tool_needs_only_the_standard_library():
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
         outside = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"}}
         assert not outside, f"{path.name} imports {outside}"
+
+
+@pytest.mark.parametrize("variant", ["compose.cpu.yaml", "compose.gpu.yaml"])
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_each_mode_serves_the_checkpoints_volume_read_only_with_its_pool_settings(variant, mode):
+    service = merge(load("compose.yaml"), load(variant))["services"][mode]
+    assert "${CHECKPOINTS_DIR:-checkpoints}:/checkpoints:ro" in service["volumes"]
+    assert "checkpoints" in load("compose.yaml")["volumes"]  # the default: a named volume
+    # Each ${VARIABLE:-default} as compose reads it with the variable unset.
+    defaults = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+                for name, value in service["environment"].items()}
+    assert pool_settings(mode, defaults) == ("/checkpoints", 1, 8.0)
+
+
+@pytest.mark.parametrize("variant", ["compose.cpu.yaml", "compose.gpu.yaml"])
+def test_the_operator_s_checkpoints_folder_and_pool_settings_reach_every_mode(variant):
+    # docker-compose 1.29 renders the files as they run, with an operator's settings (no engine needed).
+    assert shutil.which("docker-compose"), "docker-compose is not installed: make docker-tools"
+    settings = {"CHECKPOINTS_DIR": "/srv/sd-models", "MAX_LOADED": "2", "RAM_CACHE_GB": "12"}
+    done = subprocess.run(["docker-compose", "--project-name", "check", "--file", "compose.yaml", "--file",
+                           variant, "config"], cwd=DEPLOY, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **settings})
+    assert done.returncode == 0, done.stderr
+    rendered = yaml.safe_load(done.stdout)["services"]
+    for mode in MODE_NAMES:
+        assert "/srv/sd-models:/checkpoints:ro" in rendered[mode]["volumes"]
+        assert pool_settings(mode, rendered[mode]["environment"]) == ("/checkpoints", 2, 12.0)
+    assert not any("/checkpoints" in str(v) for v in rendered["gateway"].get("volumes", []))

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from imagegen.v1.contract import MODE_NAMES, MODES
+from tests.deploy.service_flags import pool_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["gpu", "cpu-tiny"]
@@ -172,3 +173,22 @@ def test_gateway_keeps_its_outputs_on_a_persistent_volume(rendered):
     assert mount["mountPath"] == env["GATEWAY_OUTPUTS_DIR"] == "/outputs"
     volume = next(v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == "outputs")
     find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+
+
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_each_mode_serves_the_checkpoints_volume_read_only_with_its_pool_settings(rendered, mode):
+    overlay, docs = rendered
+    deployment = find(docs, "Deployment", mode)
+    pod, c = deployment["spec"]["template"]["spec"], container(deployment)
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "checkpoints")
+    assert mount["mountPath"] == "/checkpoints" and mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "checkpoints")
+    assert volume["persistentVolumeClaim"]["readOnly"] is True
+    find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    # The pool's settings come from one ConfigMap (kustomize renames it; the reference follows).
+    [source] = c["envFrom"]
+    settings = find(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+    assert pool_settings(mode, settings) == ("/checkpoints", 1, 0.5 if overlay == "cpu-tiny" else 8.0)
+    # Within the pod's memory limit, with room for the process and the model it runs.
+    limit_gi = float(c["resources"]["limits"]["memory"].removesuffix("Gi"))
+    assert float(settings["IMAGEGEN_RAM_CACHE_GB"]) <= limit_gi / 2

@@ -10,25 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 
 from services.client.errors import InvalidInput
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningService, request_for, wait_for
 from tests.ldm_layout import write_single_file
-
-
-def reseeded(base, target, seed: int):
-    """A copy of the tiny folder `base` whose UNet weights differ by seeded noise: another checkpoint."""
-    folder = shutil.copytree(base, target)
-    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
-    tensors = load_file(weights)
-    generator = torch.Generator().manual_seed(seed)
-    save_file({key: (t + 0.05 * torch.randn(t.shape, generator=generator, dtype=t.dtype)
-                     if t.is_floating_point() else t) for key, t in tensors.items()}, weights)
-    return folder
+from tests.model_folders import reseeded
 
 
 @pytest.fixture(scope="module")
