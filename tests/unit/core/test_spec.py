@@ -57,17 +57,17 @@ def test_infotext_describes_one_image():
         check_params(pb.GenerationParams(prompt="a fox", negative_prompt="blurry", seed=3,
                                          num_inference_steps=4, guidance_scale=7.5), CONFIG),
         64, 128, strength=0.6, infotext_extra=(("Denoising strength", 0.6),))
-    prompt, negative, params = split_infotext(built.infotext(seed=3, sampler="Euler a", model="tiny"))
+    prompt, negative, params = split_infotext(built.infotext(seed=3, sampler={"Sampler": "Euler a"}, model="tiny"))
     assert prompt == "a fox" and negative == "blurry"
     assert params == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "7.5", "Seed": "3",
                                 "Size": "64x128", "Model": "tiny", "Denoising strength": "0.6"}
 
 
 def test_infotext_carries_clip_skip_when_not_the_last_layer():
-    _prompt, _negative, params = split_infotext(spec(clip_skip=2).infotext(seed=3, sampler="Euler", model="tiny"))
+    _prompt, _negative, params = split_infotext(spec(clip_skip=2).infotext(seed=3, sampler={"Sampler": "Euler"}, model="tiny"))
     assert params["Clip skip"] == "2"
     for unskipped in (spec(), spec(clip_skip=1)):
-        assert "Clip skip" not in split_infotext(unskipped.infotext(seed=3, sampler="Euler", model="tiny"))[2]
+        assert "Clip skip" not in split_infotext(unskipped.infotext(seed=3, sampler={"Sampler": "Euler"}, model="tiny"))[2]
 
 
 def test_only_prompts_of_equal_chunk_counts_share_a_batch():
@@ -77,10 +77,10 @@ def test_only_prompts_of_equal_chunk_counts_share_a_batch():
 
 
 def test_infotext_writes_the_model_hash_after_the_model_when_known():
-    text = spec().infotext(seed=3, sampler="Euler", model="tiny", model_hash="0123456789")
+    text = spec().infotext(seed=3, sampler={"Sampler": "Euler"}, model="tiny", model_hash="0123456789")
     keys = list(split_infotext(text)[2])
     assert keys[keys.index("Model") + 1] == "Model hash" and "Model hash: 0123456789" in text
-    assert "Model hash" not in spec().infotext(seed=3, sampler="Euler", model="tiny")  # not yet computed
+    assert "Model hash" not in spec().infotext(seed=3, sampler={"Sampler": "Euler"}, model="tiny")  # not yet computed
 
 
 def test_rows_of_different_models_never_share_a_pipeline_call():
