@@ -108,10 +108,11 @@ class ModeBackend:
         self.answer_s = answer_s  # the first event's bound (None: none)
         self.client = ImageGenClient(mode, address, timeout=timeout_s, retries=retries, security=security)
 
-    def info(self) -> pb.ServiceInfo:
-        """The service's GetInfo, or the contract's documented defaults while it cannot be reached."""
+    def info(self, rescan: bool = False) -> pb.ServiceInfo:
+        """The service's GetInfo, or the contract's documented defaults while it cannot be reached;
+        `rescan`: the service reads its models folder again first."""
         try:
-            return self.client.info(timeout=3.0)
+            return self.client.info(timeout=30.0 if rescan else 3.0, rescan=rescan)
         except ServiceError:
             return placeholder_info(self.mode)
 

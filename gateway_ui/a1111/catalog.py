@@ -279,11 +279,12 @@ def cmd_flags(request: Request) -> dict[str, Any]:
 def add_routes(router: APIRouter, hub: "Hub") -> None:
     """The catalogue routes on `router` (a gateway_ui.hub.Hub's backends give what the services offer)."""
 
-    def infos() -> list:
-        """Every mode's GetInfo at once (an unreachable service's placeholder included)."""
+    def infos(rescan: bool = False) -> list:
+        """Every mode's GetInfo at once (an unreachable service's placeholder included); `rescan`: each
+        service reads its models folder again first."""
         backends = list(hub.backends.values())
         with ThreadPoolExecutor(max(1, len(backends))) as pool:
-            return list(pool.map(lambda backend: backend.info(), backends))
+            return list(pool.map(lambda backend: backend.info(rescan), backends))
 
     def schedulers() -> set[str]:
         return {name for info in infos() for name in info.schedulers}
@@ -321,12 +322,18 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
         names = sorted({name for info in infos() for name in info.loras}, key=str.lower)
         return [LoraItem(name=name, alias=name, path=name, metadata={}) for name in names]
 
-    # A1111 rescans its folders and answers null. Here each service lists its LoRA folder on every GetInfo
-    # (what /loras reads) and serves the checkpoints it started with: nothing is left to rescan.
+    # A1111 rescans its folders and answers null. Here each service rescans its models folder when asked
+    # (GetInfo's rescan_models); it lists its LoRA folder on every GetInfo (what /loras reads), and its
+    # checkpoints bring their own VAEs: nothing else is left to rescan.
+    def refresh_checkpoints() -> None:
+        infos(rescan=True)
+        return None
+
     def nothing_to_rescan() -> None:
         return None
 
-    for path in ("/refresh-loras", "/refresh-checkpoints", "/refresh-vae"):
+    router.add_api_route("/refresh-checkpoints", refresh_checkpoints, methods=["POST"])
+    for path in ("/refresh-loras", "/refresh-vae"):
         router.add_api_route(path, nothing_to_rescan, methods=["POST"])
 
     router.post("/png-info", response_model=PNGInfoResponse)(png_info)

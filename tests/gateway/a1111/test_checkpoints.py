@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -83,3 +84,20 @@ def test_the_callers_option_chooses_its_checkpoint_where_the_mode_has_it(folder_
         assert refused.json()["detail"][0]["loc"] == ["body", "override_settings", "sd_model_checkpoint"]
     finally:
         gw_auth.close()
+
+
+def test_refresh_checkpoints_finds_a_checkpoint_added_while_running(folder_gateway):
+    gw, service = folder_gateway
+    api = gw.url + "sdapi/v1"
+    root = Path(service.config.models_dir)
+    names = lambda: [m["model_name"] for m in requests.get(f"{api}/sd-models", timeout=30).json()]  # noqa: E731
+    assert "gamma" not in names()
+    reseeded(ensure_tiny(CACHE_DIR, False), root / "gamma", 3)
+    refused = requests.post(f"{api}/txt2img", json={"override_settings": {"sd_model_checkpoint": "gamma"}, **SMALL},
+                            timeout=60)
+    assert refused.status_code == 422  # not listed until a rescan
+    assert requests.post(f"{api}/refresh-checkpoints", timeout=60).json() is None  # A1111's null
+    assert "gamma" in names()
+    made = requests.post(f"{api}/txt2img", json={"seed": 2, "override_settings": {"sd_model_checkpoint": "gamma"},
+                                                 **SMALL}, timeout=120).json()
+    assert json.loads(made["info"])["sd_model_name"] == "gamma"
