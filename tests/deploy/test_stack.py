@@ -70,9 +70,13 @@ def test_every_container_runs_as_its_kubernetes_manifest_says(stack):
         assert host["ReadonlyRootfs"] is container["securityContext"]["readOnlyRootFilesystem"] is True
         assert host["CapDrop"] == container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert "no-new-privileges:true" in host["SecurityOpt"]
-        # Writable: exactly the manifest's mounts (emptyDir /tmp as tmpfs, the model cache as a volume).
+        # Writable: exactly the manifest's writable mounts (emptyDir /tmp as tmpfs, the model cache as a
+        # volume); read-only: exactly its read-only ones (the checkpoints).
+        mounts = container["volumeMounts"]
         writable = set(host.get("Tmpfs") or {}) | {m["Destination"] for m in inspected["Mounts"] if m["RW"]}
-        assert writable == {m["mountPath"] for m in container["volumeMounts"]}, service
+        assert writable == {m["mountPath"] for m in mounts if not m.get("readOnly")}, service
+        read_only = {m["Destination"] for m in inspected["Mounts"] if not m["RW"]}
+        assert read_only == {m["mountPath"] for m in mounts if m.get("readOnly")}, service
 
 
 def test_health_comes_from_the_images_own_healthcheck(stack):
