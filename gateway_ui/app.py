@@ -15,7 +15,6 @@ logged (logger "gateway") with that id and its traceback.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import shutil
@@ -33,6 +32,7 @@ from services.client import Progress, Queued
 from . import a1111, checkpoints, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
+from .endpoints import named_endpoint
 from .history import build_history, pick, served, show_page
 from .hub import Hub
 from .inputs import problem
@@ -164,15 +164,7 @@ def endpoint(gateway: Gateway, tab: Tab):
             raise gr.Error(internal_error_message(tab.mode, error_id), title=f"{label} error",
                            print_exception=False) from None
 
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    parameters = [inspect.Parameter(name, kind, default=None) for name in names]
-    parameters.append(inspect.Parameter("progress", kind, default=gr.Progress()))
-    # Gradio passes the browser session in (not an API parameter): Interrupt and closing the page use it.
-    parameters.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
-    generate.__signature__ = inspect.Signature(parameters)
-    generate.__annotations__ = {"request": gr.Request}
-    generate.__name__ = tab.mode
-    return generate
+    return named_endpoint(generate, names, tab.mode)
 
 
 def interrupter(gateway: Gateway, mode: str | None):

@@ -8,7 +8,6 @@ the cells when "Include Sub Images" is on; the grid saved beside the cells.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 import tempfile
@@ -18,6 +17,7 @@ from typing import Callable
 
 import gradio as gr
 
+from ..endpoints import named_endpoint
 from ..backend import GenerationError, Interrupted, internal_error_message, new_error_id
 from ..masks import InputError
 from ..outputs import SaveError
@@ -105,14 +105,7 @@ def plot_endpoint(gateway, tab, controls: XYZControls, owner_of: Callable) -> Ca
                            print_exception=False) from None
         return outcome
 
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    parameters = [inspect.Parameter(name, kind, default=None) for name in names]
-    parameters.append(inspect.Parameter("progress", kind, default=gr.Progress()))
-    parameters.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
-    generate.__signature__ = inspect.Signature(parameters)
-    generate.__annotations__ = {"request": gr.Request}
-    generate.__name__ = f"{mode}_xyz"
-    return generate
+    return named_endpoint(generate, names, f"{mode}_xyz")
 
 
 def _run(gateway, tab, named: dict, progress, owner: str):
