@@ -151,6 +151,22 @@ MAX_ONLY_MASKED_PADDING = 256
 # GenerationParams.clip_skip: 1 (the text encoder's last layer) .. the layers of SD 1.x's text encoder.
 MAX_CLIP_SKIP = 12
 
+# ControlNet units (GenerationParams.control): sd-webui-controlnet's labels of the control and resize modes,
+# as its API takes them and infotext writes them.
+CONTROL_MODE_LABELS: dict[int, str] = {
+    pb.CONTROL_MODE_BALANCED: "Balanced",
+    pb.CONTROL_MODE_PROMPT: "My prompt is more important",
+    pb.CONTROL_MODE_CONTROLNET: "ControlNet is more important",
+}
+CONTROL_RESIZE_LABELS: dict[int, str] = {
+    pb.FIT_MODE_RESIZE: "Just Resize",
+    pb.FIT_MODE_CROP: "Crop and Resize",
+    pb.FIT_MODE_FILL: "Resize and Fill",
+}
+DEFAULT_CONTROL_RESIZE = pb.FIT_MODE_CROP  # a unit's resize_mode when unset, the extension's default
+MAX_CONTROL_WEIGHT = 2.0
+SOFT_INJECTION_BASE = 0.825  # "My prompt is more important": residual i of n scaled by base^(n-1-i)
+
 # What a service uses for unset fields and which limits it applies unless its operator changes them
 # (it reports its own in GetInfo; the gateway shows these while a service cannot be reached).
 DEFAULTS = pb.Defaults(num_inference_steps=25, guidance_scale=7.5, width=512, height=512, quality=90)
@@ -159,6 +175,7 @@ LIMITS = pb.Limits(
     max_guidance_scale=50.0, max_input_pixels=4096 * 4096,
     # A 2048x2048 RGBA PNG of pure noise is 16 MiB; an inpaint request carries two of them.
     max_message_bytes=64 * 1024 * 1024, max_queue=32, max_batch_images=4,
+    max_control_units=3,  # sd-webui-controlnet's default unit count
 )
 
 

@@ -30,6 +30,13 @@ class MaskedContent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MASKED_CONTENT_FILL: _ClassVar[MaskedContent]
     MASKED_CONTENT_LATENT_NOISE: _ClassVar[MaskedContent]
     MASKED_CONTENT_LATENT_NOTHING: _ClassVar[MaskedContent]
+
+class ControlMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROL_MODE_UNSPECIFIED: _ClassVar[ControlMode]
+    CONTROL_MODE_BALANCED: _ClassVar[ControlMode]
+    CONTROL_MODE_PROMPT: _ClassVar[ControlMode]
+    CONTROL_MODE_CONTROLNET: _ClassVar[ControlMode]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -45,9 +52,13 @@ MASKED_CONTENT_ORIGINAL: MaskedContent
 MASKED_CONTENT_FILL: MaskedContent
 MASKED_CONTENT_LATENT_NOISE: MaskedContent
 MASKED_CONTENT_LATENT_NOTHING: MaskedContent
+CONTROL_MODE_UNSPECIFIED: ControlMode
+CONTROL_MODE_BALANCED: ControlMode
+CONTROL_MODE_PROMPT: ControlMode
+CONTROL_MODE_CONTROLNET: ControlMode
 
 class GenerationParams(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model", "schedule_type")
+    __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model", "schedule_type", "control")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     NUM_INFERENCE_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +75,7 @@ class GenerationParams(_message.Message):
     CLIP_SKIP_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     num_inference_steps: int
@@ -80,7 +92,54 @@ class GenerationParams(_message.Message):
     clip_skip: int
     model: str
     schedule_type: str
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ..., model: _Optional[str] = ..., schedule_type: _Optional[str] = ...) -> None: ...
+    control: _containers.RepeatedCompositeFieldContainer[ControlUnit]
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., num_images: _Optional[int] = ..., scheduler: _Optional[str] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., preview_every: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., clip_skip: _Optional[int] = ..., model: _Optional[str] = ..., schedule_type: _Optional[str] = ..., control: _Optional[_Iterable[_Union[ControlUnit, _Mapping]]] = ...) -> None: ...
+
+class ControlUnit(_message.Message):
+    __slots__ = ("model", "image", "preprocessor", "processor_res", "threshold_a", "threshold_b", "weight", "guidance_start", "guidance_end", "control_mode", "resize_mode", "pixel_perfect")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSOR_FIELD_NUMBER: _ClassVar[int]
+    PROCESSOR_RES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_A_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_B_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_START_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_END_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_MODE_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_PERFECT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    image: Image
+    preprocessor: str
+    processor_res: int
+    threshold_a: float
+    threshold_b: float
+    weight: float
+    guidance_start: float
+    guidance_end: float
+    control_mode: ControlMode
+    resize_mode: FitMode
+    pixel_perfect: bool
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., preprocessor: _Optional[str] = ..., processor_res: _Optional[int] = ..., threshold_a: _Optional[float] = ..., threshold_b: _Optional[float] = ..., weight: _Optional[float] = ..., guidance_start: _Optional[float] = ..., guidance_end: _Optional[float] = ..., control_mode: _Optional[_Union[ControlMode, str]] = ..., resize_mode: _Optional[_Union[FitMode, str]] = ..., pixel_perfect: _Optional[bool] = ...) -> None: ...
+
+class PreprocessRequest(_message.Message):
+    __slots__ = ("unit", "width", "height", "seed")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    unit: ControlUnit
+    width: int
+    height: int
+    seed: int
+    def __init__(self, unit: _Optional[_Union[ControlUnit, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class PreprocessResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class LoraWeight(_message.Message):
     __slots__ = ("name", "weight")
@@ -231,7 +290,7 @@ class Defaults(_message.Message):
     def __init__(self, num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scheduler: _Optional[str] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., quality: _Optional[int] = ..., only_masked_padding: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_width", "max_height", "max_pixels", "max_steps", "max_images", "max_prompt_chars", "max_guidance_scale", "max_input_pixels", "max_message_bytes", "max_queue", "max_batch_images")
+    __slots__ = ("max_width", "max_height", "max_pixels", "max_steps", "max_images", "max_prompt_chars", "max_guidance_scale", "max_input_pixels", "max_message_bytes", "max_queue", "max_batch_images", "max_control_units")
     MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +302,7 @@ class Limits(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTROL_UNITS_FIELD_NUMBER: _ClassVar[int]
     max_width: int
     max_height: int
     max_pixels: int
@@ -254,10 +314,11 @@ class Limits(_message.Message):
     max_message_bytes: int
     max_queue: int
     max_batch_images: int
-    def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ...) -> None: ...
+    max_control_units: int
+    def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ..., max_control_units: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings", "samplers")
+    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings", "samplers", "controlnets", "preprocessors")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +336,8 @@ class ServiceInfo(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     SAMPLERS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLNETS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSORS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     model: str
     device: str
@@ -292,7 +355,45 @@ class ServiceInfo(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     embeddings: _containers.RepeatedCompositeFieldContainer[EmbeddingInfo]
     samplers: _containers.RepeatedCompositeFieldContainer[SamplerInfo]
-    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ..., samplers: _Optional[_Iterable[_Union[SamplerInfo, _Mapping]]] = ...) -> None: ...
+    controlnets: _containers.RepeatedCompositeFieldContainer[ControlNetInfo]
+    preprocessors: _containers.RepeatedCompositeFieldContainer[PreprocessorInfo]
+    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ..., samplers: _Optional[_Iterable[_Union[SamplerInfo, _Mapping]]] = ..., controlnets: _Optional[_Iterable[_Union[ControlNetInfo, _Mapping]]] = ..., preprocessors: _Optional[_Iterable[_Union[PreprocessorInfo, _Mapping]]] = ...) -> None: ...
+
+class ControlNetInfo(_message.Message):
+    __slots__ = ("name", "family", "hash", "loaded")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: str
+    hash: str
+    loaded: bool
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., hash: _Optional[str] = ..., loaded: _Optional[bool] = ...) -> None: ...
+
+class PreprocessorInfo(_message.Message):
+    __slots__ = ("name", "params")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    params: _containers.RepeatedCompositeFieldContainer[PreprocessorParam]
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[PreprocessorParam, _Mapping]]] = ...) -> None: ...
+
+class PreprocessorParam(_message.Message):
+    __slots__ = ("field", "label", "default_value", "min", "max", "step")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    label: str
+    default_value: float
+    min: float
+    max: float
+    step: float
+    def __init__(self, field: _Optional[str] = ..., label: _Optional[str] = ..., default_value: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., step: _Optional[float] = ...) -> None: ...
 
 class EmbeddingInfo(_message.Message):
     __slots__ = ("name", "vectors", "shape", "family", "loaded", "hash", "step", "sd_checkpoint", "sd_checkpoint_name")

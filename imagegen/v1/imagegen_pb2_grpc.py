@@ -50,6 +50,11 @@ class Txt2ImgStub:
                 request_serializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.Preprocess = channel.unary_unary(
+                '/imagegen.v1.Txt2Img/Preprocess',
+                request_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+                response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+                _registered_method=True)
 
 
 class Txt2ImgServicer:
@@ -74,6 +79,12 @@ class Txt2ImgServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preprocess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_Txt2ImgServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +102,11 @@ def add_Txt2ImgServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.FromString,
                     response_serializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.SerializeToString,
+            ),
+            'Preprocess': grpc.unary_unary_rpc_method_handler(
+                    servicer.Preprocess,
+                    request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.FromString,
+                    response_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +201,33 @@ class Txt2Img:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Preprocess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagegen.v1.Txt2Img/Preprocess',
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class Img2ImgStub:
     """Image to image: transform an input image, guided by a prompt.
@@ -211,6 +254,11 @@ class Img2ImgStub:
                 request_serializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.Preprocess = channel.unary_unary(
+                '/imagegen.v1.Img2Img/Preprocess',
+                request_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+                response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+                _registered_method=True)
 
 
 class Img2ImgServicer:
@@ -235,6 +283,12 @@ class Img2ImgServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preprocess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_Img2ImgServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +306,11 @@ def add_Img2ImgServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.FromString,
                     response_serializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.SerializeToString,
+            ),
+            'Preprocess': grpc.unary_unary_rpc_method_handler(
+                    servicer.Preprocess,
+                    request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.FromString,
+                    response_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +405,33 @@ class Img2Img:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Preprocess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagegen.v1.Img2Img/Preprocess',
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class InpaintStub:
     """Inpainting: repaint the masked region of an input image, guided by a prompt.
@@ -372,6 +458,11 @@ class InpaintStub:
                 request_serializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.Preprocess = channel.unary_unary(
+                '/imagegen.v1.Inpaint/Preprocess',
+                request_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+                response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+                _registered_method=True)
 
 
 class InpaintServicer:
@@ -396,6 +487,12 @@ class InpaintServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preprocess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InpaintServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -413,6 +510,11 @@ def add_InpaintServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.FromString,
                     response_serializer=imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.SerializeToString,
+            ),
+            'Preprocess': grpc.unary_unary_rpc_method_handler(
+                    servicer.Preprocess,
+                    request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.FromString,
+                    response_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -497,6 +599,33 @@ class Inpaint:
             '/imagegen.v1.Inpaint/GetInfo',
             imagegen_dot_v1_dot_imagegen__pb2.GetInfoRequest.SerializeToString,
             imagegen_dot_v1_dot_imagegen__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Preprocess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagegen.v1.Inpaint/Preprocess',
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
+            imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
+from ..checks import check_image, quote
+from ..errors import InvalidArgument
 from ..imaging import images
 from ..models import loras, schedulers
 from ..models.catalog import Entry
@@ -156,6 +158,17 @@ class ModeServicer:
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
         )
+
+    def Preprocess(self, request, context):
+        with self.runtime.call_slot():
+            self.runtime.check_accepting()
+            unit = request.unit
+            img = check_image(unit.image, "unit.image", self.config.limits)
+            if unit.preprocessor not in ("", "none"):
+                raise InvalidArgument("unit.preprocessor", f"unknown preprocessor {quote(unit.preprocessor)}; "
+                                      "this service has: none")
+            data = images.encode_image(images.to_rgb(img), OUTPUT_FORMATS["png"], "", 0)
+            return pb.PreprocessResponse(image=pb.Image(data=data, mime_type="image/png"))
 
     def _model_info(self, entry: Entry) -> pb.ModelInfo:
         loaded = self.runtime.pool is not None and self.runtime.pool.is_loaded(entry.name)
