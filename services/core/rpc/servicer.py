@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
-from ..checks import check_image, quote
-from ..errors import InvalidArgument
-from ..imaging import images
+from ..checks import check_image
+from ..imaging import images, preprocessors
 from ..models import loras, schedulers
 from ..models.catalog import Entry
 from ..spec import GenerationSpec
@@ -157,17 +156,21 @@ class ModeServicer:
             models=[self._model_info(entry) for entry in self.runtime.catalog.entries.values()],
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
+            preprocessors=preprocessors.infos(),
         )
 
     def Preprocess(self, request, context):
         with self.runtime.call_slot():
             self.runtime.check_accepting()
             unit = request.unit
+            preprocessors.check(unit, "unit")
             img = check_image(unit.image, "unit.image", self.config.limits)
-            if unit.preprocessor not in ("", "none"):
-                raise InvalidArgument("unit.preprocessor", f"unknown preprocessor {quote(unit.preprocessor)}; "
-                                      "this service has: none")
-            data = images.encode_image(images.to_rgb(img), OUTPUT_FORMATS["png"], "", 0)
+            seed = request.seed if request.HasField("seed") else 0
+            if request.width and request.height:
+                found = preprocessors.control_image(unit, img, request.width, request.height, seed)
+            else:
+                found = preprocessors.detect(unit, img, seed)
+            data = images.encode_image(found, OUTPUT_FORMATS["png"], "", 0)
             return pb.PreprocessResponse(image=pb.Image(data=data, mime_type="image/png"))
 
     def _model_info(self, entry: Entry) -> pb.ModelInfo:
