@@ -95,6 +95,12 @@ MASKED_CONTENT: dict[str, int] = {"original": pb.MASKED_CONTENT_ORIGINAL, "fill"
 MASKED_CONTENT_BY_ENUM: dict[int, str] = {pb.MASKED_CONTENT_UNSPECIFIED: "original",
                                           **{v: k for k, v in MASKED_CONTENT.items()}}
 
+# InpaintRequest.outpaint.fill by name; unspecified means edge.
+OUTPAINT_FILLS: dict[str, int] = {"edge": pb.OUTPAINT_FILL_EDGE, "noise": pb.OUTPAINT_FILL_NOISE,
+                                  "mean": pb.OUTPAINT_FILL_MEAN}
+OUTPAINT_FILL_BY_ENUM: dict[int, str] = {pb.OUTPAINT_FILL_UNSPECIFIED: "edge", **{v: k for k, v in OUTPAINT_FILLS.items()}}
+OUTPAINT_SIDES = ("left", "right", "up", "down")
+
 # Samplers: our name (GenerationParams.scheduler) -> (AUTOMATIC1111's sampler name, the schedule type
 # its "Automatic" means: A1111 1.9+'s sd_samplers_kdiffusion "scheduler" option, else the sampler's own
 # spacing). Infotext, PNG Info, replay, the gateway and the A1111 API all read these names from here; the

@@ -37,6 +37,13 @@ class ControlMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTROL_MODE_BALANCED: _ClassVar[ControlMode]
     CONTROL_MODE_PROMPT: _ClassVar[ControlMode]
     CONTROL_MODE_CONTROLNET: _ClassVar[ControlMode]
+
+class OutpaintFill(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPAINT_FILL_UNSPECIFIED: _ClassVar[OutpaintFill]
+    OUTPAINT_FILL_EDGE: _ClassVar[OutpaintFill]
+    OUTPAINT_FILL_NOISE: _ClassVar[OutpaintFill]
+    OUTPAINT_FILL_MEAN: _ClassVar[OutpaintFill]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -56,6 +63,10 @@ CONTROL_MODE_UNSPECIFIED: ControlMode
 CONTROL_MODE_BALANCED: ControlMode
 CONTROL_MODE_PROMPT: ControlMode
 CONTROL_MODE_CONTROLNET: ControlMode
+OUTPAINT_FILL_UNSPECIFIED: OutpaintFill
+OUTPAINT_FILL_EDGE: OutpaintFill
+OUTPAINT_FILL_NOISE: OutpaintFill
+OUTPAINT_FILL_MEAN: OutpaintFill
 
 class GenerationParams(_message.Message):
     __slots__ = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "seed", "num_images", "scheduler", "output_format", "quality", "preview_every", "loras", "clip_skip", "model", "schedule_type", "control")
@@ -176,7 +187,7 @@ class Img2ImgRequest(_message.Message):
     def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., fit: _Optional[_Union[FitMode, str]] = ...) -> None: ...
 
 class InpaintRequest(_message.Message):
-    __slots__ = ("params", "init_image", "mask_image", "strength", "mask_blur", "invert_mask", "fit", "only_masked", "only_masked_padding", "masked_content")
+    __slots__ = ("params", "init_image", "mask_image", "strength", "mask_blur", "invert_mask", "fit", "only_masked", "only_masked_padding", "masked_content", "outpaint")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     INIT_IMAGE_FIELD_NUMBER: _ClassVar[int]
     MASK_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +198,7 @@ class InpaintRequest(_message.Message):
     ONLY_MASKED_FIELD_NUMBER: _ClassVar[int]
     ONLY_MASKED_PADDING_FIELD_NUMBER: _ClassVar[int]
     MASKED_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    OUTPAINT_FIELD_NUMBER: _ClassVar[int]
     params: GenerationParams
     init_image: Image
     mask_image: Image
@@ -197,7 +209,22 @@ class InpaintRequest(_message.Message):
     only_masked: bool
     only_masked_padding: int
     masked_content: MaskedContent
-    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., invert_mask: _Optional[bool] = ..., fit: _Optional[_Union[FitMode, str]] = ..., only_masked: _Optional[bool] = ..., only_masked_padding: _Optional[int] = ..., masked_content: _Optional[_Union[MaskedContent, str]] = ...) -> None: ...
+    outpaint: Outpaint
+    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ..., strength: _Optional[float] = ..., mask_blur: _Optional[int] = ..., invert_mask: _Optional[bool] = ..., fit: _Optional[_Union[FitMode, str]] = ..., only_masked: _Optional[bool] = ..., only_masked_padding: _Optional[int] = ..., masked_content: _Optional[_Union[MaskedContent, str]] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ...) -> None: ...
+
+class Outpaint(_message.Message):
+    __slots__ = ("left", "right", "up", "down", "fill")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    FILL_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    right: int
+    up: int
+    down: int
+    fill: OutpaintFill
+    def __init__(self, left: _Optional[int] = ..., right: _Optional[int] = ..., up: _Optional[int] = ..., down: _Optional[int] = ..., fill: _Optional[_Union[OutpaintFill, str]] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
     __slots__ = ("data", "mime_type", "width", "height", "seed", "infotext")

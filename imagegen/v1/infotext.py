@@ -52,11 +52,14 @@ RESIZE_MODE = "Resize mode"
 RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill",
                       "latent": "Just resize (latent upscale)"}
 
+# Outpainting (InpaintRequest.outpaint), ours: "Outpaint: left 64 right 0 up 0 down 64 fill edge" (the sides
+# as extended, after rounding the canvas to a multiple of 8).
+OUTPAINT = "Outpaint"
 INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
 UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
 KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, MODEL_HASH, DENOISING_STRENGTH,
         MASK_BLUR, MASK_MODE, INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES,
-        TI_HASHES, *UNSUPPORTED)
+        TI_HASHES, OUTPAINT, *UNSUPPORTED)
 
 
 # -- writing ------------------------------------------------------------------------------------------

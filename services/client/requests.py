@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import FIT_MODES, MASKED_CONTENT, OUTPUT_FORMATS
+from imagegen.v1.contract import FIT_MODES, MASKED_CONTENT, OUTPAINT_FILLS, OUTPAINT_SIDES, OUTPUT_FORMATS
 from imagegen.v1.contract import mode as mode_contract
 
 
@@ -54,6 +54,7 @@ def make_request(
     clip_skip: int | None = None,
     loras=None,
     model: str = "",
+    outpaint=None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -65,7 +66,9 @@ def make_request(
     `model`: a checkpoint by name (GetInfo's models; "": the service's default).
     `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
-    one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing")."""
+    one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing"); `outpaint` extends the
+    canvas: {"left": 64, "right": 0, "up": 0, "down": 64, "fill": "edge"} (fill: one of OUTPAINT_FILLS), and
+    then needs no mask."""
     contract = mode_contract(mode)
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -115,4 +118,17 @@ def make_request(
             request.only_masked_padding = only_masked_padding
         if masked_content is not None:
             request.masked_content = MASKED_CONTENT[masked_content]
+        if outpaint:
+            request.outpaint.CopyFrom(outpaint_message(outpaint))
     return request
+
+
+def outpaint_message(sides) -> pb.Outpaint:
+    """InpaintRequest.outpaint from {"left": px, ..., "fill": name}; absent sides are 0, fill edge."""
+    unknown = set(sides) - {*OUTPAINT_SIDES, "fill"}
+    if unknown:
+        raise ValueError(f"unknown outpaint keys {sorted(unknown)}; use {', '.join(OUTPAINT_SIDES)}, fill")
+    fill = sides.get("fill") or "edge"
+    if fill not in OUTPAINT_FILLS:
+        raise ValueError(f"unknown outpaint fill {fill!r}; choose one of {', '.join(OUTPAINT_FILLS)}")
+    return pb.Outpaint(fill=OUTPAINT_FILLS[fill], **{side: int(sides.get(side) or 0) for side in OUTPAINT_SIDES})

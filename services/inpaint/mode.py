@@ -5,7 +5,7 @@ from PIL import Image
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import INPAINT, MASKED_CONTENT_BY_ENUM, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING
 from imagegen.v1.infotext import (DENOISING_STRENGTH, INPAINT_AREA, INPAINT_NOT_MASKED, MASK_BLUR, MASK_MODE,
-                                  MASKED_AREA_PADDING, MASKED_CONTENT, ONLY_MASKED, RESIZE_MODE,
+                                  MASKED_AREA_PADDING, MASKED_CONTENT, ONLY_MASKED, OUTPAINT, RESIZE_MODE,
                                   RESIZE_MODE_LABELS)
 from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
                                   output_size)
@@ -16,6 +16,8 @@ from services.core.errors import InvalidArgument
 from services.core.imaging import images, masks
 from services.core.mode import Mode, per_image, shared_args
 from services.core.spec import GenerationSpec
+
+from . import outpaint
 
 
 def check(request: pb.InpaintRequest, config) -> GenerationSpec:
@@ -31,9 +33,15 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
     if padding > MAX_ONLY_MASKED_PADDING:
         raise InvalidArgument("only_masked_padding", f"{padding} is outside 0..{MAX_ONLY_MASKED_PADDING}")
     source = check_image(request.init_image, "init_image.data", config.limits)
-    mask_source = check_image(request.mask_image, "mask_image.data", config.limits)
-    (width, height), fit = output_size(params, config, source.size, fit)
     extra = [(DENOISING_STRENGTH, strength), (MASK_BLUR, blur)]
+    if outpaint.requested(request):
+        sides = outpaint.check(request, source.size)
+        source, mask_source = outpaint.extend(source, sides, params.seeds[0])
+        refuse_resizing(params, source.size)
+        extra.append((OUTPAINT, sides.describe()))
+    else:
+        mask_source = check_image(request.mask_image, "mask_image.data", config.limits)
+    (width, height), fit = output_size(params, config, source.size, fit)
     if request.invert_mask:
         extra.append((MASK_MODE, INPAINT_NOT_MASKED))
     if request.only_masked:
@@ -77,6 +85,14 @@ def check_masked_content(request) -> str:
     if request.masked_content not in MASKED_CONTENT_BY_ENUM:
         raise InvalidArgument("masked_content", f"unknown masked content {request.masked_content}")
     return MASKED_CONTENT_BY_ENUM[request.masked_content]
+
+
+def refuse_resizing(params, canvas: tuple[int, int]) -> None:
+    """An outpainted canvas is painted at its own size: resizing it would change the input's pixels."""
+    for side, given, size in (("width", params.width, canvas[0]), ("height", params.height, canvas[1])):
+        if given and given != size:
+            raise InvalidArgument(f"params.{side}", f"outpainting paints the extended canvas at its own size "
+                                                    f"({canvas[0]}x{canvas[1]}); leave params.{side} 0")
 
 
 def refuse_empty(mask) -> None:
