@@ -22,11 +22,16 @@ def painted_mask(layers: list) -> Image.Image | None:
     return mask.point(lambda v: 255 if v > 0 else 0)
 
 
-def editor_inputs(editor: dict | None, uploaded_mask) -> tuple[Image.Image, object]:
-    """(image, mask) from an ImageEditor value; an uploaded mask (a file's path, or an image) wins over painting."""
+def editor_image(editor: dict | None) -> Image.Image:
+    """The image uploaded to the editor (its background)."""
     if not editor or editor.get("background") is None:
         raise InputError("upload an image to the editor first")
-    background = editor["background"]
+    return editor["background"]
+
+
+def editor_inputs(editor: dict | None, uploaded_mask) -> tuple[Image.Image, object]:
+    """(image, mask) from an ImageEditor value; an uploaded mask (a file's path, or an image) wins over painting."""
+    background = editor_image(editor)
     if uploaded_mask is not None:
         mask = uploaded_mask
     else:

@@ -19,9 +19,9 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
                                   MAX_SEED, MIN_SIZE, SAMPLERS, TXT2IMG, UI_DEFAULT_SAMPLER, ModeContract)
 from services.client import make_request
 
-from . import checkpoints
+from . import checkpoints, outpaint
 from .inputs import READABLE, problem, uploaded_paths
-from .masks import InputError, editor_inputs
+from .masks import InputError, editor_image, editor_inputs
 from .xyz.ui import build_xyz
 
 MODEL_DEFAULT = "model default"
@@ -219,6 +219,8 @@ class TabSpec:
     request: Callable[[dict], object]
     # Builds the mode's controls added after the shared ones (last in the API) -> API name -> component.
     late_controls: Callable[[pb.ServiceInfo], dict] = lambda _info: {}
+    # Builds the mode's controls added after the checkpoint and styles (last in the API) -> API name -> component.
+    newest_controls: Callable[[], dict] = lambda: {}
 
 
 def _no_inputs() -> dict:
@@ -306,7 +308,10 @@ def inpaint_late_controls(info: pb.ServiceInfo) -> dict:
 
 
 def inpaint_request(values: dict):
-    image, mask = editor_inputs(values["editor"], values.get("mask"))
+    extend = outpaint.sides(values)
+    # Outpainting makes its own mask (the new area): the editor's image alone.
+    image, mask = (editor_image(values["editor"]), None) if extend else editor_inputs(values["editor"],
+                                                                                       values.get("mask"))
     content = values.get("masked_content") or "original"
     if content not in MASKED_CONTENTS:
         raise InputError(f"masked_content {str(content)[:40]!r} is not one of {', '.join(MASKED_CONTENTS)}")
@@ -317,7 +322,7 @@ def inpaint_request(values: dict):
                         only_masked=bool(values.get("only_masked")),
                         only_masked_padding=None if padding is None else number(values, "only_masked_padding",
                                                                                 whole=True),
-                        masked_content=content, fit=_fit(values),
+                        masked_content=content, fit=_fit(values), outpaint=extend,
                         **common_request_args(values))
 
 
@@ -327,7 +332,7 @@ TABS = (
             mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request,
             late_controls=lambda _info: _resize_mode(IMG2IMG.name)),
     TabSpec(INPAINT, sized=False, image_inputs=inpaint_inputs, mode_controls=inpaint_controls,
-            request=inpaint_request, late_controls=inpaint_late_controls),
+            request=inpaint_request, late_controls=inpaint_late_controls, newest_controls=outpaint.controls),
 )
 
 
@@ -391,6 +396,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 picker = lora_picker(mode, info, prompt)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
+                newest = spec.newest_controls()
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
@@ -409,7 +415,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     # The checkpoint, then the styles, were added last: last in the API too, so positional callers of
     # before keep working.
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
-              "styles": styles}
+              "styles": styles, **newest}
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
               refresh, xyz)
     return tab, button

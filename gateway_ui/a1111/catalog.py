@@ -25,6 +25,7 @@ from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
 from .errors import field_error
 from .mapping import decode_image
+from .outpainting import NAME as OUTPAINTING
 from .xyz import NAME as XYZ_SCRIPT
 
 if TYPE_CHECKING:
@@ -342,7 +343,7 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/scripts", ScriptsList)
     def scripts():
-        return ScriptsList(txt2img=[XYZ_SCRIPT], img2img=[XYZ_SCRIPT])  # alwayson_scripts are refused
+        return ScriptsList(txt2img=[XYZ_SCRIPT], img2img=[XYZ_SCRIPT, OUTPAINTING.lower()])  # alwayson_scripts are refused
 
     @get("/embeddings", EmbeddingsResponse)
     def embeddings():

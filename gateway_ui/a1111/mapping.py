@@ -19,6 +19,7 @@ from imagegen.v1.contract import mode as mode_contract
 from imagegen.v1.infotext import sampler_for
 from services.client import make_request
 
+from . import outpainting
 from .errors import ApiError, field_error
 from .models import UNSUPPORTED, Img2ImgRequest, _Request
 
@@ -53,6 +54,7 @@ FIELDS = (
     Row("inpaint_full_res", "only_masked", "only_masked"),
     Row("inpaint_full_res_padding", "only_masked_padding", "only_masked_padding"),
     Row("inpainting_fill", "masked_content", "masked_content"),
+    Row("script_args.0", "outpaint", "outpaint"),  # Poor man's outpainting's pixels
 )
 KEYWORD_FIELD = {row.keyword: row.a1111 for row in FIELDS if row.keyword}  # for our own checks' errors
 
@@ -114,7 +116,7 @@ def check_supported(req: _Request, scripts: set[str] = frozenset()) -> None:
     for name, (defaults, reason) in UNSUPPORTED.items():
         if name in type(req).model_fields and getattr(req, name) not in defaults:
             raise field_error(name, reason)
-    if req.script_name and req.script_name not in scripts:  # A1111's own words and status
+    if req.script_name and req.script_name.strip().lower() not in {s.lower() for s in scripts}:  # A1111's words
         raise ApiError(422, f"Script '{req.script_name}' not found")
     for name in req.alwayson_scripts:
         if name.lower() not in scripts:
@@ -151,7 +153,8 @@ def _settings(req: _Request, options: dict) -> dict:
 
 def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
     """The requests for `req` (mode None: img2img's choice by its mask). `options`: the caller's."""
-    check_supported(req)
+    outpaint = isinstance(req, Img2ImgRequest) and outpainting.is_outpainting(req.script_name)
+    check_supported(req, {outpainting.NAME} if outpaint else frozenset())
     settings = _settings(req, options)
     scheduler, schedule_type = sampler(req)
     clip_skip = whole_number(settings.get("CLIP_stop_at_last_layers", 1), KEYWORD_FIELD["clip_skip"])
@@ -163,7 +166,11 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
               "num_images": req.batch_size, "scheduler": scheduler,
               "schedule_type": schedule_type, "clip_skip": clip_skip,
               "output_format": output_format}
-    if isinstance(req, Img2ImgRequest):
+    if outpaint:  # the script's mask is the new area: any mask sent is not used, as in A1111
+        mode = "inpaint"
+        common.update(_image_keywords(req.model_copy(update={"mask": None})))
+        common.update(outpainting.keywords(req.script_args, CONTENT_BY_INPAINTING_FILL))
+    elif isinstance(req, Img2ImgRequest):
         mode = mode or ("inpaint" if req.mask else "img2img")
         common.update(_image_keywords(req))
     else:

@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass, field
 
 from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
-                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, SAMPLERS, SCHEDULE_TYPES)
+                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, OUTPAINT_FILLS, OUTPAINT_SIDES,
+                                  SAMPLERS, SCHEDULE_TYPES)
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
                                   INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
                                   MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
-                                  RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
+                                  OUTPAINT, RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
                                   UNSUPPORTED, parse_loras, parse_size, sampler_as_written, sampler_for,
                                   split_infotext)
 
@@ -78,6 +79,8 @@ RECALLABLE = (
     Recallable("only_masked_padding", MASKED_AREA_PADDING, "only_masked_padding", int,
                (0, MAX_ONLY_MASKED_PADDING)),
     Recallable("masked_content", MASKED_CONTENT, "masked_content"),  # A1111's words are our names
+    # Replay extends the input again; a send does not (the image it carries is the extended canvas).
+    Recallable("outpaint", OUTPAINT, None),
 )
 _FITS = {label: name for name, label in RESIZE_MODE_LABELS.items()}
 _AREAS = {ONLY_MASKED: True, "Whole picture": False}
@@ -108,6 +111,7 @@ class Parameters:
     only_masked: bool = False  # Inpaint area: Only masked
     only_masked_padding: int | None = None
     masked_content: str | None = None  # a name of contract.MASKED_CONTENT; None: original
+    outpaint: dict | None = None  # make_request's outpaint: {"left": px, ..., "fill": name}; None: none
     model: str | None = None
     model_hash: str | None = None  # `Model hash`: A1111's short hash of the checkpoint
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
@@ -124,7 +128,7 @@ class Parameters:
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
         for name in ("steps", "sampler", "scheduler", "schedule_type", "guidance_scale", "seed", "width",
                      "height", "strength", "mask_blur", "clip_skip", "fit", "only_masked_padding",
-                     "masked_content", "model", "model_hash"):
+                     "masked_content", "outpaint", "model", "model_hash"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -210,13 +214,21 @@ def parse_parameters(text: str) -> Parameters:
             problems.append(refused[key])
         words[key] = names.get(raw) if raw is not None else None
     loras = parse_loras(pairs.pop(LORA_HASHES, ""))
+    outpaint = None
+    if OUTPAINT in pairs:
+        raw = pairs.pop(OUTPAINT)
+        outpaint = parse_outpaint(raw)
+        if outpaint is None:
+            refuse(OUTPAINT, f"{_shown(raw)} is not 'left N right N up N down N fill NAME'")
+            problems.append(refused[OUTPAINT])
     for key in UNSUPPORTED:
         if key in pairs:
             problems.append(f"{key} is not supported here: the image will differ")
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
     # without hires settings means an input image was used.
     # A value refused still says what made the image.
-    inpainting = any(words[key] is not None or key in refused for key in (INPAINT_AREA, MASKED_CONTENT))
+    inpainting = (outpaint is not None or OUTPAINT in refused
+                  or any(words[key] is not None or key in refused for key in (INPAINT_AREA, MASKED_CONTENT)))
     if numbers["mask_blur"] is not None or MASK_BLUR in refused or invert or inpainting:
         mode = "inpaint"
     elif ((numbers["strength"] is not None or DENOISING_STRENGTH in refused)
@@ -231,10 +243,28 @@ def parse_parameters(text: str) -> Parameters:
         infotext=text, prompt=prompt, negative_prompt=negative, mode=mode, sampler=sampler,
         scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert,
         fit=words[RESIZE_MODE],
-        only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], model=model,
+        only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], outpaint=outpaint, model=model,
         model_hash=model_hash, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
+
+
+def parse_outpaint(text: str) -> dict | None:
+    """The sides and fill of an `Outpaint` value ("left 16 right 0 up 0 down 16 fill edge"); None when it
+    is not one (a side not a multiple of 8, or past what a canvas can take)."""
+    words = text.split()
+    if len(words) != 2 * (len(OUTPAINT_SIDES) + 1) or words[0::2] != [*OUTPAINT_SIDES, "fill"]:
+        return None
+    values = dict(zip(words[0::2], words[1::2]))
+    if values["fill"] not in OUTPAINT_FILLS:
+        return None
+    sides = {}
+    for side in OUTPAINT_SIDES:
+        raw = values[side]
+        if not raw.isdigit() or int(raw) % 8 or int(raw) > max(LIMITS.max_width, LIMITS.max_height):
+            return None
+        sides[side] = int(raw)
+    return {**sides, "fill": values["fill"]}
 
 
 def _user_comment(value) -> str | None:

@@ -75,7 +75,7 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
         raise ReplayError(f"the parameters do not record {', '.join(missing)}")
     if contract.takes_image and image is None:
         raise ReplayError(f"this image was made by {params.mode}: give its input image (--image)")
-    if contract.takes_mask and mask is None:
+    if contract.takes_mask and mask is None and not params.outpaint:  # outpainting makes its own mask
         raise ReplayError("this image was made by inpaint: give its mask (--mask)")
     warnings = [p for p in params.problems if not p.startswith("unknown sampler")]  # none refused: raised
     model, model_warnings = model_to_send(params, info)
@@ -105,5 +105,5 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
                              else contract.default_only_masked_padding),
     )
     request = make_request(params.mode, **fields, num_images=1, output_format=output_format, image=image,
-                           mask=mask)
+                           mask=None if params.outpaint else mask)
     return request, warnings

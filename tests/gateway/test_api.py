@@ -6,6 +6,7 @@ import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -101,9 +102,10 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
 def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
     client = gateway.client()
     api = client.view_api(print_info=False, return_format="dict")
-    # The checkpoint (#22), then the styles (#23), came last of all, in every tab.
+    # The checkpoint (#22), then the styles (#23), came last of all, in every tab; then outpainting (#25).
     later = {"/txt2img": ["model", "styles"], "/img2img": ["fit", "model", "styles"],
-             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model", "styles"]}
+             "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model", "styles",
+                          "outpaint_left", "outpaint_right", "outpaint_up", "outpaint_down", "outpaint_fill"]}
     for name, added in later.items():
         names = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
         assert names[-1 - len(added):] == ["clip_skip", *added]  # positional callers of before keep working
@@ -285,3 +287,18 @@ def test_inpainting_tab_takes_a1111s_inpaint_area_masked_content_and_resize_mode
     assert "Resize mode: Just resize (latent upscale)" in infotext
     with pytest.raises(AppError, match="not in the list of choices"):  # Gradio's own check
         client.predict(editor=editor, prompt="a cat", masked_content="blur", api_name="/inpaint")
+
+
+def test_inpainting_tab_outpaints_without_a_mask_and_keeps_the_input(gateway, tmp_path):
+    client = gateway.client()
+    source = png((64, 64), seed=3)
+    editor = {"background": handle_file(write(tmp_path, "in.png", source)), "layers": [], "composite": None}
+    extended, _seeds, infotext = client.predict(editor=editor, prompt="a cat", steps=3, seed=5, outpaint_right=32,
+                                                outpaint_down=8, outpaint_fill="mean", api_name="/inpaint")
+    out = gallery_images(extended)[0]
+    assert out.size == (96, 72)
+    original = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    assert np.array_equal(np.asarray(out.convert("RGB"))[:64, :64], original)
+    assert "Outpaint: left 0 right 32 up 0 down 8 fill mean" in infotext
+    with pytest.raises(AppError, match="outpaint right must be a multiple of 8"):
+        client.predict(editor=editor, prompt="a cat", outpaint_right=12, api_name="/inpaint")

@@ -88,3 +88,30 @@ def test_bad_outpainting_names_the_field_and_the_service_keeps_serving(services,
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith(field), raised.value.details()
     assert outpainted(services, png(), outpaint={"left": 8}).width == 72
+
+
+def test_replay_outpaints_the_input_again_to_the_same_pixels(services, capsys, tmp_path):
+    from services.client.cli import main
+
+    source = tmp_path / "input.png"
+    source.write_bytes(png((64, 64), seed=4))
+    made = outpainted(services, source.read_bytes(), outpaint={"up": 16, "fill": "noise"}, mask_blur=2,
+                      seed=2**33 + 1)
+    original = tmp_path / "outpainted.png"
+    original.write_bytes(made.data)
+    code = main(["replay", str(original), "--addr", services["inpaint"].address, "--image", str(source),
+                 "--out", str(tmp_path / "again"), "--quiet"])
+    _out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    assert np.array_equal(pixels((tmp_path / "again.png").read_bytes()), pixels(made.data))
+
+
+def test_infotext_outpaint_values_that_are_not_sides_are_refused():
+    from services.client.infotext import parse_outpaint, parse_parameters
+
+    assert parse_outpaint("left 16 right 0 up 0 down 8 fill mean") == {"left": 16, "right": 0, "up": 0, "down": 8,
+                                                                       "fill": "mean"}
+    for bad in ("left 12 right 0 up 0 down 0 fill edge", "left 8 right 0 up 0 down 0 fill blur", "left 8"):
+        assert parse_outpaint(bad) is None
+    params = parse_parameters(f"x\nSteps: 4, Seed: 1, Size: 64x64, Mask blur: 4, Outpaint: left 8")
+    assert params.outpaint is None and "Outpaint" in params.refused and params.mode == "inpaint"

@@ -89,3 +89,18 @@ def test_progress_and_interrupt(locked):
     thread.join(60)
     assert done["result"].images == []
     api.util_wait_for_ready(check_interval=0.1)  # idle again: progress 0 and job_count 0
+
+
+def test_poor_mans_outpainting_extends_the_canvas_and_keeps_the_input(gateway):
+    api, source = client(gateway), pil(png((64, 64), seed=6))
+    result = api.img2img(images=[source], prompt="more of it", seed=3, denoising_strength=0.8,
+                         script_name="Poor man's outpainting", script_args=[16, 4, 1, ["left", "down"]])
+    assert result.image.size == (80, 80)  # the request's width and height (A1111's 512) are not used
+    out = np.asarray(result.image.convert("RGB"))
+    assert np.array_equal(out[:64, 16:], np.asarray(source.convert("RGB")))
+    assert "Outpaint: left 16 right 0 up 0 down 16 fill edge" in result.info["infotexts"][0]
+    assert "Mask blur: 8" in result.info["infotexts"][0]  # the script's blur, doubled as A1111 does
+    with pytest.raises(RuntimeError, match="multiple of 8"):
+        api.img2img(images=[source], prompt="x", script_name="Poor man's outpainting", script_args=[12])
+    with pytest.raises(RuntimeError, match="outpainting direction"):
+        api.img2img(images=[source], prompt="x", script_name="Poor man's outpainting", script_args=[8, 4, 0, []])
