@@ -114,6 +114,9 @@ def _preprocessor(unit: pb.ControlUnit, field: str) -> Preprocessor:
 def _values(unit: pb.ControlUnit, pre: Preprocessor, field: str) -> dict[str, float]:
     values = {}
     for param in pre.params:
+        if param.field == RESOLUTION.field and unit.pixel_perfect:
+            continue  # Pixel Perfect sets the resolution; the unit's is ignored (where there is no output
+            # size to follow, in `detect`, the default applies)
         value = getattr(unit, param.field) if unit.HasField(param.field) else param.default
         # The bounds as float32, the fields' type: a unit may ask for exactly the smallest value (0.01).
         if not np.float32(param.least) <= value <= np.float32(param.most):
@@ -137,10 +140,20 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
 
 
+# The most pixels a preprocessor works on: the resolution is lowered for images so elongated that their
+# short side at the resolution would make them larger (the extension has no bound; memory would run out).
+MAX_WORK_PIXELS = 4096 * 4096
+
+
+def _bounded(resolution: int, height: int, width: int) -> int:
+    return max(1, min(resolution, int(min(height, width) * (MAX_WORK_PIXELS / (height * width)) ** 0.5)))
+
+
 def _detect(unit: pb.ControlUnit, image: Image.Image, seed: int, resolution: int | None = None) -> np.ndarray:
     pre = _preprocessor(unit, "unit")
     values = _values(unit, pre, "unit")
     res = resolution if resolution is not None and pre.resizes else pre.resolution(values)
+    res = _bounded(res, image.height, image.width)
     return annotators.hwc3(pre.detector(_pixels(image), res, values.get("threshold_a", 0.0),
                                         values.get("threshold_b", 0.0), seed))
 

@@ -311,6 +311,21 @@ def test_resize_and_fill_centres_it_on_the_median_border_colour():
 def test_detect_ignores_the_resize_mode_and_keeps_its_own_size():
     img = drawing()
     plain = preprocessors.detect(unit("canny", processor_res=128), image(img), 0)
-    fill = preprocessors.detect(unit("canny", processor_res=128, resize_mode=pb.FIT_MODE_FILL, pixel_perfect=True),
+    fill = preprocessors.detect(unit("canny", processor_res=128, resize_mode=pb.FIT_MODE_FILL),
                                 image(img), 0)
     assert plain.size == fill.size == (192, 128)
+
+
+def test_pixel_perfect_ignores_the_units_resolution():
+    preprocessors.check(unit("canny", pixel_perfect=True, processor_res=10), "u")
+    with pytest.raises(InvalidArgument):
+        preprocessors.check(unit("canny", processor_res=10), "u")
+    img = drawing()  # with no output size to follow, detect works at the default
+    assert np.array_equal(detected("canny", img, pixel_perfect=True, processor_res=10), detected("canny", img))
+
+
+def test_an_elongated_image_works_at_a_bounded_resolution():
+    strip = np.tile(np.linspace(0, 255, 2000).astype(np.uint8)[None, :, None], (4, 1, 3))
+    got = detected("threshold", strip, processor_res=2048)  # its short side at 2048 would be 2048x1024000
+    assert got.shape[0] * got.shape[1] <= preprocessors.MAX_WORK_PIXELS
+    assert got.shape[0] == int(4 * (preprocessors.MAX_WORK_PIXELS / 8000) ** 0.5)
