@@ -1,4 +1,4 @@
-"""The preprocessors over a real channel: GetInfo lists them, Preprocess returns the map, bad units are refused."""
+"""Preprocessors over a real channel: GetInfo lists them, Preprocess gives the map, bad units are refused."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_preprocess_fits_the_map_to_a_size_and_seeds_shuffle(services):
     ({"unit": pb.ControlUnit(preprocessor="canny")}, "unit.image.data"),
     ({"width": 100000}, "width"),
 ])
-def test_bad_units_are_invalid_argument_naming_the_field_and_the_service_keeps_serving(services, fields, field):
+def test_bad_units_are_invalid_argument_naming_the_field_and_it_keeps_serving(services, fields, field):
     service = services["img2img"]
     request = {"unit": pb.ControlUnit(preprocessor="canny"), **fields}
     if field != "unit.image.data":

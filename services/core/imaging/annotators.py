@@ -1,4 +1,4 @@
-"""The weight-free detectors of sd-webui-controlnet, on HxWxC uint8 arrays (RGB), as the extension computes them.
+"""sd-webui-controlnet's weight-free detectors, on HxWxC uint8 arrays (RGB), as the extension computes them.
 
 Each takes the image, the resolution it works at (the short side), the unit's two parameters and the
 request's seed, and returns its map. Which image a detector works on follows the extension exactly:
@@ -14,7 +14,7 @@ import numpy as np
 
 
 def hwc3(x: np.ndarray) -> np.ndarray:
-    """Three channels: grey repeated, alpha composited over white (float, then truncated, as the extension)."""
+    """Three channels: grey repeated, alpha composited over white (in float, then truncated)."""
     if x.ndim == 2:
         x = x[:, :, None]
     channels = x.shape[2]

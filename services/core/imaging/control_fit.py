@@ -19,7 +19,8 @@ def _round(x: float) -> int:
     return int(np.round(x))  # numpy's rounding (half to even), as the extension's
 
 
-def pixel_perfect_resolution(height: int, width: int, target_height: int, target_width: int, mode: str) -> int:
+def pixel_perfect_resolution(height: int, width: int, target_height: int, target_width: int,
+                             mode: str) -> int:
     """The preprocessor resolution that makes the map's short side land on the output at 1:1."""
     k_h, k_w = target_height / float(height), target_width / float(width)
     k = min(k_h, k_w) if mode == "fill" else max(k_h, k_w)

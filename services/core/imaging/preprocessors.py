@@ -106,8 +106,9 @@ def short_name(name: str) -> str:
 def _preprocessor(unit: pb.ControlUnit, field: str) -> Preprocessor:
     name = short_name(unit.preprocessor)
     if name not in PREPROCESSORS:
+        known = ", ".join(PREPROCESSORS)
         raise InvalidArgument(f"{field}.preprocessor",
-                              f"unknown preprocessor {name[:80]!r}; this service has: {', '.join(PREPROCESSORS)}")
+                              f"unknown preprocessor {name[:80]!r}; this service has: {known}")
     return PREPROCESSORS[name]
 
 

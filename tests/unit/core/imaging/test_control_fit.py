@@ -14,7 +14,8 @@ def photo(width=120, height=80, seed=0) -> np.ndarray:
 
 def test_many_colours_shrink_with_area_and_enlarge_with_cubic():
     img = photo()
-    assert np.array_equal(high_quality_resize(img, 60, 40), cv2.resize(img, (60, 40), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(high_quality_resize(img, 60, 40),
+                          cv2.resize(img, (60, 40), interpolation=cv2.INTER_AREA))
     assert np.array_equal(high_quality_resize(img, 240, 160),
                           cv2.resize(img, (240, 160), interpolation=cv2.INTER_CUBIC))
 

@@ -16,8 +16,8 @@ from services.core.errors import InvalidArgument
 from services.core.imaging import preprocessors
 from services.core.imaging.control_fit import fit_map, pixel_perfect_resolution
 
-NAMES = ["none", "tile_resample", "lineart_standard", "canny", "invert", "threshold", "shuffle", "scribble_xdog",
-         "blur_gaussian"]
+NAMES = ["none", "tile_resample", "lineart_standard", "canny", "invert", "threshold", "shuffle",
+         "scribble_xdog", "blur_gaussian"]
 
 
 def drawing(width=150, height=100) -> np.ndarray:
@@ -161,7 +161,8 @@ def test_none_keeps_the_image_and_grey_becomes_rgb():
 def test_transparency_is_composited_over_white_as_hwc3():
     rgba = np.dstack([drawing(), np.tile(np.linspace(0, 255, 150).astype(np.uint8), (100, 1))])
     alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
-    expected = (rgba[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
+    expected = rgba[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    expected = expected.clip(0, 255).astype(np.uint8)
     assert np.array_equal(np.asarray(preprocessors.detect(unit("none"), Image.fromarray(rgba, "RGBA"), 0)),
                           expected)
 
@@ -270,7 +271,8 @@ def test_without_pixel_perfect_the_units_resolution_is_used():
     img = drawing(90, 60)
     got = preprocessors.control_image(unit("canny", resize_mode=pb.FIT_MODE_RESIZE, processor_res=64),
                                       image(img), 96, 128, 0)
-    assert np.array_equal(np.asarray(got), fit_map(detected("canny", img, processor_res=64), 96, 128, "resize"))
+    expected = fit_map(detected("canny", img, processor_res=64), 96, 128, "resize")
+    assert np.array_equal(np.asarray(got), expected)
 
 
 def thirds(width=300, height=100) -> np.ndarray:
@@ -321,7 +323,8 @@ def test_pixel_perfect_ignores_the_units_resolution():
     with pytest.raises(InvalidArgument):
         preprocessors.check(unit("canny", processor_res=10), "u")
     img = drawing()  # with no output size to follow, detect works at the default
-    assert np.array_equal(detected("canny", img, pixel_perfect=True, processor_res=10), detected("canny", img))
+    assert np.array_equal(detected("canny", img, pixel_perfect=True, processor_res=10),
+                          detected("canny", img))
 
 
 def test_an_elongated_image_works_at_a_bounded_resolution():
