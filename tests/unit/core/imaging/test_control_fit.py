@@ -80,3 +80,13 @@ def test_grey_maps_come_out_rgb():
     gray = np.random.default_rng(2).integers(0, 256, (30, 30), dtype=np.uint8)
     out = fit_map(gray, 30, 30, "resize")
     assert out.shape == (30, 30, 3) and np.array_equal(out[:, :, 1], gray)
+
+
+def test_colours_are_counted_as_distinct_rgb_triples():
+    from services.core.imaging.control_fit import _color_count
+
+    img = photo(30, 20) // 64  # 4 levels per channel: up to 64 colours
+    assert _color_count(img) == len(np.unique(img.reshape(-1, 3), axis=0))
+    assert _color_count(np.zeros((5, 5, 3), dtype=np.uint8)) == 1
+    swapped = np.array([[[1, 2, 3], [3, 2, 1]]], dtype=np.uint8)  # the same values, other channels
+    assert _color_count(swapped) == 2
