@@ -6,6 +6,11 @@ The interface the rest of the service uses:
 - `detect(unit, image, seed)`: the preprocessor's map at its own resolution (the Preprocess RPC shows it).
 - `control_image(unit, image, width, height, seed)`: the map fitted to the output size by the unit's
   resize mode, RGB: what the ControlNet is fed.
+- `short_name(name)`: the module name a unit's preprocessor stands for (display names are accepted too):
+  what infotext writes.
+
+The recipes are in annotators.py, the fitting to the output in control_fit.py; here, which modules there
+are, their sliders, and which resolution each runs at.
 """
 
 from __future__ import annotations
