@@ -399,12 +399,14 @@ class ControlNetInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., hash: _Optional[str] = ..., loaded: _Optional[bool] = ...) -> None: ...
 
 class PreprocessorInfo(_message.Message):
-    __slots__ = ("name", "params")
+    __slots__ = ("name", "params", "label")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     name: str
     params: _containers.RepeatedCompositeFieldContainer[PreprocessorParam]
-    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[PreprocessorParam, _Mapping]]] = ...) -> None: ...
+    label: str
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Iterable[_Union[PreprocessorParam, _Mapping]]] = ..., label: _Optional[str] = ...) -> None: ...
 
 class PreprocessorParam(_message.Message):
     __slots__ = ("field", "label", "default_value", "min", "max", "step")

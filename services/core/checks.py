@@ -175,6 +175,16 @@ def check_pixels(width: int, height: int, limits: Limits, field: str) -> None:
         )
 
 
+def check_map_size(request: pb.PreprocessRequest, image, limits: Limits) -> tuple[int, int]:
+    """A Preprocess request's output size (a side left 0 is the image's), within the output limits."""
+    width, height = request.width or image.width, request.height or image.height
+    for value, field, limit in ((width, "width", limits.max_width), (height, "height", limits.max_height)):
+        if value > limit:
+            raise InvalidArgument(field, f"{value} is over the limit of {limit}")
+    check_pixels(width, height, limits, "width")
+    return width, height
+
+
 def check_params(params: pb.GenerationParams, config: ServiceConfig) -> CheckedParams:
     """The fields every mode shares."""
     limits, defaults = config.limits, config.defaults

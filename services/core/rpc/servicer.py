@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
-from ..checks import check_image
+from ..checks import check_image, check_map_size
 from ..imaging import images, preprocessors
 from ..models import loras, schedulers
 from ..models.catalog import Entry
@@ -164,10 +164,11 @@ class ModeServicer:
             self.runtime.check_accepting()
             unit = request.unit
             preprocessors.check(unit, "unit")
-            img = check_image(unit.image, "unit.image", self.config.limits)
+            img = check_image(unit.image, "unit.image.data", self.config.limits)
             seed = request.seed if request.HasField("seed") else 0
-            if request.width and request.height:
-                found = preprocessors.control_image(unit, img, request.width, request.height, seed)
+            if request.width or request.height:
+                width, height = check_map_size(request, img, self.config.limits)
+                found = preprocessors.control_image(unit, img, width, height, seed)
             else:
                 found = preprocessors.detect(unit, img, seed)
             data = images.encode_image(found, OUTPUT_FORMATS["png"], "", 0)

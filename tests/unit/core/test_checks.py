@@ -6,7 +6,7 @@ import pytest
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import JPEG, MAX_SEED, PNG
-from services.core.checks import check_fit, check_params, check_strength, output_size
+from services.core.checks import check_fit, check_map_size, check_params, check_strength, output_size
 from services.core.config import load_config
 from services.core.errors import InvalidArgument
 from services.txt2img.mode import MODE
@@ -210,3 +210,14 @@ def test_an_attention_weight_past_float32_is_refused_naming_its_prompt(field, te
 
 def test_strong_weights_within_the_bound_are_accepted():
     assert check_params(pb.GenerationParams(prompt="a (fox:100), ((red:9)), [[[blur]]]"), CONFIG).prompt
+
+
+def test_a_preprocess_size_takes_the_images_side_where_left_0_and_keeps_to_the_limits():
+    from PIL import Image
+
+    img, limits = Image.new("RGB", (300, 200)), LIMITS
+    assert check_map_size(pb.PreprocessRequest(width=96), img, limits) == (96, 200)
+    assert check_map_size(pb.PreprocessRequest(height=64), img, limits) == (300, 64)
+    with pytest.raises(InvalidArgument) as err:
+        check_map_size(pb.PreprocessRequest(height=limits.max_height + 1), img, limits)
+    assert err.value.message.startswith("height:")
