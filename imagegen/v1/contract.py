@@ -101,6 +101,19 @@ OUTPAINT_FILLS: dict[str, int] = {"edge": pb.OUTPAINT_FILL_EDGE, "noise": pb.OUT
 OUTPAINT_FILL_BY_ENUM: dict[int, str] = {pb.OUTPAINT_FILL_UNSPECIFIED: "edge", **{v: k for k, v in OUTPAINT_FILLS.items()}}
 OUTPAINT_SIDES = ("left", "right", "up", "down")
 
+# Hires fix (Txt2ImgRequest.hires): AUTOMATIC1111's latent upscale modes (its shared.latent_upscale_modes:
+# torch.nn.functional.interpolate's mode and antialias), its image resizers, and its defaults.
+LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
+}
+IMAGE_RESIZERS = ("None", "Lanczos", "Nearest")  # "None": Lanczos too, as A1111's upscaler "None" resizes
+DEFAULT_HIRES_UPSCALER = "Latent"
+DEFAULT_HIRES_SCALE = 2.0
+DEFAULT_HIRES_STRENGTH = 0.7
+MAX_HIRES_SCALE = 4.0
+
 # Samplers: our name (GenerationParams.scheduler) -> (AUTOMATIC1111's sampler name, the schedule type
 # its "Automatic" means: A1111 1.9+'s sd_samplers_kdiffusion "scheduler" option, else the sampler's own
 # spacing). Infotext, PNG Info, replay, the gateway and the A1111 API all read these names from here; the

@@ -169,10 +169,36 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ...) -> None: ...
 
 class Txt2ImgRequest(_message.Message):
-    __slots__ = ("params",)
+    __slots__ = ("params", "hires")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    HIRES_FIELD_NUMBER: _ClassVar[int]
     params: GenerationParams
-    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ...) -> None: ...
+    hires: HiresFix
+    def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., hires: _Optional[_Union[HiresFix, _Mapping]] = ...) -> None: ...
+
+class HiresFix(_message.Message):
+    __slots__ = ("scale", "resize_width", "resize_height", "upscaler", "steps", "denoising_strength", "scheduler", "schedule_type", "prompt", "negative_prompt")
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    DENOISING_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    scale: float
+    resize_width: int
+    resize_height: int
+    upscaler: str
+    steps: int
+    denoising_strength: float
+    scheduler: str
+    schedule_type: str
+    prompt: str
+    negative_prompt: str
+    def __init__(self, scale: _Optional[float] = ..., resize_width: _Optional[int] = ..., resize_height: _Optional[int] = ..., upscaler: _Optional[str] = ..., steps: _Optional[int] = ..., denoising_strength: _Optional[float] = ..., scheduler: _Optional[str] = ..., schedule_type: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ...) -> None: ...
 
 class Img2ImgRequest(_message.Message):
     __slots__ = ("params", "init_image", "strength", "fit")
