@@ -33,9 +33,18 @@ MASK_MODE = "Mask mode"
 CLIP_SKIP = "Clip skip"  # written only when not 1 (the last layer)
 LORA_HASHES = "Lora hashes"  # "name: hash, name2: hash2"
 TI_HASHES = "TI hashes"  # the textual-inversion embeddings the prompts used, as LORA_HASHES
-# AUTOMATIC1111's own, read only: they change the picture but have no field in our requests.
+# The hires fix (Txt2ImgRequest.hires), as AUTOMATIC1111 writes it: Denoising strength, then "Hires upscale"
+# (by a factor) or "Hires resize" ("WxH", by size), "Hires steps" (when set), "Hires upscaler", and the
+# second pass's sampler, schedule type and prompts when they differ from the first's. Size is the first pass's.
 HIRES_UPSCALE = "Hires upscale"
+HIRES_RESIZE = "Hires resize"
 HIRES_STEPS = "Hires steps"
+HIRES_UPSCALER = "Hires upscaler"
+HIRES_SAMPLER = "Hires sampler"
+HIRES_SCHEDULE_TYPE = "Hires schedule type"
+HIRES_PROMPT = "Hires prompt"
+HIRES_NEGATIVE_PROMPT = "Hires negative prompt"
+# AUTOMATIC1111's own, read only: they change the picture but have no field in our requests.
 VARIATION_SEED = "Variation seed"
 REFINER = "Refiner"
 

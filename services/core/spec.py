@@ -48,6 +48,7 @@ class GenerationSpec:
     infotext_extra: tuple[tuple[str, object], ...] = ()  # mode-specific "Key: value" pairs, in order
     model: str = ""  # the checkpoint's name (models.catalog), set by ModeRuntime.check; "": the default
     schedule_type: str = ""  # one the scheduler takes, or "": its Automatic (A1111's default for it)
+    hires: object | None = None  # txt2img's second pass (services.txt2img.hires.Hires); None: none
 
     @classmethod
     def build(cls, params: CheckedParams, width: int, height: int, **mode_fields) -> "GenerationSpec":

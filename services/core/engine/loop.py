@@ -121,6 +121,7 @@ class StepEngine(Engine):
                 self._drop_leavers()
                 # No local keeps the call: its rows must be freed when they fail or finish, even while idle.
                 self._step(self.scheduler.next_call(self._active.values()))
+                self._resize_due()
                 self._finish_done()
             # Also after an admission that failed: an idle engine is not busy (drain waits for it).
             self.queue.set_busy(bool(self._active))
@@ -196,6 +197,16 @@ class StepEngine(Engine):
                 request.reported = step
                 preview = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
                 request.job.emit(Progress(step=step, total_steps=total, preview=preview))
+
+    def _resize_due(self) -> None:
+        """Rows whose first pass just ended are enlarged for their second (they join that size's calls)."""
+        due = [request for request in self._active.values() if any(row.resizing for row in request.rows)]
+        if not due:
+            return
+        try:
+            self.runner.resize([row for request in due for row in request.rows if row.resizing])
+        except CallFailed as failed:
+            self._fail([request.job for request in due], failed.error)
 
     def _fail(self, jobs, error) -> None:
         for job in jobs:

@@ -36,6 +36,22 @@ class Denoise:
         return len(self.timesteps)
 
 
+@dataclass(eq=False)
+class Resize:
+    """A phase between two denoise phases (the hires fix): the row's latents enlarged to `upscale_to`
+    (in latent space, or decoded, resized and encoded again), `crop` latent columns and rows cut off
+    (half on each side), then noised to the next phase's first timestep with `generator`, the next
+    phase's (seeded by the row's seed, as a second pipeline call would be). resize.py runs it."""
+
+    upscaler: str  # contract.LATENT_UPSCALE_MODES or IMAGE_RESIZERS name
+    latent_mode: tuple[str, bool] | None  # (interpolate mode, antialias) for a latent upscaler
+    upscale_to: tuple[int, int]  # (height, width) in image pixels
+    crop: tuple[int, int]  # (rows, columns) of latents cut off
+    generator: torch.Generator
+    prompt: Prompt | None = None  # the next phase's prompts, when they differ from the row's
+    calls = steps = 0
+
+
 @dataclass(frozen=True)
 class Decode:
     """The last phase: the row's latents are decoded (with other finished rows) and answered."""
@@ -93,6 +109,11 @@ class Row:
     def done(self) -> bool:
         """Denoised: the row waits to be decoded."""
         return isinstance(self.phase, Decode)
+
+    @property
+    def resizing(self) -> bool:
+        """Between two denoise phases: its latents are enlarged before its next UNet call."""
+        return isinstance(self.phase, Resize)
 
     # --- progress, over every phase
     @property

@@ -19,6 +19,7 @@ from ..models.loaded import Loaded
 from ..models.loading import ModelLoadError, ModelOutOfMemory
 from ..work.device import release_device_memory, wait_for_device
 from .denoise import decode, unet_step
+from .resize import resize
 from .rows import Row, encode_prompt
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,14 @@ class Runner:
             # The call's real time, for the estimator and the scheduler's choice of rows.
             wait_for_device(model.pipe.unet.device)
         return time.monotonic() - started
+
+    def resize(self, rows: list[Row]) -> None:
+        """Run the rows' resize phases (the hires fix), each on its model's VAE where it decodes."""
+        import torch
+
+        with _faults("the device ran out of memory while enlarging for the second pass"), torch.inference_mode():
+            for name in dict.fromkeys(row.model for row in rows):
+                resize(self.model_of(name, "resizing").pipe, [row for row in rows if row.model == name])
 
     def decode(self, rows: list[Row]) -> list:
         """PIL images of finished rows, in order, in one VAE call."""

@@ -32,6 +32,11 @@ class PipelineEngine(Engine):
     def current(self) -> list[Job]:
         return list(self._current)
 
+    def refusal(self, spec) -> tuple[str, str] | None:
+        if spec.hires is not None:  # a diffusers pipeline call is one pass
+            return "hires", "the pipeline engine (--engine pipeline) runs no second pass: use the step engine"
+        return None
+
     # --- estimates (other threads)
     def _running_left(self) -> float | None:
         """Predicted seconds until the running batch ends (0 when idle; None before any data)."""
