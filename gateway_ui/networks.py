@@ -22,10 +22,15 @@ from imagegen.v1.contract import MAX_LORA_WEIGHT
 
 DEFAULT_WEIGHT = 1.0  # A1111's extra_networks_default_multiplier
 SEPARATOR = " "  # A1111's extra_networks_add_text_separator
+# The embedding slider's range: A1111's attention weights people use; a typed prompt may go further.
+MAX_EMBEDDING_WEIGHT = 2.0
 NO_LORAS = "No LoRAs: start the service with `--lora-dir DIR` (a folder of `NAME.safetensors` files)."
-NO_EMBEDDINGS = "No embeddings: start the service with `--embeddings-dir DIR` (A1111's `.pt` or `.safetensors` files)."
-LORA_HINT = "Click a card: `<lora:name:weight>` goes into the prompt; click again to take it out, or to set the weight after moving the slider."
-EMBEDDING_HINT = "Click a card: its name goes into the prompt chosen (`(name:weight)` at a weight other than 1); click again to take it out."
+NO_EMBEDDINGS = ("No embeddings: start the service with `--embeddings-dir DIR` "
+                 "(A1111's `.pt` or `.safetensors` files).")
+LORA_HINT = ("Click a card: `<lora:name:weight>` goes into the prompt; click again to take it out, "
+             "or to set the weight after moving the slider.")
+EMBEDDING_HINT = ("Click a card: its name goes into the prompt chosen (`(name:weight)` at a weight other "
+                  "than 1); click again to take it out.")
 PROMPTS = ["Prompt", "Negative prompt"]  # where an embedding card writes
 
 # <lora:NAME> or <lora:NAME:REST>; REST is the weight (A1111 allows more, which the service refuses).
@@ -54,12 +59,12 @@ def _append(prompt: str, text: str) -> str:
 
 
 def _cut(prompt: str, spans: list[tuple[int, int]]) -> str:
-    """The prompt without the spans, each with the separating spaces before it (or, at the start, after it)."""
+    """The prompt without the spans, each with the spaces before it (at the prompt's start: after it)."""
     out, last = [], 0
     for start, end in spans:
         head = prompt[last:start]
         trimmed = head.rstrip(" ")
-        if not trimmed and not out:  # at the prompt's start: the spaces after it go instead
+        if not trimmed and not any(out):  # at the prompt's start: the spaces after it go instead
             while end < len(prompt) and prompt[end] == " ":
                 end += 1
         out.append(trimmed)
@@ -133,7 +138,7 @@ def embedding_cards(info: pb.ServiceInfo) -> tuple[list[list[str]], list[str]]:
 
 @dataclass
 class Networks:
-    """One tab's panel: the cards, their weight sliders, and the notes that say what to do (or how to get some)."""
+    """One tab's panel: the cards, their weight sliders, and notes saying what to do (or how to get some)."""
 
     loras: object  # gr.Dataset of the LoRA names
     lora_weight: object
@@ -152,18 +157,27 @@ class Networks:
     def updates(info: pb.ServiceInfo) -> list:
         samples, labels = embedding_cards(info)
         return [gr.update(samples=lora_cards(info), visible=bool(info.loras)),
-                gr.update(value=LORA_HINT if info.loras else NO_LORAS),
+                gr.update(value=lora_note(info)),
                 gr.update(samples=samples, sample_labels=labels, visible=bool(samples)),
-                gr.update(value=EMBEDDING_HINT if samples else NO_EMBEDDINGS)]
+                gr.update(value=embedding_note(samples))]
+
+
+def lora_note(info: pb.ServiceInfo) -> str:
+    return LORA_HINT if info.loras else NO_LORAS
+
+
+def embedding_note(samples: list) -> str:
+    return EMBEDDING_HINT if samples else NO_EMBEDDINGS
 
 
 def _cards(samples: list, mode: str, kind: str, labels: list[str] | None = None):
-    return gr.Dataset(components=["textbox"], samples=samples, sample_labels=labels, label=None, show_label=False,
-                      layout="gallery", samples_per_page=50, visible=bool(samples), elem_id=f"{mode}-{kind}-cards")
+    return gr.Dataset(components=["textbox"], samples=samples, sample_labels=labels, label=None,
+                      show_label=False, layout="gallery", samples_per_page=50, visible=bool(samples),
+                      elem_id=f"{mode}-{kind}-cards")
 
 
-def _weight_slider(mode: str, kind: str, label: str):
-    return gr.Slider(-MAX_LORA_WEIGHT, MAX_LORA_WEIGHT, value=DEFAULT_WEIGHT, step=0.05, label=label,
+def _weight_slider(mode: str, kind: str, label: str, least: float, most: float):
+    return gr.Slider(least, most, value=DEFAULT_WEIGHT, step=0.05, label=label,
                      elem_id=f"{mode}-{kind}-weight")
 
 
@@ -173,16 +187,18 @@ def panel(mode: str, info: pb.ServiceInfo, prompt, negative) -> Networks:
     with gr.Accordion("Networks: LoRA, Textual Inversion", open=False, elem_id=f"{mode}-networks"):
         with gr.Tabs():
             with gr.Tab("LoRA", elem_id=f"{mode}-networks-lora"):
-                lora_note = gr.Markdown(LORA_HINT if info.loras else NO_LORAS, elem_id=f"{mode}-lora-note")
+                lora_help = gr.Markdown(lora_note(info), elem_id=f"{mode}-lora-note")
                 loras = _cards(lora_cards(info), mode, "lora")
-                lora_weight = _weight_slider(mode, "lora", "LoRA weight")
+                lora_weight = _weight_slider(mode, "lora", "LoRA weight", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
             with gr.Tab("Textual Inversion", elem_id=f"{mode}-networks-embeddings"):
-                embedding_note = gr.Markdown(EMBEDDING_HINT if samples else NO_EMBEDDINGS,
-                                             elem_id=f"{mode}-embedding-note")
+                embedding_help = gr.Markdown(embedding_note(samples), elem_id=f"{mode}-embedding-note")
                 embeddings = _cards(samples, mode, "embedding", labels)
                 with gr.Row():
-                    embedding_weight = _weight_slider(mode, "embedding", "Embedding weight")
-                    target = gr.Radio(PROMPTS, value=PROMPTS[0], label="Into", elem_id=f"{mode}-embedding-target")
+                    embedding_weight = _weight_slider(mode, "embedding", "Embedding weight", 0,
+                                                      MAX_EMBEDDING_WEIGHT)
+                    # A1111 writes into the prompt box last focused; here it is said.
+                    target = gr.Radio(PROMPTS, value=PROMPTS[0], label="Into",
+                                      elem_id=f"{mode}-embedding-target")
 
     def click_lora(card, weight, text):
         return toggle_lora(text, card[0], weight) if card else gr.update()
@@ -195,6 +211,6 @@ def panel(mode: str, info: pb.ServiceInfo, prompt, negative) -> Networks:
         return toggle_embedding(text, card[0], weight), gr.update()
 
     loras.click(click_lora, [loras, lora_weight, prompt], prompt, api_visibility="private")
-    embeddings.click(click_embedding, [embeddings, embedding_weight, target, prompt, negative], [prompt, negative],
-                     api_visibility="private")
-    return Networks(loras, lora_weight, lora_note, embeddings, embedding_weight, target, embedding_note)
+    embeddings.click(click_embedding, [embeddings, embedding_weight, target, prompt, negative],
+                     [prompt, negative], api_visibility="private")
+    return Networks(loras, lora_weight, lora_help, embeddings, embedding_weight, target, embedding_help)

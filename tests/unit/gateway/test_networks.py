@@ -25,6 +25,7 @@ def test_clicking_again_takes_the_tag_out_and_a_moved_slider_sets_its_weight():
     assert toggle_lora("<lora:film:1> a fox", "film") == "a fox"
     assert toggle_lora("a <lora:film:1> fox", "film", 1.0) == "a fox"
     assert toggle_lora("a fox <lora:film>", "film") == "a fox"  # no weight: 1
+    assert toggle_lora("<lora:film:1> <lora:film:1>  a fox", "film") == "a fox"  # every tag of that name
     assert toggle_lora("a fox <lora:film:0.6>, sharp", "film", 0.8) == "a fox <lora:film:0.8>, sharp"
     assert toggle_lora("a fox <lora:film:0.6>", "film", 1) == "a fox <lora:film:1>"
     assert toggle_lora("a fox <lora:film:oops>", "film", 1) == "a fox <lora:film:1>"  # a broken weight: set
