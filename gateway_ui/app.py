@@ -302,17 +302,18 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         status_outputs = [tabs[mode].status for mode in modes]
         model_inputs = [tabs[mode].model for mode in modes]
         range_outputs = [component for mode in modes
-                         for component in [*tabs[mode].controls.ranged, tabs[mode].lora_picker, tabs[mode].model,
-                                           tabs[mode].styles]]
+                         for component in [*tabs[mode].controls.ranged, *tabs[mode].networks.refreshed,
+                                           tabs[mode].model, tabs[mode].styles]]
 
         def refresh_all():
-            """A page load: every tab's status, ranges, LoRAs, checkpoints (the default chosen) and styles."""
+            """A page load: every tab's status, ranges, LoRA and embedding cards, checkpoints (the default
+            chosen) and styles."""
             infos = {mode: backends[mode].info() for mode in modes}
             styles = gr.update(choices=gateway.hub.styles.names())
             updates = [gateway.status_line(mode, checkpoints.default_name(infos[mode])) for mode in modes]
             for mode in modes:
                 info = infos[mode]
-                updates += [*tabs[mode].controls.updates(info), gr.update(choices=list(info.loras)),
+                updates += [*tabs[mode].controls.updates(info), *tabs[mode].networks.updates(info),
                             checkpoints.refreshed(info), styles]
             return updates
 
@@ -331,17 +332,19 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
 
 def wire_checkpoint(gateway: Gateway, tab: Tab) -> None:
     """The tab's checkpoint dropdown names its choice in the status line; 🔄 reads GetInfo again (a
-    model added, a hash computed since), keeping the choice while the service still offers it."""
+    model added, a hash computed since), keeping the choice while the service still offers it, and
+    refreshes the LoRA and embedding cards."""
     def chosen(model):
         return gateway.status_line(tab.mode, model)
 
     def refresh(model):
         info = gateway.backends[tab.mode].info()
         update = checkpoints.refreshed(info, model)
-        return update, gateway.status_line(tab.mode, update.get("value"))
+        return update, gateway.status_line(tab.mode, update.get("value")), *tab.networks.updates(info)
 
     tab.model.change(chosen, tab.model, tab.status, api_visibility="private")
-    tab.model_refresh.click(refresh, tab.model, [tab.model, tab.status], api_visibility="private")
+    tab.model_refresh.click(refresh, tab.model, [tab.model, tab.status, *tab.networks.refreshed],
+                            api_visibility="private")
 
 
 def make_backends(config: GatewayConfig) -> dict[str, ModeBackend]:

@@ -19,7 +19,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
                                   MAX_SEED, MIN_SIZE, SAMPLERS, TXT2IMG, UI_DEFAULT_SAMPLER, ModeContract)
 from services.client import make_request
 
-from . import checkpoints, outpaint
+from . import checkpoints, networks, outpaint
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_image, editor_inputs
 from .xyz.ui import build_xyz
@@ -185,25 +185,6 @@ def common_request_args(values: dict) -> dict:
     }
 
 
-def add_lora_tag(prompt: str | None, name: str | None) -> tuple:
-    """(the prompt with A1111's `<lora:NAME:1>` added at its end, the picker cleared for the next pick).
-    The weight is edited in the prompt, as in A1111; the service reads the tag."""
-    if not name:
-        return gr.update(), None
-    text = (prompt or "").rstrip()
-    tag = f"<lora:{name}:1>"
-    return (f"{text} {tag}" if text else tag), None
-
-
-def lora_picker(mode: str, info: pb.ServiceInfo, prompt):
-    """The LoRAs the tab's service has (GetInfo); picking one inserts its tag into the prompt. Not an API
-    input: the tag in the prompt is what the request carries."""
-    picker = gr.Dropdown(list(info.loras), value=None, label="LoRA (adds <lora:name:1> to the prompt)",
-                         elem_id=f"{mode}-lora", interactive=True)
-    picker.input(add_lora_tag, [prompt, picker], [prompt, picker], api_visibility="private")
-    return picker
-
-
 @dataclass
 class TabSpec:
     """What makes one tab: its mode, its own inputs and controls, and how its values become a request."""
@@ -348,7 +329,7 @@ class Tab:
     send_buttons: dict = field(default_factory=dict)  # target mode -> button
     selected: object = None  # gr.State: the gallery index picked
     interrupt: object = None  # the Interrupt button: stops the running generation
-    lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
+    networks: object = None  # the LoRA and embedding cards (networks.Networks); they follow GetInfo
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
     xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
 
@@ -393,7 +374,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{mode}-negative")
                 checkpoint, refresh = checkpoints.picker(mode, info)
                 styles = style_picker(mode, style_names)
-                picker = lora_picker(mode, info, prompt)
+                nets = networks.panel(mode, info, prompt, negative)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
                 newest = spec.newest_controls()
@@ -416,6 +397,6 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     # before keep working.
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
               "styles": styles, **newest}
-    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
+    tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, nets,
               refresh, xyz)
     return tab, button

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from imagegen.v1.contract import MODES
 from services.client import ImageGenClient
+from services.core.models.presets import EMBEDDED
 
 
 DEFAULT_GATEWAY_PORT = 7860
@@ -62,11 +63,13 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
-                    health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "") -> list[str]:
+                    health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "",
+                    lora_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
             "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else []),
-            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else [])]
+            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else []),
+            *(["--lora-dir", lora_dir] if lora_dir else [])]
 
 
 def services_cache(environ) -> Path:
@@ -101,6 +104,21 @@ def sample_embeddings(environ) -> str:
     from services.core.models.presets import ensure_sample_embeddings
 
     return str(ensure_sample_embeddings(services_cache(environ)))
+
+
+def sample_loras(environ) -> str:
+    """The embedded tiny models' sample LoRAs folder (built into the services' cache if need be)."""
+    from services.core.models.presets import ensure_sample_loras
+
+    return str(ensure_sample_loras(services_cache(environ)))
+
+
+def lora_folder(given: str | None, models: dict[str, str], environ) -> str:
+    """The services' --lora-dir: the one given ('' for none); else, when every service runs an embedded
+    model, the sample LoRAs (another model would list LoRAs it refuses); else none."""
+    if given is not None:
+        return given
+    return sample_loras(environ) if set(models.values()) <= set(EMBEDDED) else ""
 
 
 class ProcessGroup:
@@ -195,6 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--embeddings-dir", default=os.environ.get("IMAGEGEN_EMBEDDINGS_DIR"),
                         help="textual-inversion embeddings for all three (default: the tiny models' samples, "
                              "which other models skip; '' for none) [IMAGEGEN_EMBEDDINGS_DIR]")
+    parser.add_argument("--lora-dir", default=os.environ.get("IMAGEGEN_LORA_DIR"),
+                        help="LoRAs for all three (default, on the embedded models: their sample LoRAs; '' for "
+                             "none) [IMAGEGEN_LORA_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -214,6 +235,7 @@ def main(argv=None) -> int:
         models_dir = demo_models(services_cache(os.environ))
         print(f"launch: the services offer tiny-xl too ({models_dir}; --no-demo-models: not)", flush=True)
     embeddings_dir = sample_embeddings(os.environ) if args.embeddings_dir is None else args.embeddings_dir
+    lora_dir = lora_folder(args.lora_dir, models, os.environ)
 
     group = ProcessGroup()
     stopping = []
@@ -224,7 +246,7 @@ def main(argv=None) -> int:
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode], models_dir, embeddings_dir))
+                                          layout.health[mode], models_dir, embeddings_dir, lora_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

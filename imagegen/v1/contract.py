@@ -169,6 +169,8 @@ MAX_MASK_BLUR = 64
 MAX_ONLY_MASKED_PADDING = 256
 # GenerationParams.clip_skip: 1 (the text encoder's last layer) .. the layers of SD 1.x's text encoder.
 MAX_CLIP_SKIP = 12
+# A LoRA's weight (GenerationParams.loras, a prompt's <lora:name:weight>): -this..this.
+MAX_LORA_WEIGHT = 4.0
 
 # ControlNet units (GenerationParams.control): sd-webui-controlnet's labels of the control and resize modes,
 # as its API takes them and infotext writes them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -11,6 +12,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from services.client import ImageGenClient, make_request
 from services.launch import PORTS_PER_COPY, ports
 from tests.conftest import CACHE_DIR, free_port
 
@@ -27,6 +32,10 @@ def child_pids(parent: int) -> list[str]:
         if fields[1] == str(parent):
             pids.append(stat.parent.name)
     return pids
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(result.images[0].data)).convert("RGB"), dtype=np.int16)
 
 
 def free_block(count: int) -> int:
@@ -77,6 +86,16 @@ def test_launch_runs_all_four_and_ctrl_c_stops_them(tmp_path):
         _gallery, seeds, _info = client.predict("fox", "", 2, 7.5, 64, 64, 9, 1, "model default", api_name="/txt2img")
         assert [p.name for p in (tmp_path / "outputs" / "txt2img").glob("*/*")] == ["00001-9.png"]  # kept on disk
         assert seeds == "9"
+        # Every picker filled: the services list the sample LoRAs and embeddings, and the sample LoRA
+        # changes the image.
+        with ImageGenClient("txt2img", f"127.0.0.1:{base}", timeout=120) as txt2img:
+            info = txt2img.info()
+            assert {"tiny-lora", "tiny-xl-lora"} <= set(info.loras)
+            assert "tiny-embedding" in {embedding.name for embedding in info.embeddings}
+            plain, tagged = (pixels(txt2img.generate(make_request("txt2img", prompt, steps=2, width=64, height=64,
+                                                                  seed=9)))
+                             for prompt in ("fox", "fox <lora:tiny-lora:1>"))
+            assert np.abs(plain - tagged).max() > 3
         for offset, mode in enumerate(("txt2img", "img2img", "inpaint")):  # metrics follow the base port too
             with urllib.request.urlopen(f"http://127.0.0.1:{base + 3 + offset}/metrics", timeout=5) as reply:
                 assert f'mode="{mode}"'.encode() in reply.read()

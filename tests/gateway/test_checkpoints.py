@@ -114,10 +114,10 @@ def event(gateway, name: str, reads: str | None = None):
 
 def test_refreshing_keeps_a_choice_still_offered_and_falls_back_to_the_default(service, gateway):
     refresh = event(gateway, "refresh", reads="txt2img-model")
-    update, status = refresh("beta")
+    update, status, *_cards = refresh("beta")  # then the Networks cards (gateway_ui/networks.py)
     assert update["value"] == "beta" and [value for _label, value in update["choices"]] == ["alpha", "beta"]
     assert status.endswith("· beta (SD 1.x model)")
-    update, status = refresh("gone")
+    update, status, *_cards = refresh("gone")
     assert update["value"] == "alpha" and status.endswith("· alpha (SD 1.x model)")
     loaded = event(gateway, "refresh_all")()  # a page load: the default chosen, hashes in the labels
     assert loaded[0].endswith("· alpha (SD 1.x model)")

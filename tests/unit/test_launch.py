@@ -99,3 +99,18 @@ def test_on_the_embedded_model_the_services_are_given_a_second_checkpoint(tmp_pa
     command = launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1, -1, folder)
     assert command[command.index("--models-dir") + 1] == str(folder)
     assert "--models-dir" not in launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1)
+
+
+def test_each_service_is_given_the_sample_loras_unless_told_otherwise(tmp_path):
+    folder = launch.sample_loras({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
+    assert folder.startswith(str(tmp_path)) and sorted(p.name for p in Path(folder).iterdir()) == [
+        "tiny-lora.safetensors", "tiny-xl-lora.safetensors"]
+    command = launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1, -1, lora_dir=folder)
+    assert command[command.index("--lora-dir") + 1] == folder
+    assert "--lora-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1)
+    environ = {"IMAGEGEN_CACHE_DIR": str(tmp_path)}
+    embedded = {"txt2img": "tiny", "img2img": "tiny", "inpaint": "tiny-xl"}
+    assert launch.lora_folder(None, embedded, environ) == folder
+    assert launch.lora_folder("", embedded, environ) == ""  # none, as asked
+    assert launch.lora_folder("/srv/loras", embedded, environ) == "/srv/loras"
+    assert launch.lora_folder(None, {**embedded, "inpaint": "/models/sd15"}, environ) == ""

@@ -27,13 +27,15 @@ from typing import Callable
 
 from safetensors import SafetensorError, safe_open
 
+from imagegen.v1.contract import MAX_LORA_WEIGHT
+
 from ..errors import InvalidArgument
 from ..prompts import lora_name_problem
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".safetensors"
-MAX_WEIGHT = 4.0  # |weight| bound for a request's LoRA (field or prompt tag)
+MAX_WEIGHT = MAX_LORA_WEIGHT  # |weight| bound for a request's LoRA (field or prompt tag)
 CACHE_SIZE = 8  # adapters kept loaded on a pipeline; also the most distinct LoRAs one request may use
 
 # A request's LoRA set: (name, weight) pairs, sorted by name, no zero weights. Requests with unequal

@@ -80,6 +80,34 @@ def ensure_sample_embeddings(cache_dir: Path) -> Path:
     return folder
 
 
+# The sample LoRAs `make run` serves (services/launch.py passes their folder): name -> (the embedded model
+# it is for, its seed, kohya's format). Random non-zero weights on the attention layers (lora_writer), so
+# using one changes the image; a model refuses the other one naming params.loras, as it would any LoRA of
+# another family.
+SAMPLE_LORAS = {"tiny-lora": ("tiny", 0, True), "tiny-xl-lora": ("tiny-xl", 1, False)}
+
+
+def ensure_sample_loras(cache_dir: Path) -> Path:
+    """The folder of SAMPLE_LORAS (tiny-lora in kohya's format, what A1111 users download; tiny-xl-lora in
+    diffusers'), written into the cache once, beside the sample embeddings."""
+    from .lora_writer import write_lora
+
+    folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (model, seed, kohya) in SAMPLE_LORAS.items():
+        target = folder / f"{name}.safetensors"
+        if target.is_file():
+            continue
+        # Only the layers' shapes matter, not the model's weights: built in memory, nothing loaded.
+        pipe = (build_tiny_xl_pipeline if model == "tiny-xl" else build_tiny_pipeline)(False)
+        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))  # written beside and renamed
+        try:
+            os.replace(write_lora(staging, name, pipe, seed=seed, kohya=kohya), target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 def build_tiny_tokenizer():
     """A CLIP tokenizer over a small vocabulary: every byte-level symbol, alone and word-final.
 
@@ -254,3 +282,4 @@ if __name__ == "__main__":
         for inpaint in (False, True):
             print(ensure_tiny(args.cache_dir, inpaint, name))
     print(ensure_sample_embeddings(args.cache_dir))
+    print(ensure_sample_loras(args.cache_dir))

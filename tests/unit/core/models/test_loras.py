@@ -330,3 +330,19 @@ def test_the_prompt_with_the_field_s_loras_as_tags_keeps_within_the_limit(folder
     assert info.value.field == "params.prompt" and "4001 with params.loras" in info.value.problem
     # The recorded prompt (what a replay sends, with no field) is accepted back.
     assert checked(folder, prompt=fits + tags).loras == (("a", 0.5), ("b", 1.0))
+
+
+def test_the_sample_loras_change_their_tiny_model_s_image_and_are_written_once(tmp_path, pipe):
+    from services.core.models.presets import SAMPLE_LORAS, ensure_sample_loras
+
+    folder = ensure_sample_loras(tmp_path)
+    assert loras.names(folder) == sorted(SAMPLE_LORAS) == ["tiny-lora", "tiny-xl-lora"]
+    written = {name: (folder / f"{name}.safetensors").stat().st_mtime_ns for name in SAMPLE_LORAS}
+    assert ensure_sample_loras(tmp_path) == folder  # once: the files are kept
+    assert {name: (folder / f"{name}.safetensors").stat().st_mtime_ns for name in SAMPLE_LORAS} == written
+    adapters = LoraAdapters(pipe, folder)
+    plain = image(pipe)
+    use(adapters, (("tiny-lora", 1.0),))
+    assert np.abs(image(pipe) - plain).max() > 3  # kohya's keys, converted by diffusers' loader
+    with pytest.raises(InvalidArgument, match="cannot be applied to this model"):
+        use(adapters, (("tiny-xl-lora", 1.0),))  # the other family's: refused, naming the field
