@@ -44,6 +44,11 @@ class ModeContract:
     def default_address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def upscales(self) -> bool:
+        """Whether the service offers the Upscale RPC (the proto says: Img2Img)."""
+        return "Upscale" in pb.DESCRIPTOR.services_by_name[self.service].methods_by_name
+
 
 TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, 9061, pb.Txt2ImgRequest,
                        pb_grpc.Txt2ImgStub, pb_grpc.add_Txt2ImgServicer_to_server,
