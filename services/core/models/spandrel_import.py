@@ -2,18 +2,17 @@
 
 spandrel's package imports every architecture it knows, and two of them (LaMa, RestoreFormer) import
 torchvision at module level - for a rotation and a normalisation they only use when run. torchvision is
-not installed beside a CPU torch here (PyPI's builds pin another torch, or fail to load against this one),
-and spandrel is installed with --no-deps for that reason (requirements-nodeps.txt). Where torchvision is
-missing, a placeholder stands in for exactly the names those two import (torchvision.transforms.functional:
-InterpolationMode, rotate, normalize) while spandrel is imported; calling one raises, so a LaMa or RestoreFormer file fails loudly when
-run, and every other architecture (ESRGAN's family among them) works as usual. Where torchvision is
-installed (the CUDA PyTorch images) nothing is replaced.
+not installable beside a CPU torch here (PyPI's builds pin another torch, or fail to load against this
+one), and spandrel is installed with --no-deps for that reason (requirements-nodeps.txt). Where
+torchvision cannot be imported, a placeholder stands in, while spandrel is imported, for exactly the names
+those two import (torchvision.transforms.functional: InterpolationMode, rotate, normalize); calling one
+raises, so a LaMa or RestoreFormer file fails loudly when run, and every other architecture (ESRGAN's
+family among them) works as usual. Where torchvision imports (the CUDA PyTorch images) nothing is replaced.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib.util
 import logging
 import sys
 import types
@@ -63,7 +62,11 @@ def load_spandrel():
     """The spandrel package, its torchvision stand-in registered first where torchvision is missing."""
     if "spandrel" in sys.modules:
         return sys.modules["spandrel"]
-    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+    try:
+        import torchvision  # noqa: F401 - where it imports, spandrel gets the real one
+    except Exception as exc:  # noqa: BLE001 - missing, or built for another torch (its operators fail to load)
+        missing = f"{type(exc).__name__}: {str(exc)[:120]}"
+    else:
         import spandrel
 
         return spandrel
@@ -77,6 +80,6 @@ def load_spandrel():
         for name in placeholder:
             if sys.modules.get(name) is placeholder[name]:
                 del sys.modules[name]
-    log.warning("torchvision is not installed: the %s upscaler architectures are unavailable (every other "
-                "one, ESRGAN's family among them, works)", " and ".join(NEEDS_TORCHVISION))
+    log.warning("torchvision cannot be imported (%s): the %s upscaler architectures are unavailable (every "
+                "other one, ESRGAN's family among them, works)", missing, " and ".join(NEEDS_TORCHVISION))
     return spandrel

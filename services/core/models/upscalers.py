@@ -134,9 +134,10 @@ def model_pass(descriptor, img: Image.Image) -> Image.Image:
 
 
 def resize(img: Image.Image, size: tuple[int, int], name: str) -> Image.Image:
-    """A resizer's answer ("None": the image as it is)."""
+    """A resizer's answer. "None" does nothing itself, so A1111's last step alone (a Lanczos resize to the
+    target) makes its size."""
     resample = RESIZERS[name]
-    return img if resample is None or img.size == size else img.resize(size, resample=resample)
+    return img if img.size == size else img.resize(size, resample=Image.LANCZOS if resample is None else resample)
 
 
 class Upscalers:
