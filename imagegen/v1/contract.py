@@ -184,6 +184,11 @@ LIMITS = pb.Limits(
 )
 
 
+# AUTOMATIC1111's upscalers that are not models, in its order: every service with Upscale offers them.
+RESIZERS: tuple[str, ...] = ("None", "Lanczos", "Nearest")
+UPSCALE_MODE = next(m.name for m in MODES.values() if m.upscales)  # the one mode that serves Upscale
+
+
 def placeholder_info(name: str) -> pb.ServiceInfo:
     """The documented defaults and limits of a mode, for showing a form while its service is unreachable."""
     spec = mode(name)
@@ -194,7 +199,8 @@ def placeholder_info(name: str) -> pb.ServiceInfo:
     defaults.only_masked_padding = spec.default_only_masked_padding
     return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
                           output_formats=[f.enum for f in OUTPUT_FORMATS.values()],
-                          max_clip_skip=MAX_CLIP_SKIP)
+                          max_clip_skip=MAX_CLIP_SKIP,
+                          upscalers=[pb.UpscalerInfo(name=n) for n in RESIZERS] if spec.upscales else [])
 
 
 # Errors: every status the services send carries a google.rpc.ErrorInfo detail in this domain whose

@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from imagegen.v1.contract import RESIZERS as RESIZER_NAMES
+
 from ..imaging import tiles
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".safetensors", ".pth")  # the first wins when a folder has both for one name
 CACHE_SIZE = 2  # models kept loaded (an ESRGAN 4x is about 64 MB)
 MAX_PASSES = 3  # A1111's Upscaler.upscale: model passes until the target is reached, at most this many
-RESIZERS = {"None": None, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}  # A1111's order
+# A1111's resizers (the contract names them) and their filters; "None" resizes only in the last step.
+RESIZERS = dict(zip(RESIZER_NAMES, (None, Image.LANCZOS, Image.NEAREST)))
 
 
 class UpscalerUnusable(ValueError):
