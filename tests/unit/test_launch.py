@@ -99,3 +99,15 @@ def test_on_the_embedded_model_the_services_are_given_a_second_checkpoint(tmp_pa
     command = launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1, -1, folder)
     assert command[command.index("--models-dir") + 1] == str(folder)
     assert "--models-dir" not in launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1)
+
+
+def test_the_img2img_service_alone_is_given_the_tiny_esrgan(tmp_path):
+    from imagegen.v1.contract import MODES
+
+    folder = launch.tiny_upscalers({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
+    assert folder.startswith(str(tmp_path))
+    assert sorted(p.name for p in Path(folder).iterdir()) == ["tiny-esrgan-2x.safetensors"]
+    assert [mode for mode, contract in MODES.items() if contract.upscales] == ["img2img"]  # what main passes it to
+    command = launch.service_command("img2img", "tiny", "127.0.0.1", 50052, "cpu", -1, -1, upscaler_dir=folder)
+    assert command[command.index("--upscaler-dir") + 1] == folder
+    assert "--upscaler-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50051, "cpu", -1)
