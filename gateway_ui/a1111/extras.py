@@ -28,8 +28,9 @@ from .mapping import decode_image
 
 # The UpscaleRequest fields as A1111's Extras names them, by resize mode (a size asked by ratio is A1111's
 # "Scale to" without crop, whose scale the gateway works out from the two sides).
-_FIELDS = {"upscaler": "upscaler_1", "upscaler_2": "upscaler_2", "upscaler_2_visibility": "extras_upscaler_2_visibility",
-           "width": "upscaling_resize_w", "height": "upscaling_resize_h"}
+_FIELDS = {"upscaler": "upscaler_1", "upscaler_2": "upscaler_2",
+           "upscaler_2_visibility": "extras_upscaler_2_visibility", "width": "upscaling_resize_w",
+           "height": "upscaling_resize_h"}
 _SCALE_FIELD = {0: "upscaling_resize", 1: "upscaling_resize_w"}
 
 

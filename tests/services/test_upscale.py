@@ -59,7 +59,8 @@ def test_an_upscale_is_the_core_s_image_at_the_asked_size(img2img, folder):
     assert answer.image.infotext == "Postprocess upscale by: 3, Postprocess upscaler: esrgan"
     assert img.info["postprocessing"] == answer.image.infotext
     assert answer.timings.total_ms >= answer.timings.inference_ms > 0
-    sized = img2img.client.upscale(request(width=100, height=50, upscaler="Nearest", output_format=pb.IMAGE_FORMAT_JPEG))
+    sized = img2img.client.upscale(request(width=100, height=50, upscaler="Nearest",
+                                           output_format=pb.IMAGE_FORMAT_JPEG))
     assert decoded(sized.image).size == (100, 50) and sized.image.mime_type == "image/jpeg"
 
 

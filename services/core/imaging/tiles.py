@@ -60,7 +60,8 @@ def _ramp(length: int, across: int, horizontal: bool) -> Image.Image:
     return Image.fromarray(grid, "L")
 
 
-def _lay(pieces: list[tuple[int, Image.Image]], size: tuple[int, int], overlap: int, horizontal: bool) -> Image.Image:
+def _lay(pieces: list[tuple[int, Image.Image]], size: tuple[int, int], overlap: int,
+         horizontal: bool) -> Image.Image:
     """Pieces laid along one axis at their starts, each blended over the one before for `overlap` pixels."""
     out = Image.new("RGB", size)
     for start, piece in pieces:

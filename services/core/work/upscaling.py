@@ -9,6 +9,7 @@ down to a multiple of 8, "Scale to" with crop covers the size and crops the cent
 
 from __future__ import annotations
 
+import difflib
 import math
 import threading
 import time
@@ -20,7 +21,7 @@ from PIL import Image
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import FORMAT_BY_ENUM, OutputFormat
 
-from ..checks import check_image, quote
+from ..checks import MAX_LISTED, MAX_NAME, check_image, quote
 from ..config import ServiceConfig
 from ..errors import Cancelled, DeadlinePassed, InvalidArgument, QueueFull
 from ..models.upscalers import RESIZERS, Upscalers
@@ -51,6 +52,15 @@ def scaled_side(side: int, scale: float) -> int:
     return exact // 8 * 8 or exact
 
 
+def choices(name: str, names: list[str]) -> str:
+    """What to name instead, kept short whatever the folder holds (a status travels in gRPC metadata)."""
+    if len(names) <= MAX_LISTED:
+        return f"choose one of {', '.join(quote(n) for n in names)}"
+    close = difflib.get_close_matches(name[:MAX_NAME], names, n=3)
+    hint = f"closest: {', '.join(quote(n) for n in close)}; " if close else ""
+    return f"{hint}{len(names)} upscalers; GetInfo lists them"
+
+
 def check_upscaler(name: str, field: str, upscalers: Upscalers) -> str:
     """A name of the service's upscalers that can run."""
     if not name:
@@ -60,7 +70,7 @@ def check_upscaler(name: str, field: str, upscalers: Upscalers) -> str:
     found = upscalers.available()
     if name not in found:
         what = "is not an upscaler name (names, not paths)" if "/" in name or "\\" in name else "unknown upscaler"
-        raise InvalidArgument(field, f"{what} {quote(name)}; choose one of {', '.join(quote(n) for n in [*RESIZERS, *found])}")
+        raise InvalidArgument(field, f"{what} {quote(name)}; {choices(name, [*RESIZERS, *found])}")
     facts = upscalers.facts(name, found[name])  # reads the file once per version: it must load
     if facts.unusable:
         raise InvalidArgument(field, f"upscaler {quote(name)} cannot be used: {facts.unusable}")
@@ -94,8 +104,8 @@ def target_size(request: pb.UpscaleRequest, source: tuple[int, int], config: Ser
         raise InvalidArgument(field, f"the output would be {size[0]}x{size[1]}, over the limit of "
                                      f"{limits.max_width}x{limits.max_height} and {limits.max_pixels} pixels")
     if reach[0] * reach[1] > 4 * limits.max_pixels:  # a crop of a very long image: the cover would be huge
-        raise InvalidArgument(field, f"cropping to {size[0]}x{size[1]} would upscale to {reach[0]}x{reach[1]} first; "
-                                     "ask for a size closer to the image's aspect ratio")
+        raise InvalidArgument(field, f"cropping to {size[0]}x{size[1]} would upscale to {reach[0]}x{reach[1]} "
+                                     "first; ask for a size closer to the image's aspect ratio")
     return size, reach, words
 
 
@@ -105,7 +115,9 @@ def check_upscale(request: pb.UpscaleRequest, config: ServiceConfig, upscalers: 
     visibility = request.upscaler_2_visibility
     if not 0 <= visibility <= 1:
         raise InvalidArgument("upscaler_2_visibility", f"{visibility:g} is outside 0..1")
-    upscaler_2 = check_upscaler(request.upscaler_2, "upscaler_2", upscalers) if request.upscaler_2 and visibility else ""
+    upscaler_2 = ""
+    if request.upscaler_2 and visibility:  # A1111 runs upscaler 2 only when it shows
+        upscaler_2 = check_upscaler(request.upscaler_2, "upscaler_2", upscalers)
     if request.output_format not in FORMAT_BY_ENUM:
         raise InvalidArgument("output_format", f"unknown format {request.output_format}")
     quality = request.quality or config.defaults.quality

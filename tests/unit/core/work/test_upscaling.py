@@ -55,6 +55,14 @@ def test_a_bad_field_is_named(found, fields, field, words):
     assert caught.value.field == field and words in caught.value.problem
 
 
+def test_a_long_folder_is_named_briefly(tmp_path):
+    for i in range(40):
+        (tmp_path / f"model-{i:02d}.pth").write_bytes(b"")
+    with pytest.raises(InvalidArgument) as caught:
+        check(Upscalers(tmp_path), upscaler="model-1")
+    assert caught.value.problem.endswith("43 upscalers; GetInfo lists them") and "closest: 'model-" in caught.value.problem
+
+
 def test_the_image_is_checked_as_a_generation_s_input_image(found):
     with pytest.raises(InvalidArgument) as caught:
         upscaling.check_upscale(pb.UpscaleRequest(image=pb.Image(data=b"not an image"), upscaler="Lanczos"),
@@ -85,7 +93,8 @@ def test_crop_takes_the_centre_and_upscaler_2_blends(found):
     assert np.array_equal(np.asarray(out), np.asarray(cover.crop((0, 52, 300, 172))))
     spec = check(found, upscaler_2="Nearest", upscaler_2_visibility=0.25)
     out = upscaling.run_upscale(spec, found)
-    expected = Image.blend(spec.image.resize((200, 144), Image.LANCZOS), spec.image.resize((200, 144), Image.NEAREST), 0.25)
+    lanczos, nearest = (spec.image.resize((200, 144), f) for f in (Image.LANCZOS, Image.NEAREST))
+    expected = Image.blend(lanczos, nearest, 0.25)
     assert np.array_equal(np.asarray(out), np.asarray(expected))
 
 
