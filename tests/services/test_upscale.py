@@ -112,3 +112,20 @@ def test_the_other_modes_have_no_upscale():
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         txt2img.stop()
+
+
+def test_the_command_line_upscales_a_file(img2img, tmp_path, capsys):
+    from services.client import cli
+
+    source = tmp_path / "in.png"
+    source.write_bytes(png((40, 32), seed=5))
+    code = cli.main(["upscale", str(source), "--upscaler", "esrgan", "--scale", "2", "--addr", img2img.address,
+                     "--out", str(tmp_path / "out.png")])
+    assert code == 0
+    assert Image.open(tmp_path / "out.png").size == (80, 64)
+    assert "80x64  Postprocess upscale by: 2, Postprocess upscaler: esrgan" in capsys.readouterr().out
+    assert cli.main(["upscale", str(source), "--upscaler", "nope", "--addr", img2img.address,
+                     "--out", str(tmp_path / "bad.png")]) == 1
+    assert "INVALID_ARGUMENT: upscaler: unknown upscaler 'nope'" in capsys.readouterr().err
+    assert cli.main(["upscale", str(source), "--upscaler", "esrgan", "--width", "80", "--addr", img2img.address,
+                     "--out", str(tmp_path / "bad.png")]) == 2
