@@ -200,7 +200,7 @@ def placeholder_info(name: str) -> pb.ServiceInfo:
     return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
                           output_formats=[f.enum for f in OUTPUT_FORMATS.values()],
                           max_clip_skip=MAX_CLIP_SKIP,
-                          upscalers=[pb.UpscalerInfo(name=n) for n in RESIZERS] if spec.upscales else [])
+                          upscalers=[pb.UpscalerInfo(name=n) for n in RESIZERS])
 
 
 # Errors: every status the services send carries a google.rpc.ErrorInfo detail in this domain whose

@@ -11,10 +11,8 @@ from ..models.upscalers import Upscalers
 from ..work.upscaling import check_upscale, run_upscale
 
 
-def upscaler_infos(upscalers: Upscalers | None) -> list[pb.UpscalerInfo]:
-    """GetInfo's upscalers: none where the mode has no Upscale."""
-    if upscalers is None:
-        return []
+def upscaler_infos(upscalers: Upscalers) -> list[pb.UpscalerInfo]:
+    """GetInfo's upscalers."""
     return [pb.UpscalerInfo(name=f.name, scale=f.scale, architecture=f.architecture, file=f.file,
                             unusable=f.unusable) for f in upscalers.infos()]
 

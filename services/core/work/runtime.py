@@ -58,9 +58,10 @@ class ModeRuntime:
         # while loading); every model loaded, the pool's too, gets those that fit it.
         self.embeddings = read_folder(config.embeddings_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
-        # --upscaler-dir's models and A1111's resizers, on the model's device once loaded; their own lane
-        # (work/upscaling.py), as bounded as the queue. Only a mode whose contract has Upscale serves them.
-        self.upscalers = Upscalers(config.upscaler_dir) if mode.contract.upscales else None
+        # --upscaler-dir's models and A1111's resizers, on the model's device once loaded (Upscale's, where
+        # the contract has it, and any other use's, such as a second pass); Upscale's own lane
+        # (work/upscaling.py), as bounded as the queue.
+        self.upscalers = Upscalers(config.upscaler_dir)
         self.upscale_lane = UpscaleLane(config.limits.max_queue)
         self._set_health(NOT_SERVING)
 
@@ -87,8 +88,7 @@ class ModeRuntime:
         log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
                  time.monotonic() - started, len(self.catalog.entries))
         entry.learn(self.model)
-        if self.upscalers is not None:
-            self.upscalers.device = self.model.device
+        self.upscalers.device = self.model.device
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)
