@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import sys
+import threading
 import types
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,19 @@ def _placeholder() -> dict[str, types.ModuleType]:
             "torchvision.transforms.functional": functional}
 
 
+_lock = threading.Lock()  # one import at a time: a second thread would see a half-initialised spandrel
+_loaded: list = []  # the spandrel package, once imported here
+
+
 def load_spandrel():
     """The spandrel package, its torchvision stand-in registered first where torchvision is missing."""
-    if "spandrel" in sys.modules:
-        return sys.modules["spandrel"]
+    with _lock:
+        if not _loaded:
+            _loaded.append(_import())
+        return _loaded[0]
+
+
+def _import():
     try:
         import torchvision  # noqa: F401 - where it imports, spandrel gets the real one
     except Exception as exc:  # noqa: BLE001 - missing, or built for another torch (its operators fail to load)

@@ -165,6 +165,13 @@ class Upscalers:
         return [Facts(name) for name in RESIZERS] + [self.facts(name, path)
                                                       for name, path in self.available().items()]
 
+    def read_in_background(self) -> threading.Thread:
+        """Learn every model file's facts off the request path (a service does it while warming up), so
+        GetInfo does not wait on reading a folder of models."""
+        thread = threading.Thread(target=self.infos, name="upscalers-scan", daemon=True)
+        thread.start()
+        return thread
+
     def facts(self, name: str, path: Path) -> Facts:
         key = _key(path)
         with self._lock:

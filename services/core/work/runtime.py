@@ -89,6 +89,7 @@ class ModeRuntime:
                  time.monotonic() - started, len(self.catalog.entries))
         entry.learn(self.model)
         self.upscalers.device = self.model.device
+        self.upscalers.read_in_background()
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)

@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[4]
 PROBE = """
 import logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+import threading
 from services.core.models.spandrel_import import TorchvisionMissing, load_spandrel
-spandrel = load_spandrel()
+got = []
+threads = [threading.Thread(target=lambda: got.append(load_spandrel())) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+spandrel = got[0]
+assert all(g is spandrel and hasattr(g, "ModelLoader") for g in got)  # at once, never half imported
 assert load_spandrel() is spandrel
 assert not any(name.split(".")[0] == "torchvision" for name in sys.modules), "the stand-in stayed"
 import importlib.util
