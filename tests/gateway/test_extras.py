@@ -62,6 +62,8 @@ def test_the_extras_tab_scales_by_and_to(gateway, folder, tmp_path):
                                   api_name="/extras")
     assert np.array_equal(rgb(Image.open(result)), core(folder, source(), "esrgan", (120, 96)))
     assert info == "Postprocess upscale by: 3, Postprocess upscaler: esrgan"
+    kept = list(Path(gateway.config.outputs_dir, "extras").glob("*/*.png"))  # the outputs folder keeps it
+    assert len(kept) == 1 and Image.open(kept[0]).info["postprocessing"] == info
     result, info = client.predict(handle_file(str(path)), "Scale to", 1, 104, 64, True, "Lanczos", "Nearest", 0.5,
                                   api_name="/extras")
     assert Image.open(result).size == (104, 64)
