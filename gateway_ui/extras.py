@@ -39,6 +39,11 @@ def upscaler_names(info: pb.ServiceInfo) -> list[str]:
     return [u.name for u in info.upscalers if not u.unusable] or list(RESIZERS)
 
 
+def first_choice(info: pb.ServiceInfo) -> str:
+    """Upscaler 1's first value: the first model the service lists, else Lanczos ("None" upscales nothing)."""
+    return next((u.name for u in info.upscalers if u.architecture and not u.unusable), "Lanczos")
+
+
 def build_extras(info: pb.ServiceInfo) -> ExtrasTab:
     """The tab's components, laid out as A1111's (inside a gr.Tabs)."""
     names = upscaler_names(info)
@@ -56,13 +61,15 @@ def build_extras(info: pb.ServiceInfo) -> ExtrasTab:
                     height = gr.Slider(64, limits.max_height, value=512, step=8, label="Height")
                 crop = gr.Checkbox(value=True, label="Crop to fit")
                 # Custom values pass: a name the service no longer lists is its error, naming the field.
-                upscaler_1 = gr.Dropdown(names, value=names[0], label="Upscaler 1", allow_custom_value=True)
+                upscaler_1 = gr.Dropdown(names, value=first_choice(info), label="Upscaler 1",
+                                         allow_custom_value=True)
                 upscaler_2 = gr.Dropdown(names, value=names[0], label="Upscaler 2", allow_custom_value=True)
                 visibility = gr.Slider(0.0, 1.0, value=0.0, step=0.001, label="Upscaler 2 visibility")
                 button = gr.Button("Generate", variant="primary", elem_id="extras-generate")
             with gr.Column():
-                result = gr.Image(type="filepath", label="Result", interactive=False, format="png")
-                text = gr.Textbox(label="Info", interactive=False, lines=2)
+                result = gr.Image(type="filepath", label="Result", interactive=False, format="png",
+                                  elem_id="extras-result")
+                text = gr.Textbox(label="Info", interactive=False, lines=2, elem_id="extras-info")
     inputs = {"image": image, "resize_mode": resize_mode, "upscaling_resize": scale, "upscaling_resize_w": width,
               "upscaling_resize_h": height, "upscaling_crop": crop, "upscaler_1": upscaler_1,
               "upscaler_2": upscaler_2, "extras_upscaler_2_visibility": visibility}
@@ -70,9 +77,13 @@ def build_extras(info: pb.ServiceInfo) -> ExtrasTab:
 
 
 def upscale_request(data: bytes, values: dict) -> pb.UpscaleRequest:
-    """A1111's extras fields (its API's names) as an UpscaleRequest. "Scale to" without crop is A1111's
-    scale by the larger of the two ratios; with crop, the size exactly (cover, then the centre)."""
-    request = pb.UpscaleRequest(image=pb.Image(data=data), upscaler=values.get("upscaler_1") or "None")
+    """A1111's extras fields (its API's names) as an UpscaleRequest. Upscaler 1 "None" leaves the image as
+    it is (A1111 skips the upscale, and upscaler 2 with it). "Scale to" without crop is A1111's scale by the
+    larger of the two ratios; with crop, the size exactly (cover, then the centre)."""
+    if (values.get("upscaler_1") or "None") == "None":
+        width, height = source_size(data)
+        return pb.UpscaleRequest(image=pb.Image(data=data), upscaler="None", width=width, height=height)
+    request = pb.UpscaleRequest(image=pb.Image(data=data), upscaler=values["upscaler_1"])
     second, visibility = values.get("upscaler_2") or "None", float(values.get("extras_upscaler_2_visibility") or 0)
     if second != "None" and visibility > 0:
         request.upscaler_2, request.upscaler_2_visibility = second, visibility

@@ -21,7 +21,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import UPSCALE_MODE
 
 from ..backend import GenerationError
-from ..extras import source_size, upscale_request
+from ..extras import upscale_request
 from ..hub import Hub
 from .errors import field_error, from_generation
 from .mapping import decode_image
@@ -90,12 +90,7 @@ def html_info(text: str) -> str:
 
 def upscale_one(hub: Hub, body: ExtrasBase, data: bytes, where: str) -> pb.UpscaleResponse:
     """One image through the service's Upscale, as A1111's Extras treats it."""
-    values = body.model_dump()
-    if body.upscaler_1 == "None":  # A1111 does nothing then: the image as it is, encoded as PNG
-        width, height = source_size(data)
-        request = pb.UpscaleRequest(image=pb.Image(data=data), upscaler="None", width=width, height=height)
-    else:
-        request = upscale_request(data, values)
+    request = upscale_request(data, body.model_dump())
     fields = {**_FIELDS, "image": where, "scale": _SCALE_FIELD[body.resize_mode]}
     try:
         return hub.backends[UPSCALE_MODE].upscale(request)

@@ -68,6 +68,10 @@ def test_the_extras_tab_scales_by_and_to(gateway, folder, tmp_path):
                                   api_name="/extras")
     assert Image.open(result).size == (104, 64)
     assert "Postprocess crop to: 104x64" in info and "Postprocess upscaler 2: Nearest" in info
+    # Upscaler 1 "None" upscales nothing, as in A1111 (upscaler 2 neither).
+    result, info = client.predict(handle_file(str(path)), "Scale by", 3, 512, 512, True, "None", "Nearest", 1,
+                                  api_name="/extras")
+    assert np.array_equal(rgb(Image.open(result)), rgb(Image.open(io.BytesIO(source()))))
 
 
 def test_the_extras_tab_names_a_bad_upscaler(gateway, tmp_path):
