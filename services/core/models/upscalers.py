@@ -150,7 +150,7 @@ class Upscalers:
                  tile: int = tiles.TILE, overlap: int = tiles.OVERLAP):
         self.folder, self.device, self.capacity = folder, device, capacity
         self.tile, self.overlap = tile, overlap
-        self._loaded: OrderedDict[tuple, object] = OrderedDict()  # (path, stamp) -> descriptor, LRU first
+        self._loaded: OrderedDict[tuple, object] = OrderedDict()  # (path, stamp, device) -> descriptor, LRU first
         self._facts: dict[tuple, Facts] = {}  # (path, stamp) -> what the file is
         self._lock = threading.Lock()
 
@@ -179,7 +179,7 @@ class Upscalers:
         if known is not None:
             return known
         try:
-            descriptor = self._descriptor(name, path)
+            descriptor = load_descriptor(path)  # on the CPU, and let go: a scan never fills the device's cache
             found = Facts(name, descriptor.scale, descriptor.architecture.name, path.name)
         except (UpscalerUnusable, OSError) as exc:
             found = Facts(name, file=path.name, unusable=str(exc) if isinstance(exc, UpscalerUnusable)
@@ -193,12 +193,13 @@ class Upscalers:
         return self._descriptor(name, self.available()[name])
 
     def _descriptor(self, name: str, path: Path):
-        key = _key(path)
+        device = self.device
+        key = (*_key(path), device)  # a model read before the service knew its device is read again there
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-        descriptor = load_descriptor(path, self.device)
+        descriptor = load_descriptor(path, device)
         log.info("upscaler %s loaded (%s, %dx)", name, descriptor.architecture.name, descriptor.scale)
         with self._lock:
             self._loaded[key] = descriptor

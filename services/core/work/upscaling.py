@@ -46,8 +46,8 @@ class UpscaleSpec:
 
 
 def scaled_side(side: int, scale: float) -> int:
-    """A1111's "Scale by" side: side x scale, rounded down to a multiple of 8 (never below the side's own
-    size rounded so: an image under 8 pixels keeps its scaled size)."""
+    """A1111's "Scale by" side: side x scale, rounded down to a multiple of 8 (a side under 8 pixels once
+    scaled keeps its exact scaled length rather than becoming 0)."""
     exact = int(side * scale)
     return exact // 8 * 8 or exact
 
@@ -64,13 +64,14 @@ def choices(name: str, names: list[str]) -> str:
 def check_upscaler(name: str, field: str, upscalers: Upscalers) -> str:
     """A name of the service's upscalers that can run."""
     if not name:
-        raise InvalidArgument(field, f"is required: one of {', '.join(upscalers.names())}")
+        raise InvalidArgument(field, f"is required; {choices('', upscalers.names())}")
     if name in RESIZERS:
         return name
     found = upscalers.available()
     if name not in found:
-        what = "is not an upscaler name (names, not paths)" if "/" in name or "\\" in name else "unknown upscaler"
-        raise InvalidArgument(field, f"{what} {quote(name)}; {choices(name, [*RESIZERS, *found])}")
+        what = (f"{quote(name)} is not an upscaler name (names, not paths)" if "/" in name or "\\" in name
+                else f"unknown upscaler {quote(name)}")
+        raise InvalidArgument(field, f"{what}; {choices(name, [*RESIZERS, *found])}")
     facts = upscalers.facts(name, found[name])  # reads the file once per version: it must load
     if facts.unusable:
         raise InvalidArgument(field, f"upscaler {quote(name)} cannot be used: {facts.unusable}")
