@@ -7,6 +7,7 @@ service decodes and checks it); the result is the service's file, kept in the ou
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import gradio as gr
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import FORMAT_BY_MIME, RESIZERS, UPSCALE_MODE
 
-from .backend import GenerationError
+from .backend import GenerationError, internal_error_message, new_error_id
 from .endpoints import named_endpoint
 from .inputs import image_size
+from .outputs import SaveError
 from .tabs import checked_at_upload
+
+log = logging.getLogger("gateway")
 
 RESIZE_MODES = ("Scale by", "Scale to")  # A1111's two tabs; their index is its API's resize_mode
 LABEL = "Extras"
@@ -114,6 +118,17 @@ def wire_extras(gateway, extras: ExtrasTab, concurrency=None) -> None:
     backend = gateway.backends[UPSCALE_MODE]
 
     def run(*args):
+        try:
+            return upscale(*args)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - a fault of the gateway itself: an id for the browser, the rest logged
+            error_id = new_error_id()
+            log.exception("extras: internal error (id %s)", error_id)
+            raise gr.Error(internal_error_message(LABEL, error_id), title=f"{LABEL} error",
+                           print_exception=False) from None
+
+    def upscale(*args):
         *values, _progress, _request = args
         chosen = dict(zip(names, values))
         path = chosen.pop("image")
@@ -128,7 +143,7 @@ def wire_extras(gateway, extras: ExtrasTab, concurrency=None) -> None:
         kept = gateway._keep("extras", "upscaled", answer.image.data, fmt.extension if fmt else "png")
         try:
             gateway.hub.save("extras", [answer.image])
-        except Exception as err:  # noqa: BLE001 - SaveError: a warning, the result is still shown
+        except SaveError as err:  # a warning: the result itself is still shown
             gr.Warning(str(err), title=f"{LABEL}: not saved")
         return kept, answer.image.infotext
 

@@ -129,3 +129,8 @@ def test_extras_bad_fields_are_a1111_s_422_naming_them(gateway):
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "imageList", "1", "data"]
     answer = requests.post(f"{url}/extra-single-image", json={"image": image, "gfpgan_visibility": 1}, timeout=60)
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "gfpgan_visibility"]
+
+
+def test_the_extras_tab_without_an_image_says_so(gateway):
+    with pytest.raises(Exception, match="choose a source image first"):
+        gateway.client().predict(None, "Scale by", 2, 512, 512, True, "Lanczos", "None", 0, api_name="/extras")
