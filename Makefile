@@ -11,10 +11,11 @@ GENERATED := imagegen/v1/imagegen_pb2.py imagegen/v1/imagegen_pb2_grpc.py imageg
 
 setup: $(VENV)/.installed $(GENERATED) tiny
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # Generated code is committed and never edited: this regenerates it, and a test fails when stale.

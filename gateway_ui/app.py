@@ -26,13 +26,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from imagegen.v1.contract import FORMAT_BY_MIME, MODES
+from imagegen.v1.contract import FORMAT_BY_MIME, MODES, UPSCALE_MODE
 from services.client import Progress, Queued
 
 from . import a1111, checkpoints, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .endpoints import named_endpoint
+from .extras import build_extras, wire_extras
 from .history import build_history, pick, served, show_page
 from .hub import Hub
 from .inputs import problem
@@ -232,6 +233,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
                                     api_visibility="private")
                 if tab.xyz is not None:  # its own button and API endpoint (/txt2img_xyz)
                     wire_xyz(gateway, tab, tab.xyz, lambda request: tab_owner(session_of(request)), concurrency)
+            extras = build_extras(backends[UPSCALE_MODE].info())
             png_image, png_view, png_send = build_png_info()
             history = build_history(outputs)
 
@@ -324,6 +326,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
             wire_checkpoint(gateway, tab)
 
         demo.load(refresh_all, None, status_outputs + range_outputs, api_visibility="private")
+        demo.load(wire_extras(gateway, extras, concurrency), None, extras.upscalers, api_visibility="private")
         # Closing (or reloading) the page cancels what it was waiting for.
         demo.unload(interrupter(gateway, None))
         gr.Timer(10).tick(refresh_status, model_inputs, status_outputs, api_visibility="private")

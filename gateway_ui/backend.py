@@ -139,6 +139,14 @@ class ModeBackend:
                 on_event(event)
         raise AssertionError("unreachable: a stream ends with its result or raises")
 
+    def upscale(self, request: pb.UpscaleRequest) -> pb.UpscaleResponse:
+        """The service's Upscale (a mode whose contract has it); raise GenerationError."""
+        try:
+            return self.client.upscale(request, timeout=self.timeout_s)
+        except ServiceError as err:
+            log.warning("%s service at %s: %s: %s", self.mode, self.address, err.code().name, err.details())
+            raise GenerationError(explain(err, self.timeout_s), err) from None
+
     def close(self) -> None:
         self.client.close()
 

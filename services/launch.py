@@ -64,12 +64,13 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
                     health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "",
-                    lora_dir: str = "") -> list[str]:
+                    lora_dir: str = "", upscaler_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
             "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else []),
             *(["--embeddings-dir", embeddings_dir] if embeddings_dir else []),
-            *(["--lora-dir", lora_dir] if lora_dir else [])]
+            *(["--lora-dir", lora_dir] if lora_dir else []),
+            *(["--upscaler-dir", upscaler_dir] if upscaler_dir else [])]
 
 
 def services_cache(environ) -> Path:
@@ -119,6 +120,13 @@ def lora_folder(given: str | None, models: dict[str, str], environ) -> str:
     if given is not None:
         return given
     return sample_loras(environ) if set(models.values()) <= set(EMBEDDED) else ""
+
+
+def tiny_upscalers(environ) -> str:
+    """The embedded tiny ESRGAN's folder (built into the services' cache if need be)."""
+    from services.core.models.presets import ensure_tiny_upscalers
+
+    return str(ensure_tiny_upscalers(services_cache(environ)))
 
 
 class ProcessGroup:
@@ -216,6 +224,10 @@ def main(argv=None) -> int:
     parser.add_argument("--lora-dir", default=os.environ.get("IMAGEGEN_LORA_DIR"),
                         help="LoRAs for all three (default, on the embedded models: their sample LoRAs; '' for "
                              "none) [IMAGEGEN_LORA_DIR]")
+
+    parser.add_argument("--upscaler-dir", default=os.environ.get("IMAGEGEN_UPSCALER_DIR"),
+                        help="upscaler models for the img2img service's Upscale (default: the embedded tiny "
+                             "ESRGAN; '' for none) [IMAGEGEN_UPSCALER_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -237,6 +249,8 @@ def main(argv=None) -> int:
     embeddings_dir = sample_embeddings(os.environ) if args.embeddings_dir is None else args.embeddings_dir
     lora_dir = lora_folder(args.lora_dir, models, os.environ)
 
+    upscaler_dir = tiny_upscalers(os.environ) if args.upscaler_dir is None else args.upscaler_dir
+
     group = ProcessGroup()
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
@@ -246,7 +260,8 @@ def main(argv=None) -> int:
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode], models_dir, embeddings_dir, lora_dir))
+                                          layout.health[mode], models_dir, embeddings_dir, lora_dir,
+                                          upscaler_dir if MODES[mode].upscales else ""))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

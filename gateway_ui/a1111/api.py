@@ -33,7 +33,7 @@ from ..hub import Hub
 from ..outputs import SaveError
 from ..styles import UnknownStyle
 from ..xyz.run import draw
-from . import catalog
+from . import catalog, extras
 from .access import owner_dependency
 from .errors import field_error, from_generation
 from .mapping import Plan, a1111_field, plan
@@ -247,4 +247,5 @@ def build_router(hub: Hub, credentials: tuple = (), max_body_mb: float = 32.0) -
         return sd_models(hub)
 
     catalog.add_routes(router, hub)
+    extras.add_routes(router, hub)
     return router

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from imagegen.v1.contract import AUTOMATIC, LEGACY_SAMPLERS, SAMPLERS, SCHEDULE_TYPES
+from imagegen.v1.contract import AUTOMATIC, LEGACY_SAMPLERS, SAMPLERS, SCHEDULE_TYPES, UPSCALE_MODE
 from imagegen.v1.infotext import CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, split_infotext
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
@@ -167,6 +167,22 @@ SCHEDULES = (AUTOMATIC_ITEM, *(
     for name, (rho, inner, aliases) in _SCHEDULE_FACTS.items()))
 
 
+def upscaler_items(info) -> list[UpscalerItem]:
+    """The service's upscalers in A1111's shape: its three resizers as A1111 lists them (scale: its
+    UpscalerData default, 4), then each usable model with its architecture and own factor; model_path is
+    the file's name, never its folder."""
+    items = []
+    for upscaler in info.upscalers:
+        if upscaler.unusable:
+            continue
+        if not upscaler.architecture:
+            items.append(UpscalerItem(name=upscaler.name, scale=4.0))
+        else:
+            items.append(UpscalerItem(name=upscaler.name, model_name=upscaler.architecture, model_path=upscaler.file,
+                                      scale=float(upscaler.scale)))
+    return items
+
+
 def a1111_sampler(scheduler: str) -> str | None:
     """A1111's sampler name for one of our schedulers (a legacy one: its sampler's, "dpmpp_2m_karras" ->
     "DPM++ 2M"); None for a name the contract does not know."""
@@ -303,8 +319,7 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/upscalers", list[UpscalerItem])
     def upscalers():
-        # What A1111 always has (scale: its UpscalerData default); upscaler models are a later addition.
-        return [UpscalerItem(name=name, scale=4.0) for name in ("None", "Lanczos", "Nearest")]
+        return upscaler_items(hub.backends[UPSCALE_MODE].info())
 
     @get("/latent-upscale-modes", list[NameItem])
     def latent_upscale_modes():

@@ -44,6 +44,11 @@ class ModeContract:
     def default_address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def upscales(self) -> bool:
+        """Whether the service offers the Upscale RPC (the proto says: Img2Img)."""
+        return "Upscale" in pb.DESCRIPTOR.services_by_name[self.service].methods_by_name
+
 
 TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, 9061, pb.Txt2ImgRequest,
                        pb_grpc.Txt2ImgStub, pb_grpc.add_Txt2ImgServicer_to_server,
@@ -200,6 +205,11 @@ LIMITS = pb.Limits(
 )
 
 
+# AUTOMATIC1111's upscalers that are not models, in its order: every service with Upscale offers them.
+RESIZERS: tuple[str, ...] = ("None", "Lanczos", "Nearest")
+UPSCALE_MODE = next(m.name for m in MODES.values() if m.upscales)  # the one mode that serves Upscale
+
+
 def placeholder_info(name: str) -> pb.ServiceInfo:
     """The documented defaults and limits of a mode, for showing a form while its service is unreachable."""
     spec = mode(name)
@@ -210,7 +220,8 @@ def placeholder_info(name: str) -> pb.ServiceInfo:
     defaults.only_masked_padding = spec.default_only_masked_padding
     return pb.ServiceInfo(mode=name, defaults=defaults, limits=LIMITS,
                           output_formats=[f.enum for f in OUTPUT_FORMATS.values()],
-                          max_clip_skip=MAX_CLIP_SKIP)
+                          max_clip_skip=MAX_CLIP_SKIP,
+                          upscalers=[pb.UpscalerInfo(name=n) for n in RESIZERS])
 
 
 # Errors: every status the services send carries a google.rpc.ErrorInfo detail in this domain whose

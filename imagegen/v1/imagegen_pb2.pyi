@@ -371,7 +371,7 @@ class Limits(_message.Message):
     def __init__(self, max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_images: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_input_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_batch_images: _Optional[int] = ..., max_control_units: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings", "samplers", "controlnets", "preprocessors")
+    __slots__ = ("mode", "model", "device", "dtype", "schedulers", "defaults", "limits", "output_formats", "version", "engine", "model_family", "inpaint_model", "loras", "max_clip_skip", "models", "embeddings", "samplers", "controlnets", "preprocessors", "upscalers")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -391,6 +391,7 @@ class ServiceInfo(_message.Message):
     SAMPLERS_FIELD_NUMBER: _ClassVar[int]
     CONTROLNETS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESSORS_FIELD_NUMBER: _ClassVar[int]
+    UPSCALERS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     model: str
     device: str
@@ -410,7 +411,54 @@ class ServiceInfo(_message.Message):
     samplers: _containers.RepeatedCompositeFieldContainer[SamplerInfo]
     controlnets: _containers.RepeatedCompositeFieldContainer[ControlNetInfo]
     preprocessors: _containers.RepeatedCompositeFieldContainer[PreprocessorInfo]
-    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ..., samplers: _Optional[_Iterable[_Union[SamplerInfo, _Mapping]]] = ..., controlnets: _Optional[_Iterable[_Union[ControlNetInfo, _Mapping]]] = ..., preprocessors: _Optional[_Iterable[_Union[PreprocessorInfo, _Mapping]]] = ...) -> None: ...
+    upscalers: _containers.RepeatedCompositeFieldContainer[UpscalerInfo]
+    def __init__(self, mode: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., schedulers: _Optional[_Iterable[str]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., output_formats: _Optional[_Iterable[_Union[ImageFormat, str]]] = ..., version: _Optional[str] = ..., engine: _Optional[str] = ..., model_family: _Optional[str] = ..., inpaint_model: _Optional[bool] = ..., loras: _Optional[_Iterable[str]] = ..., max_clip_skip: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[EmbeddingInfo, _Mapping]]] = ..., samplers: _Optional[_Iterable[_Union[SamplerInfo, _Mapping]]] = ..., controlnets: _Optional[_Iterable[_Union[ControlNetInfo, _Mapping]]] = ..., preprocessors: _Optional[_Iterable[_Union[PreprocessorInfo, _Mapping]]] = ..., upscalers: _Optional[_Iterable[_Union[UpscalerInfo, _Mapping]]] = ...) -> None: ...
+
+class UpscalerInfo(_message.Message):
+    __slots__ = ("name", "scale", "architecture", "file", "unusable")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    UNUSABLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scale: int
+    architecture: str
+    file: str
+    unusable: str
+    def __init__(self, name: _Optional[str] = ..., scale: _Optional[int] = ..., architecture: _Optional[str] = ..., file: _Optional[str] = ..., unusable: _Optional[str] = ...) -> None: ...
+
+class UpscaleRequest(_message.Message):
+    __slots__ = ("image", "upscaler", "scale", "width", "height", "crop", "output_format", "quality", "upscaler_2", "upscaler_2_visibility")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_2_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_2_VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    upscaler: str
+    scale: float
+    width: int
+    height: int
+    crop: bool
+    output_format: ImageFormat
+    quality: int
+    upscaler_2: str
+    upscaler_2_visibility: float
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., upscaler: _Optional[str] = ..., scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., crop: _Optional[bool] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., upscaler_2: _Optional[str] = ..., upscaler_2_visibility: _Optional[float] = ...) -> None: ...
+
+class UpscaleResponse(_message.Message):
+    __slots__ = ("image", "timings")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    image: GeneratedImage
+    timings: Timings
+    def __init__(self, image: _Optional[_Union[GeneratedImage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class ControlNetInfo(_message.Message):
     __slots__ = ("name", "family", "hash", "loaded")

@@ -259,6 +259,11 @@ class Img2ImgStub:
                 request_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
                 response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
                 _registered_method=True)
+        self.Upscale = channel.unary_unary(
+                '/imagegen.v1.Img2Img/Upscale',
+                request_serializer=imagegen_dot_v1_dot_imagegen__pb2.UpscaleRequest.SerializeToString,
+                response_deserializer=imagegen_dot_v1_dot_imagegen__pb2.UpscaleResponse.FromString,
+                _registered_method=True)
 
 
 class Img2ImgServicer:
@@ -289,6 +294,13 @@ class Img2ImgServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Upscale(self, request, context):
+        """Upscale an image by a factor or to a size with one of ServiceInfo.upscalers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_Img2ImgServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -311,6 +323,11 @@ def add_Img2ImgServicer_to_server(servicer, server):
                     servicer.Preprocess,
                     request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.FromString,
                     response_serializer=imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.SerializeToString,
+            ),
+            'Upscale': grpc.unary_unary_rpc_method_handler(
+                    servicer.Upscale,
+                    request_deserializer=imagegen_dot_v1_dot_imagegen__pb2.UpscaleRequest.FromString,
+                    response_serializer=imagegen_dot_v1_dot_imagegen__pb2.UpscaleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -422,6 +439,33 @@ class Img2Img:
             '/imagegen.v1.Img2Img/Preprocess',
             imagegen_dot_v1_dot_imagegen__pb2.PreprocessRequest.SerializeToString,
             imagegen_dot_v1_dot_imagegen__pb2.PreprocessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upscale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagegen.v1.Img2Img/Upscale',
+            imagegen_dot_v1_dot_imagegen__pb2.UpscaleRequest.SerializeToString,
+            imagegen_dot_v1_dot_imagegen__pb2.UpscaleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -164,12 +164,20 @@ class ImageGenClient:
         return self.stub.GenerateStream(request, timeout=timeout, metadata=self.metadata)
 
     def generate(self, request, timeout: float | None = None) -> pb.GenerateResponse:
+        return self._unary(self.stub.Generate, request, timeout)
+
+    def upscale(self, request: pb.UpscaleRequest, timeout: float | None = None) -> pb.UpscaleResponse:
+        """The Upscale call (the services whose contract has it: img2img), retried as generate is."""
+        if not self.contract.upscales:
+            raise ValueError(f"the {self.mode} service has no Upscale (img2img has)")
+        return self._unary(self.stub.Upscale, request, timeout)
+
+    def _unary(self, method, request, timeout: float | None):
         deadline = time.monotonic() + (timeout or self.timeout)
         attempt = 0
         while True:
             try:
-                return self.stub.Generate(request, timeout=max(0.001, deadline - time.monotonic()),
-                                          metadata=self.metadata)
+                return method(request, timeout=max(0.001, deadline - time.monotonic()), metadata=self.metadata)
             except grpc.RpcError as err:
                 error = self._typed(err)
                 delay = self._retry_delay(error, attempt, deadline)

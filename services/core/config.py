@@ -51,6 +51,7 @@ class ServiceConfig:
     model_config: Path | None = None  # a single-file checkpoint's component configs (a diffusers folder)
     lora_dir: Path | None = None  # every NAME.safetensors in it is the LoRA NAME (models/loras.py)
     embeddings_dir: Path | None = None  # A1111's textual-inversion files, by name (models/embeddings.py)
+    upscaler_dir: Path | None = None  # every NAME.pth / NAME.safetensors in it is the upscaler NAME (upscalers.py)
     models_dir: Path | None = None  # every diffusers folder and checkpoint file in it, by name (catalog.py)
     max_loaded: int = 1  # models on the device at once (models/pool.py)
     ram_cache_gb: float = 8.0  # host memory for models moved off the device, least recently used out first
@@ -136,6 +137,9 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
         Flag("--embeddings-dir", "IMAGEGEN_EMBEDDINGS_DIR", Path, None,
              "a folder of textual-inversion embeddings (A1111's .pt, .safetensors and .bin files, subfolders "
              "too): a prompt uses each by writing its file name without the extension; read at start"),
+        Flag("--upscaler-dir", "IMAGEGEN_UPSCALER_DIR", Path, None,
+             "a folder of upscaler models (ESRGAN's family, .pth or .safetensors, loaded without running pickled "
+             "code): each can be asked for by its file name without extension (the Upscale RPC, img2img)"),
         Flag("--models-dir", "IMAGEGEN_MODELS_DIR", Path, None,
              "a folder of checkpoints: every diffusers folder and single-file checkpoint in it can be asked "
              "for by its name without extension (params.model); --model is the default"),
@@ -215,6 +219,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         parser.error(f"--lora-dir: {args.lora_dir} is not a folder")
     if args.embeddings_dir is not None and not args.embeddings_dir.is_dir():
         parser.error(f"--embeddings-dir: {args.embeddings_dir} is not a folder")
+    if args.upscaler_dir is not None and not args.upscaler_dir.is_dir():
+        parser.error(f"--upscaler-dir: {args.upscaler_dir} is not a folder")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -229,7 +235,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     limits = {flag.name: values.pop(flag.name) for flag in LIMIT_FLAGS}
     defaults = {flag.name: values.pop(flag.name) for flag in DEFAULT_FLAGS}
     defaults["num_inference_steps"] = min(defaults["num_inference_steps"], limits["max_steps"])
-    for name in ("model_config", "lora_dir", "embeddings_dir", "models_dir", "cache_dir"):
+    for name in ("model_config", "lora_dir", "embeddings_dir", "upscaler_dir", "models_dir", "cache_dir"):
         values[name] = values[name].expanduser() if values[name] else None
     return ServiceConfig(
         mode=mode.name,

@@ -104,6 +104,20 @@ def test_img2img_tab(page, input_png):
     assert "Denoising strength" in page.locator("#img2img-infotext textarea").input_value()
 
 
+def test_extras_tab_upscales_the_image(page, input_png):
+    page.get_by_role("tab", name="Extras").click()
+    page.locator("#extras-image input[type=file]").set_input_files(input_png)
+    page.wait_for_selector("#extras-image img", timeout=20000)
+    page.locator("#extras-generate").click()
+    page.wait_for_function("document.querySelector('#extras-info textarea').value.length > 0", timeout=60000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-extras.png"), full_page=True)
+    src = page.locator("#extras-result img").first.get_attribute("src")
+    assert Image.open(io.BytesIO(page.request.get(src).body())).size == (384, 256)  # "Resize" 4 by default
+    assert page.locator("#extras-info textarea").input_value() == (
+        "Postprocess upscale by: 4, Postprocess upscaler: Lanczos")  # no model here: Lanczos first
+
+
 def test_inpainting_tab_paints_a_mask_with_the_brush(page, input_png):
     page.get_by_role("tab", name="Inpainting").click()
     upload_to_editor(page, input_png)

@@ -141,12 +141,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def encode_image(img: Image.Image, fmt: OutputFormat, infotext: str, quality: int) -> bytes:
-    """Encode with the infotext embedded where AUTOMATIC1111-compatible tools look for it."""
+def encode_image(img: Image.Image, fmt: OutputFormat, infotext: str, quality: int,
+                 chunk: str = "parameters") -> bytes:
+    """Encode with the infotext embedded where AUTOMATIC1111-compatible tools look for it: a PNG's
+    `chunk` (A1111 keeps an Extras result's text in "postprocessing"), JPEG's and WEBP's EXIF comment."""
     buf = io.BytesIO()
     if fmt.pil == "PNG":
         info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", infotext)
+        info.add_text(chunk, infotext)
         img.save(buf, format="PNG", pnginfo=info, compress_level=4)
     else:
         exif = Image.Exif()

@@ -108,6 +108,36 @@ def ensure_sample_loras(cache_dir: Path) -> Path:
     return folder
 
 
+# The embedded upscaler `make run` serves to the img2img service (services/launch.py passes its folder): an
+# ESRGAN (spandrel's own RRDBNet) at toy size with seeded random weights, 2x, so its images are noise at
+# twice the size, but it loads, tiles and reaches target sizes as a real one does.
+TINY_ESRGAN = "tiny-esrgan-2x"
+TINY_ESRGAN_SIZES = dict(num_filters=8, num_blocks=1, scale=2)
+
+
+def ensure_tiny_upscalers(cache_dir: Path) -> Path:
+    """The folder holding TINY_ESRGAN (`NAME.safetensors`), written into the cache once."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .spandrel_import import load_spandrel
+
+    folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "upscalers"
+    target = folder / f"{TINY_ESRGAN}.safetensors"
+    if target.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    load_spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    model = ESRGAN(**TINY_ESRGAN_SIZES)
+    staging = folder / f".{TINY_ESRGAN}.{os.getpid()}.tmp"  # written beside and renamed: never half a file
+    save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(staging))
+    os.replace(staging, target)
+    return folder
+
+
 def build_tiny_tokenizer():
     """A CLIP tokenizer over a small vocabulary: every byte-level symbol, alone and word-final.
 
@@ -283,3 +313,4 @@ if __name__ == "__main__":
             print(ensure_tiny(args.cache_dir, inpaint, name))
     print(ensure_sample_embeddings(args.cache_dir))
     print(ensure_sample_loras(args.cache_dir))
+    print(ensure_tiny_upscalers(args.cache_dir))

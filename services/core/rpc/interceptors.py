@@ -154,7 +154,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return handler
         method = handler_call_details.method[len(self.prefix):]
         metrics, mode = self.metrics, self.metrics.mode
-        generation = method.startswith("Generate")
+        generation = method.startswith("Generate") or method == "Upscale"  # both are queued work
 
         def record(started: float, code: str) -> None:
             metrics.requests.labels(mode, method, code).inc()

@@ -20,6 +20,7 @@ from ..models.catalog import Entry
 from ..spec import GenerationSpec
 from ..work.queue import Progress, Queued
 from ..work.runtime import ModeRuntime
+from . import upscale
 
 VERSION = "0.1.0"
 
@@ -157,6 +158,7 @@ class ModeServicer:
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
             preprocessors=preprocessors.infos(),
+            upscalers=upscale.upscaler_infos(self.runtime.upscalers),
         )
 
     def Preprocess(self, request, context):
@@ -173,6 +175,12 @@ class ModeServicer:
                 found = preprocessors.detect(unit, img, seed)
             data = images.encode_image(found, OUTPUT_FORMATS["png"], "", 0)
             return pb.PreprocessResponse(image=pb.Image(data=data, mime_type="image/png"))
+
+    def Upscale(self, request, context):
+        """Only services whose contract has Upscale register it (add_Img2ImgServicer_to_server)."""
+        with self.runtime.call_slot():
+            self.runtime.check_accepting()
+            return upscale.upscale(self.runtime, request, context)
 
     def _model_info(self, entry: Entry) -> pb.ModelInfo:
         loaded = self.runtime.pool is not None and self.runtime.pool.is_loaded(entry.name)

@@ -58,6 +58,10 @@ class ServiceMetrics:
                                      registry=registry).labels(mode)
         self.images = Counter("imagegen_images_generated", "Images generated.", ["mode"],
                               registry=registry).labels(mode)
+        self.images_upscaled = Counter("imagegen_images_upscaled", "Images upscaled (the Upscale RPC).", ["mode"],
+                                       registry=registry).labels(mode)
+        self.upscale_seconds = Histogram("imagegen_upscale_seconds", "Time of one upscale, queue wait left out.",
+                                         ["mode"], buckets=_LATENCY_BUCKETS, registry=registry).labels(mode)
         self.http_server = None
 
     def observe_batch(self, requests: int, images: int, seconds: float, steps: int) -> None:

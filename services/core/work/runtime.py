@@ -21,10 +21,12 @@ from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFul
 from ..mode import Mode
 from ..models.catalog import Catalog, Entry
 from ..models.embeddings import read_folder
+from ..models.upscalers import Upscalers
 from ..prompts import check_prompt_chunks, max_chunks, text_encoders
 from .estimate import WorkEstimator
 from .metrics import ServiceMetrics
 from .queue import Job, JobQueue
+from .upscaling import UpscaleLane
 
 log = logging.getLogger(__name__)
 # Requests whose input images are decoded and fitted at once: the rest wait their turn, so decoding a
@@ -56,6 +58,11 @@ class ModeRuntime:
         # while loading); every model loaded, the pool's too, gets those that fit it.
         self.embeddings = read_folder(config.embeddings_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
+        # --upscaler-dir's models and A1111's resizers, on the model's device once loaded (Upscale's, where
+        # the contract has it, and any other use's, such as a second pass); Upscale's own lane
+        # (work/upscaling.py), as bounded as the queue.
+        self.upscalers = Upscalers(config.upscaler_dir)
+        self.upscale_lane = UpscaleLane(config.limits.max_queue)
         self._set_health(NOT_SERVING)
 
     def _set_health(self, status) -> None:
@@ -81,6 +88,8 @@ class ModeRuntime:
         log.info("model %s loaded from disk in %.1fs, as the default (%d model(s) listed)", entry.name,
                  time.monotonic() - started, len(self.catalog.entries))
         entry.learn(self.model)
+        self.upscalers.device = self.model.device
+        self.upscalers.read_in_background()
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
         self.engine = self._engine(self.model)

@@ -106,3 +106,13 @@ def test_get_info_reports_the_configured_limits_field_for_field():
     expected = {name: value for name, value in asdict(config.limits).items() if name != "batch_wait_s"}
     assert sent == expected and sent["max_queue"] == 5 and sent["max_width"] == 1024
     assert info.max_clip_skip == 12  # the contract's bound until the model (and its text encoder) is loaded
+
+
+def test_upscaler_dir_is_a_folder_from_the_flag_or_environment(tmp_path, capsys):
+    mode = SERVER_MODES["img2img"]
+    assert load_config(mode, [], environ={}).upscaler_dir is None
+    assert load_config(mode, [], environ={"IMAGEGEN_UPSCALER_DIR": str(tmp_path)}).upscaler_dir == tmp_path
+    assert load_config(mode, ["--upscaler-dir", str(tmp_path)], environ={}).upscaler_dir == tmp_path
+    with pytest.raises(SystemExit):
+        load_config(mode, ["--upscaler-dir", str(tmp_path / "missing")], environ={})
+    assert "--upscaler-dir: " in capsys.readouterr().err
