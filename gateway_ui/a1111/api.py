@@ -158,6 +158,7 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         parameters.update(init_images=None, mask=None)
     first = images[0] if images else None
     sent = work.requests[0].params
+    hires = work.mode == "txt2img" and work.requests[0].HasField("hires")
     info = {
         "prompt": req.prompt,
         "all_prompts": [sent.prompt] * count,  # with the styles applied, as A1111's
@@ -168,8 +169,9 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         "subseed": work.subseed,
         "all_subseeds": [work.subseed + i for i in range(count)],
         "subseed_strength": req.subseed_strength,
-        "width": first.width if first else req.width,
-        "height": first.height if first else req.height,
+        # A1111's are the first pass's (p.width): with hires the image is larger (its infotext's Size is too)
+        "width": first.width if first and not hires else req.width,
+        "height": first.height if first and not hires else req.height,
         "sampler_name": pairs.get(SAMPLER, req.sampler_name or req.sampler_index),
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,

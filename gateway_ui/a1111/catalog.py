@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from imagegen.v1.contract import AUTOMATIC, LEGACY_SAMPLERS, SAMPLERS, SCHEDULE_TYPES
+from imagegen.v1.contract import (AUTOMATIC, IMAGE_RESIZERS, LATENT_UPSCALE_MODES, LEGACY_SAMPLERS, SAMPLERS,
+                                  SCHEDULE_TYPES)
 from imagegen.v1.infotext import CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, split_infotext
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
@@ -304,13 +305,11 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
     @get("/upscalers", list[UpscalerItem])
     def upscalers():
         # What A1111 always has (scale: its UpscalerData default); upscaler models are a later addition.
-        return [UpscalerItem(name=name, scale=4.0) for name in ("None", "Lanczos", "Nearest")]
+        return [UpscalerItem(name=name, scale=4.0) for name in IMAGE_RESIZERS]
 
     @get("/latent-upscale-modes", list[NameItem])
     def latent_upscale_modes():
-        return [NameItem(name=name) for name in ("Latent", "Latent (antialiased)", "Latent (bicubic)",
-                                                 "Latent (bicubic antialiased)", "Latent (nearest)",
-                                                 "Latent (nearest-exact)")]
+        return [NameItem(name=name) for name in LATENT_UPSCALE_MODES]  # the hires fix's (Txt2ImgRequest.hires)
 
     @get("/sd-vae", list[SDVaeItem])
     def sd_vae():
