@@ -111,7 +111,8 @@ def recalled(hires: dict | None, inputs: dict) -> tuple[dict, list[str]]:
         return {}, []
     if hires is None:
         return {"hires": False}, []
-    values = {"hires": True, "hires_steps": hires.get("steps") or 0, "hires_resize_width": hires.get("resize_width") or 0,
+    values = {"hires": True, "hires_steps": hires.get("steps") or 0,
+              "hires_resize_width": hires.get("resize_width") or 0,
               "hires_resize_height": hires.get("resize_height") or 0, "hires_prompt": hires.get("prompt") or "",
               "hires_negative_prompt": hires.get("negative_prompt") or ""}
     if hires.get("scale") is not None:
@@ -123,7 +124,8 @@ def recalled(hires: dict | None, inputs: dict) -> tuple[dict, list[str]]:
     values["hires_schedule_type"] = (hires.get("schedule_type") or "") if scheduler else SAME_SCHEDULER
     warnings = []
     upscaler = hires.get("upscaler") or DEFAULT_HIRES_UPSCALER
-    offered = [choice[1] if isinstance(choice, (tuple, list)) else choice for choice in inputs["hires_upscaler"].choices]
+    offered = [choice[1] if isinstance(choice, (tuple, list)) else choice
+               for choice in inputs["hires_upscaler"].choices]
     if upscaler in offered:
         values["hires_upscaler"] = upscaler
     else:
