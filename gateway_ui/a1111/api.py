@@ -31,7 +31,7 @@ from services.client import Result
 from ..backend import GenerationError, Interrupted
 from ..hub import Hub
 from ..outputs import SaveError
-from ..styles import UnknownStyle
+from ..styles import UnknownStyle, styled_hires
 from ..xyz.run import draw
 from . import catalog
 from .access import owner_dependency
@@ -102,7 +102,11 @@ class Generator:
             prompt, negative = self.hub.styles.apply(req.styles, req.prompt, req.negative_prompt)
         except UnknownStyle as err:
             raise field_error("styles", str(err)) from None
-        return req.model_copy(update={"prompt": prompt, "negative_prompt": negative})
+        update = {"prompt": prompt, "negative_prompt": negative}
+        if isinstance(req, Txt2ImgRequest):  # the hires fix's own prompts too, as A1111 styles them
+            update["hr_prompt"], update["hr_negative_prompt"] = styled_hires(
+                self.hub.styles, req.styles, req.prompt, req.negative_prompt, req.hr_prompt, req.hr_negative_prompt)
+        return req.model_copy(update=update)
 
     def _model(self, req: _Request, chosen: dict, mode: str) -> str:
         """The checkpoint a call runs on: its override_settings' (which must exist for its mode), else the
