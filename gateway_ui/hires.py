@@ -49,16 +49,18 @@ def controls(info: pb.ServiceInfo) -> dict:
         with gr.Row():
             upscaler = gr.Dropdown(upscaler_choices(info), value=DEFAULT_HIRES_UPSCALER, label="Upscaler",
                                    elem_id="txt2img-hires-upscaler")
-            steps = gr.Slider(0, limits.max_steps, value=0, step=1, label="Hires steps (0 = the first pass's)",
+            steps = gr.Slider(0, limits.max_steps, value=0, step=1, label="Hires steps", info="0 = the first pass's",
                               elem_id="txt2img-hires-steps")
             strength = gr.Slider(0, 1, value=DEFAULT_HIRES_STRENGTH, step=0.01, label="Denoising strength",
                                  elem_id="txt2img-hires-strength")
         with gr.Row():
             scale = gr.Slider(1, MAX_HIRES_SCALE, value=DEFAULT_HIRES_SCALE, step=0.05, label="Upscale by",
                               elem_id="txt2img-hires-scale")
-            width = gr.Slider(0, limits.max_width, value=0, step=8, label="Resize width to (0 = by Upscale by)",
+            width = gr.Slider(0, limits.max_width, value=0, step=8, label="Resize width to",
+                              info="both 0: by Upscale by",
                               elem_id="txt2img-hires-resize-width")
             height = gr.Slider(0, limits.max_height, value=0, step=8, label="Resize height to",
+                               info="one side 0: it keeps the aspect",
                                elem_id="txt2img-hires-resize-height")
         with gr.Row():
             sampler = gr.Dropdown(sampler_choices(info), value=SAME_SAMPLER, label="Hires sampler",
