@@ -74,6 +74,25 @@ def controls(info: pb.ServiceInfo) -> dict:
                                    prompt, negative)))
 
 
+# The controls GetInfo sets (choices, limits), in the order of `updates`.
+RANGED = ("hires_upscaler", "hires_steps", "hires_resize_width", "hires_resize_height", "hires_scheduler")
+
+
+def ranged(inputs: dict) -> list:
+    """The tab's controls whose choices and ranges follow GetInfo (none where the tab has no Hires. fix)."""
+    return [inputs[name] for name in RANGED if name in inputs]
+
+
+def updates(info: pb.ServiceInfo, inputs: dict) -> list:
+    """The updates of `ranged(inputs)` for a page load's GetInfo."""
+    if "hires_upscaler" not in inputs:
+        return []
+    limits = info.limits
+    return [gr.update(choices=upscaler_choices(info)), gr.update(maximum=limits.max_steps),
+            gr.update(maximum=limits.max_width), gr.update(maximum=limits.max_height),
+            gr.update(choices=sampler_choices(info))]
+
+
 def keywords(values: dict, first: tuple[str, str], number: Callable) -> dict | None:
     """make_request's `hires` from the tab's values (None: the checkbox off, or a caller of the API from before
     the controls). `first`: the first pass's (scheduler, schedule type) as sent ("": the model's own);

@@ -119,3 +119,18 @@ def test_an_upscaler_the_service_lacks_is_kept_with_a_warning(tabs):
     assert "hires_upscaler" not in filled and filled["hires"] is True
     assert warnings == ["hires upscaler 'R-ESRGAN 4x+ Anime6B' is not one the service has: the upscaler chosen "
                         "is kept and the result will differ"]
+
+
+def test_a_page_load_sets_the_choices_and_limits_get_info_gives(tabs):
+    from gateway_ui.hires import ranged, updates
+
+    built, _row = tabs
+    info = served_info()
+    info.limits.max_steps, info.limits.max_width = 40, 1024
+    components = ranged(built["txt2img"].inputs)
+    by_name = dict(zip((c.elem_id for c in components), updates(info, built["txt2img"].inputs)))
+    assert by_name["txt2img-hires-steps"]["maximum"] == 40
+    assert by_name["txt2img-hires-resize-width"]["maximum"] == 1024
+    assert by_name["txt2img-hires-sampler"]["choices"] == [("Use same sampler", "Use same sampler"),
+                                                          ("DPM++ 2M", "dpmpp_2m"), ("Euler a", "euler_a")]
+    assert ranged(built["img2img"].inputs) == [] and updates(info, built["img2img"].inputs) == []
