@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
                                   MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, OUTPAINT_FILLS, OUTPAINT_SIDES,
                                   SAMPLERS, SCHEDULE_TYPES)
-from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES, INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
-                                  MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES, INPAINT_AREA,
+                                  INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MASKED_AREA_PADDING,
+                                  MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
                                   OUTPAINT, RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
                                   UNSUPPORTED, parse_loras, parse_size, sampler_as_written, sampler_for,
                                   split_infotext)
