@@ -14,16 +14,13 @@ from imagegen.v1.infotext import (HIRES, HIRES_NEGATIVE_PROMPT, HIRES_PROMPT, HI
                                   SAME_SCHEDULER, parse_size, sampler_as_written, sampler_for)
 
 
-def _shown(raw: str) -> str:
-    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
-
-
 def read_hires(pairs: dict, strength: float | None, sampler: str | None, schedule: str,
-               refuse: Callable[[str, str], None]) -> dict | None:
+               refuse: Callable[[str, str, str], None]) -> dict | None:
     """make_request's `hires` for the infotext's pairs (the hires keys are taken out of `pairs`); None when
     it records no second pass. `strength`: its Denoising strength (the second pass's, with hires), as read;
     `sampler`, `schedule`: the first pass's Sampler and Schedule type as written (the second pass's when it
-    records none of its own). A value that cannot be used is `refuse`d (key, problem) and left out.
+    records none of its own). A value that cannot be used is `refuse`d (key, its value, what is wrong) and
+    left out.
 
     Every field is given, so a replay sends the second pass as recorded: what A1111 leaves out means the
     first pass's (steps 0, the same sampler, the same prompts) or its default upscaler (Latent)."""
@@ -39,20 +36,20 @@ def read_hires(pairs: dict, strength: float | None, sampler: str | None, schedul
         if scale is not None and 1 <= scale <= MAX_HIRES_SCALE:
             hires["scale"] = scale
         else:
-            refuse(HIRES_UPSCALE, f"{_shown(raw)} is not a factor in 1..{MAX_HIRES_SCALE:g}")
+            refuse(HIRES_UPSCALE, raw, f"is not a factor in 1..{MAX_HIRES_SCALE:g}")
     raw = pairs.pop(HIRES_RESIZE, None)
     if raw is not None:
         size = parse_size(raw)
         if size and size[0] <= LIMITS.max_width and size[1] <= LIMITS.max_height:
             hires["resize_width"], hires["resize_height"] = size
         else:
-            refuse(HIRES_RESIZE, f"{_shown(raw)} is not WIDTHxHEIGHT within {LIMITS.max_width}x{LIMITS.max_height}")
+            refuse(HIRES_RESIZE, raw, f"is not WIDTHxHEIGHT within {LIMITS.max_width}x{LIMITS.max_height}")
     raw = pairs.pop(HIRES_STEPS, None)
     if raw is not None:
         if raw.strip().isdigit() and 1 <= int(raw) <= LIMITS.max_steps:
             hires["steps"] = int(raw)
         else:
-            refuse(HIRES_STEPS, f"{_shown(raw)} is outside 1..{LIMITS.max_steps}")
+            refuse(HIRES_STEPS, raw, f"is outside 1..{LIMITS.max_steps}")
     hires["upscaler"] = pairs.pop(HIRES_UPSCALER, "")  # absent: A1111's default latent mode, the service's too
     if strength is not None:
         hires["denoising_strength"] = strength
@@ -74,7 +71,7 @@ def _second_sampler(pairs: dict, sampler: str | None, schedule: str, refuse) -> 
     found = sampler_for(name or "", chosen)
     if found is None:
         key = HIRES_SAMPLER if own != SAME_SAMPLER else HIRES_SCHEDULE_TYPE
-        refuse(key, f"{_shown(sampler_as_written(name or '', chosen))} is not a sampler this project has")
+        refuse(key, sampler_as_written(name or "", chosen), "is not a sampler this project has")
         return "", ""
     if sampler is not None and found == sampler_for(sampler, schedule):
         return "", ""  # written, but what the first pass ran

@@ -199,7 +199,8 @@ def parse_parameters(text: str) -> Parameters:
                  zip(parsed, (f.bounds for f in RECALLABLE if f.name in ("width", "height")))):
             width, height = parsed
     # A1111's hires fix records a Denoising strength on a txt2img image: its second pass's.
-    hires = read_hires(pairs, numbers["strength"], pairs.get(SAMPLER), pairs.get(SCHEDULE_TYPE, ""), refuse)
+    hires = read_hires(pairs, numbers["strength"], pairs.get(SAMPLER), pairs.get(SCHEDULE_TYPE, ""),
+                       lambda key, raw, what: refuse(key, f"{_shown(raw)} {what}"))
     problems = list(refused.values())
     sampler = pairs.pop(SAMPLER, None)
     schedule = pairs.pop(SCHEDULE_TYPE, "")
