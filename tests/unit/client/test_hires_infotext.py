@@ -127,3 +127,23 @@ def test_replay_sends_the_second_pass_as_recorded():
     plain, _ = replay_request(parse_parameters("a\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64"),
                               pb.ServiceInfo(mode="txt2img"))
     assert not plain.HasField("hires")
+
+
+# As Forge (A1111 1.10's fork) writes it: a hires sampler of its own and keys of its own besides.
+FORGE_HIRES = (
+    "1girl, queen, white binder\n"
+    "Steps: 17, Sampler: Euler a, Schedule type: Karras, CFG scale: 4, Size: 776x872, Model: scgsty-base, "
+    "Denoising strength: 0.41, Hires Module 1: Use same choices, Hires sampler: DPM++ 2M, Hires CFG Scale: 4, "
+    'Hires upscale: 1.7, Hires steps: 7, Hires upscaler: ESRGAN_4x, Lora hashes: "MALICE-Queen-White-Binder-'
+    'illuXL-v1-2: 590af5555094", Version: f2.0.1v1.10.1-previous-635-gf5330788, Module 1: sdxl_vae'
+)
+
+
+def test_forge_hires_infotext_reads_its_second_pass_and_keeps_its_own_keys_as_written():
+    p = parse_parameters(FORGE_HIRES)
+    assert p.mode == "txt2img" and (p.width, p.height) == (776, 872)
+    assert (p.hires["scale"], p.hires["steps"], p.hires["upscaler"], p.hires["denoising_strength"]) == (
+        1.7, 7, "ESRGAN_4x", 0.41)
+    # Its own sampler with the first pass's schedule type (none of its own recorded), as A1111 reads it.
+    assert (p.hires["scheduler"], p.hires["schedule_type"]) == ("dpmpp_2m", "karras")
+    assert p.extra["Hires CFG Scale"] == "4" and p.extra["Hires Module 1"] == "Use same choices"
