@@ -29,7 +29,7 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES, UPSCALE_MODE
 from services.client import Progress, Queued
 
-from . import a1111, checkpoints, recall
+from . import a1111, checkpoints, hires, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .endpoints import named_endpoint
@@ -305,7 +305,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
         model_inputs = [tabs[mode].model for mode in modes]
         range_outputs = [component for mode in modes
                          for component in [*tabs[mode].controls.ranged, *tabs[mode].networks.refreshed,
-                                           tabs[mode].model, tabs[mode].styles]]
+                                           tabs[mode].model, tabs[mode].styles, *hires.ranged(tabs[mode].inputs)]]
 
         def refresh_all():
             """A page load: every tab's status, ranges, LoRA and embedding cards, checkpoints (the default
@@ -316,7 +316,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
             for mode in modes:
                 info = infos[mode]
                 updates += [*tabs[mode].controls.updates(info), *tabs[mode].networks.updates(info),
-                            checkpoints.refreshed(info), styles]
+                            checkpoints.refreshed(info), styles, *hires.updates(info, tabs[mode].inputs)]
             return updates
 
         def refresh_status(*chosen):

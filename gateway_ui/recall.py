@@ -8,7 +8,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
 from services.client.infotext import RECALLABLE, Parameters, prompt_lora_names
 
-from . import checkpoints
+from . import checkpoints, hires
 from .tabs import MODEL_DEFAULT, Tab
 
 # Parameters attribute -> the tab field (API name) it fills, from the client's table of recallable fields.
@@ -17,10 +17,16 @@ from .tabs import MODEL_DEFAULT, Tab
 FIELDS = {field.name: field.tab_input for field in RECALLABLE if field.tab_input}
 
 
+def filled(tab: Tab) -> list[str]:
+    """The tab's inputs a send fills, in order: its recallable fields, then its Hires. fix controls (filled
+    from the one recallable `hires`, gateway_ui/hires.py)."""
+    return [name for name in (*FIELDS.values(), *hires.HIRES_INPUTS) if name in tab.inputs]
+
+
 def targets(tab: Tab, tab_row) -> list:
     """The components a send to `tab` fills, in the order of `updates`: its fields, its checkpoint, its
     styles, its image input (image modes), and the tab row (to open the tab)."""
-    fields = [tab.inputs[name] for name in FIELDS.values() if name in tab.inputs]
+    fields = [tab.inputs[name] for name in filled(tab)]
     image = [tab.image_target] if tab.image_target is not None else []
     return fields + [tab.model, tab.styles] + image + [tab_row]
 
@@ -38,7 +44,10 @@ def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
         if value is None or value == {}:
             continue  # not recorded: the field keeps what it has
         values[name] = value
-    warnings += schedule_warnings(tab, params)
+    second, hires_warnings = hires.recalled(params.hires, {n: tab.inputs[n] for n in hires.HIRES_INPUTS
+                                                          if n in tab.inputs})
+    values.update(second)
+    warnings += hires_warnings + schedule_warnings(tab, params)
     untagged = [name for name in params.loras if name not in prompt_lora_names(params)]
     if untagged:
         warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt are left out: {', '.join(untagged)}")
@@ -69,8 +78,7 @@ def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInf
                              else (gr.update(), []))
     for warning in warnings + model_warnings:
         gr.Warning(f"{tab.spec.contract.label}: {warning}")
-    out = [gr.update(value=values[name]) if name in values else gr.update()
-           for name in FIELDS.values() if name in tab.inputs]
+    out = [gr.update(value=values[name]) if name in values else gr.update() for name in filled(tab)]
     out.append(model)
     # An infotext records the prompts with their styles applied: the picked styles are cleared, or they
     # would apply twice. Nothing recorded: left as they are.

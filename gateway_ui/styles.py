@@ -123,4 +123,19 @@ def apply_styles(book: StyleBook, request, names) -> None:
     fields). Raises UnknownStyle naming the style."""
     if names:
         params = request.params
-        params.prompt, params.negative_prompt = book.apply(names, params.prompt, params.negative_prompt)
+        prompt, negative = params.prompt, params.negative_prompt
+        params.prompt, params.negative_prompt = book.apply(names, prompt, negative)
+        if "hires" in request.DESCRIPTOR.fields_by_name and request.HasField("hires"):
+            hires = request.hires  # its own prompts are styled too, as A1111 styles its hires prompts
+            hires.prompt, hires.negative_prompt = styled_hires(book, names, prompt, negative, hires.prompt,
+                                                              hires.negative_prompt)
+
+
+def styled_hires(book: StyleBook, names, prompt: str, negative: str, hires_prompt: str,
+                 hires_negative: str) -> tuple[str, str]:
+    """The hires fix's own (prompt, negative prompt) with the styles applied; each left "" (the first pass's,
+    already styled) when it was."""
+    if not (hires_prompt or hires_negative):
+        return "", ""
+    styled = book.apply(names, hires_prompt or prompt, hires_negative or negative)
+    return styled[0] if hires_prompt else "", styled[1] if hires_negative else ""

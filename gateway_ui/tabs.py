@@ -19,7 +19,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
                                   MAX_SEED, MIN_SIZE, SAMPLERS, TXT2IMG, UI_DEFAULT_SAMPLER, ModeContract)
 from services.client import make_request
 
-from . import checkpoints, networks, outpaint
+from . import checkpoints, hires, networks, outpaint
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_image, editor_inputs
 from .xyz.ui import build_xyz
@@ -202,6 +202,9 @@ class TabSpec:
     late_controls: Callable[[pb.ServiceInfo], dict] = lambda _info: {}
     # Builds the mode's controls added after the checkpoint and styles (last in the API) -> API name -> component.
     newest_controls: Callable[[], dict] = lambda: {}
+    # Builds the hires fix's controls (txt2img; gateway_ui/hires.py) -> API name -> component: a group of its
+    # own, after every other input in the API.
+    hires_controls: Callable[[pb.ServiceInfo], dict] = lambda _info: {}
 
 
 def _no_inputs() -> dict:
@@ -218,7 +221,9 @@ def _strength(mode: str, info: pb.ServiceInfo) -> dict:
 
 
 def txt2img_request(values: dict):
-    return make_request(TXT2IMG.name, values["prompt"] or "", **common_request_args(values))
+    common = common_request_args(values)
+    second = hires.keywords(values, (common["scheduler"], common["schedule_type"]), number)
+    return make_request(TXT2IMG.name, values["prompt"] or "", hires=second, **common)
 
 
 def img2img_inputs() -> dict:
@@ -308,7 +313,8 @@ def inpaint_request(values: dict):
 
 
 TABS = (
-    TabSpec(TXT2IMG, sized=True, image_inputs=_no_inputs, mode_controls=_no_controls, request=txt2img_request),
+    TabSpec(TXT2IMG, sized=True, image_inputs=_no_inputs, mode_controls=_no_controls, request=txt2img_request,
+            hires_controls=hires.controls),
     TabSpec(IMG2IMG, sized=False, image_inputs=img2img_inputs,
             mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request,
             late_controls=lambda _info: _resize_mode(IMG2IMG.name)),
@@ -378,6 +384,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
                 newest = spec.newest_controls()
+                second_pass = spec.hires_controls(info)
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
@@ -397,6 +404,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     # before keep working.
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
               "styles": styles, **newest}
+    inputs.update(second_pass)  # the hires fix's group: after everything else
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, nets,
               refresh, xyz)
     return tab, button

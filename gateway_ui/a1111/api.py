@@ -31,7 +31,7 @@ from services.client import Result
 from ..backend import GenerationError, Interrupted
 from ..hub import Hub
 from ..outputs import SaveError
-from ..styles import UnknownStyle
+from ..styles import UnknownStyle, styled_hires
 from ..xyz.run import draw
 from . import catalog, extras
 from .access import owner_dependency
@@ -102,7 +102,11 @@ class Generator:
             prompt, negative = self.hub.styles.apply(req.styles, req.prompt, req.negative_prompt)
         except UnknownStyle as err:
             raise field_error("styles", str(err)) from None
-        return req.model_copy(update={"prompt": prompt, "negative_prompt": negative})
+        update = {"prompt": prompt, "negative_prompt": negative}
+        if isinstance(req, Txt2ImgRequest):  # the hires fix's own prompts too, as A1111 styles them
+            update["hr_prompt"], update["hr_negative_prompt"] = styled_hires(
+                self.hub.styles, req.styles, req.prompt, req.negative_prompt, req.hr_prompt, req.hr_negative_prompt)
+        return req.model_copy(update=update)
 
     def _model(self, req: _Request, chosen: dict, mode: str) -> str:
         """The checkpoint a call runs on: its override_settings' (which must exist for its mode), else the
@@ -158,6 +162,7 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         parameters.update(init_images=None, mask=None)
     first = images[0] if images else None
     sent = work.requests[0].params
+    hires = work.mode == "txt2img" and work.requests[0].HasField("hires")
     info = {
         "prompt": req.prompt,
         "all_prompts": [sent.prompt] * count,  # with the styles applied, as A1111's
@@ -168,8 +173,9 @@ def answer(req: _Request, work: Plan, results: list[Result], task: Task) -> dict
         "subseed": work.subseed,
         "all_subseeds": [work.subseed + i for i in range(count)],
         "subseed_strength": req.subseed_strength,
-        "width": first.width if first else req.width,
-        "height": first.height if first else req.height,
+        # A1111's are the first pass's (p.width): with hires the image is larger (its infotext's Size is too)
+        "width": first.width if first and not hires else req.width,
+        "height": first.height if first and not hires else req.height,
         "sampler_name": pairs.get(SAMPLER, req.sampler_name or req.sampler_index),
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from imagegen.v1.contract import AUTOMATIC, LEGACY_SAMPLERS, SAMPLERS, SCHEDULE_TYPES, UPSCALE_MODE
+from imagegen.v1.contract import (AUTOMATIC, RESIZERS, LATENT_UPSCALE_MODES, LEGACY_SAMPLERS, SAMPLERS,
+                                  UPSCALE_MODE,
+                                  SCHEDULE_TYPES)
 from imagegen.v1.infotext import CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size, split_infotext
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
@@ -323,9 +325,7 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/latent-upscale-modes", list[NameItem])
     def latent_upscale_modes():
-        return [NameItem(name=name) for name in ("Latent", "Latent (antialiased)", "Latent (bicubic)",
-                                                 "Latent (bicubic antialiased)", "Latent (nearest)",
-                                                 "Latent (nearest-exact)")]
+        return [NameItem(name=name) for name in LATENT_UPSCALE_MODES]  # the hires fix's (Txt2ImgRequest.hires)
 
     @get("/sd-vae", list[SDVaeItem])
     def sd_vae():

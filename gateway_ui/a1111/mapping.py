@@ -21,7 +21,8 @@ from services.client import make_request
 
 from . import outpainting
 from .errors import ApiError, field_error
-from .models import UNSUPPORTED, Img2ImgRequest, _Request
+from .hires import hires_keywords
+from .models import UNSUPPORTED, Img2ImgRequest, Txt2ImgRequest, _Request
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,18 @@ FIELDS = (
     Row("inpaint_full_res_padding", "only_masked_padding", "only_masked_padding"),
     Row("inpainting_fill", "masked_content", "masked_content"),
     Row("script_args.0", "outpaint", "outpaint"),  # Poor man's outpainting's pixels
+    # The hires fix (hires.py makes make_request's `hires` dict of them).
+    Row("enable_hr", "hires", "hires"),
+    Row("hr_scale", None, "hires.scale"),
+    Row("hr_resize_x", None, "hires.resize_width"),
+    Row("hr_resize_y", None, "hires.resize_height"),
+    Row("hr_upscaler", None, "hires.upscaler"),
+    Row("hr_second_pass_steps", None, "hires.steps"),
+    Row("denoising_strength", None, "hires.denoising_strength"),
+    Row("hr_sampler_name", None, "hires.scheduler"),
+    Row("hr_scheduler", None, "hires.schedule_type"),
+    Row("hr_prompt", None, "hires.prompt"),
+    Row("hr_negative_prompt", None, "hires.negative_prompt"),
 )
 KEYWORD_FIELD = {row.keyword: row.a1111 for row in FIELDS if row.keyword}  # for our own checks' errors
 
@@ -175,6 +188,8 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
         common.update(_image_keywords(req))
     else:
         mode = mode or "txt2img"
+        if isinstance(req, Txt2ImgRequest):
+            common["hires"] = hires_keywords(req, (scheduler, schedule_type))
     if seed < 0:
         raise field_error("seed", "-1 for a random seed, else 0 or more")
     check_ranges(mode, {**common, "seed": seed})

@@ -72,7 +72,7 @@ class _Request(BaseModel):
 
 class Txt2ImgRequest(_Request):
     enable_hr: bool = False
-    denoising_strength: float = 0.75  # the hires pass's
+    denoising_strength: float = 0.75  # the hires pass's (A1111's StableDiffusionProcessingTxt2Img default)
     firstphase_width: int = 0
     firstphase_height: int = 0
     hr_scale: float = 2.0
@@ -109,7 +109,6 @@ class Img2ImgRequest(_Request):
 # Fields whose non-default values change the picture in A1111 and that nothing here does: the default
 # (or None) passes, anything else is a 422 naming the field with this reason.
 UNSUPPORTED: dict[str, tuple[tuple, str]] = {
-    "enable_hr": ((False,), "hires fix is not supported; generate at the size wanted"),
     "subseed_strength": ((0, 0.0), "variation seeds are not supported"),
     "seed_resize_from_h": ((-1, 0), "seed resize is not supported"),
     "seed_resize_from_w": ((-1, 0), "seed resize is not supported"),

@@ -113,7 +113,6 @@ LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
     "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
     "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
 }
-IMAGE_RESIZERS = ("None", "Lanczos", "Nearest")  # "None": Lanczos too, as A1111's upscaler "None" resizes
 DEFAULT_HIRES_UPSCALER = "Latent"
 DEFAULT_HIRES_SCALE = 2.0
 DEFAULT_HIRES_STRENGTH = 0.7

@@ -33,9 +33,10 @@ MASK_MODE = "Mask mode"
 CLIP_SKIP = "Clip skip"  # written only when not 1 (the last layer)
 LORA_HASHES = "Lora hashes"  # "name: hash, name2: hash2"
 TI_HASHES = "TI hashes"  # the textual-inversion embeddings the prompts used, as LORA_HASHES
-# The hires fix (Txt2ImgRequest.hires), as AUTOMATIC1111 writes it: Denoising strength, then "Hires upscale"
-# (by a factor) or "Hires resize" ("WxH", by size), "Hires steps" (when set), "Hires upscaler", and the
-# second pass's sampler, schedule type and prompts when they differ from the first's. Size is the first pass's.
+# The hires fix (Txt2ImgRequest.hires), as AUTOMATIC1111's processing.py writes it: "Denoising strength" (the
+# second pass's), "Hires upscale: 2" (by a factor) or "Hires resize: 1024x0" (to a size), "Hires steps" (only
+# when not the first pass's), "Hires upscaler" and, when not the first pass's, "Hires sampler", "Hires
+# schedule type", "Hires prompt" and "Hires negative prompt". Size stays the first pass's.
 HIRES_UPSCALE = "Hires upscale"
 HIRES_RESIZE = "Hires resize"
 HIRES_STEPS = "Hires steps"
@@ -44,7 +45,12 @@ HIRES_SAMPLER = "Hires sampler"
 HIRES_SCHEDULE_TYPE = "Hires schedule type"
 HIRES_PROMPT = "Hires prompt"
 HIRES_NEGATIVE_PROMPT = "Hires negative prompt"
+HIRES = (HIRES_UPSCALE, HIRES_RESIZE, HIRES_STEPS, HIRES_UPSCALER)  # any of them: the image had a second pass
+# A1111's words for "as the first pass" in its hires dropdowns (and some tools' infotext).
+SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULER = "Use same scheduler"
 # AUTOMATIC1111's own, read only: they change the picture but have no field in our requests.
+HIRES_CHECKPOINT = "Hires checkpoint"
 VARIATION_SEED = "Variation seed"
 REFINER = "Refiner"
 
@@ -65,10 +71,11 @@ RESIZE_MODE_LABELS = {"crop": "Crop and resize", "fill": "Resize and fill",
 # as extended, after rounding the canvas to a multiple of 8).
 OUTPAINT = "Outpaint"
 INPAINT_NOT_MASKED = "Inpaint not masked"  # the Mask mode of an inverted mask (invert_mask)
-UNSUPPORTED = (HIRES_UPSCALE, HIRES_STEPS, VARIATION_SEED, REFINER)  # replaying such infotext differs
+UNSUPPORTED = (HIRES_CHECKPOINT, VARIATION_SEED, REFINER)  # replaying such infotext differs
 KEYS = (STEPS, SAMPLER, SCHEDULE_TYPE, CFG_SCALE, SEED, SIZE, MODEL, MODEL_HASH, DENOISING_STRENGTH,
         MASK_BLUR, MASK_MODE, INPAINT_AREA, MASKED_AREA_PADDING, MASKED_CONTENT, RESIZE_MODE, CLIP_SKIP, LORA_HASHES,
-        TI_HASHES, OUTPAINT, *UNSUPPORTED)
+        TI_HASHES, OUTPAINT, *HIRES, HIRES_SAMPLER, HIRES_SCHEDULE_TYPE, HIRES_PROMPT, HIRES_NEGATIVE_PROMPT,
+        *UNSUPPORTED)
 
 
 # -- writing ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from imagegen.v1.contract import (FIT_MODES, MASKED_CONTENT, MAX_CLIP_SKIP, MAX_
 from .client import ImageGenClient
 from .errors import ServiceError
 from .events import Progress, Queued, Result
+from .hires_cli import add_hires_args, hires_of
 from .infotext import NoParameters, read_parameters
 from .replay import ReplayError, check_recorded, replay_request
 from .requests import make_request
@@ -146,6 +147,8 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
                             f"(default {contract.default_only_masked_padding})")
         p.add_argument("--masked-content", choices=list(MASKED_CONTENT), default=None,
                        help="what the masked area starts from (default original)")
+    if "hires" in contract.request.DESCRIPTOR.fields_by_name:  # txt2img's second pass
+        add_hires_args(p, whole)
 
 
 def _run_generate(args) -> int:
@@ -173,6 +176,7 @@ def _run_generate(args) -> int:
         masked_content=getattr(args, "masked_content", None),
         clip_skip=args.clip_skip,
         loras=args.lora,
+        hires=hires_of(args),
     )
     with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
         result = _stream(client, request, args.quiet)

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
                                   MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, OUTPAINT_FILLS, OUTPAINT_SIDES,
                                   SAMPLERS, SCHEDULE_TYPES)
-from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES_STEPS, HIRES_UPSCALE,
-                                  INPAINT_AREA, INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE,
-                                  MASKED_AREA_PADDING, MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
+from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES, INPAINT_AREA,
+                                  INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MASKED_AREA_PADDING,
+                                  MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
                                   OUTPAINT, RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
                                   UNSUPPORTED, parse_loras, parse_size, sampler_as_written, sampler_for,
                                   split_infotext)
 
 from . import png_text
+from .hires_infotext import read_hires
 
 # Where infotext is kept in JPEG and WEBP files (as AUTOMATIC1111 and the services write it).
 _EXIF_IFD = 0x8769
@@ -81,6 +82,9 @@ RECALLABLE = (
     Recallable("masked_content", MASKED_CONTENT, "masked_content"),  # A1111's words are our names
     # Replay extends the input again; a send does not (the image it carries is the extended canvas).
     Recallable("outpaint", OUTPAINT, None),
+    # The hires fix's second pass, read from its `Hires ...` keys (hires_infotext.py); the Txt2Img tab's
+    # Hires. fix controls take it apart (gateway_ui/hires.py).
+    Recallable("hires", HIRES[0], None),
 )
 _FITS = {label: name for name, label in RESIZE_MODE_LABELS.items()}
 _AREAS = {ONLY_MASKED: True, "Whole picture": False}
@@ -112,6 +116,7 @@ class Parameters:
     only_masked_padding: int | None = None
     masked_content: str | None = None  # a name of contract.MASKED_CONTENT; None: original
     outpaint: dict | None = None  # make_request's outpaint: {"left": px, ..., "fill": name}; None: none
+    hires: dict | None = None  # make_request's hires (every HiresFix field); None: no second pass
     model: str | None = None
     model_hash: str | None = None  # `Model hash`: A1111's short hash of the checkpoint
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
@@ -128,7 +133,7 @@ class Parameters:
         out = {"mode": self.mode, "prompt": self.prompt, "negative_prompt": self.negative_prompt}
         for name in ("steps", "sampler", "scheduler", "schedule_type", "guidance_scale", "seed", "width",
                      "height", "strength", "mask_blur", "clip_skip", "fit", "only_masked_padding",
-                     "masked_content", "outpaint", "model", "model_hash"):
+                     "masked_content", "outpaint", "hires", "model", "model_hash"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value) if name == "seed" else value  # seeds go past JSON's safe integers
@@ -193,6 +198,9 @@ def parse_parameters(text: str) -> Parameters:
         elif all(within(SIZE, size, side, bounds) for side, bounds in
                  zip(parsed, (f.bounds for f in RECALLABLE if f.name in ("width", "height")))):
             width, height = parsed
+    # A1111's hires fix records a Denoising strength on a txt2img image: its second pass's.
+    hires = read_hires(pairs, numbers["strength"], pairs.get(SAMPLER), pairs.get(SCHEDULE_TYPE, ""),
+                       lambda key, raw, what: refuse(key, f"{_shown(raw)} {what}"))
     problems = list(refused.values())
     sampler = pairs.pop(SAMPLER, None)
     schedule = pairs.pop(SCHEDULE_TYPE, "")
@@ -225,18 +233,17 @@ def parse_parameters(text: str) -> Parameters:
         if key in pairs:
             problems.append(f"{key} is not supported here: the image will differ")
     # AUTOMATIC1111's hires fix writes a denoising strength for txt2img: only a mask blur or a strength
-    # without hires settings means an input image was used.
+    # without a second pass means an input image was used.
     # A value refused still says what made the image.
     inpainting = (outpaint is not None or OUTPAINT in refused
                   or any(words[key] is not None or key in refused for key in (INPAINT_AREA, MASKED_CONTENT)))
     if numbers["mask_blur"] is not None or MASK_BLUR in refused or invert or inpainting:
         mode = "inpaint"
-    elif ((numbers["strength"] is not None or DENOISING_STRENGTH in refused)
-          and HIRES_UPSCALE not in pairs and HIRES_STEPS not in pairs):
+    elif (numbers["strength"] is not None or DENOISING_STRENGTH in refused) and hires is None:
         mode = "img2img"
     else:
         mode = "txt2img"
-        numbers["strength"] = None
+        numbers["strength"] = None  # the second pass's (in hires), not an input image's
     model = pairs.pop(MODEL, None)
     model_hash = pairs.pop(MODEL_HASH, None) or None
     return Parameters(
@@ -244,7 +251,7 @@ def parse_parameters(text: str) -> Parameters:
         scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert,
         fit=words[RESIZE_MODE],
         only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], outpaint=outpaint, model=model,
-        model_hash=model_hash, loras=loras,
+        hires=hires, model_hash=model_hash, loras=loras,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import FIT_MODES, MASKED_CONTENT, OUTPAINT_FILLS, OUTPAINT_SIDES, OUTPUT_FORMATS
+from imagegen.v1.contract import (FIT_MODES, LATENT_UPSCALE_MODES, MASKED_CONTENT, OUTPAINT_FILLS, OUTPAINT_SIDES,
+                                  OUTPUT_FORMATS)
 from imagegen.v1.contract import mode as mode_contract
 
 
@@ -55,6 +56,7 @@ def make_request(
     loras=None,
     model: str = "",
     outpaint=None,
+    hires=None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -68,7 +70,9 @@ def make_request(
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
     one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing"); `outpaint` extends the
     canvas: {"left": 64, "right": 0, "up": 0, "down": 64, "fill": "edge"} (fill: one of OUTPAINT_FILLS), and
-    then needs no mask."""
+    then needs no mask. Txt2img: `hires` asks for A1111's hires fix, a second pass at a larger size, as a
+    dict of HiresFix's fields ({"scale": 2, "upscaler": "Latent", "steps": 0, "denoising_strength": 0.7};
+    see hires_message); None: none."""
     contract = mode_contract(mode)
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -100,6 +104,8 @@ def make_request(
     for name, weight in (loras.items() if hasattr(loras, "items") else loras or ()):
         params.loras.add(name=name, weight=weight)
     request = contract.request(params=params)
+    if hires is not None and "hires" in request.DESCRIPTOR.fields_by_name:
+        request.hires.CopyFrom(hires_message(hires))
     if contract.takes_image:
         if image is not None:
             request.init_image.CopyFrom(as_image(image))
@@ -132,3 +138,34 @@ def outpaint_message(sides) -> pb.Outpaint:
     if fill not in OUTPAINT_FILLS:
         raise ValueError(f"unknown outpaint fill {fill!r}; choose one of {', '.join(OUTPAINT_FILLS)}")
     return pb.Outpaint(fill=OUTPAINT_FILLS[fill], **{side: int(sides.get(side) or 0) for side in OUTPAINT_SIDES})
+
+
+# HiresFix's fields by make_request's `hires` keys; those the proto leaves unset when absent (optional) too.
+HIRES_KEYS = tuple(pb.HiresFix.DESCRIPTOR.fields_by_name)
+_HIRES_OPTIONAL = {"scale", "denoising_strength"}
+_HIRES_WHOLE = {"resize_width", "resize_height", "steps"}
+
+
+def hires_message(hires) -> pb.HiresFix:
+    """Txt2ImgRequest.hires from {"scale": 2, "upscaler": "Latent", ...} (HiresFix's field names); absent or
+    None keys are left to the service (scale 2, Latent, the first pass's steps, strength 0.7, its sampler and
+    prompts). An upscaler named "Latent ..." must be one of the latent modes; other names (resizers, model
+    upscalers) are the service's to check."""
+    unknown = set(hires) - set(HIRES_KEYS)
+    if unknown:
+        raise ValueError(f"unknown hires keys {sorted(unknown)}; use {', '.join(HIRES_KEYS)}")
+    upscaler = hires.get("upscaler") or ""
+    if upscaler.lower().startswith("latent") and upscaler not in LATENT_UPSCALE_MODES:
+        raise ValueError(f"unknown hires upscaler {upscaler!r}; the latent ones are "
+                         f"{', '.join(LATENT_UPSCALE_MODES)}")
+    message = pb.HiresFix()
+    for key, value in hires.items():
+        if value is None:
+            continue
+        kind = float if key in _HIRES_OPTIONAL else int if key in _HIRES_WHOLE else str
+        try:
+            setattr(message, key, kind(value))
+        except (TypeError, ValueError, OverflowError):  # a negative or huge count: protobuf names no field
+            raise ValueError(f"hires {key} {str(value)[:40]!r} is not a {'whole ' if kind is int else ''}"
+                             f"number in the field's range") from None
+    return message

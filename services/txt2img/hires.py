@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import (DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_HIRES_UPSCALER,
-                                  IMAGE_RESIZERS, LATENT_UPSCALE_MODES, MAX_HIRES_SCALE, MIN_SIZE,
+                                  RESIZERS, LATENT_UPSCALE_MODES, MAX_HIRES_SCALE, MIN_SIZE,
                                   SCHEDULER_LABELS, SCHEDULE_TYPES)
 from imagegen.v1.infotext import (DENOISING_STRENGTH, HIRES_NEGATIVE_PROMPT, HIRES_PROMPT, HIRES_RESIZE,
                                   HIRES_SAMPLER, HIRES_SCHEDULE_TYPE, HIRES_STEPS, HIRES_UPSCALE,
@@ -29,7 +29,7 @@ SCALE = 8  # the VAE's: AUTOMATIC1111's opt_f
 class Hires:
     """A checked second pass."""
 
-    upscaler: str  # a LATENT_UPSCALE_MODES or IMAGE_RESIZERS name
+    upscaler: str  # a LATENT_UPSCALE_MODES or RESIZERS name
     upscale_to: tuple[int, int]  # (width, height) the image is enlarged to, before the crop
     crop: tuple[int, int]  # (x, y) latent columns and rows cut off, half each side (A1111's truncate_x/y)
     steps: int  # the steps the second pass runs
@@ -92,8 +92,8 @@ def check(hires: pb.HiresFix, params, width: int, height: int, limits, upscalers
             raise InvalidArgument(field, f"the second pass's {name} would be {value}, outside {MIN_SIZE}..{limit}")
     check_pixels(*upscale_to, limits, field)
     upscaler = hires.upscaler or DEFAULT_HIRES_UPSCALER
-    if upscaler not in LATENT_UPSCALE_MODES and upscaler not in IMAGE_RESIZERS and upscaler not in upscalers:
-        choices = [*LATENT_UPSCALE_MODES, *IMAGE_RESIZERS, *upscalers]
+    if upscaler not in LATENT_UPSCALE_MODES and upscaler not in RESIZERS and upscaler not in upscalers:
+        choices = [*LATENT_UPSCALE_MODES, *RESIZERS, *upscalers]
         raise InvalidArgument("hires.upscaler", f"unknown upscaler {hires.upscaler[:40]!r}; choose one of "
                                                 f"{', '.join(choices)}")
     steps = hires.steps or params.steps

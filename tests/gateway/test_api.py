@@ -12,6 +12,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from gateway_ui.hires import HIRES_INPUTS
 from imagegen.v1.infotext import split_infotext
 from services.client.infotext import read_infotext
 from tests.conftest import RunningGateway, RunningService, box_mask, png, request_for
@@ -102,8 +103,9 @@ def test_api_callers_pass_only_what_they_change_and_may_leave_the_mask_out(gatew
 def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come_after_it(gateway):
     client = gateway.client()
     api = client.view_api(print_info=False, return_format="dict")
-    # The checkpoint (#22), then the styles (#23), came last of all, in every tab; then outpainting (#25).
-    later = {"/txt2img": ["model", "styles"], "/img2img": ["fit", "model", "styles"],
+    # The checkpoint (#22), then the styles (#23), came last of all, in every tab; then outpainting and the
+    # hires fix (#25).
+    later = {"/txt2img": ["model", "styles", *HIRES_INPUTS], "/img2img": ["fit", "model", "styles"],
              "/inpaint": ["only_masked", "only_masked_padding", "masked_content", "fit", "model", "styles",
                           "outpaint_left", "outpaint_right", "outpaint_up", "outpaint_down", "outpaint_fill"]}
     for name, added in later.items():

@@ -43,7 +43,7 @@ class Resize:
     (half on each side), then noised to the next phase's first timestep with `generator`, the next
     phase's (seeded by the row's seed, as a second pipeline call would be). resize.py runs it."""
 
-    upscaler: str  # contract.LATENT_UPSCALE_MODES or IMAGE_RESIZERS name
+    upscaler: str  # contract.LATENT_UPSCALE_MODES or RESIZERS name
     latent_mode: tuple[str, bool] | None  # (interpolate mode, antialias) for a latent upscaler
     upscale_to: tuple[int, int]  # (height, width) in image pixels
     crop: tuple[int, int]  # (rows, columns) of latents cut off

@@ -36,7 +36,13 @@ def test_wrong_types_and_bad_values_name_the_field(api):
         "override_settings.CLIP_stop_at_last_layers"]
     assert fields(post("txt2img", {"override_settings": {"sd_model_checkpoint": "nope"}, **SMALL})) == [
         "override_settings.sd_model_checkpoint"]
-    assert fields(post("txt2img", {"enable_hr": True, **SMALL})) == ["enable_hr"]
+    # The hires fix's fields, by A1111's names (hr_scale past 4 is the service's check of hires.scale).
+    assert fields(post("txt2img", {"enable_hr": True, "hr_upscaler": "Latent (bilinear)", **SMALL})) == [
+        "hr_upscaler"]
+    assert fields(post("txt2img", {"enable_hr": True, "hr_checkpoint_name": "other", **SMALL})) == [
+        "hr_checkpoint_name"]
+    assert fields(post("txt2img", {"enable_hr": True, "hr_sampler_name": "DPM adaptive", **SMALL})) == [
+        "hr_sampler_name"]
     assert fields(post("img2img", {"init_images": ["%%% not base64"], **SMALL})) == ["init_images.0"]
     assert fields(post("img2img", {"init_images": [b64(png())], "mask": "data:image/png;base64,@@", **SMALL})) == [
         "mask"]

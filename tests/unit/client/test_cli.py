@@ -130,3 +130,19 @@ def test_a_bad_lora_is_a_one_line_usage_error(value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["txt2img", "--lora", value])
     assert exit_info.value.code == 2 and "--lora" in capsys.readouterr().err
+
+
+def test_txt2img_takes_the_hires_fix_and_refuses_an_unknown_latent_mode(capsys):
+    from services.client.hires_cli import hires_of
+
+    args = build_parser().parse_args(["txt2img", "--hires", "--hires-scale", "1.5", "--hires-upscaler",
+                                      "Latent (bicubic)", "--hires-steps", "6", "--hires-resize", "1024x0"])
+    assert hires_of(args) == {"scale": 1.5, "resize_width": 1024, "resize_height": 0, "upscaler": "Latent (bicubic)",
+                              "steps": 6, "denoising_strength": None, "scheduler": "", "schedule_type": "",
+                              "prompt": "", "negative_prompt": ""}
+    assert hires_of(build_parser().parse_args(["txt2img", "--hires-scale", "2"])) is None  # no --hires: none
+    with pytest.raises(SystemExit) as exit_:
+        main(["txt2img", "--hires", "--hires-upscaler", "Latent (bilinear)"])
+    assert exit_.value.code == 2 and "unknown hires upscaler 'Latent (bilinear)'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["img2img", *IMAGE_ARGS, "--hires"])  # txt2img's alone

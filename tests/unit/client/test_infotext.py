@@ -59,7 +59,7 @@ def test_the_mode_comes_from_the_infotext():
     # AUTOMATIC1111's hires fix records a denoising strength on a txt2img image.
     hires = parse_parameters(base + ", Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent")
     assert hires.mode == "txt2img" and hires.strength is None
-    assert any("Hires upscale" in problem for problem in hires.problems)
+    assert hires.problems == () and hires.hires["scale"] == 2 and hires.hires["denoising_strength"] == 0.7
 
 
 def test_an_unknown_sampler_is_named():

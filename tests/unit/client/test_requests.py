@@ -86,3 +86,30 @@ def test_as_image_from_bytes_path_pil_and_message(tmp_path):
     assert Image.open(io.BytesIO(converted.data)).size == (4, 2)
     with pytest.raises(TypeError):
         as_image(42)
+
+
+def test_hires_fix_becomes_the_txt2img_second_pass():
+    request = make_request("txt2img", "a fox", hires={
+        "scale": 2, "upscaler": "Latent (bicubic)", "steps": 0, "denoising_strength": 0.55,
+        "scheduler": "euler_a", "schedule_type": "", "prompt": "a sharp fox", "negative_prompt": ""})
+    hires = request.hires
+    assert request.HasField("hires") and hires.HasField("scale") and hires.scale == 2
+    assert (hires.upscaler, hires.steps, hires.scheduler, hires.prompt) == ("Latent (bicubic)", 0, "euler_a",
+                                                                            "a sharp fox")
+    assert hires.denoising_strength == pytest.approx(0.55)
+    sized = make_request("txt2img", hires={"resize_width": 1024, "resize_height": 0, "upscaler": "Lanczos"}).hires
+    assert (sized.resize_width, sized.resize_height, sized.upscaler) == (1024, 0, "Lanczos")
+    assert not sized.HasField("scale") and not sized.HasField("denoising_strength")  # the service's defaults
+    assert make_request("txt2img", hires={}).HasField("hires")  # a second pass with every default
+    assert not make_request("txt2img", "a fox").HasField("hires")
+    # Model upscalers are named by the service (GetInfo): any other name is the service's to check.
+    assert make_request("txt2img", hires={"upscaler": "4x-UltraSharp"}).hires.upscaler == "4x-UltraSharp"
+
+
+def test_hires_fix_refuses_unknown_keys_and_latent_modes_by_name():
+    with pytest.raises(ValueError, match=r"unknown hires keys \['hr_scale'\]"):
+        make_request("txt2img", hires={"hr_scale": 2})
+    with pytest.raises(ValueError, match="unknown hires upscaler 'Latent \\(bilinear\\)'.*Latent \\(nearest-exact\\)"):
+        make_request("txt2img", hires={"upscaler": "Latent (bilinear)"})
+    with pytest.raises(ValueError, match="hires steps '-1'"):
+        make_request("txt2img", hires={"steps": -1})

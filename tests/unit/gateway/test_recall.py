@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
+from gateway_ui.hires import HIRES_INPUTS
 from gateway_ui.recall import FIELDS, targets, updates, values_for
 from gateway_ui.tabs import MODEL_DEFAULT, TABS, build_tab
 from imagegen.v1.contract import placeholder_info
@@ -78,7 +79,8 @@ def test_a_send_fills_the_fields_then_the_image_then_opens_the_tab(tabs):
     assert out[-4] is built["img2img"].model
     txt2img = targets(built["txt2img"], row)  # no image to take
     assert txt2img[-2] is built["txt2img"].styles and txt2img[-3] is built["txt2img"].model
-    assert txt2img[-4] is built["txt2img"].inputs["clip_skip"]
+    assert txt2img[-4] is built["txt2img"].inputs["hires_negative_prompt"]  # the Hires. fix controls, last
+    assert txt2img[txt2img.index(built["txt2img"].inputs["hires"]) - 1] is built["txt2img"].inputs["clip_skip"]
 
 
 def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tabs):
@@ -92,7 +94,9 @@ def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tab
         # the styles are in the recorded prompts (a send clears the picker); an outpainted image is sent as
         # the extended canvas, so its sides are not sent with it (they would extend it again).
         outpaint = {name for name in tab.inputs if name.startswith("outpaint_")}
-        fields = set(tab.inputs) - images - outpaint - {"num_images", "model", "styles"}
+        # The Hires. fix controls are filled from the one recallable `hires` (test_hires.py checks each is).
+        second_pass = set(tab.inputs) & set(HIRES_INPUTS)
+        fields = set(tab.inputs) - images - outpaint - second_pass - {"num_images", "model", "styles"}
         assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
         named |= fields
     assert named == recalled  # and each recallable input is some tab's

@@ -54,3 +54,19 @@ def test_the_file_is_reread_when_it_changes_and_a_bad_one_leaves_none(tmp_path, 
     path.unlink()
     assert book.names() == [] and "cannot be read" in caplog.text
     assert StyleBook(None).names() == []
+
+
+def test_the_hires_fix_s_own_prompts_are_styled_and_empty_ones_stay_the_first_pass_s(tmp_path):
+    from gateway_ui.styles import apply_styles
+    from services.client import make_request
+
+    path = tmp_path / "styles.csv"
+    path.write_text(CSV, encoding="utf-8")
+    book = StyleBook(path)
+    request = make_request("txt2img", "a fox", negative_prompt="blurry", hires={"prompt": "a sharp fox"})
+    apply_styles(book, request, ["Photo"])
+    assert (request.params.prompt, request.params.negative_prompt) == ("a fox, photo", "blurry, drawing")
+    assert (request.hires.prompt, request.hires.negative_prompt) == ("a sharp fox, photo", "")
+    plain = make_request("txt2img", "a fox", hires={})
+    apply_styles(book, plain, ["Photo"])
+    assert (plain.hires.prompt, plain.hires.negative_prompt) == ("", "")  # the first pass's, styled

@@ -112,7 +112,7 @@ def test_what_a_service_writes_the_client_reads_back_field_by_field():
         "prompt": "a fox <lora:film:0.8>", "negative_prompt": "blurry, dark", "steps": 20,
         "guidance_scale": 6.5, "width": 64, "height": 96, "seed": 7, "scheduler": "dpmpp_2m",
         "schedule_type": "karras", "strength": 0.75, "mask_blur": 4, "clip_skip": 2, "invert_mask": True, "fit": None, "only_masked": True,
-        "only_masked_padding": 12, "masked_content": "latent nothing", "outpaint": None}
+        "only_masked_padding": 12, "masked_content": "latent nothing", "outpaint": None, "hires": None}
     assert list(params.request_fields()) == [field.name for field in RECALLABLE]
     assert (params.mode, params.model, params.loras) == ("inpaint", "tiny", {"film": "01234567"})
 
