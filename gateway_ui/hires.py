@@ -29,7 +29,7 @@ def upscaler_choices(info: pb.ServiceInfo) -> list[str]:
     """The latent modes, the image resizers, then the model upscalers the service lists (ServiceInfo.upscalers,
     where the contract has it: names, or messages with a name)."""
     models = [getattr(item, "name", item) for item in getattr(info, "upscalers", ())]
-    return [*LATENT_UPSCALE_MODES, *RESIZERS, *(name for name in models if name)]
+    return list(dict.fromkeys([*LATENT_UPSCALE_MODES, *RESIZERS, *(name for name in models if name)]))
 
 
 def sampler_choices(info: pb.ServiceInfo) -> list[tuple[str, str]]:
