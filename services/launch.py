@@ -62,11 +62,13 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
-                    health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "") -> list[str]:
+                    health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "",
+                    controlnet_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
             "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else []),
-            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else [])]
+            *(["--embeddings-dir", embeddings_dir] if embeddings_dir else []),
+            *(["--controlnet-dir", controlnet_dir] if controlnet_dir else [])]
 
 
 def services_cache(environ) -> Path:
@@ -101,6 +103,13 @@ def sample_embeddings(environ) -> str:
     from services.core.models.presets import ensure_sample_embeddings
 
     return str(ensure_sample_embeddings(services_cache(environ)))
+
+
+def sample_controlnets(environ) -> str:
+    """The embedded tiny models' sample ControlNets folder (built into the services' cache if need be)."""
+    from services.core.models.presets import ensure_sample_controlnets
+
+    return str(ensure_sample_controlnets(services_cache(environ)))
 
 
 class ProcessGroup:
@@ -195,6 +204,9 @@ def main(argv=None) -> int:
     parser.add_argument("--embeddings-dir", default=os.environ.get("IMAGEGEN_EMBEDDINGS_DIR"),
                         help="textual-inversion embeddings for all three (default: the tiny models' samples, "
                              "which other models skip; '' for none) [IMAGEGEN_EMBEDDINGS_DIR]")
+    parser.add_argument("--controlnet-dir", default=os.environ.get("IMAGEGEN_CONTROLNET_DIR"),
+                        help="ControlNets for all three (default: the tiny models' samples, 'tiny-controlnet' "
+                             "and 'tiny-xl-controlnet'; '' for none) [IMAGEGEN_CONTROLNET_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -214,6 +226,7 @@ def main(argv=None) -> int:
         models_dir = demo_models(services_cache(os.environ))
         print(f"launch: the services offer tiny-xl too ({models_dir}; --no-demo-models: not)", flush=True)
     embeddings_dir = sample_embeddings(os.environ) if args.embeddings_dir is None else args.embeddings_dir
+    controlnet_dir = sample_controlnets(os.environ) if args.controlnet_dir is None else args.controlnet_dir
 
     group = ProcessGroup()
     stopping = []
@@ -224,7 +237,7 @@ def main(argv=None) -> int:
         device = getattr(args, f"{mode}_device") or args.device
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
-                                          layout.health[mode], models_dir, embeddings_dir))
+                                          layout.health[mode], models_dir, embeddings_dir, controlnet_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

@@ -15,7 +15,7 @@ from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
 from ..checks import check_image
 from ..imaging import images, preprocessors
-from ..models import loras, schedulers
+from ..models import controlnets, loras, schedulers
 from ..models.catalog import Entry
 from ..spec import GenerationSpec
 from ..work.queue import Progress, Queued
@@ -157,6 +157,9 @@ class ModeServicer:
             embeddings=[embedding_info(embedding, model is not None and name in model.embeddings)
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
             preprocessors=preprocessors.infos(),
+            controlnets=[pb.ControlNetInfo(name=name, family=entry.family, hash=controlnets.known_hash(entry),
+                                           loaded=self.runtime.controlnets.is_loaded(name))
+                         for name, entry in controlnets.available(cfg.controlnet_dir).items()],
         )
 
     def Preprocess(self, request, context):

@@ -36,10 +36,12 @@ def fitting(model: Loaded, jobs: list[Job]) -> list[Job]:
 class Engine(threading.Thread, metaclass=ABCMeta):
     kind = ""  # GetInfo's engine: "step" or "pipeline"
 
-    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None):
+    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None,
+                 controlnets=None):
         super().__init__(name=f"{mode.name}-{self.kind}-engine", daemon=True)
         self.mode, self.model, self.queue, self.config = mode, model, job_queue, config
         self.pool = pool  # models.pool.ModelPool: each request's model by name (None: `model` only)
+        self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets (or None)
         self.limits = config.limits
         self.metrics, self.estimator = metrics, estimator
         self._stopping = threading.Event()

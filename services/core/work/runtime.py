@@ -20,6 +20,7 @@ from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
 from ..models.catalog import Catalog, Entry
+from ..models.controlnets import ControlNetCache, hash_in_background
 from ..models.embeddings import read_folder
 from ..prompts import check_prompt_chunks, max_chunks, text_encoders
 from .estimate import WorkEstimator
@@ -55,6 +56,8 @@ class ModeRuntime:
         # name -> models.embeddings.Embedding: --embeddings-dir, read once (small files; GetInfo lists them
         # while loading); every model loaded, the pool's too, gets those that fit it.
         self.embeddings = read_folder(config.embeddings_dir)
+        # --controlnet-dir's ControlNets, loaded by the engine thread as requests name them (bounded).
+        self.controlnets = ControlNetCache(config.controlnet_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
         self._set_health(NOT_SERVING)
 
@@ -83,6 +86,7 @@ class ModeRuntime:
         entry.learn(self.model)
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
+        hash_in_background(self.config.controlnet_dir)
         self.engine = self._engine(self.model)
         self.engine.start()
         if self.config.warmup:
@@ -111,7 +115,7 @@ class ModeRuntime:
         else:
             from .pipeline import PipelineEngine as engine_class
         return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
-                            estimator=self.estimator, pool=self.pool)
+                            estimator=self.estimator, pool=self.pool, controlnets=self.controlnets)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
