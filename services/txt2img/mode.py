@@ -3,6 +3,7 @@
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import TXT2IMG
 from services.core.checks import check_params, output_size
+from services.core.control_checks import check_control
 from services.core.engine.rows import Row, new_row
 from services.core.mode import Mode, shared_args
 from services.core.spec import GenerationSpec
@@ -11,7 +12,8 @@ from services.core.spec import GenerationSpec
 def check(request: pb.Txt2ImgRequest, config) -> GenerationSpec:
     params = check_params(request.params, config)
     (width, height), _fit = output_size(params, config)
-    return GenerationSpec.build(params, width, height)
+    control = check_control(request.params, config, width, height, params.seeds[0])
+    return GenerationSpec.build(params, width, height, control=control)
 
 
 def run(pipe, batch, generators, on_step):

@@ -32,6 +32,13 @@ class PipelineEngine(Engine):
     def current(self) -> list[Job]:
         return list(self._current)
 
+    def refusal(self, spec) -> tuple[str, str] | None:
+        # ControlNet runs in the step engine only (its per-row conditioning); refused before any work.
+        if spec.control:
+            return ("params.control", "this service serves whole pipeline calls (--engine pipeline, or a model "
+                                      "the step engine cannot feed), which run no ControlNet units")
+        return None
+
     # --- estimates (other threads)
     def _running_left(self) -> float | None:
         """Predicted seconds until the running batch ends (0 when idle; None before any data)."""

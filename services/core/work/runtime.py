@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2
 from imagegen.v1.contract import MAX_CLIP_SKIP
 
 from ..checks import check_clip_skip
+from ..control_checks import check_family
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
@@ -143,6 +144,7 @@ class ModeRuntime:
         entry = entry or self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
             spec = replace(self.mode.check(request, self.config), model=entry.name)
+            check_family(spec.control, entry.family)
             if self.model is not None:
                 most, tokenizer = self.facts(entry)
                 check_clip_skip(spec.clip_skip, most)
