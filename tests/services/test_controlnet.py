@@ -95,26 +95,28 @@ def controlnet_class(soft: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def base_pipe(mode: str, model: str):
-    """The model as the services load it: `tiny` the inpaint service's default (a 9-channel UNet there),
-    `tiny-xl` from the models folder (its 4-channel build, which inpaints by blending)."""
+def base_pipe(mode: str, model: str, nine_channels: bool):
+    """The model as a service loads it: as its --model, the inpaint service's build (a 9-channel UNet);
+    from the models folder (`tiny-xl` in `services`), the 4-channel build, which inpaints by blending."""
     import diffusers
 
     cls = getattr(diffusers, SERVER_MODES[mode].pipeline_class)
-    inpaint = SERVER_MODES[mode].contract.takes_mask and model == "tiny"
-    pipe = cls.from_pretrained(ensure_tiny(CACHE_DIR, inpaint, model))
+    pipe = cls.from_pretrained(ensure_tiny(CACHE_DIR, nine_channels, model))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def diffusers_image(folder, mode: str, model: str, spec, names: list[str], soft=False, guess=False) -> np.ndarray:
+def diffusers_image(folder, mode: str, model: str, spec, names: list[str], soft=False, guess=False,
+                    nine_channels: bool | None = None) -> np.ndarray:
     """diffusers' own ControlNet pipeline of the mode (MultiControlNet for several units), called for the
     spec's first image with the spec's control maps, weights and guidance ranges."""
     import diffusers
 
     nets = [controlnet_class(soft).from_pretrained(folder / name) for name in names]
     cls = getattr(diffusers, PIPELINES[mode, model == "tiny-xl"])
-    pipe = cls.from_pipe(base_pipe(mode, model), controlnet=nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets))
+    if nine_channels is None:  # as `services` load them
+        nine_channels = SERVER_MODES[mode].contract.takes_mask and model == "tiny"
+    pipe = cls.from_pipe(base_pipe(mode, model, nine_channels), controlnet=nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets))
     pipe.set_progress_bar_config(disable=True)
     units = spec.control
     one = len(units) == 1
@@ -165,6 +167,18 @@ def test_one_unit_is_diffusers_own_controlnet_pipeline_and_changes_the_image(ser
     assert np.abs(got - plain).max() > 10  # the ControlNet steers
     expected = diffusers_image(folder, mode, model, service.runtime.check(request), [name])
     assert np.abs(got - expected).max() <= MAX_DIFF
+
+
+def test_an_sdxl_inpainting_unet_feeds_its_controlnet_the_four_channel_latents(folder):
+    service = RunningService("inpaint", "--engine", "step", "--model", "tiny-xl", "--controlnet-dir", str(folder))
+    try:
+        request = with_units(image_request("inpaint", "tiny"), dict(model="tiny-xl-controlnet", weight=1.3))
+        spec = service.runtime.check(request)
+        assert service.runtime.model.pipe.unet.config.in_channels == 9
+        expected = diffusers_image(folder, "inpaint", "tiny-xl", spec, ["tiny-xl-controlnet"], nine_channels=True)
+        assert np.abs(served(service, request) - expected).max() <= MAX_DIFF
+    finally:
+        service.stop()
 
 
 @pytest.mark.parametrize("units, soft, guess", [
@@ -249,8 +263,9 @@ def test_infotext_records_each_unit_as_sd_webui_controlnet_does(services):
                          dict(model="second", guidance_start=0.2, control_mode=pb.CONTROL_MODE_PROMPT,
                               resize_mode=pb.FIT_MODE_FILL))
     text = service.client.generate(request).images[0].infotext
-    digest = next(c.hash for c in service.client.info().controlnets if c.name == "tiny-controlnet")
-    assert len(digest) == 10
+    listed = {c.name: c for c in service.client.info().controlnets}
+    digest = listed["tiny-controlnet"].hash
+    assert len(digest) == 10 and listed["tiny-controlnet"].loaded
     assert (f'ControlNet 0: "Module: none, Model: tiny-controlnet [{digest}], Weight: 0.6, Resize Mode: Crop and '
             'Resize, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced"') in text
     assert ('Weight: 1.0, Resize Mode: Resize and Fill, Guidance Start: 0.2, Guidance End: 1.0, Pixel Perfect: '
