@@ -538,14 +538,15 @@ def machine() -> str:
 
 
 def main(argv=None) -> int:
-    from bench.models import bench_models  # it imports this module's Service
+    from bench.controlnet import bench_controlnet  # they import this module's Service
+    from bench.models import bench_models
 
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
     parser.add_argument("--sections",
-                        default="overhead,throughput,engine,models,previews,cold start,cancel,probe,gpu",
+                        default="overhead,throughput,engine,models,controlnet,previews,cold start,cancel,probe,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -556,6 +557,7 @@ def main(argv=None) -> int:
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
         ("models", lambda: bench_models(args.clients, args.per_client, args.repeats)),
+        ("controlnet", lambda: bench_controlnet(args.clients, args.per_client, args.repeats)),
         ("previews", lambda: bench_previews(args.clients, 2)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
@@ -597,6 +599,9 @@ def main(argv=None) -> int:
         "models": f"models: two tiny checkpoints of different seeds in one --models-dir; switch = "
                   f"ModelPool.get, median of {args.repeats}; crowds: {args.clients} clients x "
                   f"{args.per_client} requests, twice, 256x256, 20 steps, the two services taking turns",
+        "controlnet": f"controlnet: tiny model and the sample tiny ControlNet, 256x256, 20 steps; a step: median over "
+                      f"{args.repeats} requests alone, alternating; crowds: {args.clients} clients x {args.per_client} requests, "
+                      "twice, taking turns (best of two)",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

@@ -64,13 +64,14 @@ def ports(base: int | None, gateway: int | None = None, metrics: bool = True,
 
 def service_command(mode: str, model: str, host: str, port: int, device: str, metrics_port: int,
                     health_port: int = -1, models_dir: Path | None = None, embeddings_dir: str = "",
-                    lora_dir: str = "", upscaler_dir: str = "") -> list[str]:
+                    lora_dir: str = "", upscaler_dir: str = "", controlnet_dir: str = "") -> list[str]:
     return [sys.executable, "-m", f"services.{mode}", "--model", model, "--host", host,
             "--port", str(port), "--device", device, "--metrics-port", str(metrics_port),
             "--health-port", str(health_port), *(["--models-dir", str(models_dir)] if models_dir else []),
             *(["--embeddings-dir", embeddings_dir] if embeddings_dir else []),
             *(["--lora-dir", lora_dir] if lora_dir else []),
-            *(["--upscaler-dir", upscaler_dir] if upscaler_dir else [])]
+            *(["--upscaler-dir", upscaler_dir] if upscaler_dir else []),
+            *(["--controlnet-dir", controlnet_dir] if controlnet_dir else [])]
 
 
 def services_cache(environ) -> Path:
@@ -127,6 +128,13 @@ def tiny_upscalers(environ) -> str:
     from services.core.models.presets import ensure_tiny_upscalers
 
     return str(ensure_tiny_upscalers(services_cache(environ)))
+
+
+def sample_controlnets(environ) -> str:
+    """The embedded tiny models' sample ControlNets folder (built into the services' cache if need be)."""
+    from services.core.models.presets import ensure_sample_controlnets
+
+    return str(ensure_sample_controlnets(services_cache(environ)))
 
 
 class ProcessGroup:
@@ -228,6 +236,9 @@ def main(argv=None) -> int:
     parser.add_argument("--upscaler-dir", default=os.environ.get("IMAGEGEN_UPSCALER_DIR"),
                         help="upscaler models for the img2img service's Upscale (default: the embedded tiny "
                              "ESRGAN; '' for none) [IMAGEGEN_UPSCALER_DIR]")
+    parser.add_argument("--controlnet-dir", default=os.environ.get("IMAGEGEN_CONTROLNET_DIR"),
+                        help="ControlNets for all three (default, on the embedded models: their samples, "
+                             "'tiny-controlnet' and 'tiny-xl-controlnet'; '' for none) [IMAGEGEN_CONTROLNET_DIR]")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     if os.environ.get("IMAGEGEN_METRICS_PORT") not in (None, "", "-1"):
@@ -250,6 +261,9 @@ def main(argv=None) -> int:
     lora_dir = lora_folder(args.lora_dir, models, os.environ)
 
     upscaler_dir = tiny_upscalers(os.environ) if args.upscaler_dir is None else args.upscaler_dir
+    controlnet_dir = args.controlnet_dir
+    if controlnet_dir is None:  # the samples fit the embedded models only (a real SD 1.5 would take them)
+        controlnet_dir = sample_controlnets(os.environ) if set(models.values()) <= set(EMBEDDED) else ""
 
     group = ProcessGroup()
     stopping = []
@@ -261,7 +275,7 @@ def main(argv=None) -> int:
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
                                           layout.health[mode], models_dir, embeddings_dir, lora_dir,
-                                          upscaler_dir if MODES[mode].upscales else ""))
+                                          upscaler_dir if MODES[mode].upscales else "", controlnet_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

@@ -88,14 +88,15 @@ MAX_LISTED = 10  # a refusal lists the folder's LoRAs up to this many; past it, 
 MAX_NAME = 255  # longer is no file's name: not compared for the closest names
 
 
-def lora_choices(name: str, found) -> str:
+def lora_choices(name: str, found, what: str = "LoRAs") -> str:
     """What to name instead of `name`, kept short whatever the folder holds (a status travels in gRPC's
-    metadata, 16 KiB at most): the folder's LoRAs when few, else the closest names and a count."""
+    metadata, 16 KiB at most): the folder's LoRAs (or `what` else) when few, else the closest names and a
+    count."""
     if len(found) <= MAX_LISTED:
         return f"choose one of {', '.join(quote(n) for n in sorted(found))}"
     close = difflib.get_close_matches(name, found, n=3) if len(name) <= MAX_NAME else []
     hint = f"closest: {', '.join(quote(n) for n in close)}; " if close else ""
-    return f"{hint}{len(found)} LoRAs in the folder; GetInfo lists them"
+    return f"{hint}{len(found)} {what} in the folder; GetInfo lists them"
 
 
 def unknown_lora(name: str, found) -> str:

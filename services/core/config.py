@@ -53,6 +53,7 @@ class ServiceConfig:
     embeddings_dir: Path | None = None  # A1111's textual-inversion files, by name (models/embeddings.py)
     upscaler_dir: Path | None = None  # every NAME.pth / NAME.safetensors in it is the upscaler NAME (upscalers.py)
     models_dir: Path | None = None  # every diffusers folder and checkpoint file in it, by name (catalog.py)
+    controlnet_dir: Path | None = None  # every ControlNet folder and file in it, by name (models/controlnets.py)
     max_loaded: int = 1  # models on the device at once (models/pool.py)
     ram_cache_gb: float = 8.0  # host memory for models moved off the device, least recently used out first
     host: str = "127.0.0.1"
@@ -143,6 +144,9 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
         Flag("--models-dir", "IMAGEGEN_MODELS_DIR", Path, None,
              "a folder of checkpoints: every diffusers folder and single-file checkpoint in it can be asked "
              "for by its name without extension (params.model); --model is the default"),
+        Flag("--controlnet-dir", "IMAGEGEN_CONTROLNET_DIR", Path, None,
+             "a folder of ControlNets: every diffusers ControlNet folder and single file in it can be asked "
+             "for by its name without extension (params.control[i].model), for models of its family"),
         Flag("--max-loaded", "IMAGEGEN_MAX_LOADED", int, ServiceConfig.max_loaded,
              "models on the device at once; the least recently used one moves to host memory", min=1),
         Flag("--ram-cache-gb", "IMAGEGEN_RAM_CACHE_GB", float, ServiceConfig.ram_cache_gb,
@@ -221,6 +225,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
         parser.error(f"--embeddings-dir: {args.embeddings_dir} is not a folder")
     if args.upscaler_dir is not None and not args.upscaler_dir.is_dir():
         parser.error(f"--upscaler-dir: {args.upscaler_dir} is not a folder")
+    if args.controlnet_dir is not None and not args.controlnet_dir.is_dir():
+        parser.error(f"--controlnet-dir: {args.controlnet_dir} is not a folder")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -235,7 +241,8 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     limits = {flag.name: values.pop(flag.name) for flag in LIMIT_FLAGS}
     defaults = {flag.name: values.pop(flag.name) for flag in DEFAULT_FLAGS}
     defaults["num_inference_steps"] = min(defaults["num_inference_steps"], limits["max_steps"])
-    for name in ("model_config", "lora_dir", "embeddings_dir", "upscaler_dir", "models_dir", "cache_dir"):
+    for name in ("model_config", "lora_dir", "embeddings_dir", "upscaler_dir", "models_dir", "controlnet_dir",
+                 "cache_dir"):
         values[name] = values[name].expanduser() if values[name] else None
     return ServiceConfig(
         mode=mode.name,

@@ -13,6 +13,7 @@ from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, LORA_HASHES, MODEL, MODE
                                   STEPS, TI_HASHES, format_infotext, format_lora_hashes, format_size)
 
 from .checks import CheckedParams
+from .control_checks import infotext_pairs
 from .prompts import lora_tags
 
 
@@ -49,6 +50,7 @@ class GenerationSpec:
     model: str = ""  # the checkpoint's name (models.catalog), set by ModeRuntime.check; "": the default
     schedule_type: str = ""  # one the scheduler takes, or "": its Automatic (A1111's default for it)
     hires: object | None = None  # txt2img's second pass (services.txt2img.hires.Hires); None: none
+    control: tuple = ()  # ControlNet units (control_checks.ControlSpec), in the request's order
 
     @classmethod
     def build(cls, params: CheckedParams, width: int, height: int, **mode_fields) -> "GenerationSpec":
@@ -112,6 +114,7 @@ class GenerationSpec:
             params[LORA_HASHES] = format_lora_hashes(self.lora_hashes)
         if embedding_hashes:  # A1111's key and format for them: TI hashes: "name: 0123456789ab"
             params[TI_HASHES] = format_lora_hashes(embedding_hashes)
+        params.update(infotext_pairs(self.control))  # "ControlNet 0: ...", as sd-webui-controlnet writes them
         return format_infotext(self.recorded_prompt, self.negative_prompt, params)
 
     @property

@@ -5,6 +5,7 @@ from imagegen.v1.contract import IMG2IMG
 from imagegen.v1.infotext import DENOISING_STRENGTH, RESIZE_MODE, RESIZE_MODE_LABELS
 from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
                                   output_size)
+from services.core.control_checks import check_control
 from services.core.engine import latents
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.imaging import images
@@ -28,6 +29,8 @@ def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
         init_image=images.to_rgb(images.fit_image(source, width, height, fit)),
         latent_source=latent_source(source, fit, config.limits),
         infotext_extra=tuple(extra),
+        # A unit without an image of its own steers by the input, as sd-webui-controlnet does.
+        control=check_control(request.params, config, width, height, params.seeds[0], init_image=source),
     )
 
 

@@ -9,11 +9,12 @@ from imagegen.v1.infotext import (DENOISING_STRENGTH, INPAINT_AREA, INPAINT_NOT_
                                   RESIZE_MODE_LABELS)
 from services.core.checks import (check_fit, check_image, check_params, check_strength, latent_source,
                                   output_size)
+from services.core.control_checks import check_control
 from services.core.engine import latents
 from services.core.engine.conditioners import InpaintChannels, KeepUnmasked
 from services.core.engine.rows import Row, new_row, strength_timesteps
 from services.core.errors import InvalidArgument
-from services.core.imaging import images, masks
+from services.core.imaging import images, masks, preprocessors
 from services.core.mode import Mode, per_image, shared_args
 from services.core.spec import GenerationSpec
 
@@ -52,6 +53,10 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
         box = masks.only_masked_region(whole, width, height, padding)
         init_image, mask = masks.cut_out(picture, whole, box, width, height)
         overlay, fit = masks.Overlay(picture, whole, box), "resize"  # no fit: the cut-out is filled
+
+        def place(unit, image):  # a unit's map over the whole input, cut out as the input is
+            whole_map = preprocessors.control_image(unit, image, *source.size, params.seeds[0])
+            return masks.cut_out(whole_map, whole, box, width, height)[0]
         extra += [(INPAINT_AREA, ONLY_MASKED), (MASKED_AREA_PADDING, padding)]
     else:
         # The mask is fitted exactly as the image is, so the two stay aligned.
@@ -59,6 +64,7 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
         refuse_empty(mask)
         init_image = images.to_rgb(images.fit_image(source, width, height, fit))
         overlay = masks.Overlay(init_image, mask)
+        place = None
     encoded = latent_source(source, fit, config.limits)
     if content != "original":
         extra.append((MASKED_CONTENT, content))
@@ -78,6 +84,9 @@ def check(request: pb.InpaintRequest, config) -> GenerationSpec:
         masked_content=content,
         latent_source=encoded,
         infotext_extra=tuple(extra),
+        # A unit without an image of its own steers by the input, as sd-webui-controlnet does.
+        control=check_control(request.params, config, width, height, params.seeds[0], init_image=source,
+                              place=place),
     )
 
 

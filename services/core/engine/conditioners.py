@@ -1,6 +1,7 @@
 """Conditioners: what a row adds to the UNet call it rides in, the one mechanism for conditioning.
 
-A conditioner may add any of three things (the base class adds none):
+A conditioner may add any of three things (the base class adds none), and do work batched over the rows
+of a call first (`before_call`: ControlNets run once over the rows that use each):
 - `channels`: extra UNet input channels, batched like the row's UNet input (9-channel inpainting);
 - `unet_kwargs`: keyword arguments of the UNet call, by path (("added_cond_kwargs", "time_ids"); an int
   in a path is a tuple's position), batched like the row's UNet input. Rows of a call that lack an
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
 
 
 class Conditioner:
+    @classmethod
+    def before_call(cls, members: list[tuple]) -> None:
+        """Once per UNet call, before its arguments are gathered: (row, conditioner, x) for every row of
+        the call with a conditioner of this class, x the row's UNet input before any extra channels."""
+
     def channels(self, row) -> torch.Tensor | None:
         return None
 
@@ -68,6 +74,17 @@ class KeepUnmasked(Conditioner):
         if row.index < len(row.timesteps) - 1:
             known = row.scheduler.add_noise(known, self.noise, torch.tensor([row.timesteps[row.index + 1]]))
         row.latents = (1 - self.keep) * known + self.keep * row.latents
+
+
+def before_call(rows: list, inputs: list) -> None:
+    """Each conditioner class's `before_call` over the rows of one call that carry it (`inputs`: their UNet
+    inputs before extra channels, in row order)."""
+    members: dict[type, list[tuple]] = {}
+    for row, x in zip(rows, inputs):
+        for cond in row.conditioners:
+            members.setdefault(type(cond), []).append((row, cond, x))
+    for kind, found in members.items():
+        kind.before_call(found)
 
 
 def batched_kwargs(rows: list, per_row: list[dict[tuple, torch.Tensor]]) -> dict:

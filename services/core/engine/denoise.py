@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import torch
 
-from .conditioners import batched_kwargs
+from .conditioners import batched_kwargs, before_call
 from .rows import Row
 
 
 def unet_step(unet, rows: list[Row]) -> None:
     """Advance every row (all of one shape_key) by one step, in one UNet call."""
     inputs, embeds, times, kwargs = [], [], [], []
-    for row in rows:
-        t = row.timestep
-        x = row.scheduler.scale_model_input(torch.cat([row.latents] * row.unet_rows), t)
+    scaled = [row.scheduler.scale_model_input(torch.cat([row.latents] * row.unet_rows), row.timestep)
+              for row in rows]
+    before_call(rows, scaled)  # batched work of conditioners (ControlNets) over the call's rows
+    for row, x in zip(rows, scaled):
         extra = [c for c in (cond.channels(row) for cond in row.conditioners) if c is not None]
         if extra:
             x = torch.cat([x, *extra], dim=1)
         inputs.append(x)
         embeds.append(row.embeds)
-        times.append(t.reshape(1).expand(x.shape[0]))
+        times.append(row.timestep.reshape(1).expand(x.shape[0]))
         kwargs.append({path: value for cond in row.conditioners for path, value in cond.unet_kwargs(row).items()})
     noise = unet(torch.cat(inputs), torch.cat(times), encoder_hidden_states=torch.cat(embeds), return_dict=False,
                  **batched_kwargs(rows, kwargs))[0]

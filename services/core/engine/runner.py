@@ -13,11 +13,13 @@ import time
 from contextlib import contextmanager
 
 from ..checks import check_clip_skip
-from ..errors import InternalError, OutOfMemory, ServiceError
+from ..control_checks import check_family
+from ..errors import InternalError, InvalidArgument, OutOfMemory, ServiceError
 from ..imaging import previews
 from ..models.loaded import Loaded
 from ..models.loading import ModelLoadError, ModelOutOfMemory
 from ..work.device import release_device_memory, wait_for_device
+from .controlnet import attach_control
 from .denoise import decode, unet_step
 from .resize import resize
 from .rows import Row, encode_prompt
@@ -58,8 +60,9 @@ def _faults(out_of_memory: str):
 
 
 class Runner:
-    def __init__(self, mode, model: Loaded, pool=None):
+    def __init__(self, mode, model: Loaded, pool=None, controlnets=None):
         self.mode, self.model, self.pool = mode, model, pool  # pool: models by name (None: `model` only)
+        self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets
 
     def model_of(self, name: str, why: str = "a UNet call") -> Loaded:
         """The named model on the device (a switch when it is not); "": the default."""
@@ -88,6 +91,8 @@ class Runner:
             with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
                 model = self.model_of(spec.model, "a request joining")
                 check_clip_skip(spec.clip_skip, model.max_clip_skip)  # known for sure once loaded
+                check_family(spec.control, model.family)
+                nets = self._controlnets(spec, model)
                 # Its LoRAs (loaded now if they are not): they may change the text encoders too.
                 pinned = model.adapters.pin(spec.loras)
                 model.adapters.activate(pinned)
@@ -96,6 +101,8 @@ class Runner:
                 for index, seed in enumerate(spec.seeds):
                     row = self.mode.admit(model.pipe, spec, prompt, seed, model.scheduler(spec, [seed]))
                     row.owner, row.image_index, row.loras, row.model = job, index, pinned, model.name
+                    if nets:
+                        attach_control(model.pipe, row, spec.control, nets)
                     rows.append(row)
                 return rows, pinned
         except CallFailed:
@@ -105,6 +112,16 @@ class Runner:
         finally:
             if model is not None:
                 model.restore_scheduler()
+
+    def _controlnets(self, spec, model: Loaded) -> list:
+        """The request's units' ControlNets on its model's device, in its dtype (loaded if need be)."""
+        if not spec.control:
+            return []
+        if self.controlnets is None:
+            raise InvalidArgument("params.control", "this service runs no ControlNets")
+        unet = model.pipe.unet
+        return [self.controlnets.get(unit.model, unet.device, unet.dtype, f"{unit.field}.model")
+                for unit in spec.control]
 
     def room_for(self, spec) -> bool:
         """Whether a request's LoRAs can be pinned now without evicting those running requests use."""

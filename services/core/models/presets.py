@@ -108,6 +108,51 @@ def ensure_sample_loras(cache_dir: Path) -> Path:
     return folder
 
 
+# The sample ControlNets `make run` serves (services/launch.py passes their folder): name -> the embedded
+# model whose UNet each is made from (ControlNetModel.from_unet: its encoder half, so its family).
+SAMPLE_CONTROLNETS = {"tiny-controlnet": "tiny", "tiny-xl-controlnet": "tiny-xl"}
+
+
+def build_tiny_controlnet(model: str, seed: int = 0):
+    """A ControlNet of an embedded model's UNet whose zero convolutions (the control image's last
+    embedding layer and the residual outputs) are drawn at random from `seed`: a fresh ControlNet adds
+    zeros, so one that steers nothing would prove nothing in tests or in `make run`."""
+    import torch
+    from diffusers import ControlNetModel
+
+    unet = (build_tiny_xl_pipeline if model == "tiny-xl" else build_tiny_pipeline)(False).unet
+    # The control image is embedded down by 8 (three stride-2 layers), as the VAE's latents are.
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
+    generator = torch.Generator().manual_seed(seed)
+    zeroed = [net.controlnet_cond_embedding.conv_out, *net.controlnet_down_blocks, net.controlnet_mid_block]
+    with torch.no_grad():
+        for layer in zeroed:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.3)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.05)
+    return net
+
+
+def ensure_sample_controlnets(cache_dir: Path) -> Path:
+    """The folder of SAMPLE_CONTROLNETS (diffusers folders), built into the cache once."""
+    folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "controlnets"
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, model) in enumerate(SAMPLE_CONTROLNETS.items()):
+        target = folder / name
+        if (target / "config.json").is_file():
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder))  # built beside, then renamed
+        try:
+            build_tiny_controlnet(model, seed).save_pretrained(staging)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not (target / "config.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 # The embedded upscaler `make run` serves to the img2img service (services/launch.py passes its folder): an
 # ESRGAN (spandrel's own RRDBNet) at toy size with seeded random weights, 2x, so its images are noise at
 # twice the size, but it loads, tiles and reaches target sizes as a real one does.
@@ -314,3 +359,4 @@ if __name__ == "__main__":
     print(ensure_sample_embeddings(args.cache_dir))
     print(ensure_sample_loras(args.cache_dir))
     print(ensure_tiny_upscalers(args.cache_dir))
+    print(ensure_sample_controlnets(args.cache_dir))

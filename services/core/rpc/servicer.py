@@ -15,7 +15,7 @@ from imagegen.v1.contract import MAX_CLIP_SKIP, OUTPUT_FORMATS
 
 from ..checks import check_image, check_map_size
 from ..imaging import images, preprocessors
-from ..models import loras, schedulers
+from ..models import controlnets, loras, schedulers
 from ..models.catalog import Entry
 from ..spec import GenerationSpec
 from ..work.queue import Progress, Queued
@@ -159,6 +159,9 @@ class ModeServicer:
                         for name, embedding in sorted(self.runtime.embeddings.items(), key=_by_name)],
             preprocessors=preprocessors.infos(),
             upscalers=upscale.upscaler_infos(self.runtime.upscalers),
+            controlnets=[pb.ControlNetInfo(name=name, family=entry.family, hash=controlnets.known_hash(entry),
+                                           loaded=self.runtime.controlnets.is_loaded(name))
+                         for name, entry in controlnets.available(cfg.controlnet_dir).items()],
         )
 
     def Preprocess(self, request, context):

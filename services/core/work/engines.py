@@ -13,6 +13,7 @@ import threading
 from abc import ABCMeta, abstractmethod
 
 from ..checks import check_clip_skip
+from ..control_checks import check_family
 from ..errors import InvalidArgument
 from ..models.loaded import Loaded
 from .queue import Job, JobQueue
@@ -21,11 +22,12 @@ from .queue import Job, JobQueue
 def fitting(model: Loaded, jobs: list[Job]) -> list[Job]:
     """The jobs `model` can serve; the others fail now, naming the field. A request for a model not yet
     loaded was checked by what was known of it then (a single-file checkpoint's text encoder layers are
-    known once it loads), so its clip skip is checked again here."""
+    known once it loads), so its clip skip, and its units' family, are checked again here."""
     kept = []
     for job in jobs:
         try:
             check_clip_skip(job.spec.clip_skip, model.max_clip_skip)
+            check_family(job.spec.control, model.family)
         except InvalidArgument as refused:
             job.fail(refused)
         else:
@@ -36,10 +38,12 @@ def fitting(model: Loaded, jobs: list[Job]) -> list[Job]:
 class Engine(threading.Thread, metaclass=ABCMeta):
     kind = ""  # GetInfo's engine: "step" or "pipeline"
 
-    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None):
+    def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None,
+                 controlnets=None):
         super().__init__(name=f"{mode.name}-{self.kind}-engine", daemon=True)
         self.mode, self.model, self.queue, self.config = mode, model, job_queue, config
         self.pool = pool  # models.pool.ModelPool: each request's model by name (None: `model` only)
+        self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets (or None)
         self.limits = config.limits
         self.metrics, self.estimator = metrics, estimator
         self._stopping = threading.Event()

@@ -35,6 +35,10 @@ class PipelineEngine(Engine):
     def refusal(self, spec) -> tuple[str, str] | None:
         if spec.hires is not None:  # a diffusers pipeline call is one pass
             return "hires", "the pipeline engine (--engine pipeline) runs no second pass: use the step engine"
+        # ControlNet runs in the step engine only (its per-row conditioning); refused before any work.
+        if spec.control:
+            return ("params.control", "this service serves whole pipeline calls (--engine pipeline, or a model "
+                                      "the step engine cannot feed), which run no ControlNet units")
         return None
 
     # --- estimates (other threads)

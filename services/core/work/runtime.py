@@ -16,10 +16,12 @@ from grpc_health.v1 import health_pb2
 from imagegen.v1.contract import MAX_CLIP_SKIP
 
 from ..checks import check_clip_skip
+from ..control_checks import check_family
 from ..config import ServiceConfig
 from ..errors import DeadlineUnmeetable, InvalidArgument, ModelLoading, QueueFull, ShuttingDown
 from ..mode import Mode
 from ..models.catalog import Catalog, Entry
+from ..models.controlnets import ControlNetCache, hash_in_background
 from ..models.embeddings import read_folder
 from ..models.upscalers import Upscalers
 from ..prompts import check_prompt_chunks, max_chunks, text_encoders
@@ -57,6 +59,8 @@ class ModeRuntime:
         # name -> models.embeddings.Embedding: --embeddings-dir, read once (small files; GetInfo lists them
         # while loading); every model loaded, the pool's too, gets those that fit it.
         self.embeddings = read_folder(config.embeddings_dir)
+        # --controlnet-dir's ControlNets, loaded by the engine thread as requests name them (bounded).
+        self.controlnets = ControlNetCache(config.controlnet_dir)
         self.engine = None  # work.engines.Engine once loaded: what serves
         # --upscaler-dir's models and A1111's resizers, on the model's device once loaded (Upscale's, where
         # the contract has it, and any other use's, such as a second pass); Upscale's own lane
@@ -92,6 +96,7 @@ class ModeRuntime:
         self.upscalers.read_in_background()
         # The hashes go into infotext and GetInfo; computed off the request path, while warming up.
         self.catalog.hash_in_background(self.config.cache_dir, self.mode.contract.takes_mask)
+        hash_in_background(self.config.controlnet_dir)
         self.engine = self._engine(self.model)
         self.engine.start()
         if self.config.warmup:
@@ -120,7 +125,7 @@ class ModeRuntime:
         else:
             from .pipeline import PipelineEngine as engine_class
         return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
-                            estimator=self.estimator, pool=self.pool)
+                            estimator=self.estimator, pool=self.pool, controlnets=self.controlnets)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
@@ -148,6 +153,7 @@ class ModeRuntime:
         entry = entry or self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
             spec = replace(self.mode.check(request, self.config), model=entry.name)
+            check_family(spec.control, entry.family)
             if self.model is not None:
                 most, tokenizer = self.facts(entry)
                 check_clip_skip(spec.clip_skip, most)
