@@ -10,6 +10,8 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import FIT_MODES, MASKED_CONTENT, OUTPUT_FORMATS
 from imagegen.v1.contract import mode as mode_contract
 
+from . import control as _control  # its units; it takes as_image from here
+
 
 def as_image(value) -> pb.Image:
     """An Image message from bytes, a path, or a PIL image."""
@@ -54,6 +56,7 @@ def make_request(
     clip_skip: int | None = None,
     loras=None,
     model: str = "",
+    control=None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -63,6 +66,7 @@ def make_request(
     txt2img, a mask for img2img) are ignored.
     `scheduler`, `schedule_type`: GetInfo's samplers ("dpmpp_2m", "karras"; "": the model's own, Automatic).
     `model`: a checkpoint by name (GetInfo's models; "": the service's default).
+    `control`: ControlNet units, each a ControlUnit or a dict of `control.control_unit`'s keywords.
     `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
     one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing")."""
@@ -96,6 +100,8 @@ def make_request(
         params.clip_skip = clip_skip
     for name, weight in (loras.items() if hasattr(loras, "items") else loras or ()):
         params.loras.add(name=name, weight=weight)
+    for unit in control or ():
+        params.control.append(_control.as_unit(unit))
     request = contract.request(params=params)
     if contract.takes_image:
         if image is not None:
