@@ -238,7 +238,7 @@ def _run_replay(args) -> int:
         output_format = _format_of(data)
         try:
             request, warnings = replay_request(params, info, image=args.image, mask=args.mask,
-                                               output_format=output_format)
+                                               output_format=output_format, control_images=args.control_image)
         except ReplayError as err:
             raise UsageError(f"{args.source}: {err}") from None
         for warning in warnings:
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, metavar="IMAGE", help="a PNG, JPEG or WEBP carrying parameters")
     p.add_argument("--image", type=Path, default=None, help="the input it was made from (img2img, inpaint)")
     p.add_argument("--mask", type=Path, default=None, help="the mask it was made with (inpaint)")
+    p.add_argument("--control-image", type=Path, action="append", default=[],
+                   help="a ControlNet unit's control image, once per unit in order (the infotext has none)")
     p.add_argument("--addr", default=None, help="the mode's service address (default: the mode's port here)")
     p.add_argument("--out", type=Path, required=True, help="output file (written in IMAGE's format)")
     p.add_argument("--timeout", type=positive, default=600.0, help="deadline in seconds")

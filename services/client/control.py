@@ -70,3 +70,13 @@ def as_unit(value) -> pb.ControlUnit:
     if isinstance(value, dict):
         return control_unit(**value)
     raise TypeError(f"cannot make a ControlNet unit from {type(value).__name__}")
+
+
+def unit_from_entry(entry, image=None, model: str | None = None) -> pb.ControlUnit:
+    """The ControlUnit an infotext entry (imagegen.v1.infotext.ControlNetEntry) records, with `image` (the
+    infotext has none) and `model` (the service's name for it; None: the recorded name)."""
+    return control_unit(entry.model if model is None else model, image, preprocessor=entry.module,
+                        processor_res=entry.processor_res, threshold_a=entry.threshold_a,
+                        threshold_b=entry.threshold_b, weight=entry.weight, guidance_start=entry.guidance_start,
+                        guidance_end=entry.guidance_end, control_mode=entry.control_mode,
+                        resize_mode=entry.resize_mode, pixel_perfect=entry.pixel_perfect)
