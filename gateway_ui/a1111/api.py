@@ -67,7 +67,7 @@ class Generator:
         script = script_of(req)  # the x/y/z plot: its cells are the call's requests
         work = plan(self._styled(script.base(req) if script else req), chosen)
         model = await run_in_threadpool(self._model, req, chosen, work.mode)
-        units, positions = await run_in_threadpool(self._control, req, work.mode)
+        units, places = await run_in_threadpool(self._control, req, work.mode)
         for one in work.requests:
             one.params.model = model
             one.params.control.extend(units)
@@ -87,7 +87,7 @@ class Generator:
         failure = next((o for o in outcomes if isinstance(o, GenerationError) and not isinstance(o, Interrupted)),
                        None)
         if failure is not None:
-            raise from_generation(failure, controlnet.field_namer(positions))
+            raise from_generation(failure, controlnet.field_namer(places))
         results = [o for o in outcomes if isinstance(o, Result)]  # stopped batches leave nothing
         plotted = await run_in_threadpool(draw, script.plot, outcomes) if script else None
         saved = plotted.saved if plotted else [image for result in results for image in result.images]
@@ -106,8 +106,8 @@ class Generator:
             raise field_error("styles", str(err)) from None
         return req.model_copy(update={"prompt": prompt, "negative_prompt": negative})
 
-    def _control(self, req: _Request, mode: str) -> tuple[list, list[int]]:
-        """The request's ControlNet units (alwayson_scripts.controlnet) and their places in its args, checked
+    def _control(self, req: _Request, mode: str) -> tuple[list, list[str]]:
+        """The request's ControlNet units (alwayson_scripts.controlnet) and their places in it, checked
         against the mode's GetInfo: a thread's work."""
         if controlnet.script_args(req) is None:
             return [], []

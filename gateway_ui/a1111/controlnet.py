@@ -7,7 +7,7 @@ image as base64 or {"image": ..., "mask": ...}, the resize and control modes by 
 `low_vram`, `hr_option` and `save_detected_map` accepted and ignored. A disabled unit is skipped. As the
 extension does, a preprocessor parameter it does not have, -1, or one outside its slider is its default
 (webuiapi sends 512/64/64 for every module). Anything else wrong is a 422 naming the field
-(`alwayson_scripts.controlnet.args.0.weight`); what a service refuses comes back naming the same field.
+(`alwayson_scripts.controlnet.args.0.weight`, the script's key as the caller wrote it); what a service refuses comes back naming the same field.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 SCRIPT = "controlnet"  # its alwayson_scripts key
-ARGS = f"alwayson_scripts.{SCRIPT}.args"
 API_VERSION = 2  # external_code.get_api_version()
 # Legacy integers and old labels of the two modes (external_code.resize_mode_from_value, control_mode_...).
 RESIZE_BY_VALUE: dict[Any, int] = {**{label: enum for enum, label in CONTROL_RESIZE_LABELS.items()},
@@ -63,14 +62,16 @@ CONTROL_TYPES = {"All": ((), "none"), "Canny": (("canny",), "canny"), "Depth": (
 
 # -- units ------------------------------------------------------------------------------------------------
 
-def script_args(req) -> list | None:
-    """The controlnet script's args of a request (its alwayson_scripts key in any case); None without it."""
+def script_args(req) -> tuple[str, list] | None:
+    """(where the controlnet script's args are, as the caller wrote its alwayson_scripts key, in any case:
+    "alwayson_scripts.ControlNet.args"; the args); None without it."""
     for name, value in (req.alwayson_scripts or {}).items():
         if name.lower() == SCRIPT:
+            where = f"alwayson_scripts.{name}.args"
             args = value.get("args") if isinstance(value, dict) else None
             if not isinstance(args, list):
-                raise field_error(f"alwayson_scripts.{name}.args", "a list of ControlNet units")
-            return args
+                raise field_error(where, "a list of ControlNet units")
+            return where, args
     return None
 
 
@@ -144,21 +145,12 @@ def read_unit(raw, where: str, info: pb.ServiceInfo) -> pb.ControlUnit | None:
     if name not in offered:
         raise field_error(f"{where}.module", f"module({module}) not found in supported modules: "
                                              f"{', '.join(offered)}")
-    model = unit.get("model")
-    if not isinstance(model, str) or model in NO_MODEL:
-        raise field_error(f"{where}.model", "a ControlNet model (GET /controlnet/model_list lists them)")
-    found = catalog.find_model(info, model)
-    if found is None:
-        have = ", ".join(catalog.model_title(cn) for cn in info.controlnets) or "none (start the service with "\
-               "--controlnet-dir DIR)"
-        raise field_error(f"{where}.model", f"model({model}) not found; the {info.mode or 'mode'}'s service "
-                                            f"has: {have}")
     start = _number(unit.get("guidance_start", 0.0), f"{where}.guidance_start", 0, 1)
     end = _number(unit.get("guidance_end", 1.0), f"{where}.guidance_end", 0, 1)
     if start >= end:
         raise field_error(f"{where}.guidance_start", f"guidance_start ({start:g}) must be below guidance_end ({end:g})")
     message = pb.ControlUnit(
-        model=found, preprocessor=name,
+        preprocessor=name,
         weight=_number(unit.get("weight", 1.0), f"{where}.weight", 0, MAX_CONTROL_WEIGHT),
         guidance_start=start, guidance_end=end,
         control_mode=_enum(unit.get("control_mode", 0), CONTROL_BY_VALUE, f"{where}.control_mode"),
@@ -171,33 +163,47 @@ def read_unit(raw, where: str, info: pb.ServiceInfo) -> pb.ControlUnit | None:
         value = _param(unit, field, offered[name], where)
         if value is not None:
             setattr(message, field, int(value) if field == "processor_res" else value)
+    # The model last: a unit's own mistakes are named even while the service lists no ControlNet.
+    model = unit.get("model")
+    if not isinstance(model, str) or model in NO_MODEL:
+        raise field_error(f"{where}.model", "a ControlNet model (GET /controlnet/model_list lists them)")
+    found = catalog.find_model(info, model)
+    if found is None:
+        have = ", ".join(catalog.model_title(cn) for cn in info.controlnets) or "none (start the service with "\
+               "--controlnet-dir DIR)"
+        raise field_error(f"{where}.model", f"model({model}) not found; the {info.mode or 'mode'}'s service "
+                                            f"has: {have}")
+    message.model = found
     return message
 
 
-def read_units(req, info: pb.ServiceInfo) -> tuple[list[pb.ControlUnit], list[int]]:
-    """(the enabled units, each one's position in the args) of a request, for the service whose GetInfo
-    is `info`."""
-    args = script_args(req)
-    units, positions = [], []
-    for i, raw in enumerate(args or ()):
-        unit = read_unit(raw, f"{ARGS}.{i}", info)
+def read_units(req, info: pb.ServiceInfo) -> tuple[list[pb.ControlUnit], list[str]]:
+    """(the enabled units, where each is in the request: "alwayson_scripts.controlnet.args.1") of a request,
+    for the service whose GetInfo is `info`."""
+    found = script_args(req)
+    if found is None:
+        return [], []
+    where, args = found
+    units, places = [], []
+    for i, raw in enumerate(args):
+        unit = read_unit(raw, f"{where}.{i}", info)
         if unit is not None:
             units.append(unit)
-            positions.append(i)
+            places.append(f"{where}.{i}")
     most = info.limits.max_control_units
     if most and len(units) > most:
-        raise field_error(ARGS, f"at most {most} enabled ControlNet units, got {len(units)}")
-    return units, positions
+        raise field_error(where, f"at most {most} enabled ControlNet units, got {len(units)}")
+    return units, places
 
 
-def field_namer(positions: list[int]):
-    """A service's field path -> A1111's, with params.control[i] named as the i-th enabled unit's args."""
+def field_namer(places: list[str]):
+    """A service's field path -> A1111's, with params.control[i] named as the i-th enabled unit's place."""
     def name(contract_field: str) -> str:
         head, bracket, rest = contract_field.partition("params.control[")
         if head == "" and bracket:
             index, _, tail = rest.partition("]")
-            if index.isdigit() and int(index) < len(positions):
-                return f"{ARGS}.{positions[int(index)]}{tail}"
+            if index.isdigit() and int(index) < len(places):
+                return places[int(index)] + tail
         return a1111_field(contract_field)
     return name
 

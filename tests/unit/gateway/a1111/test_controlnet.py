@@ -44,8 +44,8 @@ def test_a_webuiapi_unit_becomes_a_control_unit():
             "resize_mode": "Resize and Fill", "low_vram": False, "processor_res": 512, "threshold_a": 64,
             "threshold_b": 64, "guidance_start": 0.1, "guidance_end": 0.9, "control_mode": "My prompt is more important",
             "pixel_perfect": True, "hr_option": "Both", "enabled": True}
-    (unit,), positions = units(sent)
-    assert positions == [0]
+    (unit,), places = units(sent)
+    assert places == ["alwayson_scripts.controlnet.args.0"]
     assert (unit.model, unit.preprocessor, unit.image.data) == ("edges", "canny", base64.b64decode(IMAGE))
     assert (unit.processor_res, unit.threshold_a, unit.threshold_b) == (512, 64, 64)
     assert unit.weight == pytest.approx(0.7) and unit.guidance_start == pytest.approx(0.1)
@@ -74,9 +74,9 @@ def test_parameters_the_extension_would_reset_are_left_to_the_default():
 
 
 def test_disabled_units_are_skipped_and_errors_name_the_unit_in_the_args():
-    found, positions = units({"enabled": False, "model": "missing"}, {"model": "edges", "weight": 2})
-    assert positions == [1] and found[0].weight == 2
-    name = field_namer(positions)
+    found, places = units({"enabled": False, "model": "missing"}, {"model": "edges", "weight": 2})
+    assert places == ["alwayson_scripts.controlnet.args.1"] and found[0].weight == 2
+    name = field_namer(places)
     assert name("params.control[0].weight") == "alwayson_scripts.controlnet.args.1.weight"
     assert name("params.width") == "width"
 
