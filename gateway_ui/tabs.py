@@ -20,6 +20,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
 from services.client import make_request
 
 from . import checkpoints
+from .controlnet import ControlNetSection, build_controlnet
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_inputs
 from .xyz.ui import build_xyz
@@ -346,6 +347,7 @@ class Tab:
     lora_picker: object = None  # inserts a LoRA's tag into the prompt; its choices follow GetInfo
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
     xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
+    controlnet: ControlNetSection | None = None  # its units' inputs are the last of `inputs`
 
     @property
     def styles(self):
@@ -391,6 +393,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 picker = lora_picker(mode, info, prompt)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
                                           lambda: spec.late_controls(info))
+                control = build_controlnet(mode, info, spec.contract.takes_image, checked_at_upload)
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
@@ -410,6 +413,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     # before keep working.
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
               "styles": styles}
+    inputs.update(control.fields)  # ControlNet: a group of its own, after every other input
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, picker,
-              refresh, xyz)
+              refresh, xyz, control)
     return tab, button
