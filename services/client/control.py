@@ -23,23 +23,24 @@ _RESIZE_BY_TEXT = {**CONTROL_RESIZES, **{label.lower(): enum for enum, label in 
 _OPTIONAL = ("processor_res", "threshold_a", "threshold_b", "weight", "guidance_start", "guidance_end")
 
 
-def _enum(value, table: dict, what: str) -> int:
+def _enum(value, table: dict, names: dict, labels: dict, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value in table.values():
         return value
     found = table.get(str(value).strip().lower())
     if found is None:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(k for k in table if k.islower())}")
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(names)} "
+                         f"(or {', '.join(map(repr, labels.values()))})")
     return found
 
 
 def control_mode_enum(value) -> int:
     """The ControlMode enum of a name, a label or the enum itself."""
-    return _enum(value, _MODE_BY_TEXT, "control mode")
+    return _enum(value, _MODE_BY_TEXT, CONTROL_MODES, CONTROL_MODE_LABELS, "control mode")
 
 
 def control_resize_enum(value) -> int:
     """The FitMode enum of a unit's resize mode: a name, a label or the enum itself."""
-    return _enum(value, _RESIZE_BY_TEXT, "resize mode")
+    return _enum(value, _RESIZE_BY_TEXT, CONTROL_RESIZES, CONTROL_RESIZE_LABELS, "resize mode")
 
 
 def control_unit(model: str = "", image=None, *, preprocessor: str = "", processor_res: int | None = None,
