@@ -27,13 +27,12 @@ from .. import control_catalog as catalog
 from ..backend import GenerationError
 from .access import owner_dependency
 from .errors import ApiError, field_error, from_generation
-from .mapping import a1111_field, decode_image
+from .mapping import CONTROLNET_SCRIPT, a1111_field, decode_image
 from .routing import MB, route_class
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-SCRIPT = "controlnet"  # its alwayson_scripts key
 API_VERSION = 2  # external_code.get_api_version()
 # Legacy integers and old labels of the two modes (external_code.resize_mode_from_value, control_mode_...).
 RESIZE_BY_VALUE: dict[Any, int] = {**{label: enum for enum, label in CONTROL_RESIZE_LABELS.items()},
@@ -66,7 +65,7 @@ def script_args(req) -> tuple[str, list] | None:
     """(where the controlnet script's args are, as the caller wrote its alwayson_scripts key, in any case:
     "alwayson_scripts.ControlNet.args"; the args); None without it."""
     for name, value in (req.alwayson_scripts or {}).items():
-        if name.lower() == SCRIPT:
+        if name.lower() == CONTROLNET_SCRIPT:
             where = f"alwayson_scripts.{name}.args"
             args = value.get("args") if isinstance(value, dict) else None
             if not isinstance(args, list):

@@ -63,7 +63,8 @@ CONTENT_BY_INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "l
 # samples_format (A1111's option) -> make_request's output_format; anything else is PNG, as A1111 does.
 FORMAT_BY_SAMPLES_FORMAT = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 MAX_RANDOM_SEED = 4294967294  # A1111's range for a random seed
-ALWAYSON = {"controlnet"}  # the alwayson_scripts taken (controlnet.py reads its units)
+CONTROLNET_SCRIPT = "controlnet"  # sd-webui-controlnet's alwayson_scripts key (controlnet.py reads its units)
+ALWAYSON = {CONTROLNET_SCRIPT}  # the alwayson_scripts taken
 
 
 def a1111_field(contract_field: str) -> str:

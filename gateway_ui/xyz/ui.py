@@ -17,6 +17,7 @@ from typing import Callable
 
 import gradio as gr
 
+from .. import controlnet
 from ..endpoints import named_endpoint
 from ..backend import GenerationError, Interrupted, internal_error_message, new_error_id
 from ..masks import InputError
