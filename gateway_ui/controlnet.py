@@ -105,7 +105,8 @@ def _build_unit(mode: str, i: int, preprocessors: list[str], models: list, takes
                             elem_id=f"{eid}-detected")
     image = checked(image, f"ControlNet Unit {i}: the control image")
     with gr.Row():
-        preprocessor = gr.Dropdown(preprocessors, value=catalog.NONE, label="Preprocessor",
+        # Custom values let through: the choices of the page's load are not the API's; the service judges.
+        preprocessor = gr.Dropdown(preprocessors, value=catalog.NONE, label="Preprocessor", allow_custom_value=True,
                                    elem_id=f"{eid}-preprocessor")
         preview = gr.Button("💥", size="sm", scale=0, min_width=40, elem_id=f"{eid}-preview")
         model = gr.Dropdown(models, value=models[0][1] if models else None, label="Model",

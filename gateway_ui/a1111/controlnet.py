@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import CONTROL_MODE_LABELS, CONTROL_RESIZE_LABELS, MAX_CONTROL_WEIGHT
+from services.client import ModelLoading, ShuttingDown, Unreachable
 
 from .. import control_catalog as catalog
 from ..backend import GenerationError
@@ -275,17 +276,24 @@ def detect(hub: "Hub", body: dict) -> dict:
     return {"images": out, "info": "Success"}
 
 
+# The Preprocess request's fields as /detect names them.
+_DETECT_FIELDS = {"unit.preprocessor": "controlnet_module", "unit.processor_res": "controlnet_processor_res",
+                  "unit.threshold_a": "controlnet_threshold_a", "unit.threshold_b": "controlnet_threshold_b"}
+
+
 def _preprocess(backends, unit: pb.ControlUnit, where: str) -> bytes:
+    """The map from the first service that answers (every service has the same preprocessors: a stopped
+    one is passed over); a refusal names /detect's field (`where`: the image's)."""
     failure = None
-    for backend in backends:  # every service has the same preprocessors: a stopped one is passed over
+    for backend in backends:
         try:
             return backend.preprocess(unit).data
         except GenerationError as err:
-            if err.cause is not None and err.cause.code().name == "UNAVAILABLE":
+            if isinstance(err.cause, (Unreachable, ShuttingDown, ModelLoading)):
                 failure = failure or err
                 continue
-            raise from_generation(err, lambda f: where if f.startswith("unit.image") else f.replace(
-                "unit.", "controlnet_")) from None
+            raise from_generation(err, lambda f: where if f.startswith("unit.image") else _DETECT_FIELDS.get(f, f)) \
+                from None
     raise from_generation(failure, lambda f: f)
 
 
