@@ -206,7 +206,8 @@ def scheduler_for(sampler: str, schedule: str = "") -> str | None:
 # leaves out its -1), and the control image is never written.
 
 CONTROLNET_PREFIX = "ControlNet "  # + the unit's index
-_CONTROLNET_KEY = re.compile(r"^ControlNet (\d+)$")
+# "ControlNet" alone: the extension before 1.1.4 wrote a single unit so.
+_CONTROLNET_KEY = re.compile(r"^ControlNet(?: (\d+))?$")
 # The unit's keys, in the order the extension writes them.
 _UNIT_KEYS = {"module": "Module", "model": "Model", "weight": "Weight", "resize_mode": "Resize Mode",
               "processor_res": "Processor Res", "threshold_a": "Threshold A", "threshold_b": "Threshold B",
@@ -261,12 +262,15 @@ def controlnet_infotext(units) -> dict[str, str]:
 def controlnet_index(key: str) -> int | None:
     """The unit index of a `ControlNet N` key; None for any other key."""
     match = _CONTROLNET_KEY.match(key)
-    return int(match[1]) if match else None
+    return int(match[1] or 0) if match else None
 
 
 def parse_controlnet(text: str) -> ControlNetEntry:
-    """A unit's text -> ControlNetEntry. Raises ValueError, in words, for a value that is not what its key
-    takes (a weight that is not a number) or an unknown key."""
+    """A unit's text -> ControlNetEntry (the extension's form, or its older one: see _parse_legacy). Raises
+    ValueError, in words, for a value that is not what its key takes (a weight that is not a number) or an
+    unknown key."""
+    if _LEGACY_PAIR.match(text):
+        return _parse_legacy(text)
     starts = list(_UNIT_PAIR.finditer(text))
     if not starts or starts[0].start() != 0:
         raise ValueError("not sd-webui-controlnet's \"Key: value, ...\" form")
@@ -305,3 +309,44 @@ def parse_controlnet(text: str) -> ControlNetEntry:
         else:
             values[name] = raw
     return ControlNetEntry(**values)
+
+
+# The extension before 1.1.4xx: `preprocessor: canny, model: name [hash], weight: 1, starting/ending: (0, 1),
+# resize mode: Crop and Resize, pixel perfect: False, control mode: Balanced, preprocessor params: (512,
+# 100, 200)`; some versions wrote the enums' Python names (ResizeMode.INNER_FIT, ControlMode.BALANCED).
+_LEGACY_KEYS = ("preprocessor", "model", "weight", "starting/ending", "resize mode", "pixel perfect", "control mode",
+                "preprocessor params")
+_LEGACY_PAIR = re.compile(r"(?:^|,\s*)(" + "|".join(map(re.escape, _LEGACY_KEYS)) + r"): ")
+_LEGACY_ENUMS = {"ResizeMode.RESIZE": "Just Resize", "ResizeMode.INNER_FIT": "Crop and Resize",
+                 "ResizeMode.OUTER_FIT": "Resize and Fill", "ControlMode.BALANCED": "Balanced",
+                 "ControlMode.PROMPT": "My prompt is more important",
+                 "ControlMode.CONTROL": "ControlNet is more important"}
+
+
+def _numbers(raw: str, key: str, count: int) -> list[float]:
+    """"(0, 1)" -> [0.0, 1.0]; ValueError naming the key when it is not `count` numbers."""
+    parts = raw.strip().strip("()").split(",")
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != count:
+        raise ValueError(f"{key} {raw[:40]!r} is not {count} numbers in brackets")
+    return numbers
+
+
+def _parse_legacy(text: str) -> ControlNetEntry:
+    starts = list(_LEGACY_PAIR.finditer(text))
+    raw = {match[1]: text[match.end():after.start() if after else len(text)].strip()
+           for match, after in zip(starts, [*starts[1:], None])}
+    keyed = {"Module": raw.get("preprocessor"), "Model": raw.get("model"), "Weight": raw.get("weight"),
+             "Pixel Perfect": raw.get("pixel perfect")}
+    for key, name in (("Resize Mode", "resize mode"), ("Control Mode", "control mode")):
+        if name in raw:
+            keyed[key] = _LEGACY_ENUMS.get(raw[name], raw[name])
+    if "starting/ending" in raw:
+        keyed["Guidance Start"], keyed["Guidance End"] = map(str, _numbers(raw["starting/ending"], "starting/ending", 2))
+    if "preprocessor params" in raw:
+        params = _numbers(raw["preprocessor params"], "preprocessor params", 3)
+        keyed.update(zip(("Processor Res", "Threshold A", "Threshold B"), map(str, params)))
+    return parse_controlnet(", ".join(f"{key}: {value}" for key, value in keyed.items() if value is not None))

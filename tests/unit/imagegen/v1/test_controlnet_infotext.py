@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen.v1.infotext import (ControlNetEntry, controlnet_infotext, format_infotext, parse_controlnet,
-                                  split_infotext)
+from imagegen.v1.infotext import (ControlNetEntry, controlnet_index, controlnet_infotext, format_infotext,
+                                  parse_controlnet, split_infotext)
 
 CANNY = ControlNetEntry(module="canny", model="control_canny", model_hash="d14c016b", weight=0.5,
                         resize_mode="Just Resize", processor_res=512, threshold_a=100, threshold_b=200,
@@ -53,3 +53,19 @@ def test_reads_the_extensions_text_with_its_older_keys_and_unused_sliders():
 def test_a_broken_unit_says_what(text, says):
     with pytest.raises(ValueError, match=says):
         parse_controlnet(text)
+
+
+def test_reads_the_extensions_older_form():
+    # before 1.1.4xx, a lone unit's key was "ControlNet"
+    _, _, pairs = split_infotext('x\nSteps: 20, Seed: 1, Size: 64x64, ControlNet: "preprocessor: canny, model: '
+                                 'control_canny [e3fe7712], weight: 0.8, starting/ending: (0.1, 0.9), resize mode: '
+                                 'ResizeMode.OUTER_FIT, pixel perfect: True, control mode: ControlMode.PROMPT, '
+                                 'preprocessor params: (512, 100, -1)"')
+    assert controlnet_index("ControlNet") == 0 and controlnet_index("ControlNet 2") == 2
+    assert controlnet_index("ControlNetX") is None
+    assert parse_controlnet(pairs["ControlNet"]) == ControlNetEntry(
+        module="canny", model="control_canny", model_hash="e3fe7712", weight=0.8, resize_mode="Resize and Fill",
+        processor_res=512, threshold_a=100, guidance_start=0.1, guidance_end=0.9, pixel_perfect=True,
+        control_mode="My prompt is more important")
+    with pytest.raises(ValueError, match="starting/ending '\\(0\\)' is not 2 numbers"):
+        parse_controlnet("preprocessor: none, starting/ending: (0)")
