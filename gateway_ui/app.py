@@ -322,7 +322,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
 
         for tab in tabs.values():
             wire_checkpoint(gateway, tab)
-            controlnet.wire(demo, backends[tab.mode], tab.controlnet)
+            controlnet.wire(demo, backends[tab.mode], tab.controlnet, tab.image_target)
 
         demo.load(refresh_all, None, status_outputs + range_outputs, api_visibility="private")
         # Closing (or reloading) the page cancels what it was waiting for.

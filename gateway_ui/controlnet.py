@@ -178,8 +178,13 @@ def add_units(request, values: dict, takes_image: bool, count: int) -> None:
 
 # -- events ----------------------------------------------------------------------------------------------
 
-def detect(backend: ModeBackend, image, preprocessor, processor_res, threshold_a, threshold_b) -> Image.Image:
-    """💥: the detected map of the unit's image (at its own size)."""
+def detect(backend: ModeBackend, image, preprocessor, processor_res, threshold_a, threshold_b,
+           input_image=None) -> Image.Image:
+    """💥: the detected map of the unit's image (at its own size); without one, of the tab's input image
+    (`input_image`: a file path, or the Inpainting editor's value), as a generation would use it."""
+    if image is None and isinstance(input_image, dict):
+        input_image = input_image.get("background")
+    image = image if image is not None else input_image
     if image is None:
         raise gr.Error("Upload a control image first.", print_exception=False)
     unit = control_unit(image=image, preprocessor=catalog.preprocessor_name(preprocessor or ""),
@@ -191,12 +196,14 @@ def detect(backend: ModeBackend, image, preprocessor, processor_res, threshold_a
     return Image.open(io.BytesIO(data))
 
 
-def wire(demo, backend: ModeBackend, section: ControlNetSection) -> None:
-    """Preview buttons, sliders following the preprocessor, and choices refreshed on each page load."""
+def wire(demo, backend: ModeBackend, section: ControlNetSection, input_image=None) -> None:
+    """Preview buttons, sliders following the preprocessor, and choices refreshed on each page load.
+    `input_image`: the tab's image input (None: txt2img), previewed for a unit without an image."""
+    extra = [input_image] if input_image is not None else []
     for unit in section.units:
         f = unit.fields
         sliders = [f[name] for name in catalog.PARAM_FIELDS]
-        unit.preview.click(lambda *args: detect(backend, *args), [f["image"], f["preprocessor"], *sliders],
+        unit.preview.click(lambda *args: detect(backend, *args), [f["image"], f["preprocessor"], *sliders, *extra],
                            unit.detected, api_visibility="private")
         # .input, not .change: a send (recall_updates) sets the sliders itself, to the values recorded
         f["preprocessor"].input(lambda name: slider_updates(backend.info(), name), f["preprocessor"], sliders,

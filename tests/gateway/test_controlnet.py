@@ -55,6 +55,9 @@ def test_the_preview_shows_the_detected_map_from_the_service(services, tmp_path)
         shown = detect(backend, str(path), "none", 512, 100, 200)
         assert shown.size == (40, 32)
         assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(Image.open(path).convert("RGB")))
+        # No control image: the tab's input image (img2img's path, the Inpainting editor's background)
+        assert detect(backend, None, "none", 512, 100, 200, str(path)).size == (40, 32)
+        assert detect(backend, None, "none", 512, 100, 200, {"background": Image.open(path)}).size == (40, 32)
     finally:
         backend.close()
 
