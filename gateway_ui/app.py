@@ -29,7 +29,7 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES, UPSCALE_MODE
 from services.client import Progress, Queued
 
-from . import a1111, checkpoints, hires, recall
+from . import a1111, checkpoints, controlnet, hires, recall
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
 from .config import GatewayConfig, load_config
 from .endpoints import named_endpoint
@@ -153,6 +153,7 @@ def endpoint(gateway: Gateway, tab: Tab):
             try:
                 chosen = dict(zip(names, values))
                 request = tab.spec.request(chosen)
+                controlnet.add_units(request, chosen, tab.spec.contract.takes_image, len(tab.controlnet.units))
                 apply_styles(gateway.hub.styles, request, chosen.get("styles"))
             except (InputError, UnknownStyle) as err:  # our own words, naming what to fix
                 raise gr.Error(f"{label}: {err}.", print_exception=False) from None
@@ -324,6 +325,7 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
 
         for tab in tabs.values():
             wire_checkpoint(gateway, tab)
+            controlnet.wire(demo, backends[tab.mode], tab.controlnet, tab.image_target)
 
         demo.load(refresh_all, None, status_outputs + range_outputs, api_visibility="private")
         demo.load(wire_extras(gateway, extras, concurrency), None, extras.upscalers, api_visibility="private")

@@ -116,6 +116,15 @@ class ModeBackend:
         except ServiceError:
             return placeholder_info(self.mode)
 
+    def preprocess(self, unit, width: int = 0, height: int = 0, seed: int | None = None) -> pb.Image:
+        """The Preprocess RPC (a ControlNet unit's detected map, a PNG); GenerationError in plain words."""
+        try:
+            return self.client.preprocess(unit, width, height, seed, timeout=min(self.timeout_s, 120.0))
+        except ServiceError as err:
+            log.warning("%s service at %s: Preprocess: %s: %s", self.mode, self.address, err.code().name,
+                        err.details())
+            raise GenerationError(explain(err, self.timeout_s), err) from None
+
     def model_label(self, name: str | None = None) -> str:
         """The model `name` (None or "": the default) as GetInfo describes it: "beta (SDXL inpainting
         model)"; "" when it does not say."""

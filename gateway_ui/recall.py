@@ -8,7 +8,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
 from services.client.infotext import RECALLABLE, Parameters, prompt_lora_names
 
-from . import checkpoints, hires
+from . import checkpoints, controlnet, hires
 from .tabs import MODEL_DEFAULT, Tab
 
 # Parameters attribute -> the tab field (API name) it fills, from the client's table of recallable fields.
@@ -25,10 +25,10 @@ def filled(tab: Tab) -> list[str]:
 
 def targets(tab: Tab, tab_row) -> list:
     """The components a send to `tab` fills, in the order of `updates`: its fields, its checkpoint, its
-    styles, its image input (image modes), and the tab row (to open the tab)."""
+    styles, its image input (image modes), its ControlNet units, and the tab row (to open the tab)."""
     fields = [tab.inputs[name] for name in filled(tab)]
     image = [tab.image_target] if tab.image_target is not None else []
-    return fields + [tab.model, tab.styles] + image + [tab_row]
+    return fields + [tab.model, tab.styles] + image + controlnet.recall_targets(tab.controlnet) + [tab_row]
 
 
 def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
@@ -76,7 +76,8 @@ def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInf
     values, warnings = values_for(tab, params) if params is not None else ({}, [])
     model, model_warnings = (checkpoints.recalled(params, info) if params is not None and info is not None
                              else (gr.update(), []))
-    for warning in warnings + model_warnings:
+    units, unit_warnings = controlnet.recall_updates(tab.controlnet, params, info)
+    for warning in warnings + model_warnings + unit_warnings:
         gr.Warning(f"{tab.spec.contract.label}: {warning}")
     out = [gr.update(value=values[name]) if name in values else gr.update() for name in filled(tab)]
     out.append(model)
@@ -85,5 +86,6 @@ def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInf
     out.append(gr.update(value=[]) if params is not None else gr.update())
     if tab.image_target is not None:
         out.append(gr.update(value=image) if image is not None else gr.update())
+    out += units
     out.append(gr.Tabs(selected=tab.mode))
     return out

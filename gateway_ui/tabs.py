@@ -20,6 +20,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
 from services.client import make_request
 
 from . import checkpoints, hires, networks, outpaint
+from .controlnet import ControlNetSection, build_controlnet
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_image, editor_inputs
 from .xyz.ui import build_xyz
@@ -338,6 +339,7 @@ class Tab:
     networks: object = None  # the LoRA and embedding cards (networks.Networks); they follow GetInfo
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
     xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
+    controlnet: ControlNetSection | None = None  # its units' inputs are the last of `inputs`
 
     @property
     def styles(self):
@@ -385,6 +387,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                                           lambda: spec.late_controls(info))
                 newest = spec.newest_controls()
                 second_pass = spec.hires_controls(info)
+                control = build_controlnet(mode, info, spec.contract.takes_image, checked_at_upload)
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
@@ -404,7 +407,8 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
     # before keep working.
     inputs = {**images, "prompt": prompt, "negative_prompt": negative, **controls.fields, "model": checkpoint,
               "styles": styles, **newest}
-    inputs.update(second_pass)  # the hires fix's group: after everything else
+    inputs.update(second_pass)  # the hires fix's group
+    inputs.update(control.fields)  # ControlNet: a group of its own, after every other input
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, nets,
-              refresh, xyz)
+              refresh, xyz, control)
     return tab, button

@@ -5,11 +5,13 @@ contract's requests for the generation hub the tabs use (gateway_ui/hub.py), and
 into A1111's answers. api.py: the routes; models.py: A1111's request bodies; mapping.py: their fields ->
 make_request's keywords, one row each; tasks.py: /progress, /interrupt, /skip over the caller's jobs;
 options.py: /options and /sd-models; access.py: HTTP Basic and who the caller is; errors.py and
-routing.py: A1111's error shapes and the body bound; catalog.py: the catalogue routes.
+routing.py: A1111's error shapes and the body bound; catalog.py: the catalogue routes; controlnet.py:
+sd-webui-controlnet's units and its /controlnet routes.
 """
 
 from __future__ import annotations
 
+from . import controlnet
 from .api import PREFIX, build_router
 
 
@@ -18,6 +20,7 @@ def mount(app, hub, config) -> None:
     configuration turns it off (--no-api)."""
     if config.api:
         app.include_router(build_router(hub, config.api_credentials, config.api_max_body_mb))
+        app.include_router(controlnet.build_router(hub, config.api_credentials, config.api_max_body_mb))
 
 
 __all__ = ["PREFIX", "build_router", "mount"]

@@ -33,10 +33,10 @@ from ..hub import Hub
 from ..outputs import SaveError
 from ..styles import UnknownStyle, styled_hires
 from ..xyz.run import draw
-from . import catalog, extras
+from . import catalog, controlnet, extras
 from .access import owner_dependency
 from .errors import field_error, from_generation
-from .mapping import Plan, a1111_field, plan
+from .mapping import Plan, plan
 from .models import Img2ImgRequest, Txt2ImgRequest, _Request
 from .options import CHECKPOINT, Options, model_for, sd_models
 from .routing import MB, route_class
@@ -67,8 +67,10 @@ class Generator:
         script = script_of(req)  # the x/y/z plot: its cells are the call's requests
         work = plan(self._styled(script.base(req) if script else req), chosen)
         model = await run_in_threadpool(self._model, req, chosen, work.mode)
+        units, places = await run_in_threadpool(self._control, req, work.mode)
         for one in work.requests:
             one.params.model = model
+            one.params.control.extend(units)
         if script:
             work.requests = await run_in_threadpool(script.requests, work.requests[0], self.hub, work.mode,
                                                     req.scheduler or "")
@@ -85,7 +87,7 @@ class Generator:
         failure = next((o for o in outcomes if isinstance(o, GenerationError) and not isinstance(o, Interrupted)),
                        None)
         if failure is not None:
-            raise from_generation(failure, a1111_field)
+            raise from_generation(failure, controlnet.field_namer(places))
         results = [o for o in outcomes if isinstance(o, Result)]  # stopped batches leave nothing
         plotted = await run_in_threadpool(draw, script.plot, outcomes) if script else None
         saved = plotted.saved if plotted else [image for result in results for image in result.images]
@@ -107,6 +109,13 @@ class Generator:
             update["hr_prompt"], update["hr_negative_prompt"] = styled_hires(
                 self.hub.styles, req.styles, req.prompt, req.negative_prompt, req.hr_prompt, req.hr_negative_prompt)
         return req.model_copy(update=update)
+
+    def _control(self, req: _Request, mode: str) -> tuple[list, list[str]]:
+        """The request's ControlNet units (alwayson_scripts.controlnet) and their places in it, checked
+        against the mode's GetInfo: a thread's work."""
+        if controlnet.script_args(req) is None:
+            return [], []
+        return controlnet.read_units(req, self.hub.backends[mode].info())
 
     def _model(self, req: _Request, chosen: dict, mode: str) -> str:
         """The checkpoint a call runs on: its override_settings' (which must exist for its mode), else the

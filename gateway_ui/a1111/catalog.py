@@ -26,7 +26,7 @@ from imagegen.v1.infotext import CLIP_SKIP, MASK_MODE, SCHEDULE_TYPE, parse_size
 from services.client.infotext import MAX_INFOTEXT, NoParameters, read_infotext
 
 from .errors import field_error
-from .mapping import decode_image
+from .mapping import CONTROLNET_SCRIPT, decode_image
 from .outpainting import NAME as OUTPAINTING
 from .xyz import NAME as XYZ_SCRIPT
 
@@ -358,7 +358,9 @@ def add_routes(router: APIRouter, hub: "Hub") -> None:
 
     @get("/scripts", ScriptsList)
     def scripts():
-        return ScriptsList(txt2img=[XYZ_SCRIPT], img2img=[XYZ_SCRIPT, OUTPAINTING.lower()])  # alwayson_scripts are refused
+        # The x/y/z plot, and the one alwayson script taken (clients look for it here before sending units)
+        return ScriptsList(txt2img=[XYZ_SCRIPT, CONTROLNET_SCRIPT],
+                           img2img=[XYZ_SCRIPT, OUTPAINTING.lower(), CONTROLNET_SCRIPT])
 
     @get("/embeddings", EmbeddingsResponse)
     def embeddings():

@@ -78,6 +78,8 @@ CONTENT_BY_INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "l
 # samples_format (A1111's option) -> make_request's output_format; anything else is PNG, as A1111 does.
 FORMAT_BY_SAMPLES_FORMAT = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 MAX_RANDOM_SEED = 4294967294  # A1111's range for a random seed
+CONTROLNET_SCRIPT = "controlnet"  # sd-webui-controlnet's alwayson_scripts key (controlnet.py reads its units)
+ALWAYSON = {CONTROLNET_SCRIPT}  # the alwayson_scripts taken
 
 
 def a1111_field(contract_field: str) -> str:
@@ -132,7 +134,7 @@ def check_supported(req: _Request, scripts: set[str] = frozenset()) -> None:
     if req.script_name and req.script_name.strip().lower() not in {s.lower() for s in scripts}:  # A1111's words
         raise ApiError(422, f"Script '{req.script_name}' not found")
     for name in req.alwayson_scripts:
-        if name.lower() not in scripts:
+        if name.lower() not in scripts | ALWAYSON:
             raise ApiError(422, f"always on script {name} not found")
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 import gradio as gr
 
+from .. import controlnet
 from ..endpoints import named_endpoint
 from ..backend import GenerationError, Interrupted, internal_error_message, new_error_id
 from ..masks import InputError
@@ -111,6 +112,7 @@ def plot_endpoint(gateway, tab, controls: XYZControls, owner_of: Callable) -> Ca
 def _run(gateway, tab, named: dict, progress, owner: str):
     mode, hub = tab.mode, gateway.hub
     base = tab.spec.request({name: named[name] for name in tab.inputs})
+    controlnet.add_units(base, named, tab.spec.contract.takes_image, len(tab.controlnet.units))
     apply_styles(hub.styles, base, named.get("styles"))  # before Prompt S/R, which searches the prompts sent
     if base.params.num_images > 1:
         raise InputError("the plot makes one image per cell: set Number of images to 1")

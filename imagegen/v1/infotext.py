@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from .contract import AUTOMATIC, SAMPLERS, SCHEDULE_TYPES
 
@@ -213,3 +214,158 @@ def scheduler_for(sampler: str, schedule: str = "") -> str | None:
     """Our sampler name alone (see sampler_for), or None."""
     found = sampler_for(sampler, schedule)
     return found[0] if found else None
+
+
+# -- ControlNet units ---------------------------------------------------------------------------------
+# sd-webui-controlnet writes each enabled unit as one pair, `ControlNet 0: "Module: canny, Model: name
+# [hash], Weight: 1.0, Resize Mode: Crop and Resize, Processor Res: 512, Threshold A: 100.0, Threshold B:
+# 200.0, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced"`: its
+# fields' names in title case ("processor_res" -> "Processor Res"), Python's str() of the values, the
+# unit's text quoted as a whole. A parameter its preprocessor does not have is left out (as the extension
+# leaves out its -1), and the control image is never written.
+
+CONTROLNET_PREFIX = "ControlNet "  # + the unit's index
+# "ControlNet" alone: the extension before 1.1.4 wrote a single unit so.
+_CONTROLNET_KEY = re.compile(r"^ControlNet(?: (\d+))?$")
+# The unit's keys, in the order the extension writes them.
+_UNIT_KEYS = {"module": "Module", "model": "Model", "weight": "Weight", "resize_mode": "Resize Mode",
+              "processor_res": "Processor Res", "threshold_a": "Threshold A", "threshold_b": "Threshold B",
+              "guidance_start": "Guidance Start", "guidance_end": "Guidance End",
+              "pixel_perfect": "Pixel Perfect", "control_mode": "Control Mode"}
+# Keys older versions of the extension wrote that change nothing here (read and let go).
+_UNIT_IGNORED = {"Low Vram", "Save Detected Map", "Hr Option", "Inpaint Crop Input Image", "Pulid Mode",
+                 "Union Control Type"}
+# A unit's text split at its pairs: a key (words in title case) after a comma; values may hold anything else.
+_UNIT_PAIR = re.compile(r"(?:^|,\s*)([A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)*): ")
+_MODEL_HASH = re.compile(r"^(.*?)\s*\[([0-9A-Fa-f]+)\]$")
+
+
+@dataclass(frozen=True)
+class ControlNetEntry:
+    """One ControlNet unit as infotext records it (plain values: the services write it, the client reads it).
+
+    resize_mode and control_mode are sd-webui-controlnet's labels (contract.CONTROL_RESIZE_LABELS,
+    CONTROL_MODE_LABELS); None where the infotext does not record a value."""
+
+    module: str = "none"
+    model: str = ""
+    model_hash: str = ""  # A1111's short hash, written "name [hash]"
+    weight: float = 1.0
+    resize_mode: str = "Crop and Resize"
+    processor_res: int | None = None
+    threshold_a: float | None = None
+    threshold_b: float | None = None
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    pixel_perfect: bool = False
+    control_mode: str = "Balanced"
+
+    def text(self) -> str:
+        """The unit's text, as the extension writes it (unquoted)."""
+        values = {"module": self.module, "model": f"{self.model} [{self.model_hash}]" if self.model_hash
+                  else self.model, "weight": float(self.weight), "resize_mode": self.resize_mode,
+                  "processor_res": self.processor_res,
+                  "threshold_a": None if self.threshold_a is None else float(self.threshold_a),
+                  "threshold_b": None if self.threshold_b is None else float(self.threshold_b),
+                  "guidance_start": float(self.guidance_start), "guidance_end": float(self.guidance_end),
+                  "pixel_perfect": bool(self.pixel_perfect), "control_mode": self.control_mode}
+        return ", ".join(f"{key}: {values[name]}" for name, key in _UNIT_KEYS.items() if values[name] is not None)
+
+
+def controlnet_infotext(units) -> dict[str, str]:
+    """The infotext pairs of a request's units (ControlNetEntry, in the request's order):
+    {"ControlNet 0": "Module: ..., ...", ...}; format_infotext quotes them."""
+    return {f"{CONTROLNET_PREFIX}{i}": unit.text() for i, unit in enumerate(units)}
+
+
+def controlnet_index(key: str) -> int | None:
+    """The unit index of a `ControlNet N` key; None for any other key."""
+    match = _CONTROLNET_KEY.match(key)
+    return int(match[1] or 0) if match else None
+
+
+def parse_controlnet(text: str) -> ControlNetEntry:
+    """A unit's text -> ControlNetEntry (the extension's form, or its older one: see _parse_legacy). Raises
+    ValueError, in words, for a value that is not what its key takes (a weight that is not a number) or an
+    unknown key."""
+    if _LEGACY_PAIR.match(text):
+        return _parse_legacy(text)
+    starts = list(_UNIT_PAIR.finditer(text))
+    if not starts or starts[0].start() != 0:
+        raise ValueError("not sd-webui-controlnet's \"Key: value, ...\" form")
+    values: dict = {}
+    by_key = {key: name for name, key in _UNIT_KEYS.items()}
+    for match, after in zip(starts, [*starts[1:], None]):
+        key, raw = match[1], text[match.end():after.start() if after else len(text)].strip()
+        name = by_key.get(key)
+        if name is None:
+            if key in _UNIT_IGNORED:
+                continue
+            raise ValueError(f"unknown key {key!r}")
+        if name in ("weight", "threshold_a", "threshold_b", "guidance_start", "guidance_end"):
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"{key} {raw[:40]!r} is not a number") from None
+            if name.startswith("threshold") and values[name] == -1:  # the extension's "not used"
+                del values[name]
+        elif name == "processor_res":
+            try:
+                number = float(raw)
+            except ValueError:
+                raise ValueError(f"{key} {raw[:40]!r} is not a number") from None
+            if number != -1:
+                values[name] = int(number)
+        elif name == "pixel_perfect":
+            if raw not in ("True", "False"):
+                raise ValueError(f"{key} {raw[:40]!r} is not True or False")
+            values[name] = raw == "True"
+        elif name == "model":
+            hashed = _MODEL_HASH.match(raw)
+            values["model"], values["model_hash"] = (hashed[1], hashed[2]) if hashed else (raw, "")
+            if values["model"] == "None":  # the extension's "no model"
+                values["model"] = ""
+        else:
+            values[name] = raw
+    return ControlNetEntry(**values)
+
+
+# The extension before 1.1.4xx: `preprocessor: canny, model: name [hash], weight: 1, starting/ending: (0, 1),
+# resize mode: Crop and Resize, pixel perfect: False, control mode: Balanced, preprocessor params: (512,
+# 100, 200)`; some versions wrote the enums' Python names (ResizeMode.INNER_FIT, ControlMode.BALANCED).
+_LEGACY_KEYS = ("preprocessor", "model", "weight", "starting/ending", "resize mode", "pixel perfect", "control mode",
+                "preprocessor params")
+_LEGACY_PAIR = re.compile(r"(?:^|,\s*)(" + "|".join(map(re.escape, _LEGACY_KEYS)) + r"): ")
+_LEGACY_ENUMS = {"ResizeMode.RESIZE": "Just Resize", "ResizeMode.INNER_FIT": "Crop and Resize",
+                 "ResizeMode.OUTER_FIT": "Resize and Fill", "ControlMode.BALANCED": "Balanced",
+                 "ControlMode.PROMPT": "My prompt is more important",
+                 "ControlMode.CONTROL": "ControlNet is more important"}
+
+
+def _numbers(raw: str, key: str, count: int) -> list[float]:
+    """"(0, 1)" -> [0.0, 1.0]; ValueError naming the key when it is not `count` numbers."""
+    parts = raw.strip().strip("()").split(",")
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != count:
+        raise ValueError(f"{key} {raw[:40]!r} is not {count} numbers in brackets")
+    return numbers
+
+
+def _parse_legacy(text: str) -> ControlNetEntry:
+    starts = list(_LEGACY_PAIR.finditer(text))
+    raw = {match[1]: text[match.end():after.start() if after else len(text)].strip()
+           for match, after in zip(starts, [*starts[1:], None])}
+    keyed = {"Module": raw.get("preprocessor"), "Model": raw.get("model"), "Weight": raw.get("weight"),
+             "Pixel Perfect": raw.get("pixel perfect")}
+    for key, name in (("Resize Mode", "resize mode"), ("Control Mode", "control mode")):
+        if name in raw:
+            keyed[key] = _LEGACY_ENUMS.get(raw[name], raw[name])
+    if "starting/ending" in raw:
+        keyed["Guidance Start"], keyed["Guidance End"] = map(str, _numbers(raw["starting/ending"], "starting/ending", 2))
+    if "preprocessor params" in raw:
+        params = _numbers(raw["preprocessor params"], "preprocessor params", 3)
+        keyed.update(zip(("Processor Res", "Threshold A", "Threshold B"), map(str, params)))
+    return parse_controlnet(", ".join(f"{key}: {value}" for key, value in keyed.items() if value is not None))

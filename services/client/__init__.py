@@ -20,6 +20,7 @@ Only grpcio and the generated contract are needed: no torch, no diffusers.
 """
 
 from .client import EventStream, ImageGenClient
+from .control import control_unit
 from .errors import (
     Cancelled,
     DeadlineExceeded,
@@ -44,5 +45,5 @@ __all__ = [
     "Cancelled", "ClientSecurity", "DeadlineExceeded", "Event", "EventStream", "FieldViolation", "ImageGenClient",
     "InternalError", "InvalidInput", "ModelLoading", "NotResponding", "OutOfMemory",
     "Progress", "Queued", "QueueFull", "Result", "ServiceError",
-    "ShuttingDown", "TooLarge", "Unauthenticated", "Unreachable", "as_image", "make_request",
+    "ShuttingDown", "TooLarge", "Unauthenticated", "Unreachable", "as_image", "control_unit", "make_request",
 ]

@@ -12,6 +12,7 @@ from imagegen.v1.contract import (FIT_MODES, MASKED_CONTENT, MAX_CLIP_SKIP, MAX_
                                   UPSCALE_MODE)
 
 from .client import ImageGenClient
+from .control import control_mode_enum, control_resize_enum
 from .errors import ServiceError
 from .events import Progress, Queued, Result
 from .hires_cli import add_hires_args, hires_of
@@ -80,6 +81,46 @@ def lora_weight(text: str) -> tuple[str, float]:
 
 lora_weight.__name__ = "LoRA"  # what argparse calls it in its own messages
 
+# --control's keys that are numbers (the rest are words; pixel_perfect true or false).
+_CONTROL_NUMBERS = {"processor_res": int, "threshold_a": float, "threshold_b": float, "weight": float,
+                    "guidance_start": float, "guidance_end": float}
+_CONTROL_WORDS = ("model", "image", "preprocessor", "control_mode", "resize_mode")
+
+
+def control_spec(text: str) -> dict:
+    """An argparse type: a ControlNet unit as KEY=VALUE pairs, comma-separated (control_unit's keywords:
+    model=edges,image=edges.png,preprocessor=canny,weight=0.8,control_mode=prompt,pixel_perfect=true)."""
+    unit: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in (*_CONTROL_NUMBERS, *_CONTROL_WORDS, "pixel_perfect"):
+            keys = ", ".join((*_CONTROL_WORDS, *_CONTROL_NUMBERS, "pixel_perfect"))
+            raise argparse.ArgumentTypeError(f"{item!r}: not KEY=VALUE with a key of {keys}")
+        if key in _CONTROL_NUMBERS:
+            try:
+                unit[key] = _CONTROL_NUMBERS[key](value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{key}={value!r} is not a number") from None
+        elif key == "pixel_perfect":
+            if value.lower() not in ("true", "false"):
+                raise argparse.ArgumentTypeError(f"pixel_perfect={value!r}: true or false")
+            unit[key] = value.lower() == "true"
+        else:
+            unit[key] = Path(value) if key == "image" else value
+    try:  # the labels checked now: a usage error, not a failure after the image is read
+        for key, check in (("control_mode", control_mode_enum), ("resize_mode", control_resize_enum)):
+            if key in unit:
+                check(unit[key])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not unit.get("model"):
+        raise argparse.ArgumentTypeError(f"{text!r} names no model (model=NAME)")
+    return unit
+
+
+control_spec.__name__ = "ControlNet unit"
+
 
 def output_path(out: Path | None, mode: str, output_format: str) -> Path:
     """Where to write: --out with the format's extension (x.png with --format jpeg is written as x.jpg;
@@ -122,6 +163,11 @@ def _add_generation_args(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--lora", type=lora_weight, action="append", default=[], metavar="NAME[:WEIGHT]",
                    help="a LoRA the service has (its `info` lists them) and its weight (default 1); repeat for more; "
                         "<lora:NAME:WEIGHT> in the prompt works too")
+    p.add_argument("--control", type=control_spec, action="append", default=[], metavar="model=NAME,image=PNG,...",
+                   help="a ControlNet unit (the service's `info` lists its controlnets and preprocessors): "
+                        "model, image, preprocessor, processor_res, threshold_a, threshold_b, weight, guidance_start, "
+                        "guidance_end, control_mode (balanced, prompt, controlnet), resize_mode (resize, crop, fill), "
+                        "pixel_perfect; repeat for more")
     p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output encoding")
     p.add_argument("--out", type=Path, default=None,
                    help=f"output file (default {mode}.png, {mode}.jpg or {mode}.webp); its extension follows "
@@ -177,6 +223,7 @@ def _run_generate(args) -> int:
         clip_skip=args.clip_skip,
         loras=args.lora,
         hires=hires_of(args),
+        control=args.control,
     )
     with ImageGenClient(args.mode, args.addr, timeout=args.timeout, security=ClientSecurity.from_env()) as client:
         result = _stream(client, request, args.quiet)
@@ -244,7 +291,7 @@ def _run_replay(args) -> int:
         output_format = _format_of(data)
         try:
             request, warnings = replay_request(params, info, image=args.image, mask=args.mask,
-                                               output_format=output_format)
+                                               output_format=output_format, control_images=args.control_image)
         except ReplayError as err:
             raise UsageError(f"{args.source}: {err}") from None
         for warning in warnings:
@@ -323,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, metavar="IMAGE", help="a PNG, JPEG or WEBP carrying parameters")
     p.add_argument("--image", type=Path, default=None, help="the input it was made from (img2img, inpaint)")
     p.add_argument("--mask", type=Path, default=None, help="the mask it was made with (inpaint)")
+    p.add_argument("--control-image", type=Path, action="append", default=[],
+                   help="a ControlNet unit's control image, once per unit in order (the infotext has none)")
     p.add_argument("--addr", default=None, help="the mode's service address (default: the mode's port here)")
     p.add_argument("--out", type=Path, required=True, help="output file (written in IMAGE's format)")
     p.add_argument("--timeout", type=positive, default=600.0, help="deadline in seconds")

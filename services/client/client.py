@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
 
+from .control import as_unit
 from .errors import NotResponding, QueueFull, ServiceError, from_rpc_error
 from .events import Event, from_message
 from .security import ClientSecurity
@@ -197,6 +198,18 @@ class ImageGenClient:
         try:
             return self.stub.GetInfo(pb.GetInfoRequest(rescan_models=rescan), timeout=timeout,
                                      metadata=self.metadata)
+        except grpc.RpcError as err:
+            raise self._typed(err) from None
+
+    def preprocess(self, unit, width: int = 0, height: int = 0, seed: int | None = None,
+                   timeout: float = 60.0) -> pb.Image:
+        """The Preprocess RPC: the map `unit` (a ControlUnit or control_unit's keywords as a dict) gives, as a
+        PNG Image; width and height (0: the image's own) fit it to an output size by the unit's resize mode."""
+        request = pb.PreprocessRequest(unit=as_unit(unit), width=width, height=height)
+        if seed is not None:
+            request.seed = seed
+        try:
+            return self.stub.Preprocess(request, timeout=timeout, metadata=self.metadata).image
         except grpc.RpcError as err:
             raise self._typed(err) from None
 

@@ -12,15 +12,15 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from imagegen.v1.contract import (LIMITS, MASKED_CONTENT as CONTENTS, MAX_CLIP_SKIP, MAX_MASK_BLUR,
-                                  MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE, OUTPAINT_FILLS, OUTPAINT_SIDES,
-                                  SAMPLERS, SCHEDULE_TYPES)
+from imagegen.v1.contract import (CONTROL_MODE_LABELS, CONTROL_RESIZE_LABELS, LIMITS, MASKED_CONTENT as CONTENTS,
+                                  MAX_CLIP_SKIP, MAX_MASK_BLUR, MAX_ONLY_MASKED_PADDING, MAX_SEED, MIN_SIZE,
+                                  OUTPAINT_FILLS, OUTPAINT_SIDES, SAMPLERS, SCHEDULE_TYPES)
 from imagegen.v1.infotext import (CFG_SCALE, CLIP_SKIP, DENOISING_STRENGTH, HIRES, INPAINT_AREA,
                                   INPAINT_NOT_MASKED, LORA_HASHES, MASK_BLUR, MASK_MODE, MASKED_AREA_PADDING,
-                                  MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED,
-                                  OUTPAINT, RESIZE_MODE, RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS,
-                                  UNSUPPORTED, parse_loras, parse_size, sampler_as_written, sampler_for,
-                                  split_infotext)
+                                  MASKED_CONTENT, MODEL, MODEL_HASH, ONLY_MASKED, OUTPAINT, RESIZE_MODE,
+                                  RESIZE_MODE_LABELS, SAMPLER, SCHEDULE_TYPE, SEED, SIZE, STEPS, UNSUPPORTED,
+                                  ControlNetEntry, controlnet_index, parse_controlnet, parse_loras, parse_size,
+                                  sampler_as_written, sampler_for, split_infotext)
 
 from . import png_text
 from .hires_infotext import read_hires
@@ -120,6 +120,9 @@ class Parameters:
     model: str | None = None
     model_hash: str | None = None  # `Model hash`: A1111's short hash of the checkpoint
     loras: dict = field(default_factory=dict)  # name -> hash (`Lora hashes`); the weights are the prompt's tags
+    # The ControlNet units (`ControlNet 0: "Module: ..., ..."`), by their index; the control images are not
+    # in the infotext
+    controlnet: dict = field(default_factory=dict)  # index -> ControlNetEntry
     extra: dict = field(default_factory=dict)  # every other pair, as written
     problems: tuple = ()  # what cannot be followed exactly, in words
     refused: dict = field(default_factory=dict)  # infotext key -> its problem: recorded, but unusable
@@ -143,6 +146,8 @@ class Parameters:
             out["only_masked"] = True
         if self.loras:
             out["loras"] = dict(self.loras)
+        if self.controlnet:
+            out["controlnet"] = {f"unit {i}": vars(unit) for i, unit in sorted(self.controlnet.items())}
         if self.extra:
             out["other"] = dict(self.extra)
         if self.problems:
@@ -229,6 +234,8 @@ def parse_parameters(text: str) -> Parameters:
         if outpaint is None:
             refuse(OUTPAINT, f"{_shown(raw)} is not 'left N right N up N down N fill NAME'")
             problems.append(refused[OUTPAINT])
+    controlnet = _controlnet_units(pairs, refuse)
+    problems += [refused[key] for key in refused if controlnet_index(key) is not None]
     for key in UNSUPPORTED:
         if key in pairs:
             problems.append(f"{key} is not supported here: the image will differ")
@@ -251,7 +258,7 @@ def parse_parameters(text: str) -> Parameters:
         scheduler=scheduler, schedule_type=schedule_type, width=width, height=height, invert_mask=invert,
         fit=words[RESIZE_MODE],
         only_masked=bool(words[INPAINT_AREA]), masked_content=words[MASKED_CONTENT], outpaint=outpaint, model=model,
-        hires=hires, model_hash=model_hash, loras=loras,
+        hires=hires, model_hash=model_hash, loras=loras, controlnet=controlnet,
         extra=pairs, problems=tuple(problems), refused=refused, **numbers,
     )
 
@@ -272,6 +279,35 @@ def parse_outpaint(text: str) -> dict | None:
             return None
         sides[side] = int(raw)
     return {**sides, "fill": values["fill"]}
+
+
+# sd-webui-controlnet's older names of two resize modes (its API and infotext still take them).
+RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Scale to Fit (Inner Fit)": "Crop and Resize",
+                  "Outer Fit (Shrink to Fit)": "Resize and Fill", "Envelope (Outer Fit)": "Resize and Fill"}
+
+
+def _controlnet_units(pairs: dict, refuse) -> dict:
+    """The `ControlNet N` pairs taken out of `pairs` as units; one that cannot be read is refused (a replay
+    without it would make another image)."""
+    units = {}
+    for key in [k for k in pairs if controlnet_index(k) is not None]:
+        raw = pairs.pop(key)
+        try:
+            unit = parse_controlnet(raw)
+        except ValueError as err:
+            refuse(key, f"cannot be read: {err}")
+            continue
+        resize = RESIZE_ALIASES.get(unit.resize_mode, unit.resize_mode)
+        if resize not in CONTROL_RESIZE_LABELS.values():
+            refuse(key, f"Resize Mode {_shown(unit.resize_mode)} is not one of "
+                        f"{', '.join(map(repr, CONTROL_RESIZE_LABELS.values()))}")
+            continue
+        if unit.control_mode not in CONTROL_MODE_LABELS.values():
+            refuse(key, f"Control Mode {_shown(unit.control_mode)} is not one of "
+                        f"{', '.join(map(repr, CONTROL_MODE_LABELS.values()))}")
+            continue
+        units[controlnet_index(key)] = ControlNetEntry(**{**vars(unit), "resize_mode": resize})
+    return units
 
 
 def _user_comment(value) -> str | None:

@@ -12,6 +12,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import mode as mode_contract
 from imagegen.v1.infotext import CFG_SCALE
 
+from .control import unit_from_entry
 from .infotext import Parameters, prompt_lora_names
 from .requests import make_request
 
@@ -62,10 +63,39 @@ def model_to_send(params: Parameters, info: pb.ServiceInfo) -> tuple[str, list[s
                 f"(it has {has}): its default is used and the result will differ"]
 
 
+def controlnet_to_send(params: Parameters, info: pb.ServiceInfo, control_images=(),
+                       takes_image: bool = False) -> tuple[list, list[str]]:
+    """(the ControlUnits to send, warnings). The infotext records a unit's settings, never its control
+    image: `control_images` gives them in unit order; without one, an image mode's unit uses the request's
+    input image (the contract's default) and a txt2img unit is left out, each with a warning. A ControlNet
+    the service does not have (by hash, else by name) is a ReplayError."""
+    units, warnings = [], []
+    have = list(info.controlnets)
+    for position, (index, entry) in enumerate(sorted(params.controlnet.items())):
+        image = control_images[position] if position < len(control_images) else None
+        if image is None and not takes_image:
+            warnings.append(f"ControlNet {index} ({entry.module}, {entry.model or 'no model'}) is left out: its "
+                            "control image is not in the PNG (give it to replay it); the result will differ")
+            continue
+        if image is None:
+            warnings.append(f"ControlNet {index}: its control image is not in the PNG; the input image is used "
+                            "instead, and the result differs if another was")
+        found = next((cn.name for cn in have if entry.model_hash and cn.hash
+                      and cn.hash.lower() == entry.model_hash.lower()), None)
+        found = found or next((cn.name for cn in have if cn.name == entry.model), None)
+        if found is None:
+            names = ", ".join(cn.name for cn in have) or "none"
+            raise ReplayError(f"the image was made with ControlNet {entry.model!r}, which the {params.mode} "
+                              f"service does not have (it has {names})")
+        units.append(unit_from_entry(entry, image, found))
+    return units, warnings
+
+
 def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask=None,
-                   output_format: str = "png"):
+                   output_format: str = "png", control_images=()):
     """(request, warnings): the request that remakes the image `params` describe, on the service whose
-    GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result."""
+    GetInfo is `info`. Image modes need `image` (and inpaint `mask`): the originals, not the result;
+    ControlNet units their control images (`control_images`, in unit order: see controlnet_to_send)."""
     check_recorded(params)
     contract = mode_contract(params.mode)
     missing = [name for name, value in (("steps", params.steps), ("seed", params.seed),
@@ -93,6 +123,8 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
     if untagged:
         warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt (so without a weight) are left out: "
                         f"{', '.join(untagged)}; the result will differ")
+    control, control_warnings = controlnet_to_send(params, info, list(control_images), contract.takes_image)
+    warnings += control_warnings
     fields = params.request_fields()  # every field the infotext records, sent as recorded
     fields.update(
         model=model,
@@ -105,5 +137,5 @@ def replay_request(params: Parameters, info: pb.ServiceInfo, *, image=None, mask
                              else contract.default_only_masked_padding),
     )
     request = make_request(params.mode, **fields, num_images=1, output_format=output_format, image=image,
-                           mask=None if params.outpaint else mask)
+                           mask=None if params.outpaint else mask, control=control)
     return request, warnings

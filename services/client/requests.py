@@ -11,6 +11,8 @@ from imagegen.v1.contract import (FIT_MODES, LATENT_UPSCALE_MODES, MASKED_CONTEN
                                   OUTPUT_FORMATS)
 from imagegen.v1.contract import mode as mode_contract
 
+from . import control as _control  # its units; it takes as_image from here
+
 
 def as_image(value) -> pb.Image:
     """An Image message from bytes, a path, or a PIL image."""
@@ -57,6 +59,7 @@ def make_request(
     model: str = "",
     outpaint=None,
     hires=None,
+    control=None,
 ):
     """The request message for `mode`; None and 0 leave a field to the service's default.
 
@@ -66,6 +69,7 @@ def make_request(
     txt2img, a mask for img2img) are ignored.
     `scheduler`, `schedule_type`: GetInfo's samplers ("dpmpp_2m", "karras"; "": the model's own, Automatic).
     `model`: a checkpoint by name (GetInfo's models; "": the service's default).
+    `control`: ControlNet units, each a ControlUnit or a dict of `control.control_unit`'s keywords.
     `fit`: one of FIT_MODES ("resize", "crop", "keep", "fill", "latent"). Inpaint: `only_masked` repaints the
     mask's surroundings at full resolution (`only_masked_padding` pixels around it); `masked_content` is
     one of MASKED_CONTENT ("original", "fill", "latent noise", "latent nothing"); `outpaint` extends the
@@ -103,6 +107,8 @@ def make_request(
         params.clip_skip = clip_skip
     for name, weight in (loras.items() if hasattr(loras, "items") else loras or ()):
         params.loras.add(name=name, weight=weight)
+    for unit in control or ():
+        params.control.append(_control.as_unit(unit))
     request = contract.request(params=params)
     if hires is not None and "hires" in request.DESCRIPTOR.fields_by_name:
         request.hires.CopyFrom(hires_message(hires))

@@ -150,7 +150,8 @@ def test_fixed_lists_as_a1111_gives_them(webui):
         "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
         "Latent (nearest)", "Latent (nearest-exact)"]
     assert webui.get_sd_vae() == []
-    assert webui.get_scripts() == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot", "poor man's outpainting"]}
+    assert webui.get_scripts() == {"txt2img": ["x/y/z plot", "controlnet"],
+                                   "img2img": ["x/y/z plot", "poor man's outpainting", "controlnet"]}
     assert webui.get_embeddings() == {"loaded": {}, "skipped": {}}
     for empty in (webui.get_hypernetworks, webui.get_face_restorers, webui.get_prompt_styles,
                   webui.get_realesrgan_models):

@@ -107,7 +107,7 @@ def test_null_options_are_their_defaults_again(api):
 
 
 def test_unknown_scripts_are_refused_as_a1111_does(api):
-    for body in ({"script_name": "prompt matrix"}, {"alwayson_scripts": {"ControlNet": {"args": []}}}):
+    for body in ({"script_name": "prompt matrix"}, {"alwayson_scripts": {"ADetailer": {"args": []}}}):
         answer = requests.post(f"{api}/txt2img", json={**body, **SMALL}, timeout=60)
         assert answer.status_code == 422 and "not found" in answer.json()["detail"]
         assert set(answer.json()) == {"error", "detail", "body", "errors"}  # A1111's handler's shape

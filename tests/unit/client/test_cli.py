@@ -146,3 +146,27 @@ def test_txt2img_takes_the_hires_fix_and_refuses_an_unknown_latent_mode(capsys):
     assert exit_.value.code == 2 and "unknown hires upscaler 'Latent (bilinear)'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["img2img", *IMAGE_ARGS, "--hires"])  # txt2img's alone
+
+
+def test_controlnet_units_reach_the_request(tmp_path):
+    from imagegen.v1 import imagegen_pb2 as pb
+    from services.client.requests import make_request
+
+    image = tmp_path / "edges.png"
+    image.write_bytes(b"\x89PNG edges")
+    args = build_parser().parse_args(["txt2img", "--control", f"model=edges,image={image},preprocessor=canny,"
+                                      "threshold_a=50,weight=0.8,control_mode=prompt,pixel_perfect=true"])
+    (unit,) = make_request("txt2img", "a fox", control=args.control).params.control
+    assert (unit.model, unit.image.data, unit.preprocessor, unit.threshold_a) == ("edges", b"\x89PNG edges", "canny", 50)
+    assert (round(unit.weight, 3), unit.control_mode, unit.pixel_perfect) == (0.8, pb.CONTROL_MODE_PROMPT, True)
+
+
+@pytest.mark.parametrize("value, says", [
+    ("image=x.png", "names no model"), ("model=a,weight=lots", "weight='lots' is not a number"),
+    ("model=a,colour=red", "not KEY=VALUE"), ("model=a,control_mode=loud", "unknown control mode"),
+])
+def test_a_bad_controlnet_unit_is_a_one_line_usage_error(value, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["txt2img", "--control", value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--control" in err and says in err

@@ -156,7 +156,7 @@ def test_the_format_module_is_pure_python():
             imports.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imports.add("." * node.level + (node.module or ""))
-    assert imports <= {"__future__", "json", "re", ".contract"}, imports
+    assert imports <= {"__future__", "dataclasses", "json", "re", ".contract"}, imports
 
 
 # Lines that made the reader quadratic (findall retried the key pattern at every character) and other
