@@ -48,7 +48,10 @@ def values(tab, **chosen) -> dict:
 def test_the_hires_controls_are_txt2img_s_and_last_in_its_api_signature(tabs):
     built, _row = tabs
     names = list(built["txt2img"].inputs)
-    assert tuple(names[-len(HIRES_INPUTS):]) == HIRES_INPUTS  # a group of their own, after everything else
+    units = list(built["txt2img"].controlnet.fields)  # ControlNet's group came after them (#24)
+    assert names[-len(units):] == units
+    # A group of their own, after everything before them.
+    assert tuple(names[-len(units) - len(HIRES_INPUTS):-len(units)]) == HIRES_INPUTS
     signature = list(endpoint(None, built["txt2img"]).__signature__.parameters)
     assert signature[:-2] == names and signature[-2:] == ["progress", "request"]
     for mode in ("img2img", "inpaint"):
