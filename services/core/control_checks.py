@@ -15,7 +15,7 @@ from typing import Any, Callable
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import (CONTROL_MODE_LABELS, CONTROL_RESIZE_LABELS, DEFAULT_CONTROL_RESIZE,
                                   MAX_CONTROL_WEIGHT)
-from imagegen.v1.control_infotext import format_unit, unit_key
+from imagegen.v1.infotext import ControlNetEntry, controlnet_infotext
 
 from .checks import check_image, lora_choices, quote, short_float
 from .config import ServiceConfig
@@ -36,7 +36,7 @@ class ControlSpec:
     guidance_start: float
     guidance_end: float
     control_mode: int  # pb.ControlMode, never UNSPECIFIED
-    infotext: str  # the unit as sd-webui-controlnet's infotext writes it
+    infotext: ControlNetEntry  # the unit as sd-webui-controlnet's infotext records it
 
     @property
     def soft(self) -> bool:
@@ -112,19 +112,18 @@ def _bounded(value: float, field: str, least: float, most: float) -> float:
     return short_float(value)
 
 
-def _infotext(unit: pb.ControlUnit, entry, weight: float, start: float, end: float, mode: int) -> str:
+def _infotext(unit: pb.ControlUnit, entry, weight: float, start: float, end: float, mode: int) -> ControlNetEntry:
     """The unit as sd-webui-controlnet records it (the preprocessor's parameters it has, by its defaults
     where unset)."""
-    name = unit.preprocessor or preprocessors.NONE
+    name = preprocessors.short_name(unit.preprocessor)
     values = {param.field: (getattr(unit, param.field) if unit.HasField(param.field) else param.default)
               for param in preprocessors.PREPROCESSORS[name].params}
-    digest = controlnets.short_hash(entry)
-    return format_unit(
-        module=name, model=f"{entry.name} [{digest}]" if digest else entry.name, weight=weight,
+    return ControlNetEntry(
+        module=name, model=entry.name, model_hash=controlnets.short_hash(entry) or "", weight=weight,
         resize_mode=CONTROL_RESIZE_LABELS[unit.resize_mode or DEFAULT_CONTROL_RESIZE],
         guidance_start=start, guidance_end=end, pixel_perfect=unit.pixel_perfect,
         control_mode=CONTROL_MODE_LABELS[mode],
-        processor_res=values.get("processor_res"),
+        processor_res=int(values["processor_res"]) if "processor_res" in values else None,
         threshold_a=short_float(values["threshold_a"]) if "threshold_a" in values else None,
         threshold_b=short_float(values["threshold_b"]) if "threshold_b" in values else None,
     )
@@ -132,4 +131,4 @@ def _infotext(unit: pb.ControlUnit, entry, weight: float, start: float, end: flo
 
 def infotext_pairs(control: tuple[ControlSpec, ...]) -> dict[str, str]:
     """The infotext pairs of a request's units: "ControlNet 0", "ControlNet 1", ..."""
-    return {unit_key(index): unit.infotext for index, unit in enumerate(control)}
+    return controlnet_infotext(unit.infotext for unit in control)

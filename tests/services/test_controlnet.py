@@ -270,6 +270,13 @@ def test_infotext_records_each_unit_as_sd_webui_controlnet_does(services):
             'Resize, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced"') in text
     assert ('Weight: 1.0, Resize Mode: Resize and Fill, Guidance Start: 0.2, Guidance End: 1.0, Pixel Perfect: '
             'False, Control Mode: My prompt is more important"') in text
+    # ... and the client reads them back (PNG Info, replay, "Send to").
+    from services.client.infotext import parse_parameters
+
+    units = parse_parameters(text).controlnet
+    assert (units[0].model, units[0].model_hash, units[0].weight) == ("tiny-controlnet", digest, 0.6)
+    assert (units[1].guidance_start, units[1].control_mode, units[1].resize_mode) == (
+        0.2, "My prompt is more important", "Resize and Fill")
 
 
 @pytest.mark.parametrize("unit, field", [
