@@ -539,6 +539,7 @@ def machine() -> str:
 
 def main(argv=None) -> int:
     from bench.controlnet import bench_controlnet  # they import this module's Service
+    from bench.hires import bench_hires
     from bench.models import bench_models
 
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
@@ -546,7 +547,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
     parser.add_argument("--sections",
-                        default="overhead,throughput,engine,models,controlnet,previews,cold start,cancel,probe,gpu",
+                        default="overhead,throughput,engine,models,controlnet,hires,previews,cold start,cancel,probe,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -558,6 +559,7 @@ def main(argv=None) -> int:
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
         ("models", lambda: bench_models(args.clients, args.per_client, args.repeats)),
         ("controlnet", lambda: bench_controlnet(args.clients, args.per_client, args.repeats)),
+        ("hires", lambda: bench_hires(args.repeats)),
         ("previews", lambda: bench_previews(args.clients, 2)),
         ("cold start", lambda: bench_cold_start(3)),
         ("cancel", lambda: bench_cancel(args.repeats) + bench_cancel_rows()),
@@ -602,6 +604,8 @@ def main(argv=None) -> int:
         "controlnet": f"controlnet: tiny model and the sample tiny ControlNet, 256x256, 20 steps; a step: median over "
                       f"{args.repeats} requests alone, alternating; crowds: {args.clients} clients x {args.per_client} requests, "
                       "twice, taking turns (best of two)",
+        "hires": f"hires: tiny model, txt2img, 20 steps, plain 512x512 against 256x256 with a 2x latent second pass "
+                 f"(strength 0.7, 20 hires steps), median of {args.repeats}, alternating",
         "gpu": "gpu: the sd15 preset (SD 1.5 sizes, random weights) in float16, 512x512; served: 2 requests per "
                "client, uniform = same steps/guidance/scheduler, mixed = steps 8-30, guidance 5-9, three schedulers",
     }

@@ -33,6 +33,14 @@ def event_of(demo, elem_id: str, trigger: str) -> tuple[int, int]:
     raise LookupError(f"no {trigger} event on #{elem_id}")
 
 
+def padded(demo, elem_id: str, trigger: str, values: list) -> list:
+    """`values` for the first inputs of the event, then every later input's own default value (the page
+    grows inputs at the end: a test names the ones it sets)."""
+    index, _target = event_of(demo, elem_id, trigger)
+    later = demo.fns[index].inputs[len(values):]
+    return [*values, *(getattr(block, "value", None) for block in later)]
+
+
 def upload(url: str, path: str | Path) -> dict:
     """A file uploaded as the browser uploads it; its value for an input."""
     with httpx.Client(base_url=url, timeout=60) as http:

@@ -71,9 +71,9 @@ def test_the_dropdown_lists_the_usable_models_by_name_and_hash_the_default_chose
     assert dropdown.choices == [(f"alpha [{known['alpha']}]", "alpha"), (f"beta [{known['beta']}]", "beta")]
     assert dropdown.value == "alpha"  # painter is left out: an inpainting UNet txt2img cannot use
     api = gateway.client().view_api(print_info=False, return_format="dict")
-    # ControlNet's inputs are a group of their own after these (#24).
+    # The hires fix's and ControlNet's inputs are groups of their own after these (#25, #24).
     params = [p for p in api["named_endpoints"]["/txt2img"]["parameters"]
-              if not p["parameter_name"].startswith("controlnet_")]
+              if not p["parameter_name"].startswith(("controlnet_", "hires"))]
     # Last: positional callers of before keep working.
     assert [p["parameter_name"] for p in params][-3:] == ["clip_skip", "model", "styles"]
     assert params[-2]["parameter_has_default"] and params[-2]["parameter_default"] == "alpha"

@@ -27,7 +27,9 @@ def test_each_tabs_controlnet_inputs_come_last_in_its_api(gateway, services):
         count = unit_count(services[mode].client.info())
         expected = [f"controlnet_{i}_{name}" for i in range(count) for name in UNIT_FIELDS]
         assert names[-len(expected):] == expected
-        assert names[-len(expected) - 1] == "styles"  # after every input of before
+        # After every input of before: the styles, then outpainting's and the hires fix's groups (#25).
+        before = {"txt2img": "hires_negative_prompt", "img2img": "styles", "inpaint": "outpaint_fill"}[mode]
+        assert names[-len(expected) - 1] == before
 
 
 def test_an_enabled_unit_says_what_it_lacks_and_a_disabled_one_changes_nothing(gateway, tmp_path):

@@ -96,14 +96,19 @@ def test_an_image_sent_goes_as_the_file_s_own_bytes(gateway, tmp_path):
                              "Size: 64x64, Denoising strength: 0.35")
     outcome = trigger(gateway.url, gateway.demo, "png-info-to-img2img", "click", [upload(gateway.url, source)])
     assert outcome.success, outcome.error
-    image, tab = outcome.data[-2]["value"], outcome.data[-1]
+    # The image input, then the tab's ControlNet units (recalled as settings), then the tab row.
+    image = next(d["value"] for d in outcome.data if isinstance(d, dict) and isinstance(d.get("value"), dict)
+                 and "path" in d["value"])
+    tab = outcome.data[-1]
     assert tab["selected"] == "img2img"
     # Not decoded and re-encoded: the same bytes, the infotext chunk included.
     assert Path(image["path"]).read_bytes() == source.read_bytes()
 
     outcome = trigger(gateway.url, gateway.demo, "png-info-to-inpaint", "click", [upload(gateway.url, source)])
     assert outcome.success, outcome.error
-    assert Path(outcome.data[-2]["value"]["background"]["path"]).read_bytes() == source.read_bytes()
+    editor = next(d["value"] for d in outcome.data if isinstance(d, dict) and isinstance(d.get("value"), dict)
+                  and "background" in d["value"])
+    assert Path(editor["background"]["path"]).read_bytes() == source.read_bytes()
 
 
 @pytest.mark.parametrize("elem_id, what", [("img2img-input", "Img2Img: the input image"),

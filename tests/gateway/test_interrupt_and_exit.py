@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import RunningGateway, free_port, wait_for
-from tests.gateway.page_events import join, trigger
+from tests.gateway.page_events import join, padded, trigger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,8 @@ def test_interrupt_is_an_info_note_not_an_error_or_a_warning(services, caplog):
     try:
         with caplog.at_level(logging.INFO, logger="gateway"):
             running = threading.Thread(target=lambda: outcome.append(
-                trigger(gw.url, gw.demo, "txt2img-generate", "click", long_run, session)))
+                trigger(gw.url, gw.demo, "txt2img-generate", "click",
+                        padded(gw.demo, "txt2img-generate", "click", long_run), session)))
             running.start()
             assert wait_for(lambda: service.engine.current, timeout=60), "the generation never started"
             steps_before = service.steps_run
