@@ -15,7 +15,7 @@ import html
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import UPSCALE_MODE
@@ -25,6 +25,7 @@ from ..extras import upscale_request
 from ..hub import Hub
 from .errors import field_error, from_generation
 from .mapping import decode_image
+from .models import A1111Body
 
 # The UpscaleRequest fields as A1111's Extras names them, by resize mode (a size asked by ratio is A1111's
 # "Scale to" without crop, whose scale the gateway works out from the two sides).
@@ -34,17 +35,8 @@ _FIELDS = {"upscaler": "upscaler_1", "upscaler_2": "upscaler_2",
 _SCALE_FIELD = {0: "upscaling_resize", 1: "upscaling_resize_w"}
 
 
-class ExtrasBase(BaseModel):
+class ExtrasBase(A1111Body):
     """A1111's ExtrasBaseRequest: its fields and defaults (face restoration has no counterpart here)."""
-
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_default(cls, data):
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
-        return data
 
     resize_mode: int = 0
     show_extras_results: bool = True

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_N_ITER = 32  # batches per call (each its own request to the service, all at once)
 
 
-class _Request(BaseModel):
+class A1111Body(BaseModel):
+    """What every A1111 request body shares: unknown keys ignored, null as the default."""
+
     # NaN and Infinity (which Python's JSON reader takes) are refused: echoed in `info`, JSON text, they
     # would make it unreadable to a strict parser (a browser's JSON.parse).
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
@@ -28,6 +30,8 @@ class _Request(BaseModel):
             return {key: value for key, value in data.items() if value is not None}
         return data
 
+
+class _Request(A1111Body):
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] = []  # the gateway's --styles names, applied to both prompts (a 422 for an unknown one)
