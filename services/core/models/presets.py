@@ -111,6 +111,9 @@ def ensure_sample_loras(cache_dir: Path) -> Path:
 # The sample ControlNets `make run` serves (services/launch.py passes their folder): name -> the embedded
 # model whose UNet each is made from (ControlNetModel.from_unet: its encoder half, so its family).
 SAMPLE_CONTROLNETS = {"tiny-controlnet": "tiny", "tiny-xl-controlnet": "tiny-xl"}
+# ... and as a single file in the original ControlNet layout (controlnet_writer), the kind people download:
+# name -> the embedded model it is for (build_tiny_controlnet(original=True)).
+SAMPLE_CONTROLNET_FILES = {"tiny-controlnet-original": "tiny"}
 
 
 def build_tiny_controlnet(model: str, seed: int = 0, original: bool = False):
@@ -146,9 +149,21 @@ def build_tiny_controlnet(model: str, seed: int = 0, original: bool = False):
 
 
 def ensure_sample_controlnets(cache_dir: Path) -> Path:
-    """The folder of SAMPLE_CONTROLNETS (diffusers folders), built into the cache once."""
+    """The folder of SAMPLE_CONTROLNETS (diffusers folders) and SAMPLE_CONTROLNET_FILES (.safetensors in
+    the original layout), built into the cache once."""
+    from .controlnet_writer import write_original
+
     folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "controlnets"
     folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, model) in enumerate(SAMPLE_CONTROLNET_FILES.items(), start=len(SAMPLE_CONTROLNETS)):
+        target = folder / f"{name}.safetensors"
+        if not target.is_file():
+            staging = folder / f".{name}.{os.getpid()}.tmp.safetensors"  # written beside and renamed
+            try:
+                write_original(build_tiny_controlnet(model, seed, original=True), staging)
+                os.replace(staging, target)
+            finally:
+                staging.unlink(missing_ok=True)
     for seed, (name, model) in enumerate(SAMPLE_CONTROLNETS.items()):
         target = folder / name
         if (target / "config.json").is_file():

@@ -113,3 +113,14 @@ def test_a_pickle_that_runs_code_is_refused_never_run(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="refused"):
         controlnet_file.load(tmp_path / "evil.pth", torch.float32)
     assert "ran" not in capsys.readouterr().out
+
+
+def test_the_sample_single_file_loads_through_the_cache_and_steers(tmp_path):
+    from services.core.models.controlnets import ControlNetCache
+    from services.core.models.presets import SAMPLE_CONTROLNET_FILES, ensure_sample_controlnets
+
+    folder = ensure_sample_controlnets(tmp_path)
+    name = next(iter(SAMPLE_CONTROLNET_FILES))
+    net = ControlNetCache(folder).get(name, "cpu", torch.float32, "params.control[0].model")
+    assert net.config.norm_num_groups == 32
+    assert any(layer.weight.abs().sum() > 0 for layer in net.controlnet_down_blocks)  # not a fresh (zero) one
