@@ -6,8 +6,8 @@ the original ControlNet layout (`control_model.input_blocks.0.0.weight`, `input_
 diffusers' `ControlNetModel.from_single_file` wants the config from the hub; here every size is read
 from the tensors' shapes, and what shapes cannot tell (attention heads, norm groups, SDXL's time
 embedding width) is what the original architecture fixes (`ORIGINAL`, `implied`): the values of
-lllyasviel's cldm_v15 / cldm_v21 configs and of SDXL, as diffusers' create_controlnet_diffusers_config_from_ldm
-turns them into a diffusers config.
+lllyasviel's cldm_v15 / cldm_v21 configs and of SDXL, as diffusers'
+create_controlnet_diffusers_config_from_ldm turns them into a diffusers config.
 
 The original layout is converted with diffusers' own `convert_controlnet_checkpoint`; it leaves out SDXL's
 `label_emb` (diffusers expects SDXL single files in its own layout), which is mapped here. The model is
@@ -70,7 +70,8 @@ def to_diffusers(state: dict) -> dict:
         raise ControlNetFileError("a 'difference' ControlNet (weights relative to a model) is not supported")
     if not is_original(state):
         if "controlnet_cond_embedding.conv_in.weight" not in state:
-            raise ControlNetFileError("no ControlNet tensors in it (no input_hint_block / controlnet_cond_embedding)")
+            raise ControlNetFileError(
+                "no ControlNet tensors in it (no input_hint_block / controlnet_cond_embedding)")
         return state
     if any(key.startswith(PREFIX) for key in state):
         state = {key[len(PREFIX):]: value for key, value in state.items() if key.startswith(PREFIX)}
@@ -110,7 +111,7 @@ def config_of(shapes: dict[str, tuple]) -> dict:
     layers = len({key.split(".")[3] for key in shapes if key.startswith("down_blocks.0.resnets.")})
     widths = [shape(f"down_blocks.{level}.resnets.0.conv1.weight")[0] for level in range(levels)]
     depths = [_depth(shapes, f"down_blocks.{level}.attentions.0.") for level in range(levels)]
-    # The control image's embedding: conv_in, then per step a conv at its width and a stride-2 one to the next.
+    # The control image's embedding: conv_in, then per step a conv at its width and a stride-2 one on.
     steps = len([key for key in shapes if re.match(r"controlnet_cond_embedding\.blocks\.\d+\.weight$", key)])
     embedding = [shape("controlnet_cond_embedding.conv_in.weight")[0]] + [
         shape(f"controlnet_cond_embedding.blocks.{index}.weight")[0] for index in range(1, steps, 2)]
@@ -122,7 +123,7 @@ def config_of(shapes: dict[str, tuple]) -> dict:
         raise ControlNetFileError(f"its middle block has {mid_depth} transformer layers and its last level "
                                   f"{depths[-1]}: diffusers cannot build that")
     if len(keys_width) > 1:
-        raise ControlNetFileError(f"its cross-attentions attend to texts of different widths {sorted(keys_width)}")
+        raise ControlNetFileError(f"its cross-attentions attend to texts of widths {sorted(keys_width)}")
     config = {
         "_class_name": "ControlNetModel",
         "in_channels": shape("conv_in.weight")[1],
@@ -161,4 +162,5 @@ def implied(config: dict) -> dict:
 
 def _depth(shapes: dict, prefix: str) -> int:
     """Transformer layers of the attention at `prefix` (0: none)."""
-    return len({key[len(prefix):].split(".")[1] for key in shapes if key.startswith(prefix + "transformer_blocks.")})
+    inner = prefix + "transformer_blocks."
+    return len({key[len(inner):].split(".")[0] for key in shapes if key.startswith(inner)})

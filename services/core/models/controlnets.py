@@ -5,7 +5,8 @@ Every diffusers ControlNet folder (a `config.json` of a ControlNet class, and it
 single-file ControlNet (`.safetensors`, `.pth`, ...) directly in the folder is the ControlNet of its name
 without extension. `available` is the one list the checks, GetInfo and loading go by, so a request names
 entries, never paths. Its family (what models it can steer) is read from the folder's config, or from
-a single file's tensor shapes (its cross-attention width), never from weights.
+a single file's tensor shapes (its cross-attention width), never from weights. A single file loads
+offline, its config derived from its tensors (controlnet_file).
 
 `ControlNetCache` keeps at most CACHE_SIZE loaded on the device, least recently used out first; a row
 holds the module it runs with, so a ControlNet evicted meanwhile stays alive until those rows are done.
