@@ -75,7 +75,7 @@ def test_each_service_is_given_the_sample_controlnets_unless_told_otherwise(tmp_
     folder = launch.sample_controlnets({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
     assert folder.startswith(str(tmp_path))
     assert {name: entry.family for name, entry in controlnets.available(Path(folder)).items()} == {
-        "tiny-controlnet": "sd1", "tiny-xl-controlnet": "sdxl"}
+        "tiny-controlnet": "sd1", "tiny-controlnet-original": "sd1", "tiny-xl-controlnet": "sdxl"}
     command = launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1, -1, controlnet_dir=folder)
     assert command[command.index("--controlnet-dir") + 1] == folder
     assert "--controlnet-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1)
