@@ -93,6 +93,7 @@ class Gateway:
             self._runs.setdefault(key, []).append(run)
         self._set_outcome(key, "")
         paths, seeds, infotexts = [], [], []
+        ended = False  # the run ended by itself or by Skip and Interrupt (not by a failure)
         try:
             for i, request in enumerate(requests):
                 if run.interrupted:
@@ -135,12 +136,13 @@ class Gateway:
                 seeds += [str(seed) for seed in result.seeds]
                 infotexts += [image.infotext for image in result.images]
                 yield paths, ", ".join(seeds), "\n\n".join(infotexts)
+            ended = True
         finally:
             with self._lock:
                 self._runs[key].remove(run)
                 if not self._runs[key]:
                     del self._runs[key]
-            self._set_outcome(key, run.summary(len(paths)))
+            self._set_outcome(key, run.summary(len(paths)) if ended else "")
         if run.interrupted:  # a note, not an error; with nothing made, the last preview stays
             gr.Info(f"{mode}: interrupted.", title=MODES[mode].label)
             if paths:
