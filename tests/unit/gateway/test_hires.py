@@ -48,12 +48,15 @@ def values(tab, **chosen) -> dict:
 def test_the_hires_controls_are_txt2img_s_and_last_in_its_api_signature(tabs):
     built, _row = tabs
     names = list(built["txt2img"].inputs)
+    page = list(built["txt2img"].controls.appended)  # the page's schedule type and batch count came last (#23)
+    assert names[-len(page):] == page
+    names = names[:-len(page)]
     units = list(built["txt2img"].controlnet.fields)  # ControlNet's group came after them (#24)
     assert names[-len(units):] == units
     # A group of their own, after everything before them.
     assert tuple(names[-len(units) - len(HIRES_INPUTS):-len(units)]) == HIRES_INPUTS
     signature = list(endpoint(None, built["txt2img"]).__signature__.parameters)
-    assert signature[:-2] == names and signature[-2:] == ["progress", "request"]
+    assert signature[:-2] == names + page and signature[-2:] == ["progress", "request"]
     for mode in ("img2img", "inpaint"):
         assert not set(HIRES_INPUTS) & set(built[mode].inputs)
 
