@@ -181,7 +181,8 @@ def ensure_sample_controlnets(cache_dir: Path) -> Path:
     return folder
 
 
-# The embedded upscaler `make run` serves to the img2img service (services/launch.py passes its folder): an
+# The embedded upscaler `make run` serves to the img2img service (Upscale) and the txt2img service (the hires
+# fix's upscaler; services/launch.py passes its folder to both): an
 # ESRGAN (spandrel's own RRDBNet) at toy size with seeded random weights, 2x, so its images are noise at
 # twice the size, but it loads, tiles and reaches target sizes as a real one does.
 TINY_ESRGAN = "tiny-esrgan-2x"

@@ -63,6 +63,10 @@ def test_the_hires_controls_are_txt2img_s_and_last_in_its_api_signature(tabs):
 
 def test_the_upscaler_choices_are_the_contract_s_then_the_service_s():
     assert upscaler_choices(placeholder_info("txt2img")) == [*LATENT_UPSCALE_MODES, *RESIZERS]
+    info = placeholder_info("txt2img")
+    info.upscalers.add(name="esrgan", scale=2, architecture="ESRGAN")
+    info.upscalers.add(name="evil", unusable="not a plain weights file")
+    assert upscaler_choices(info) == [*LATENT_UPSCALE_MODES, *RESIZERS, "esrgan"]  # the usable models last
 
 
 def test_the_checkbox_off_sends_no_second_pass(tabs):
