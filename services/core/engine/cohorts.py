@@ -107,11 +107,11 @@ class Cohort:
 def arrange(rows: list[Row]) -> list[Cohort]:
     """The call's rows as cohorts of consecutive rows, in call order (rows alone as cohorts of one):
     cohorts that no longer step as one run split, rows that can step as one form new cohorts."""
-    runs: list[list[Row]] = []  # consecutive rows of one cohort, in slot order
+    runs: list[list[Row]] = []  # consecutive rows of one cohort, in slot order (rows that left skipped)
     for row in rows:
         last = runs[-1][-1] if runs else None
         if (row.cohort is not None and last is not None and last.cohort is row.cohort
-                and row.slot == last.slot + 1):
+                and row.slot > last.slot):
             runs[-1].append(row)
         else:
             runs.append([row])
@@ -158,7 +158,7 @@ def _part(cohort: Cohort, rows: list[Row]) -> None:
 
     index = torch.tensor([row.slot for row in rows], device=cohort.latents.device)
     scheduler = _sliced(cohort.scheduler, index, cohort.latents.shape)
-    latents = cohort.latents.index_select(0, index)
+    latents = _rows_of(cohort.latents, index)
     for row in rows:
         row.cohort = None
     if len(rows) == 1:
@@ -227,7 +227,7 @@ def _sliced(scheduler, index: torch.Tensor, shape):
     tensors, which schedulers never change in place) shared, and lists copied (they are changed in place)."""
     def take(value):
         if _is_batched(value, shape) and value.shape[0] == shape[0]:
-            return value.index_select(0, index.to(value.device))
+            return _rows_of(value, index.to(value.device))
         if isinstance(value, list):
             return [take(v) for v in value]
         if isinstance(value, tuple):
@@ -239,6 +239,17 @@ def _sliced(scheduler, index: torch.Tensor, shape):
     copy = object.__new__(type(scheduler))
     copy.__dict__.update({key: take(value) for key, value in scheduler.__dict__.items()})
     return copy
+
+
+def _rows_of(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Those rows of a tensor, in its memory layout (encoded images' latents are channels-last, and the
+    UNet's convolutions follow the layout of their input)."""
+    import torch
+
+    rows = tensor.index_select(0, index)
+    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last):
+        rows = rows.contiguous(memory_format=torch.channels_last)
+    return rows
 
 
 def _equal(a, b) -> bool:

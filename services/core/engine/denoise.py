@@ -31,7 +31,7 @@ def unet_step(unet, rows: list[Row], cohorts: bool = True) -> None:
         group.timestep = first.phase.host_timesteps[first.index]  # on the host: schedulers index by it
         x = group.latents
         if first.guided:  # each row's unconditional then conditional UNet row
-            x = torch.cat([x, x]) if len(group) == 1 else x.repeat_interleave(2, dim=0)
+            x = torch.cat([x, x]) if len(group) == 1 else _doubled(x)
         x = group.scheduler.scale_model_input(x, group.timestep)
         scaled.append(x)
         extra = group.extra_channels()
@@ -63,6 +63,15 @@ def unet_step(unet, rows: list[Row], cohorts: bool = True) -> None:
                                            return_dict=False)[0])
         group.after_step()
         group.advance()
+
+
+def _doubled(x: torch.Tensor) -> torch.Tensor:
+    """Each row twice, in x's memory layout (encoded images' latents are channels-last): the UNet's
+    convolutions follow the layout, so it is the input the rows' own concatenations would give."""
+    doubled = x.repeat_interleave(2, dim=0)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        doubled = doubled.contiguous(memory_format=torch.channels_last)
+    return doubled
 
 
 def _calls_before(row: Row) -> bool:

@@ -122,14 +122,19 @@ def test_a_crowd_where_cohorts_form_and_break_gets_the_per_row_images_exactly(pi
     specs = txt2img_crowd(mode, config)
     seen = {}
 
-    def watch(iteration, rows):
-        seen[iteration] = {id(row.cohort) for request in rows for row in request if row.cohort is not None}
+    def watch(iteration, rows):  # each request's rows' cohort sizes (0: alone) after each iteration
+        seen[iteration] = [[len(row.cohort) if row.cohort else 0 for row in request] for request in rows]
 
     per_row = Crowd(mode, pipe, specs, eta=(5, 0.7)).run(False, skip={3: (1, 7)}, cancel={2: (3,)})
     crowd = Crowd(mode, pipe, specs, eta=(5, 0.7))
     cohort = crowd.run(True, skip={3: (1, 7)}, cancel={2: (3,)}, watch=watch)
     assert_same(per_row, cohort)
-    assert cohort[3] is None and len(seen[0]) >= 9  # cohorts formed (and one request's rows did step alone)
+    assert cohort[3] is None
+    # Requests 0 and 1 formed one cohort, 2-4 (Euler a, the hires one's first pass) another, each other
+    # request one of its own, DPM++ SDE's rows none; the skip split 0 from 1, the cancel took 3 from 2-4.
+    assert seen[0][:11] == [[6] * 4, [6] * 2, [4], [4], [4, 4], [2, 2], [2, 2], [2, 2], [3] * 3, [2, 2], [2, 2]]
+    assert seen[0][11:] in ([], [[0, 0]])
+    assert seen[3][:5] == [[4] * 4, [2] * 2, [3], [0], [3, 3]]
     assert all(row.cohort is None for request in crowd.rows for row in request)  # each ended with its phase
 
 
@@ -139,9 +144,12 @@ def test_image_modes_cohorts_get_the_per_row_images_exactly(pipes, mode_name, mo
     # a cohort does it for its rows at once (KeepUnmasked.after_cohort_step).
     mode, config, pipe = pipes(mode_name, model)
     specs = [spec_for(mode, config, scheduler=scheduler, num_images=3, seed=seed, strength=0.8)
-             for scheduler, seed in (("euler_a", 1), ("dpmpp_2m", 5), ("euler_a", 9), ("unipc", 13))]
-    per_row = Crowd(mode, pipe, specs).run(False, skip={2: (1,)}, cancel={3: (2,)})
-    cohort = Crowd(mode, pipe, specs).run(True, skip={2: (1,)}, cancel={3: (2,)})
+             for scheduler, seed in (("euler_a", 1), ("euler_a", 9), ("dpmpp_2m", 5), ("dpmpp_2m", 13),
+                                     ("unipc", 17))]
+    # Cohorts of two requests each (Euler a, DPM++ 2M) split by a skip, UniPC's by a cancel.
+    split = dict(skip={1: (3,), 2: (0,)}, cancel={3: (4,)})
+    per_row = Crowd(mode, pipe, specs).run(False, **split)
+    cohort = Crowd(mode, pipe, specs).run(True, **split)
     assert_same(per_row, cohort)
 
 
