@@ -57,7 +57,7 @@ class StepEngine(Engine):
         self.scheduler = StepScheduler(budget, choose_rows=model.pipe.unet.device.type == "cpu",
                                        batching_pays=estimator.batching_pays if estimator is not None else None,
                                        model_of=lambda key: key[0])  # rows.Row.shape_key: the model first
-        self.runner = Runner(self.mode, model, self.pool, self.controlnets)
+        self.runner = Runner(self.mode, model, self.pool, self.controlnets, cohorts=self.config.cohorts)
         self._active: dict[Job, Request] = {}
 
     @property

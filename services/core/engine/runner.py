@@ -60,8 +60,9 @@ def _faults(out_of_memory: str):
 
 
 class Runner:
-    def __init__(self, mode, model: Loaded, pool=None, controlnets=None):
+    def __init__(self, mode, model: Loaded, pool=None, controlnets=None, cohorts: bool = True):
         self.mode, self.model, self.pool = mode, model, pool  # pool: models by name (None: `model` only)
+        self.cohorts = cohorts  # rows that can step as one do (denoise.unet_step)
         self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets
 
     def model_of(self, name: str, why: str = "a UNet call") -> Loaded:
@@ -141,7 +142,7 @@ class Runner:
         with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
             model = self.model_of(rows[0].model)  # one model per shape key
             model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
-            unet_step(model.pipe.unet, rows)
+            unet_step(model.pipe.unet, rows, cohorts=self.cohorts)
             # The call's real time, for the estimator and the scheduler's choice of rows.
             wait_for_device(model.pipe.unet.device)
         return time.monotonic() - started
