@@ -91,7 +91,9 @@ class KeepUnmasked(Conditioner):
         known, noise, keep = cohort.cache[cls]
         row = cohort.rows[0]  # its rows are at one step of one schedule
         if row.index < len(row.timesteps) - 1:
-            known = cohort.scheduler.add_noise(known, noise, torch.tensor([row.timesteps[row.index + 1]]))
+            # The next timestep from the host copy (the row's own reads it off the device): the same value.
+            following = row.phase.host_timesteps[row.index + 1: row.index + 2]
+            known = cohort.scheduler.add_noise(known, noise, following)
         cohort.latents = (1 - keep) * known + keep * cohort.latents
 
 

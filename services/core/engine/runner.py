@@ -166,9 +166,10 @@ class Runner:
                 images.update(zip(map(id, mine), decode(self.model_of(name, "decoding").pipe, mine)))
             return [images[id(row)] for row in rows]
 
-    def preview(self, rows: list[Row]) -> bytes:
-        """A small JPEG of the rows' current latents, side by side."""
+    def preview(self, rows: list[Row]):
+        """The pixels of a small preview of the rows' current latents, side by side (previews.encode
+        makes its JPEG, off the loop)."""
         import torch
 
         family = (self._known(rows[0].model) or self.model).family
-        return previews.preview_jpeg(torch.cat([row.latents for row in rows]), family)
+        return previews.preview_pixels(torch.cat([row.latents for row in rows]), family)
