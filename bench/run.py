@@ -540,6 +540,7 @@ def machine() -> str:
 def main(argv=None) -> int:
     from bench.controlnet import bench_controlnet  # they import this module's Service
     from bench.hires import bench_hires
+    from bench.loop_overhead import bench_loop
     from bench.models import bench_models
 
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
@@ -547,7 +548,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=3)
     parser.add_argument("--sections",
-                        default="overhead,throughput,engine,models,controlnet,hires,previews,cold start,cancel,probe,gpu",
+                        default="overhead,throughput,engine,loop,models,controlnet,hires,previews,cold start,cancel,probe,gpu",
                         help="comma-separated sections to run (default: all), e.g. --sections gpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -557,6 +558,7 @@ def main(argv=None) -> int:
         ("overhead", lambda: bench_overhead(args.repeats)),
         ("throughput", lambda: bench_throughput(args.clients, args.per_client)),
         ("engine", lambda: bench_engine(args.clients, args.per_client)),
+        ("loop", lambda: bench_loop(args.repeats)),
         ("models", lambda: bench_models(args.clients, args.per_client, args.repeats)),
         ("controlnet", lambda: bench_controlnet(args.clients, args.per_client, args.repeats)),
         ("hires", lambda: bench_hires(args.repeats)),
@@ -596,6 +598,8 @@ def main(argv=None) -> int:
         "engine": f"engine: tiny model, {args.clients} clients x {args.per_client} requests, twice, the three services "
                   "taking turns, 256x256; mixed = steps "
                   "8-30, guidance 5-9, three schedulers; uniform = 20 steps, the model's scheduler",
+        "loop": f"loop: in-process, tiny model, txt2img 64x64, DPM++ 2M, guidance 7.5, one request of n images; "
+                f"median over 10 steps and {args.repeats} alternating runs, the UNet call timed and subtracted",
         "probe": "probe: img2img, 40 concurrent 4096x4096 uploads of noise (~50 MB each), health timed "
                  "by a process of its own on both ports",
         "models": f"models: two tiny checkpoints of different seeds in one --models-dir; switch = "

@@ -64,6 +64,7 @@ class ServiceConfig:
     grace_s: float = 30.0
     warmup: bool = True
     engine: str = "step"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
+    cohorts: bool = True  # step engine: rows that arrived together step as one (engine/cohorts.py)
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
     health_port: int = -1  # -1 = health and GetInfo on `port` only; 0 = a free port (rpc/probes.py)
@@ -183,6 +184,9 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
              "step: one denoising loop that requests join and leave at every step (mixed steps, guidance "
              "and schedulers share UNet calls); pipeline: whole requests through the diffusers pipeline, "
              "batched when alike", choices=("step", "pipeline")),
+        Flag("--cohorts", "IMAGEGEN_COHORTS", boolean, ServiceConfig.cohorts,
+             "step engine: rows that arrived together (alike sampler, steps, guidance) are stepped as one "
+             "scheduler over their latents stacked; false steps each row alone (the same images, slower)"),
         Flag("--warmup", "IMAGEGEN_WARMUP", boolean, ServiceConfig.warmup,
              "run one small generation before reporting SERVING"),
         Flag("--log-level", "IMAGEGEN_LOG_LEVEL", str, ServiceConfig.log_level,

@@ -278,3 +278,17 @@ def test_a_queued_request_that_fits_joins_past_a_bigger_one_that_does_not():
                 list(call)
     finally:
         service.stop()
+
+
+def test_rows_stepped_alone_make_the_cohort_s_images_exactly():
+    # --cohorts false steps each row by its own scheduler: the same bytes as the cohort a request's images form.
+    request = request_for("txt2img", steps=5, num_images=3, scheduler="dpmpp_2m", seed=11)
+    images = []
+    for cohorts in ("true", "false"):
+        service = RunningService("txt2img", "--engine", "step", "--cohorts", cohorts, "--warmup", "false")
+        try:
+            assert service.engine.runner.cohorts is (cohorts == "true")
+            images.append([image.data for image in service.client.generate(request).images])
+        finally:
+            service.stop()
+    assert images[0] == images[1] and len(images[0]) == 3

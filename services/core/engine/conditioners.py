@@ -38,6 +38,12 @@ class Conditioner:
     def resized(self, row) -> None:
         """Called once the row's latents are at the size of its new phase (row.phase.size)."""
 
+    @classmethod
+    def after_cohort_step(cls, cohort, members: list) -> None:
+        """`after_step` for the rows of a cohort (cohorts.Cohort) at once, its latents stacked; `members`:
+        the rows' conditioners of this class, in row order. A class that changes rows after a step but
+        not this way keeps its rows out of cohorts."""
+
 
 class TextTime(Conditioner):
     """SDXL's added conditioning: the pooled text embedding, and the size numbers of the size the row
@@ -79,6 +85,21 @@ class KeepUnmasked(Conditioner):
         if row.index < len(row.timesteps) - 1:
             known = row.scheduler.add_noise(known, self.noise, torch.tensor([row.timesteps[row.index + 1]]))
         row.latents = (1 - self.keep) * known + self.keep * row.latents
+
+    @classmethod
+    def after_cohort_step(cls, cohort, members: list) -> None:
+        import torch
+
+        if cls not in cohort.cache:  # stacked once for the cohort's life
+            cohort.cache[cls] = tuple(torch.cat([getattr(m, name) for m in members])
+                                      for name in ("image_latents", "noise", "keep"))
+        known, noise, keep = cohort.cache[cls]
+        row = cohort.rows[0]  # its rows are at one step of one schedule
+        if row.index < len(row.timesteps) - 1:
+            # The next timestep from the host copy (the row's own reads it off the device): the same value.
+            following = row.phase.host_timesteps[row.index + 1: row.index + 2]
+            known = cohort.scheduler.add_noise(known, noise, following)
+        cohort.latents = (1 - keep) * known + keep * cohort.latents
 
 
 def before_call(rows: list, inputs: list) -> None:

@@ -3,21 +3,84 @@
 Rows of one shape share one UNet forward, each at its own timestep (a 1-D timestep tensor) with its
 own prompt embeddings and what its conditioners add; classifier-free guidance is applied per row with
 its own scale (rows without guidance send one UNet row, not two), then each row's own scheduler steps
-it. The arithmetic is the pipeline's own loop body, row by row.
+it, or its cohort's steps it with the rows it arrived with (cohorts.py). The arithmetic is the
+pipeline's own loop body, row by row or over a cohort's rows stacked.
 """
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
 
-from .conditioners import batched_kwargs, before_call
+from .cohorts import arrange
+from .conditioners import Conditioner, batched_kwargs, before_call
 from .rows import Row
 
 
-def unet_step(unet, rows: list[Row]) -> None:
-    """Advance every row (all of one shape_key) by one step, in one UNet call."""
+def unet_step(unet, rows: list[Row], cohorts: bool = True) -> None:
+    """Advance every row (all of one shape_key) by one step, in one UNet call. `cohorts`: rows that can
+    step as one do (cohorts.py), their inputs and steps made once for all of them; False: each row is
+    stepped on its own (the same images, for comparison)."""
+    if not cohorts:
+        return _rows_alone(unet, rows)
+    groups = arrange(rows)
+    inputs, scaled, times = [], [], []
+    for group in groups:
+        first = group.rows[0]
+        group.timestep = first.phase.host_timesteps[first.index]  # on the host: schedulers index by it
+        x = group.latents
+        if first.guided:  # each row's unconditional then conditional UNet row
+            x = torch.cat([x, x]) if len(group) == 1 else _doubled(x)
+        x = group.scheduler.scale_model_input(x, group.timestep)
+        scaled.append(x)
+        extra = group.extra_channels()
+        inputs.append(x if extra is None else torch.cat([x, extra], dim=1))
+        times += [first.phase.timestep_values[first.index]] * x.shape[0]
+    if any(_calls_before(row) for row in rows):  # ControlNets: each row's own UNet input
+        before_call(rows, [x[i * row.unet_rows: (i + 1) * row.unet_rows] for group, x in zip(groups, scaled)
+                           for i, row in enumerate(group.rows)])
+    embeds = torch.cat([row.embeds for row in rows])
+    kwargs = [{path: value for cond in row.conditioners for path, value in cond.unet_kwargs(row).items()}
+              for row in rows]
+    # The timesteps from the host copies: no device tensor indexed per row. Their dtype is the one
+    # concatenating the rows' own would give.
+    dtype = functools.reduce(torch.promote_types, (group.rows[0].timesteps.dtype for group in groups))
+    timesteps = torch.tensor(times, dtype=dtype).to(embeds.device, non_blocking=True)
+    noise = unet(torch.cat(inputs) if len(inputs) > 1 else inputs[0], timesteps, encoder_hidden_states=embeds,
+                 return_dict=False, **batched_kwargs(rows, kwargs))[0]
+    offset = 0
+    for group in groups:
+        first = group.rows[0]
+        width = len(group) * first.unet_rows
+        prediction = noise[offset: offset + width]
+        offset += width
+        if first.guided:
+            paired = prediction.view(len(group), 2, *prediction.shape[1:])
+            unconditional, conditional = paired[:, 0], paired[:, 1]
+            prediction = unconditional + first.guidance * (conditional - unconditional)
+        group.stepped(group.scheduler.step(prediction, group.timestep, group.latents, **group.step_kwargs,
+                                           return_dict=False)[0])
+        group.after_step()
+        group.advance()
+
+
+def _doubled(x: torch.Tensor) -> torch.Tensor:
+    """Each row twice, in x's memory layout (encoded images' latents are channels-last): the UNet's
+    convolutions follow the layout, so it is the input the rows' own concatenations would give."""
+    doubled = x.repeat_interleave(2, dim=0)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        doubled = doubled.contiguous(memory_format=torch.channels_last)
+    return doubled
+
+
+def _calls_before(row: Row) -> bool:
+    return any(type(cond).before_call.__func__ is not Conditioner.before_call.__func__ for cond in row.conditioners)
+
+
+def _rows_alone(unet, rows: list[Row]) -> None:
+    """unet_step with each row stepped by its own scheduler (rows in cohorts are not: see unet_step)."""
     inputs, embeds, times, kwargs = [], [], [], []
     scaled = [row.scheduler.scale_model_input(torch.cat([row.latents] * row.unet_rows), row.timestep)
               for row in rows]

@@ -8,7 +8,9 @@ once; a cancelled or expired one leaves before the next call.
 
 from __future__ import annotations
 
+import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import Cancelled, DeadlinePassed
 from ..imaging import previews
@@ -16,6 +18,10 @@ from ..work.engines import Engine
 from ..work.queue import Job, Progress, RawResult, drop_unwanted
 from .runner import CallFailed, Runner
 from .scheduler import StepScheduler
+
+log = logging.getLogger(__name__)
+# Threads encoding preview JPEGs, so the loop does not wait for them.
+PREVIEW_THREADS = 2
 
 
 class Request:
@@ -25,6 +31,33 @@ class Request:
         self.job, self.rows, self.pinned, self.admitted = job, rows, pinned, admitted
         self.step_seconds: list[float] = []
         self.reported = 0  # the last step a Progress event told
+        self._emitting: Future | None = None  # its last Progress event while its preview is encoded
+
+    def report(self, step: int, total: int, pixels, pool: ThreadPoolExecutor) -> None:
+        """A Progress event, in order: at once, unless a preview (its own or an earlier event's) is being
+        encoded on the pool; then once it and the events before it are out."""
+        previous = self._emitting
+        if pixels is None and (previous is None or previous.done()):
+            self.job.emit(Progress(step=step, total_steps=total, preview=None))
+            return
+
+        def emit():
+            preview = None
+            if pixels is not None:
+                try:
+                    preview = previews.encode(pixels)
+                except Exception:  # noqa: BLE001 - a preview lost is no reason to fail the request
+                    log.exception("a preview could not be encoded")
+            if previous is not None:
+                previous.result()  # submitted earlier to a first-in-first-out pool: no deadlock
+            self.job.emit(Progress(step=step, total_steps=total, preview=preview))
+
+        self._emitting = pool.submit(emit)
+
+    def flush(self) -> None:
+        """Wait until its Progress events are out (before its answer)."""
+        if self._emitting is not None:
+            self._emitting.result()
 
     # --- what the scheduler reads
     @property
@@ -57,8 +90,10 @@ class StepEngine(Engine):
         self.scheduler = StepScheduler(budget, choose_rows=model.pipe.unet.device.type == "cpu",
                                        batching_pays=estimator.batching_pays if estimator is not None else None,
                                        model_of=lambda key: key[0])  # rows.Row.shape_key: the model first
-        self.runner = Runner(self.mode, model, self.pool, self.controlnets, self.upscalers)
+        self.runner = Runner(self.mode, model, self.pool, self.controlnets, self.upscalers,
+                             cohorts=self.config.cohorts)
         self._active: dict[Job, Request] = {}
+        self._previews = ThreadPoolExecutor(PREVIEW_THREADS, thread_name_prefix="previews")
 
     @property
     def current(self) -> list[Job]:
@@ -195,8 +230,9 @@ class StepEngine(Engine):
             step, total = request.rows[0].progress()
             if step > request.reported:  # a scheduler's extra calls (PLMS, Heun) are not extra steps
                 request.reported = step
-                preview = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
-                request.job.emit(Progress(step=step, total_steps=total, preview=preview))
+                # The preview's pixels need the latents now; its JPEG is made off the loop.
+                pixels = self.runner.preview(request.rows) if previews.due(request.job.spec, step, total) else None
+                request.report(step, total, pixels, self._previews)
 
     def _resize_due(self) -> None:
         """Rows whose first pass just ended are enlarged for their second (they join that size's calls)."""
@@ -229,6 +265,7 @@ class StepEngine(Engine):
             mine = [self.mode.finish(spec, image) for image in images[offset: offset + len(request.rows)]]
             offset += len(request.rows)
             self._remove(job)
+            request.flush()  # its last Progress events before its answer
             if self.estimator is not None:
                 self.estimator.observe([spec], done - request.admitted, request.step_seconds)
             if self.metrics is not None:

@@ -31,6 +31,12 @@ class Denoise:
     size: tuple[int, int]  # (height, width) in image pixels: SDXL's size conditioning reads it
     steps: int  # the steps asked for, which progress counts: PLMS calls once more, Heun twice a step
 
+    def __post_init__(self):
+        # A host copy, made once outside the loop: the UNet call's timesteps are built from it without
+        # indexing a device tensor per row.
+        self.host_timesteps = self.timesteps.cpu()
+        self.timestep_values = self.host_timesteps.tolist()
+
     @property
     def calls(self) -> int:
         return len(self.timesteps)
@@ -65,7 +71,7 @@ class Row:
 
     owner: Any  # what it belongs to (the engine's job), and which of its images it is
     image_index: int
-    latents: torch.Tensor  # (1, C, h, w)
+    _latents: torch.Tensor  # (1, C, h, w) while it steps alone; in a cohort the cohort holds them (`latents`)
     embeds: torch.Tensor  # (2, L, D): unconditional then conditional; (1, L, D) without guidance
     guidance: float
     generator: torch.Generator  # its seed's CPU generator: noise at admission, in scheduler steps, in the VAE
@@ -75,6 +81,20 @@ class Row:
     model: str = ""  # the checkpoint it runs on (models.catalog name): first in its shape key
     at: int = 0  # the phase it is in
     index: int = 0  # steps done in that phase
+    cohort: Any = None  # the cohorts.Cohort it steps in (its latents are row `slot` of the cohort's), or None
+    slot: int = 0
+
+    @property
+    def latents(self) -> torch.Tensor:
+        """(1, C, h, w): its own, or its row of its cohort's (a view, read for previews and sizes)."""
+        if self.cohort is not None:
+            return self.cohort.latents[self.slot: self.slot + 1]
+        return self._latents
+
+    @latents.setter
+    def latents(self, value: torch.Tensor) -> None:
+        assert self.cohort is None, "a row in a cohort changes with its cohort"
+        self._latents = value
 
     def attach(self, *conditioners: Conditioner) -> "Row":
         """Add what the row brings to its UNet calls (extra channels, keyword arguments, a step after
@@ -141,12 +161,14 @@ class Row:
     @property
     def pixels(self) -> int:
         """Latent pixels of one of its UNet rows, now."""
-        return self.latents.shape[-1] * self.latents.shape[-2]
+        height, width = self.latent_shape
+        return height * width
 
     @property
     def latent_shape(self) -> tuple:
         """(latent height, width) now: what the row budget counts by."""
-        return tuple(self.latents.shape[-2:])
+        held = self._latents if self.cohort is None else self.cohort.latents  # no view made: a shape suffices
+        return tuple(held.shape[-2:])
 
     @property
     def shape_key(self) -> tuple:

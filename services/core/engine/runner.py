@@ -60,8 +60,9 @@ def _faults(out_of_memory: str):
 
 
 class Runner:
-    def __init__(self, mode, model: Loaded, pool=None, controlnets=None, upscalers=None):
+    def __init__(self, mode, model: Loaded, pool=None, controlnets=None, upscalers=None, cohorts: bool = True):
         self.mode, self.model, self.pool = mode, model, pool  # pool: models by name (None: `model` only)
+        self.cohorts = cohorts  # rows that can step as one do (denoise.unet_step)
         self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets
         self.upscalers = upscalers  # models.upscalers.Upscalers: a hires fix's model upscalers
 
@@ -142,7 +143,7 @@ class Runner:
         with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
             model = self.model_of(rows[0].model)  # one model per shape key
             model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
-            unet_step(model.pipe.unet, rows)
+            unet_step(model.pipe.unet, rows, cohorts=self.cohorts)
             # The call's real time, for the estimator and the scheduler's choice of rows.
             wait_for_device(model.pipe.unet.device)
         return time.monotonic() - started
@@ -167,9 +168,10 @@ class Runner:
                 images.update(zip(map(id, mine), decode(self.model_of(name, "decoding").pipe, mine)))
             return [images[id(row)] for row in rows]
 
-    def preview(self, rows: list[Row]) -> bytes:
-        """A small JPEG of the rows' current latents, side by side."""
+    def preview(self, rows: list[Row]):
+        """The pixels of a small preview of the rows' current latents, side by side (previews.encode
+        makes its JPEG, off the loop)."""
         import torch
 
         family = (self._known(rows[0].model) or self.model).family
-        return previews.preview_jpeg(torch.cat([row.latents for row in rows]), family)
+        return previews.preview_pixels(torch.cat([row.latents for row in rows]), family)

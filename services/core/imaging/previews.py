@@ -24,17 +24,28 @@ QUALITY = 70
 
 def preview_jpeg(latents, family_name: str) -> bytes:
     """JPEG bytes of latents (n, 4, h, w): the n images side by side, the long side at most 256 px."""
+    return encode(preview_pixels(latents, family_name))
+
+
+def preview_pixels(latents, family_name: str):
+    """The preview's RGB pixels at latent size (h, n*w, 3 uint8, on the host): what needs the latents
+    (and waits for the device); `encode` makes the JPEG of them anywhere after."""
     import torch
-    from PIL import Image
 
     factors, bias = LATENT_RGB[family_name]
     with torch.inference_mode():
         x = latents.detach().to("cpu", torch.float32)
         rgb = torch.einsum("nchw,cr->nrhw", x, torch.tensor(factors)) + torch.tensor(bias).view(1, 3, 1, 1)
         strip = torch.cat(list(rgb), dim=2)  # (3, h, n*w)
-        pixels = ((strip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return ((strip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def encode(pixels) -> bytes:
+    """The JPEG of preview_pixels' pixels, enlarged up to 8x (a latent pixel is 8 image pixels), but never
+    past the long-side limit."""
+    from PIL import Image
+
     image = Image.fromarray(pixels, "RGB")
-    # Up to 8x (a latent pixel is 8 image pixels), but never past the long-side limit.
     scale = min(8.0, LONG_SIDE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     buf = io.BytesIO()

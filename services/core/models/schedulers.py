@@ -66,6 +66,15 @@ _CLASSES: dict[str, tuple] = {
     # Its timesteps follow its distillation schedule, whatever timestep_spacing says: uniform only.
     "lcm": ("LCMScheduler", {}, "", ("uniform",)),
 }
+# The classes whose step takes many images' latents at once, each image's noise from its own generator (a
+# list, one per image: diffusers' randn_tensor draws image i from generator i), every image as it is
+# alone (tests/unit/core/engine/test_cohorts.py steps each against its images alone). Not
+# DPMSolverSDEScheduler: its noise comes from Brownian trees its instance seeds from its images' seeds.
+BATCHED_STEPS = frozenset({
+    "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler",
+    "LMSDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "UniPCMultistepScheduler", "LCMScheduler",
+})
 SCHEDULERS: dict[str, SchedulerSpec] = {
     name: SchedulerSpec(row[0], SAMPLERS[name][0], row[1], SAMPLERS[name][1], *row[2:])
     for name, row in _CLASSES.items()
