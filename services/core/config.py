@@ -194,7 +194,7 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
              "step: one denoising loop that requests join and leave at every step (mixed steps, guidance "
              "and schedulers share UNet calls); pipeline: whole requests through the diffusers pipeline, "
              "batched when alike", choices=("step", "pipeline")),
-        Flag("--compile", "IMAGEGEN_COMPILE", boolean, ServiceConfig.compile,
+        Flag("--compile", "IMAGEGEN_COMPILE", boolean, ServiceConfig.compile, action="store_true", help=
              "step engine: run each model's UNet through torch.compile (CUDA graphs on CUDA), its calls padded "
              "to --compile-buckets rows, every bucket warmed before SERVING; other calls (LoRAs, ControlNet, "
              "sizes other than --default-size) run uncompiled"),
