@@ -24,6 +24,9 @@ from tests.services.test_controlnet import folder, pixels, with_units  # noqa: F
 from tests.services.test_loras import diffusers_image as lora_image
 from tests.services.test_loras import lora_dir  # noqa: F401 - a fixture
 
+# Compiling from an empty cache takes minutes on a shared 2-core machine (about 6 for the two graphs);
+# from the cache on disk, seconds.
+pytestmark = pytest.mark.timeout(1500)
 MAX_DIFF = 2  # of 255: the compiled graph's float error, after decoding
 BUCKETS = (2, 4)
 MIXED = [dict(steps=4, guidance_scale=7.5, scheduler="euler_a", seed=1),
