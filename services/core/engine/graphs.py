@@ -79,7 +79,8 @@ def argument_names(kwargs: dict, prefix: str = "") -> list[str]:
 def use_cache_dir(folder: Path) -> None:
     """torch.compile's caches (inductor's code and FX graphs, the autograd cache, Triton's kernels) in
     `folder`, so a restart of the service reuses them. Set before anything compiles."""
-    import torch
+    import torch._functorch.config
+    import torch._inductor.config
 
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)  # read when inductor first needs its cache
@@ -253,7 +254,13 @@ def text_time_kwargs(config, pooled: int | None, bucket: int, dtype, device) -> 
 def compile_model(pipe, name: str, config, metrics=None) -> CompiledUNet:
     """A loaded model's UNet prepared, compiled and warmed at the service's default size (--compile):
     what the step engine calls in its place. `config`: the service's ServiceConfig."""
+    import torch._dynamo.config
+
     use_cache_dir(config.compile_cache_dir or config.cache_dir / "compile")
+    # Every UNet of one class shares dynamo's cache of its forward: room for each bucket of the pool's
+    # models (past the limit dynamo would run the rest uncompiled, unseen).
+    room = len(config.compile_buckets) * (config.max_loaded + 1)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, room)
     unet = pipe.unet
     done = prepare(unet, fuse_qkv=config.lora_dir is None)
     compiled = CompiledUNet(unet, config.compile_buckets, metrics, name)
