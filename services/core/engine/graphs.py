@@ -258,8 +258,8 @@ def compile_model(pipe, name: str, config, metrics=None) -> CompiledUNet:
 
     use_cache_dir(config.compile_cache_dir or config.cache_dir / "compile")
     # Every UNet of one class shares dynamo's cache of its forward: room for each bucket of the pool's
-    # models (past the limit dynamo would run the rest uncompiled, unseen).
-    room = len(config.compile_buckets) * (config.max_loaded + 1)
+    # models, resident or held in host memory (past the limit dynamo would run the rest uncompiled).
+    room = len(config.compile_buckets) * (config.max_loaded + 8)  # and models back from host memory
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, room)
     unet = pipe.unet
     done = prepare(unet, fuse_qkv=config.lora_dir is None)
