@@ -49,10 +49,10 @@ def eager_calls(service, reason: str) -> float:
     return service.metric("imagegen_unet_eager_calls_total", reason=reason)
 
 
-def diffusers_plain(prompt="a red fox", seed=7, steps=4, guidance=7.5, scheduler=None) -> np.ndarray:
+def diffusers_plain(prompt="a red fox", seed=7, steps=4, guidance=7.5, folder=None) -> np.ndarray:
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny(CACHE_DIR, False))
+    pipe = StableDiffusionPipeline.from_pretrained(folder or ensure_tiny(CACHE_DIR, False))
     pipe.set_progress_bar_config(disable=True)
     image = pipe(prompt, num_inference_steps=steps, width=64, height=64, guidance_scale=guidance,
                  generator=torch.Generator("cpu").manual_seed(seed)).images[0]
@@ -115,6 +115,29 @@ def test_a_controlnet_request_runs_uncompiled_and_is_diffusers_own(compiled, fol
     assert eager_calls(compiled, reason) - before == compiled.metric("imagegen_step_rows_count") - calls > 0
     expected = controlnet_image(folder, "txt2img", "tiny", compiled.runtime.check(request), ["tiny-controlnet"])
     assert np.abs(got - expected).max() <= MAX_DIFF
+
+
+def test_each_checkpoint_of_the_pool_has_its_compiled_unet_and_diffusers_own_images(lora_dir, tmp_path):  # noqa: F811
+    from tests.model_folders import tiny_models_folder
+
+    models = tiny_models_folder(tmp_path, ensure_tiny(CACHE_DIR, False))
+    # As the module's service (the LoRA folder keeps QKV unfused): its graphs come from the cache on disk.
+    service = RunningService("txt2img", "--engine", "step", "--compile", "--compile-buckets", ",".join(map(str, BUCKETS)),
+                             "--compile-cache-dir", str(CACHE_DIR / "compile-tests"), "--lora-dir", str(lora_dir),
+                             "--models-dir", str(models), "--model", "alpha", "--model-config",
+                             str(ensure_tiny(CACHE_DIR, False)), "--max-loaded", "2")
+    try:
+        for name in ("alpha", "beta"):
+            calls = service.metric("imagegen_unet_compiled_calls_total")
+            image = service.client.generate(request_for("txt2img", model=name)).images[0]
+            assert service.metric("imagegen_unet_compiled_calls_total") > calls
+            assert np.abs(pixels(image.data) - diffusers_plain(folder=models / name)).max() <= MAX_DIFF
+        alpha, beta = (service.runtime.pool.held(name) for name in ("alpha", "beta"))
+        assert alpha.compiled is not None and beta.compiled is not None and alpha.compiled is not beta.compiled
+        assert beta.compiled.unet is beta.pipe.unet
+        assert service.metric("imagegen_unet_recompiles_total") == 0
+    finally:
+        service.stop()
 
 
 def test_a_lora_request_runs_uncompiled_and_is_diffusers_own(compiled, lora_dir):  # noqa: F811
