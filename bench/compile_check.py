@@ -131,7 +131,7 @@ def main(argv=None) -> int:
             eager_serving = eager.serving_after
         finally:
             eager.stop()
-        compiled.wait_until_serving()
+        compiled.wait_until_serving(within_s=900)  # compiling from an empty cache: minutes
         compiled_serving = compiled.serving_after
         graphs = compiled.metric("imagegen_unet_compiled_graphs_total")
         compiled_one = served(compiled, size, clients_list, "step engine --compile", rows, rates)
