@@ -192,7 +192,7 @@ class CompiledUNet:
 
         if not isinstance(timestep, torch.Tensor):
             timestep = torch.tensor([timestep])
-        return timestep.to(device=device, dtype=torch.float32).reshape(-1).expand(rows)
+        return timestep.to(device=device, dtype=torch.float32).reshape(-1).expand(rows).contiguous()
 
     def _run(self, bucket: int, sample, timestep, encoder_hidden_states, kwargs):
         import torch
