@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,8 +30,9 @@ import gradio as gr
 from imagegen.v1.contract import FORMAT_BY_MIME, MODES, UPSCALE_MODE
 from services.client import Progress, Queued
 
-from . import a1111, checkpoints, controlnet, hires, recall
+from . import a1111, batch, checkpoints, controlnet, hires, recall, shortcuts
 from .backend import GenerationError, Interrupted, ModeBackend, internal_error_message, new_error_id
+from .batch import BatchRun
 from .config import GatewayConfig, load_config
 from .endpoints import named_endpoint
 from .extras import build_extras, wire_extras
@@ -45,6 +47,8 @@ from .xyz.ui import wire_xyz
 
 log = logging.getLogger("gateway")
 
+MAX_OUTCOMES = 10_000  # the last runs' outcomes kept for the page, one per session and tab
+
 
 class Gateway:
     """What happens behind the tabs: a request to its service through the hub, progress to the browser,
@@ -56,6 +60,9 @@ class Gateway:
         self.out_dir = Path(tempfile.mkdtemp(prefix="imagegen-gateway-"))
         self.keep_s = keep_s  # results older than this are deleted, so a long-running gateway's disk stays flat
         self._states: dict[str, str] = {}  # mode -> the state last logged
+        self._lock = threading.Lock()
+        self._runs: dict[tuple[str, str], list[BatchRun]] = {}  # (session, mode) -> its runs in progress
+        self._outcomes: dict[tuple[str, str], str] = {}  # (session, mode) -> how its last run ended
 
     @property
     def backends(self) -> dict[str, ModeBackend]:
@@ -74,42 +81,84 @@ class Gateway:
             except OSError:
                 pass
 
-    def run(self, mode: str, request, progress, session: str = ""):
+    def run(self, mode: str, requests: list, progress, session: str = ""):
         """Generate: yields (gallery files, seeds, infotext) updates: a live preview every few steps, then
-        the final images (the service's own bytes), their seeds and infotext. `session` names the browser
-        session, so its Interrupt button and its closing reach this generation."""
+        the final images (the service's own bytes), their seeds and infotext. `requests`: the batch count's
+        iterations (gateway_ui/batch.py), run one after another, each iteration's images added to those
+        before. `session` names the browser session, so its Skip and Interrupt buttons and its closing
+        reach this generation; the run's outcome in words is then `outcome(mode, session)`."""
         self._prune()
-        job = self.hub.start(mode, request, tab_owner(session))
-        result, shown = None, None  # shown: when the last preview went to the page
+        key, run = (session, mode), BatchRun(len(requests))
+        with self._lock:
+            self._runs.setdefault(key, []).append(run)
+        self._set_outcome(key, "")
+        paths, seeds, infotexts = [], [], []
+        ended = False  # the run ended by itself or by Skip and Interrupt (not by a failure)
         try:
-            for event in self.hub.follow(job):
-                if isinstance(event, Queued):
-                    progress(0, desc=f"{mode}: queued, {event.position} ahead")
-                elif isinstance(event, Progress):
-                    progress((event.step, event.total_steps), desc=f"{mode}: step {event.step}/{event.total_steps}",
-                             unit="steps")
-                    if event.preview and (shown is None or time.monotonic() - shown >= self.preview_s):
-                        shown = time.monotonic()
-                        yield [self._keep(mode, "preview", event.preview, "jpg")], "", ""
-                else:
-                    result = event
-        except Interrupted as err:  # asked for: a note, the last preview stays
-            gr.Info(str(err), title=MODES[mode].label)
-            return
-        except GenerationError as err:
-            raise gr.Error(str(err), title=f"{MODES[mode].label} error", print_exception=False) from None
-        paths = []
-        for i, image in enumerate(result.images):
-            fmt = FORMAT_BY_MIME.get(image.mime_type)
-            # The service's bytes, infotext chunk included.
-            paths.append(self._keep(mode, f"{image.seed}-{i}", image.data, fmt.extension if fmt else "png"))
-        try:
-            self.hub.save(mode, result.images)
-        except SaveError as err:  # a warning: the result itself is still shown
-            gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
-        seeds = ", ".join(str(seed) for seed in result.seeds)
-        infotext = "\n\n".join(image.infotext for image in result.images)
-        yield paths, seeds, infotext
+            for i, request in enumerate(requests):
+                if run.interrupted:
+                    break
+                where = f"{mode}: batch {i + 1}/{run.count}" if run.count > 1 else mode
+                job = self.hub.start(mode, request, tab_owner(session))
+                run.begin(job)
+                result, shown = None, None  # shown: when the last preview went to the page
+                try:
+                    for event in self.hub.follow(job):
+                        if isinstance(event, Queued):
+                            progress(0, desc=f"{where}: queued, {event.position} ahead")
+                        elif isinstance(event, Progress):
+                            progress((event.step, event.total_steps),
+                                     desc=f"{where}: step {event.step}/{event.total_steps}", unit="steps")
+                            if event.preview and (shown is None or time.monotonic() - shown >= self.preview_s):
+                                shown = time.monotonic()
+                                preview = self._keep(mode, "preview", event.preview, "jpg")
+                                yield [*paths, preview], ", ".join(seeds), "\n\n".join(infotexts)
+                        else:
+                            result = event
+                except Interrupted:  # asked for: Skip goes on to the next iteration, Interrupt ends the run
+                    if run.end():
+                        run.skipped += 1
+                        continue
+                    run.interrupted = True
+                    break
+                except GenerationError as err:
+                    raise gr.Error(str(err), title=f"{MODES[mode].label} error", print_exception=False) from None
+                run.end()
+                run.done += 1
+                for j, image in enumerate(result.images):
+                    fmt = FORMAT_BY_MIME.get(image.mime_type)
+                    # The service's bytes, infotext chunk included.
+                    paths.append(self._keep(mode, f"{image.seed}-{j}", image.data, fmt.extension if fmt else "png"))
+                try:
+                    self.hub.save(mode, result.images)
+                except SaveError as err:  # a warning: the result itself is still shown
+                    gr.Warning(str(err), title=f"{MODES[mode].label}: not saved")
+                seeds += [str(seed) for seed in result.seeds]
+                infotexts += [image.infotext for image in result.images]
+                yield paths, ", ".join(seeds), "\n\n".join(infotexts)
+            ended = True
+        finally:
+            with self._lock:
+                self._runs[key].remove(run)
+                if not self._runs[key]:
+                    del self._runs[key]
+            self._set_outcome(key, run.summary(len(paths)) if ended else "")
+        if run.interrupted:  # a note, not an error; with nothing made, the last preview stays
+            gr.Info(f"{mode}: interrupted.", title=MODES[mode].label)
+            if paths:
+                yield paths, ", ".join(seeds), "\n\n".join(infotexts)
+
+    def _set_outcome(self, key: tuple[str, str], text: str) -> None:
+        with self._lock:
+            self._outcomes.pop(key, None)
+            self._outcomes[key] = text
+            while len(self._outcomes) > MAX_OUTCOMES:  # the oldest sessions' go first
+                del self._outcomes[next(iter(self._outcomes))]
+
+    def outcome(self, mode: str, session: str) -> str:
+        """How the session's last generation of `mode` ended, in words ("" while it runs, after an error)."""
+        with self._lock:
+            return self._outcomes.get((session, mode), "")
 
     def _keep(self, mode: str, name: str, data: bytes, extension: str) -> str:
         """A file for the browser, in a folder of its own (pruned after keep_s, once per generation)."""
@@ -123,9 +172,23 @@ class Gateway:
         self.hub.close()
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
+    def _session_runs(self, mode: str | None, session: str) -> list[BatchRun]:
+        with self._lock:
+            return [run for (owner, of), runs in self._runs.items() if owner == session and mode in (None, of)
+                    for run in runs]
+
     def interrupt(self, mode: str | None, session: str) -> bool:
-        """Cancel the session's running generation of `mode` (None: all of its modes); True if one ran."""
-        return bool(self.hub.cancel(tab_owner(session), mode))
+        """Cancel the session's running generations of `mode` (None: all of its modes), their remaining
+        iterations too; True if one ran."""
+        runs = self._session_runs(mode, session)
+        for run in runs:
+            run.interrupt()
+        return bool(self.hub.cancel(tab_owner(session), mode)) or bool(runs)
+
+    def skip(self, mode: str, session: str) -> None:
+        """End the current iteration of the session's generations of `mode`; their next iterations run."""
+        for run in self._session_runs(mode, session):
+            run.skip()
 
     def status_line(self, mode: str, model: str | None = None) -> str:
         """The mode, its service's state and, when serving, the chosen model (`model`; None: the default)
@@ -155,9 +218,10 @@ def endpoint(gateway: Gateway, tab: Tab):
                 request = tab.spec.request(chosen)
                 controlnet.add_units(request, chosen, tab.spec.contract.takes_image, len(tab.controlnet.units))
                 apply_styles(gateway.hub.styles, request, chosen.get("styles"))
+                requests = batch.iterations(request, batch.batch_count(chosen))
             except (InputError, UnknownStyle) as err:  # our own words, naming what to fix
                 raise gr.Error(f"{label}: {err}.", print_exception=False) from None
-            yield from gateway.run(tab.mode, request, progress, session_of(session))
+            yield from gateway.run(tab.mode, requests, progress, session_of(session))
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - a fault of the gateway itself: an id for the browser, the rest logged
@@ -174,6 +238,27 @@ def interrupter(gateway: Gateway, mode: str | None):
     def interrupt(request: gr.Request):
         gateway.interrupt(mode, session_of(request))
     return interrupt
+
+
+def skipper(gateway: Gateway, mode: str):
+    """The Skip button's function: the current image (iteration) of the batch count ends, the next runs."""
+    def skip(request: gr.Request):
+        gateway.skip(mode, session_of(request))
+    return skip
+
+
+def outcome_reader(gateway: Gateway, mode: str):
+    """After a generation: how it ended, for the tab's outcome line."""
+    def read(request: gr.Request):
+        return gateway.outcome(mode, session_of(request))
+    return read
+
+
+def wire_seed_buttons(tab: Tab) -> None:
+    """🎲 sets the seed to -1 (random); ♻️ to the seed of the image picked in the gallery (A1111's)."""
+    seed = tab.inputs["seed"]
+    tab.controls.random_seed.click(lambda: -1, None, seed, api_visibility="private")
+    tab.controls.reuse_seed.click(batch.reused_seed, [tab.outputs[1], tab.selected], seed, api_visibility="private")
 
 
 def tab_owner(session: str) -> str:
@@ -228,10 +313,15 @@ def build_ui(gateway: Gateway, concurrency: int | None = None):
                 running = button.click(endpoint(gateway, tab), inputs=list(tab.inputs.values()), outputs=tab.outputs,
                                        api_name=tab.mode, concurrency_id=tab.mode, show_progress_on=tab.outputs[2],
                                        concurrency_limit="default" if concurrency is None else concurrency)
-                # Interrupt: the service stops this session's request at the next step; the last preview
-                # stays in the result area.
-                tab.interrupt.click(interrupter(gateway, tab.mode), None, None, cancels=[running],
-                                    api_visibility="private")
+                # The outcome line ("Done: ...", "Interrupted: ..."): read after the event, so the API's
+                # outputs stay the gallery, the seeds and the infotext.
+                running.then(outcome_reader(gateway, tab.mode), None, tab.outcome, api_visibility="private")
+                # Interrupt: the service stops this session's request at the next step and no further
+                # iteration starts; the generation then ends by itself, showing what was made (the last
+                # preview when nothing was). Skip: the current iteration only.
+                tab.interrupt.click(interrupter(gateway, tab.mode), None, None, api_visibility="private")
+                tab.skip.click(skipper(gateway, tab.mode), None, None, api_visibility="private")
+                wire_seed_buttons(tab)
                 if tab.xyz is not None:  # its own button and API endpoint (/txt2img_xyz)
                     wire_xyz(gateway, tab, tab.xyz, lambda request: tab_owner(session_of(request)), concurrency)
             extras = build_extras(backends[UPSCALE_MODE].info())
@@ -384,6 +474,7 @@ def launch(demo, config: GatewayConfig, *, block: bool = True, hub: Hub | None =
         ssr_mode=False,
         quiet=True,
         prevent_thread_lock=True,
+        head=shortcuts.HEAD,  # Ctrl+Enter in a prompt box generates
         app_kwargs={"docs_url": "/docs"},  # the OpenAPI page: the API's routes
     )
     if hub is not None:

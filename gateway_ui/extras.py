@@ -19,7 +19,7 @@ from imagegen.v1.contract import FORMAT_BY_MIME, RESIZERS, UPSCALE_MODE
 from .backend import GenerationError, internal_error_message, new_error_id
 from .endpoints import named_endpoint
 from .inputs import image_size
-from .outputs import SaveError
+from .outputs import EXTRAS, SaveError
 from .tabs import checked_at_upload
 
 log = logging.getLogger("gateway")
@@ -142,7 +142,7 @@ def wire_extras(gateway, extras: ExtrasTab, concurrency=None) -> None:
         fmt = FORMAT_BY_MIME.get(answer.image.mime_type)
         kept = gateway._keep("extras", "upscaled", answer.image.data, fmt.extension if fmt else "png")
         try:
-            gateway.hub.save("extras", [answer.image])
+            gateway.hub.save(EXTRAS, [answer.image])
         except SaveError as err:  # a warning: the result itself is still shown
             gr.Warning(str(err), title=f"{LABEL}: not saved")
         return kept, answer.image.infotext

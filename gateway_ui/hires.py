@@ -27,8 +27,9 @@ HIRES_INPUTS = ("hires", "hires_upscaler", "hires_steps", "hires_strength", "hir
 
 def upscaler_choices(info: pb.ServiceInfo) -> list[str]:
     """The latent modes, the image resizers, then the model upscalers the service lists (ServiceInfo.upscalers,
-    where the contract has it: names, or messages with a name)."""
-    models = [getattr(item, "name", item) for item in getattr(info, "upscalers", ())]
+    where the contract has it: names, or messages with a name), but those it says it cannot use."""
+    models = [getattr(item, "name", item) for item in getattr(info, "upscalers", ())
+              if not getattr(item, "unusable", "")]
     return list(dict.fromkeys([*LATENT_UPSCALE_MODES, *RESIZERS, *(name for name in models if name)]))
 
 

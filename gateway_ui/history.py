@@ -15,7 +15,7 @@ from gradio import processing_utils, utils
 
 from imagegen.v1.contract import MODES
 
-from .outputs import OutputStore, page_of
+from .outputs import EXTRAS, OutputStore, page_of
 from .png_info import InfoView, describe
 
 PAGE_SIZE = 24
@@ -57,8 +57,8 @@ def build_history(store: OutputStore | None) -> HistoryTab:
         if store is None:
             gr.Markdown("Saving outputs is off on this gateway (`--no-save`): there is no history to show.")
         with gr.Row():
-            mode = gr.Dropdown([(ALL, ALL)] + [(m.label, m.name) for m in MODES.values()], value=ALL,
-                               label="Mode", elem_id="history-mode", scale=2)
+            folders = [(m.label, m.name) for m in MODES.values()] + [("Extras", EXTRAS)]
+            mode = gr.Dropdown([(ALL, ALL)] + folders, value=ALL, label="Mode", elem_id="history-mode", scale=2)
             page = gr.Number(1, precision=0, minimum=1, label="Page", elem_id="history-page", scale=1)
             previous = gr.Button("< Newer", size="sm", elem_id="history-previous", scale=1)
             following = gr.Button("Older >", size="sm", elem_id="history-next", scale=1)
@@ -88,7 +88,8 @@ def show_page(store: OutputStore | None, mode: str, page) -> tuple[list, int, st
     if not listing:
         return [], 1, "No saved outputs yet.", []
     shown = [(copy, o) for o in items for copy in [served(o.path)] if copy is not None]
-    gallery = [(copy, f"{o.mode} #{o.number} seed {o.seed}") for copy, o in shown]
+    gallery = [(copy, f"{o.mode} #{o.number}" + ("" if o.mode == EXTRAS else f" seed {o.seed}"))  # upscaled: no seed
+               for copy, o in shown]
     summary = f"Page {page} of {pages} - {len(listing)} image{'s' if len(listing) != 1 else ''}, newest first"
     return gallery, page, summary, [o.name for _copy, o in shown]
 

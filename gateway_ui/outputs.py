@@ -25,6 +25,8 @@ log = logging.getLogger("gateway")
 
 _NAME = re.compile(r"^(\d+)-(\d+)\.(png|jpg|webp)$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EXTRAS = "extras"  # the Extras tab's upscaled images: a folder beside the modes'
+FOLDERS = (*MODE_NAMES, EXTRAS)  # the folders History lists and finds names in
 
 
 class SaveError(Exception):
@@ -107,10 +109,10 @@ class OutputStore:
 
     def listing(self, mode: str | None = None) -> list[SavedOutput]:
         """Saved images, newest first (by day, then time written, then number), from names and dates only."""
-        if mode and mode not in MODE_NAMES:
-            return []  # a mode's name only: the listing never leaves the outputs folder
+        if mode and mode not in FOLDERS:
+            return []  # a folder's name only: the listing never leaves the outputs folder
         found = []
-        for m in [mode] if mode else MODE_NAMES:
+        for m in [mode] if mode else FOLDERS:
             try:
                 days = [d for d in os.scandir(self.root / m)
                         if d.is_dir(follow_symlinks=False) and _DAY.match(d.name)]
@@ -138,7 +140,7 @@ class OutputStore:
     def find(self, name: str) -> Path | None:
         """The file of a listed name (mode/day/file), only inside the outputs folder; None if not there."""
         parts = name.split("/")
-        if len(parts) != 3 or parts[0] not in MODE_NAMES or not _DAY.match(parts[1]) or not _NAME.match(parts[2]):
+        if len(parts) != 3 or parts[0] not in FOLDERS or not _DAY.match(parts[1]) or not _NAME.match(parts[2]):
             return None
         path = self.root.joinpath(*parts)
         try:

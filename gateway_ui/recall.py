@@ -5,7 +5,6 @@ from __future__ import annotations
 import gradio as gr
 
 from imagegen.v1 import imagegen_pb2 as pb
-from imagegen.v1.contract import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
 from services.client.infotext import RECALLABLE, Parameters, prompt_lora_names
 
 from . import checkpoints, controlnet, hires
@@ -47,26 +46,12 @@ def values_for(tab: Tab, params: Parameters) -> tuple[dict, list[str]]:
     second, hires_warnings = hires.recalled(params.hires, {n: tab.inputs[n] for n in hires.HIRES_INPUTS
                                                           if n in tab.inputs})
     values.update(second)
-    warnings += hires_warnings + schedule_warnings(tab, params)
+    warnings += hires_warnings
     untagged = [name for name in params.loras if name not in prompt_lora_names(params)]
     if untagged:
         warnings.append(f"LoRAs recorded without a <lora:...> tag in the prompt are left out: {', '.join(untagged)}")
     warnings += [p for p in params.problems if not p.startswith("unknown sampler")]
     return values, warnings
-
-
-def schedule_warnings(tab: Tab, params: Parameters) -> list[str]:
-    """A recorded schedule type that a tab without a schedule type control cannot follow (it sends
-    Automatic, the sampler's A1111 default): said, not silently changed."""
-    if "schedule_type" in tab.inputs or params.scheduler is None or not params.schedule_type:
-        return []
-    sampler, recorded = resolve_sampler(params.scheduler, params.schedule_type)
-    automatic = resolve_sampler(sampler)[1]
-    if recorded == automatic:
-        return []
-    shown = f"{SAMPLERS[sampler][0]}'s Automatic ({SCHEDULE_TYPES[automatic]})"
-    return [(f"schedule type {SCHEDULE_TYPES[recorded]}: this tab has no schedule type control, so {shown} "
-             "is used and the result will differ")]
 
 
 def updates(tab: Tab, params: Parameters | None, image=None, info: pb.ServiceInfo | None = None) -> list:

@@ -20,6 +20,7 @@ from imagegen.v1.contract import (IMG2IMG, INPAINT, MAX_CLIP_SKIP, MAX_MASK_BLUR
 from services.client import make_request
 
 from . import checkpoints, hires, networks, outpaint
+from .batch import MAX_BATCH_COUNT
 from .controlnet import ControlNetSection, build_controlnet
 from .inputs import READABLE, problem, uploaded_paths
 from .masks import InputError, editor_image, editor_inputs
@@ -37,37 +38,48 @@ def up_to(most: int) -> str:
 
 @dataclass
 class Controls:
-    """The Advanced settings every tab has; their ranges and choices follow GetInfo."""
+    """The settings every tab has, laid out as A1111's: the everyday ones in view (sampler, schedule type,
+    steps, size, batch count and size, CFG, seed with 🎲 and ♻️), the rest under Advanced. Their ranges and
+    choices follow GetInfo."""
 
     fields: dict  # API name -> component, in API order
     sized: bool  # txt2img: width/height >= 64; image modes: 0 keeps the input's size
+    appended: dict = field(default_factory=dict)  # API name -> component: added last, after every other input
+    random_seed: object = None  # 🎲: the seed to -1 (random)
+    reuse_seed: object = None  # ♻️: the seed of the picked result
 
     @classmethod
     def build(cls, mode: str, info: pb.ServiceInfo, sized: bool, extra: Callable[[], dict],
-              late: Callable[[], dict] = dict) -> "Controls":
+              late: Callable[[], dict] = dict, appended: Callable[[], dict] = dict) -> "Controls":
         limits, defaults = info.limits, info.defaults
         least = MIN_SIZE if sized else 0
         suffix = "" if sized else " (0 = the input's)"
+        with gr.Row():
+            choices = sampler_choices(info)
+            scheduler = gr.Dropdown(choices, value=default_sampler(choices), label="Sampling method",
+                                    elem_id=f"{mode}-scheduler")
+            schedule_type = gr.Dropdown(SCHEDULE_CHOICES, value="", label="Schedule type",
+                                        elem_id=f"{mode}-schedule-type")
+            steps = gr.Slider(1, limits.max_steps, value=defaults.num_inference_steps, step=1,
+                              label="Sampling steps", elem_id=f"{mode}-steps")
+        with gr.Row():
+            width = gr.Slider(least, limits.max_width, value=defaults.width if sized else 0, step=8,
+                              label="Width" + suffix, info=up_to(limits.max_width), elem_id=f"{mode}-width")
+            height = gr.Slider(least, limits.max_height, value=defaults.height if sized else 0, step=8,
+                               label="Height" + suffix, info=up_to(limits.max_height), elem_id=f"{mode}-height")
+        with gr.Row():
+            # Batch count: requests one after another (gateway_ui/batch.py); batch size: images per request.
+            batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count",
+                                    elem_id=f"{mode}-batch-count")
+            num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Batch size",
+                                   elem_id=f"{mode}-num-images")
+        guidance = gr.Slider(0, limits.max_guidance_scale, value=defaults.guidance_scale, step=0.5,
+                             label="CFG Scale", elem_id=f"{mode}-guidance")
+        with gr.Row(equal_height=True):
+            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id=f"{mode}-seed", scale=4)
+            random_seed = gr.Button("🎲", size="sm", min_width=40, scale=0, elem_id=f"{mode}-random-seed")
+            reuse_seed = gr.Button("♻️", size="sm", min_width=40, scale=0, elem_id=f"{mode}-reuse-seed")
         with gr.Accordion("Advanced", open=False):
-            with gr.Row():
-                steps = gr.Slider(1, limits.max_steps, value=defaults.num_inference_steps, step=1, label="Steps",
-                                  elem_id=f"{mode}-steps")
-                guidance = gr.Slider(0, limits.max_guidance_scale, value=defaults.guidance_scale, step=0.5,
-                                     label="Guidance scale (CFG)", elem_id=f"{mode}-guidance")
-            with gr.Row():
-                width = gr.Slider(least, limits.max_width, value=defaults.width if sized else 0, step=8,
-                                  label="Width" + suffix, info=up_to(limits.max_width),
-                                  elem_id=f"{mode}-width")
-                height = gr.Slider(least, limits.max_height, value=defaults.height if sized else 0, step=8,
-                                   label="Height" + suffix, info=up_to(limits.max_height),
-                                   elem_id=f"{mode}-height")
-            with gr.Row():
-                seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id=f"{mode}-seed")
-                num_images = gr.Slider(1, limits.max_images, value=1, step=1, label="Number of images",
-                                       elem_id=f"{mode}-num-images")
-                choices = sampler_choices(info)
-                scheduler = gr.Dropdown(choices, value=default_sampler(choices), label="Sampler",
-                                        elem_id=f"{mode}-scheduler")
             with gr.Row():
                 clip_skip = gr.Slider(1, info.max_clip_skip or MAX_CLIP_SKIP, value=1, step=1,
                                       label="Clip skip (1 = last layer; SDXL: none)",
@@ -75,9 +87,12 @@ class Controls:
             # Mode controls stay last on the page: moved above, they broke ImageEditor uploads in Chromium.
             mode_fields = extra()  # strength, mask blur (first in the API, last on the page)
             late_fields = late()  # added later: last in the API too, so positional callers keep working
+            appended_fields = appended()  # the mode's newest (invert mask): after every other input
         return cls({**mode_fields, "steps": steps, "guidance": guidance, "width": width, "height": height,
                     "seed": seed, "num_images": num_images, "scheduler": scheduler, "clip_skip": clip_skip,
-                    **late_fields}, sized)
+                    **late_fields}, sized,
+                   {"schedule_type": schedule_type, "batch_count": batch_count, **appended_fields},
+                   random_seed, reuse_seed)
 
     @property
     def ranged(self) -> list:
@@ -98,6 +113,10 @@ class Controls:
             gr.update(choices=sampler_choices(info)),
             gr.update(maximum=info.max_clip_skip or MAX_CLIP_SKIP),  # the model's text encoder layers
         ]
+
+
+# A1111's schedule types ("" = Automatic, the sampler's own); the hires fix's list less its "Use same scheduler".
+SCHEDULE_CHOICES = hires.SCHEDULE_CHOICES[1:]
 
 
 def sampler_choices(info: pb.ServiceInfo) -> list[tuple[str, str]]:
@@ -206,6 +225,9 @@ class TabSpec:
     # Builds the hires fix's controls (txt2img; gateway_ui/hires.py) -> API name -> component: a group of its
     # own, after every other input in the API.
     hires_controls: Callable[[pb.ServiceInfo], dict] = lambda _info: {}
+    # Builds the mode's newest Advanced controls (after its late ones on the page) -> API name -> component:
+    # last in the API, after the shared page controls (schedule type, batch count).
+    appended_controls: Callable[[], dict] = lambda: {}
 
 
 def _no_inputs() -> dict:
@@ -262,11 +284,16 @@ def img2img_request(values: dict):
                         strength=number(values, "strength"), fit=_fit(values), **common_request_args(values))
 
 
+BRUSH = ("#ffffff", 0.5)  # the inpainting brush: white at half opacity
+
+
 def inpaint_inputs() -> dict:
     # The editor's layers are read here (they make the mask), so it gives PIL images; an uploaded mask
     # goes to the service as the file's own bytes.
+    # A semi-transparent brush (A1111's): the image shows through what is painted; any painted pixel is
+    # masked, whatever its alpha (masks.painted_mask).
     editor = gr.ImageEditor(type="pil", label="Image: paint over the part to repaint",
-                            brush=gr.Brush(colors=["#ffffff"], color_mode="defaults"),
+                            brush=gr.Brush(colors=[BRUSH], default_color=BRUSH, color_mode="defaults"),
                             sources=["upload", "clipboard"], elem_id="inpaint-editor")
     mask = gr.Image(type="filepath", image_mode=None, elem_id="inpaint-mask",
                     label="Or upload a mask (white = repaint)")
@@ -294,6 +321,12 @@ def inpaint_late_controls(info: pb.ServiceInfo) -> dict:
             **_resize_mode(INPAINT.name)}
 
 
+def inpaint_appended_controls() -> dict:
+    """A1111's Mask mode: "Inpaint not masked" repaints all but the mask (InpaintRequest.invert_mask)."""
+    return {"invert_mask": gr.Radio([("Inpaint masked", False), ("Inpaint not masked", True)], value=False,
+                                    label="Mask mode", elem_id="inpaint-mask-mode")}
+
+
 def inpaint_request(values: dict):
     extend = outpaint.sides(values)
     # Outpainting makes its own mask (the new area): the editor's image alone.
@@ -306,7 +339,7 @@ def inpaint_request(values: dict):
     return make_request(INPAINT.name, values["prompt"] or "", image=image, mask=mask,
                         strength=number(values, "strength"),
                         mask_blur=number(values, "mask_blur", whole=True),
-                        only_masked=bool(values.get("only_masked")),
+                        only_masked=bool(values.get("only_masked")), invert_mask=bool(values.get("invert_mask")),
                         only_masked_padding=None if padding is None else number(values, "only_masked_padding",
                                                                                 whole=True),
                         masked_content=content, fit=_fit(values), outpaint=extend,
@@ -320,7 +353,8 @@ TABS = (
             mode_controls=lambda info: _strength(IMG2IMG.name, info), request=img2img_request,
             late_controls=lambda _info: _resize_mode(IMG2IMG.name)),
     TabSpec(INPAINT, sized=False, image_inputs=inpaint_inputs, mode_controls=inpaint_controls,
-            request=inpaint_request, late_controls=inpaint_late_controls, newest_controls=outpaint.controls),
+            request=inpaint_request, late_controls=inpaint_late_controls, newest_controls=outpaint.controls,
+            appended_controls=inpaint_appended_controls),
 )
 
 
@@ -339,7 +373,9 @@ class Tab:
     networks: object = None  # the LoRA and embedding cards (networks.Networks); they follow GetInfo
     model_refresh: object = None  # 🔄 beside the checkpoint dropdown (inputs["model"]): GetInfo again
     xyz: object = None  # the X/Y/Z plot's controls (xyz.ui.XYZControls), where the tab has them
-    controlnet: ControlNetSection | None = None  # its units' inputs are the last of `inputs`
+    controlnet: ControlNetSection | None = None  # its units' inputs follow the others but the page's newest
+    skip: object = None  # the Skip button: ends the current image of a batch count
+    outcome: object = None  # the outcome line: how the last generation ended
 
     @property
     def styles(self):
@@ -384,17 +420,19 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
                 styles = style_picker(mode, style_names)
                 nets = networks.panel(mode, info, prompt, negative)
                 controls = Controls.build(mode, info, spec.sized, lambda: spec.mode_controls(info),
-                                          lambda: spec.late_controls(info))
+                                          lambda: spec.late_controls(info), spec.appended_controls)
                 newest = spec.newest_controls()
                 second_pass = spec.hires_controls(info)
                 control = build_controlnet(mode, info, spec.contract.takes_image, checked_at_upload)
                 with gr.Row():
-                    button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate")
+                    button = gr.Button("Generate", variant="primary", elem_id=f"{mode}-generate", scale=2)
+                    skip = gr.Button("Skip", elem_id=f"{mode}-skip")  # the current image of a batch count
                     interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{mode}-interrupt")
                 xyz = build_xyz(mode) if spec.contract is TXT2IMG else None  # wired in app.py (the hub's)
             with gr.Column():
                 gallery = gr.Gallery(label="Result", type="filepath", format="png", interactive=False,
                                      elem_id=f"{mode}-gallery", columns=2)
+                outcome = gr.Markdown(elem_id=f"{mode}-outcome")  # "Done: ...", "Interrupted: ..."
                 seeds = gr.Textbox(label="Seeds", interactive=False, elem_id=f"{mode}-seeds")
                 infotext = gr.Textbox(label="Parameters (infotext)", lines=3, interactive=False,
                                       elem_id=f"{mode}-infotext")
@@ -409,6 +447,7 @@ def build_tab(spec: TabSpec, info: pb.ServiceInfo, image_modes: list[ModeContrac
               "styles": styles, **newest}
     inputs.update(second_pass)  # the hires fix's group
     inputs.update(control.fields)  # ControlNet: a group of its own, after every other input
+    inputs.update(controls.appended)  # the page's schedule type and batch count, then the mode's newest
     tab = Tab(spec, inputs, controls, status, [gallery, seeds, infotext], send, selected, interrupt, nets,
-              refresh, xyz, control)
+              refresh, xyz, control, skip, outcome)
     return tab, button

@@ -275,7 +275,7 @@ def main(argv=None) -> int:
         port = layout.grpc[mode]
         group.start(mode, service_command(mode, models[mode], args.host, port, device, layout.metrics[mode],
                                           layout.health[mode], models_dir, embeddings_dir, lora_dir,
-                                          upscaler_dir if MODES[mode].upscales else "", controlnet_dir))
+                                          upscaler_dir if MODES[mode].uses_upscalers else "", controlnet_dir))
         targets[mode] = f"{args.host}:{port}"
     try:
         problem = wait_serving(targets, group, args.start_timeout) if not stopping else "stopped"

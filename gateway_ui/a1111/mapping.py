@@ -19,6 +19,7 @@ from imagegen.v1.contract import mode as mode_contract
 from imagegen.v1.infotext import sampler_for
 from services.client import make_request
 
+from ..batch import MAX_RANDOM_SEED, iteration_seeds
 from . import outpainting
 from .errors import ApiError, field_error
 from .hires import hires_keywords
@@ -77,7 +78,6 @@ FIT_BY_RESIZE_MODE = {0: "resize", 1: "crop", 2: "fill", 3: "latent"}
 CONTENT_BY_INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
 # samples_format (A1111's option) -> make_request's output_format; anything else is PNG, as A1111 does.
 FORMAT_BY_SAMPLES_FORMAT = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
-MAX_RANDOM_SEED = 4294967294  # A1111's range for a random seed
 CONTROLNET_SCRIPT = "controlnet"  # sd-webui-controlnet's alwayson_scripts key (controlnet.py reads its units)
 ALWAYSON = {CONTROLNET_SCRIPT}  # the alwayson_scripts taken
 
@@ -198,7 +198,7 @@ def plan(req: _Request, options: dict, mode: str | None = None) -> Plan:
     max_seed = _INT_RANGES[FieldDescriptor.TYPE_UINT64][1]
     if seed + (req.n_iter - 1) * req.batch_size > max_seed:  # the last batch's first seed
         raise field_error("seed", f"seed + batch_size x (n_iter - 1) must be at most {max_seed}")
-    requests = [make_request(mode, **common, seed=seed + i * req.batch_size) for i in range(req.n_iter)]
+    requests = [make_request(mode, **common, seed=first) for first in iteration_seeds(seed, req.n_iter, req.batch_size)]
     return Plan(mode, requests, seed, subseed, clip_skip, output_format)
 
 

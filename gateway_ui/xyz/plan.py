@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from imagegen.v1.contract import MAX_SEED
 from imagegen.v1.infotext import scheduler_for
 
+from ..batch import MAX_RANDOM_SEED
 from .axes import MAX_CELLS, NOTHING, Axis, PlotError, parse_values
-
-MAX_RANDOM_SEED = 4294967294  # A1111's range for a random seed
 
 
 @dataclass

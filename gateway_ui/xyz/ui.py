@@ -115,7 +115,7 @@ def _run(gateway, tab, named: dict, progress, owner: str):
     controlnet.add_units(base, named, tab.spec.contract.takes_image, len(tab.controlnet.units))
     apply_styles(hub.styles, base, named.get("styles"))  # before Prompt S/R, which searches the prompts sent
     if base.params.num_images > 1:
-        raise InputError("the plot makes one image per cell: set Number of images to 1")
+        raise InputError("the plot makes one image per cell: set Batch size to 1")
     plot = plot_of(mode, named)
     if not base.params.HasField("seed") and not plot.no_fixed_seeds:
         base.params.seed = random.randrange(MAX_RANDOM_SEED)  # one seed for every cell, as A1111's fix_seed

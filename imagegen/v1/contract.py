@@ -49,6 +49,12 @@ class ModeContract:
         """Whether the service offers the Upscale RPC (the proto says: Img2Img)."""
         return "Upscale" in pb.DESCRIPTOR.services_by_name[self.service].methods_by_name
 
+    @property
+    def uses_upscalers(self) -> bool:
+        """Whether the service runs upscaler models: its Upscale RPC, or a hires fix's upscaler (the request
+        has `hires`); its operator's --upscaler-dir is for these."""
+        return self.upscales or "hires" in self.request.DESCRIPTOR.fields_by_name
+
 
 TXT2IMG = ModeContract("txt2img", "Txt2Img", "Txt2Img", 50051, 9051, 9061, pb.Txt2ImgRequest,
                        pb_grpc.Txt2ImgStub, pb_grpc.add_Txt2ImgServicer_to_server,

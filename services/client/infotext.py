@@ -69,12 +69,11 @@ RECALLABLE = (
     Recallable("height", SIZE, "height", bounds=(MIN_SIZE, LIMITS.max_height)),
     Recallable("seed", SEED, "seed", int, (0, MAX_SEED)),
     Recallable("scheduler", SAMPLER, "scheduler"),  # A1111's names mapped to ours
-    # "" (Automatic) when not written. No tab has the control yet: a send warns when it would matter.
-    Recallable("schedule_type", SCHEDULE_TYPE, None),
+    Recallable("schedule_type", SCHEDULE_TYPE, "schedule_type"),  # "" (Automatic) when not written
     Recallable("strength", DENOISING_STRENGTH, "strength", float, (0, 1)),
     Recallable("mask_blur", MASK_BLUR, "mask_blur", int, (0, MAX_MASK_BLUR)),
     Recallable("clip_skip", CLIP_SKIP, "clip_skip", int, (1, MAX_CLIP_SKIP)),
-    Recallable("invert_mask", MASK_MODE, None),  # the tabs have no such control; replay sends it
+    Recallable("invert_mask", MASK_MODE, "invert_mask"),  # "Inpaint not masked" -> True
     Recallable("fit", RESIZE_MODE, "fit"),  # A1111's resize mode words -> our fit names
     Recallable("only_masked", INPAINT_AREA, "only_masked"),  # "Only masked" -> True
     Recallable("only_masked_padding", MASKED_AREA_PADDING, "only_masked_padding", int,

@@ -1,5 +1,6 @@
 """ControlNet units' checks: every field of params.control refused naming it before any model work, and
-each unit's control map made (decoded, preprocessed, fitted to the output size) for the engine.
+each unit's control map made (decoded, preprocessed, fitted to the output size; kept detected, to fit
+again at a hires fix's size) for the engine.
 
 A mode calls `check_control` once it knows its output size (and its init image, which a unit without
 an image of its own uses, as sd-webui-controlnet does); the runtime calls `check_family` once it knows
@@ -37,6 +38,16 @@ class ControlSpec:
     guidance_end: float
     control_mode: int  # pb.ControlMode, never UNSPECIFIED
     infotext: ControlNetEntry  # the unit as sd-webui-controlnet's infotext records it
+    # The detected map, fitted again at another size (a hires fix's second pass, as the extension's
+    # hr_control); None for a map a mode placed itself (inpaint's only-masked cut-out), used as it is.
+    source: preprocessors.ControlMap | None = None
+
+    def image_at(self, width: int, height: int) -> Any:
+        """The control map at width x height: `image` at the output's size, else the detected map fitted
+        there by the unit's resize mode."""
+        if self.image.size == (width, height) or self.source is None:
+            return self.image
+        return self.source.at(width, height)
 
     @property
     def soft(self) -> bool:
@@ -82,10 +93,10 @@ def check_control(params: pb.GenerationParams, config: ServiceConfig, width: int
         else:
             raise InvalidArgument(f"{field}.image.data", "a unit needs a control image here (img2img and inpaint "
                                                          "use the init image when it has none)")
-        made = (place(unit, image) if place is not None
-                else preprocessors.control_image(unit, image, width, height, seed))
+        source = None if place is not None else preprocessors.control_map(unit, image, width, height, seed)
+        made = place(unit, image) if place is not None else source.at(width, height)
         checked.append(ControlSpec(field, entry.name, entry.family, made, weight, start, end, mode,
-                                   _infotext(unit, entry, weight, start, end, mode)))
+                                   _infotext(unit, entry, weight, start, end, mode), source))
     return tuple(checked)
 
 

@@ -14,8 +14,10 @@ class Mode:
     contract: ModeContract  # name, proto service, request class, default ports (shared with clients)
     default_model: str  # what --model is when neither the flag nor IMAGEGEN_MODEL says
     pipeline_class: str  # the diffusers class that loads it, e.g. "AutoPipelineForText2Image"
-    # request, ServiceConfig -> GenerationSpec: every field checked first; raises InvalidArgument. No model work.
-    check: Callable[[Any, Any], Any]
+    # request, ServiceConfig, the service's models.upscalers.Upscalers (None: the resizers alone; a hires
+    # fix may name one of its models) -> GenerationSpec: every field checked first; raises
+    # InvalidArgument. No model work.
+    check: Callable[..., Any]
     # pipe, batch (GenerationSpecs with one batch_key), generators (one per image), step callback
     # -> PIL images, in order: all of the first spec's seeds, then the next spec's, ...
     run: Callable[[Any, list, list, Callable], list]

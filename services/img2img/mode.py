@@ -13,7 +13,7 @@ from services.core.mode import Mode, per_image, shared_args
 from services.core.spec import GenerationSpec
 
 
-def check(request: pb.Img2ImgRequest, config) -> GenerationSpec:
+def check(request: pb.Img2ImgRequest, config, upscalers=None) -> GenerationSpec:
     params = check_params(request.params, config)
     strength, denoise_steps = check_strength(request, IMG2IMG.default_strength, params.steps)
     fit = check_fit(request)

@@ -21,7 +21,7 @@ from services.core.spec import GenerationSpec
 from . import outpaint
 
 
-def check(request: pb.InpaintRequest, config) -> GenerationSpec:
+def check(request: pb.InpaintRequest, config, upscalers=None) -> GenerationSpec:
     params = check_params(request.params, config)
     strength, denoise_steps = check_strength(request, INPAINT.default_strength, params.steps)
     blur = request.mask_blur if request.HasField("mask_blur") else INPAINT.default_mask_blur

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import (DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_HIRES_UPSCALER,
-                                  RESIZERS, LATENT_UPSCALE_MODES, MAX_HIRES_SCALE, MIN_SIZE,
+                                  LATENT_UPSCALE_MODES, MAX_HIRES_SCALE, MIN_SIZE,
                                   SCHEDULER_LABELS, SCHEDULE_TYPES)
 from imagegen.v1.infotext import (DENOISING_STRENGTH, HIRES_NEGATIVE_PROMPT, HIRES_PROMPT, HIRES_RESIZE,
                                   HIRES_SAMPLER, HIRES_SCHEDULE_TYPE, HIRES_STEPS, HIRES_UPSCALE,
@@ -21,6 +21,8 @@ from imagegen.v1.infotext import (DENOISING_STRENGTH, HIRES_NEGATIVE_PROMPT, HIR
 
 from services.core.checks import check_pixels, check_prompt_tags, check_sampler, check_text, short_float
 from services.core.errors import InvalidArgument
+from services.core.models.upscalers import Upscalers
+from services.core.work.upscaling import check_upscaler
 
 SCALE = 8  # the VAE's: AUTOMATIC1111's opt_f
 
@@ -29,7 +31,7 @@ SCALE = 8  # the VAE's: AUTOMATIC1111's opt_f
 class Hires:
     """A checked second pass."""
 
-    upscaler: str  # a LATENT_UPSCALE_MODES or RESIZERS name
+    upscaler: str  # a LATENT_UPSCALE_MODES or RESIZERS name, or a model upscaler's (--upscaler-dir)
     upscale_to: tuple[int, int]  # (width, height) the image is enlarged to, before the crop
     crop: tuple[int, int]  # (x, y) latent columns and rows cut off, half each side (A1111's truncate_x/y)
     steps: int  # the steps the second pass runs
@@ -76,9 +78,10 @@ def target(hires: pb.HiresFix, width: int, height: int) -> tuple[tuple[int, int]
     return (_floor8(to[0]), _floor8(to[1])), crop
 
 
-def check(hires: pb.HiresFix, params, width: int, height: int, limits, upscalers=()) -> Hires:
-    """The second pass of a request whose first pass is width x height; `upscalers`: the model upscalers'
-    names the service has. Every field refused naming it."""
+def check(hires: pb.HiresFix, params, width: int, height: int, limits, upscalers: Upscalers | None = None) -> Hires:
+    """The second pass of a request whose first pass is width x height; `upscalers`: the service's
+    (models.upscalers.Upscalers: its resizers and --upscaler-dir's models; None: the resizers alone).
+    Every field refused naming it."""
     for side, value in (("resize_width", hires.resize_width), ("resize_height", hires.resize_height)):
         if value and (value % SCALE or not MIN_SIZE <= value <= getattr(limits, f"max_{side[7:]}")):
             raise InvalidArgument(f"hires.{side}", f"{value} must be a multiple of 8 within "
@@ -91,11 +94,8 @@ def check(hires: pb.HiresFix, params, width: int, height: int, limits, upscalers
         if not MIN_SIZE <= value <= limit:
             raise InvalidArgument(field, f"the second pass's {name} would be {value}, outside {MIN_SIZE}..{limit}")
     check_pixels(*upscale_to, limits, field)
-    upscaler = hires.upscaler or DEFAULT_HIRES_UPSCALER
-    if upscaler not in LATENT_UPSCALE_MODES and upscaler not in RESIZERS and upscaler not in upscalers:
-        choices = [*LATENT_UPSCALE_MODES, *RESIZERS, *upscalers]
-        raise InvalidArgument("hires.upscaler", f"unknown upscaler {hires.upscaler[:40]!r}; choose one of "
-                                                f"{', '.join(choices)}")
+    upscaler = check_upscaler(hires.upscaler or DEFAULT_HIRES_UPSCALER, "hires.upscaler",
+                              upscalers if upscalers is not None else Upscalers(None), tuple(LATENT_UPSCALE_MODES))
     steps = hires.steps or params.steps
     if steps > limits.max_steps:
         raise InvalidArgument("hires.steps", f"{steps} is over the limit of {limits.max_steps}")

@@ -5,24 +5,22 @@ from imagegen.v1.contract import TXT2IMG
 from services.core.checks import check_params, output_size
 from services.core.control_checks import check_control
 from services.core.engine.rows import Row, new_row
-from services.core.errors import InvalidArgument
 from services.core.mode import Mode, shared_args
 from services.core.spec import GenerationSpec
 
 from . import hires
 
 
-def check(request: pb.Txt2ImgRequest, config) -> GenerationSpec:
+def check(request: pb.Txt2ImgRequest, config, upscalers=None) -> GenerationSpec:
     params = check_params(request.params, config)
     (width, height), _fit = output_size(params, config)
+    # The units steer both passes: their maps are fitted again at the second pass's size (engine/resize.py).
     control = check_control(request.params, config, width, height, params.seeds[0])
     if not request.HasField("hires"):
         return GenerationSpec.build(params, width, height, control=control)
-    if control:  # its maps are made at the first pass's size; the second pass would need them again
-        raise InvalidArgument("hires", "a second pass with ControlNet units is not served yet: send one "
-                                       "without params.control, or the first pass alone")
-    second = hires.check(request.hires, params, width, height, config.limits)
-    return GenerationSpec.build(params, width, height, hires=second, infotext_extra=second.infotext)
+    second = hires.check(request.hires, params, width, height, config.limits, upscalers)
+    return GenerationSpec.build(params, width, height, control=control, hires=second,
+                                infotext_extra=second.infotext)
 
 
 def run(pipe, batch, generators, on_step):

@@ -110,7 +110,9 @@ def test_clip_skip_is_the_last_shared_setting_and_mode_settings_added_since_come
                           "outpaint_left", "outpaint_right", "outpaint_up", "outpaint_down", "outpaint_fill"]}
     for name, added in later.items():
         names = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
-        names = [n for n in names if not n.startswith("controlnet_")]  # a group of their own, last (#24)
+        page = ["schedule_type", "batch_count"] + (["invert_mask"] if name == "/inpaint" else [])
+        assert names[-len(page):] == page  # the page's A1111 controls came last of all (#23)
+        names = [n for n in names[:-len(page)] if not n.startswith("controlnet_")]  # a group of their own (#24)
         assert names[-1 - len(added):] == ["clip_skip", *added]  # positional callers of before keep working
     _g, _seeds, infotext = client.predict(prompt="a (red:1.2) fox", seed=4, clip_skip=2, api_name="/txt2img")
     assert "Clip skip: 2" in infotext

@@ -335,3 +335,80 @@ def test_the_pipeline_engine_refuses_units_naming_the_field(folder):
         assert refused.value.violations[0].field == "params.control"
     finally:
         service.stop()
+
+
+# Single files, as people download them: the original ControlNet layout (with and without the ControlLDM
+# `control_model.` prefix, .safetensors and plain-tensor .pth) beside the diffusers folder of the very same
+# ControlNet; a file whose tensors are no whole ControlNet, and one that is no ControlNet at all.
+SINGLE_FILES = {"sd-file": ("sd-folder", "sd-file.safetensors", True), "sd-bare": ("sd-folder", "sd-bare.pth", False),
+                "xl-file": ("xl-folder", "xl-file.safetensors", True), "xl-bare": ("xl-folder", "xl-bare.pth", False)}
+
+
+@pytest.fixture(scope="module")
+def file_folder(tmp_path_factory):
+    from safetensors.torch import save_file
+
+    from services.core.models.controlnet_writer import original_state, write_original
+
+    folder = tmp_path_factory.mktemp("controlnet-files")
+    nets = {"sd-folder": build_tiny_controlnet("tiny", seed=11, original=True),
+            "xl-folder": build_tiny_controlnet("tiny-xl", seed=12, original=True)}
+    for name, net in nets.items():
+        net.save_pretrained(folder / name)
+    for source, file_name, prefix in SINGLE_FILES.values():
+        write_original(nets[source], folder / file_name, prefix=prefix)
+    partial = original_state(nets["sd-folder"])
+    del partial["control_model.zero_convs.2.0.weight"]
+    save_file(partial, str(folder / "partial.safetensors"))
+    save_file({"lora_unet_down.lora_up.weight": torch.zeros(4, 4)}, str(folder / "not-a-controlnet.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def file_service(file_folder, tmp_path_factory):
+    from services.launch import demo_models
+
+    models = demo_models(CACHE_DIR, tmp_path_factory.mktemp("models"))
+    service = RunningService("txt2img", "--engine", "step", "--controlnet-dir", str(file_folder), "--models-dir",
+                             str(models))
+    yield service
+    service.stop()
+
+
+def test_single_files_are_listed_with_their_family_and_a1111_hash(file_service, file_folder):
+    import hashlib
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:  # hashed in the background: GetInfo never waits for one
+        listed = {c.name: c for c in file_service.client.info().controlnets}
+        if all(c.hash for c in listed.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {name: c.family for name, c in listed.items()} == {
+        "partial": "sd1", "sd-bare": "sd1", "sd-file": "sd1", "sd-folder": "sd1", "xl-bare": "sdxl", "xl-file": "sdxl",
+        "xl-folder": "sdxl"}  # not-a-controlnet is skipped
+    for name, (_source, file_name, _prefix) in SINGLE_FILES.items():
+        assert listed[name].hash == hashlib.sha256((file_folder / file_name).read_bytes()).hexdigest()[:10]
+
+
+@pytest.mark.parametrize("name", list(SINGLE_FILES))
+def test_a_single_file_makes_the_image_of_its_diffusers_folder(file_service, file_folder, name):
+    source = SINGLE_FILES[name][0]
+    model = "tiny-xl" if source.startswith("xl") else "tiny"
+    request = with_units(image_request("txt2img", model), dict(model=name, weight=1.5))
+    got = served(file_service, request)
+    from_folder = served(file_service, with_units(image_request("txt2img", model), dict(model=source, weight=1.5)))
+    assert np.abs(got - from_folder).max() <= 1
+    assert np.abs(got - served(file_service, image_request("txt2img", model))).max() > 10  # it steers
+    expected = diffusers_image(file_folder, "txt2img", model, file_service.runtime.check(request), [source])
+    assert np.abs(got - expected).max() <= MAX_DIFF
+
+
+@pytest.mark.parametrize("name", ["partial", "not-a-controlnet"])
+def test_a_broken_or_foreign_file_is_invalid_argument_naming_the_unit_and_the_service_goes_on(file_service, name):
+    with pytest.raises(InvalidInput) as refused:
+        file_service.client.generate(with_units(request_for("txt2img", steps=2), dict(model=name)))
+    assert refused.value.violations[0].field == "params.control[0].model"
+    assert str(file_service.config.controlnet_dir) not in refused.value.violations[0].description  # no paths
+    assert file_service.client.generate(with_units(request_for("txt2img", steps=2), dict(model="sd-file"))).images

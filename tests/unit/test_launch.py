@@ -75,7 +75,7 @@ def test_each_service_is_given_the_sample_controlnets_unless_told_otherwise(tmp_
     folder = launch.sample_controlnets({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
     assert folder.startswith(str(tmp_path))
     assert {name: entry.family for name, entry in controlnets.available(Path(folder)).items()} == {
-        "tiny-controlnet": "sd1", "tiny-xl-controlnet": "sdxl"}
+        "tiny-controlnet": "sd1", "tiny-controlnet-original": "sd1", "tiny-xl-controlnet": "sdxl"}
     command = launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1, -1, controlnet_dir=folder)
     assert command[command.index("--controlnet-dir") + 1] == folder
     assert "--controlnet-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50061, "cpu", -1)
@@ -128,13 +128,15 @@ def test_each_service_is_given_the_sample_loras_unless_told_otherwise(tmp_path):
     assert launch.lora_folder(None, {**embedded, "inpaint": "/models/sd15"}, environ) == ""
 
 
-def test_the_img2img_service_alone_is_given_the_tiny_esrgan(tmp_path):
+def test_the_img2img_and_txt2img_services_are_given_the_tiny_esrgan(tmp_path):
     from imagegen.v1.contract import MODES
 
     folder = launch.tiny_upscalers({"IMAGEGEN_CACHE_DIR": str(tmp_path)})
     assert folder.startswith(str(tmp_path))
     assert sorted(p.name for p in Path(folder).iterdir()) == ["tiny-esrgan-2x.safetensors"]
-    assert [mode for mode, contract in MODES.items() if contract.upscales] == ["img2img"]  # what main passes it to
+    # What main passes it to: Upscale's service, and txt2img's hires fix (its upscaler dropdown lists it).
+    assert [mode for mode, contract in MODES.items() if contract.uses_upscalers] == ["txt2img", "img2img"]
+    assert [mode for mode, contract in MODES.items() if contract.upscales] == ["img2img"]
     command = launch.service_command("img2img", "tiny", "127.0.0.1", 50052, "cpu", -1, -1, upscaler_dir=folder)
     assert command[command.index("--upscaler-dir") + 1] == folder
-    assert "--upscaler-dir" not in launch.service_command("txt2img", "tiny", "127.0.0.1", 50051, "cpu", -1)
+    assert "--upscaler-dir" not in launch.service_command("inpaint", "tiny", "127.0.0.1", 50053, "cpu", -1)

@@ -6,7 +6,9 @@ of a call first (`before_call`: ControlNets run once over the rows that use each
 - `unet_kwargs`: keyword arguments of the UNet call, by path (("added_cond_kwargs", "time_ids"); an int
   in a path is a tuple's position), batched like the row's UNet input. Rows of a call that lack an
   argument another row has get its neutral value, zeros, in their place (ControlNet residuals);
-- `after_step`: a change to the row's latents after its scheduler's step (4-channel inpainting).
+- `after_step`: a change to the row's latents after its scheduler's step (4-channel inpainting);
+- `resized`: the row has just changed size (a hires fix's resize): what was made for the old size is
+  made again for the new (ControlNet maps).
 `denoise.unet_step` applies them without knowing any of them; new conditioning is a new class here.
 """
 
@@ -32,6 +34,9 @@ class Conditioner:
 
     def after_step(self, row) -> None:
         pass
+
+    def resized(self, row) -> None:
+        """Called once the row's latents are at the size of its new phase (row.phase.size)."""
 
 
 class TextTime(Conditioner):

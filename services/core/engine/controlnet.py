@@ -3,7 +3,8 @@ ControlNet, their residuals scaled per row and summed over the row's units into 
 
 The arithmetic is diffusers' ControlNet pipelines' loop body, row by row:
 - the control image is prepared as their `prepare_image` does (control_image_processor: RGB, 0..1, at
-  the row's size), once per size;
+  the row's size); a row that changes size (a hires fix's resize) gets its units' maps fitted again at
+  the new size, as sd-webui-controlnet prepares a hint of its own for the hires pass (hr_control);
 - a unit steers at step i of n while i/n >= start and (i+1)/n <= end (their `controlnet_keep`);
 - its residuals are scaled by its weight, and for soft injection (both control modes but balanced)
   residual j of m by SOFT_INJECTION_BASE^(m-1-j) as sd-webui-controlnet does (the deepest, the mid
@@ -39,11 +40,11 @@ class RowUnit:
     net: Any
     spec: Any
     prepare: Any  # (height, width) -> the control image tensor (1, 3, height, width) on the net's device
-    _by_size: dict = field(default_factory=dict)
+    _by_size: dict = field(default_factory=dict)  # (height, width) -> prepared: the row's size only
 
     def image(self, size: tuple[int, int]) -> torch.Tensor:
         if size not in self._by_size:
-            self._by_size[size] = self.prepare(size)
+            self._by_size = {size: self.prepare(size)}  # the old size's is not needed again
         return self._by_size[size]
 
     def steers(self, row) -> bool:
@@ -59,13 +60,18 @@ class RowUnit:
 class ControlUnits(Conditioner):
     """A row's ControlNet units; `unet_kwargs` gives the residuals `before_call` computed for this call."""
 
-    def __init__(self, units: list[RowUnit], text_time: TextTime | None):
-        self.units, self.text_time = units, text_time
+    def __init__(self, units: list[RowUnit]):
+        self.units = units
         self._parts: dict[int, list] = {}  # unit index -> its scaled residuals this call
         self._residuals: dict[tuple, torch.Tensor] = {}
 
     def unet_kwargs(self, row) -> dict[tuple, torch.Tensor]:
         return self._residuals
+
+    def resized(self, row) -> None:
+        """The row's maps made at its new size now (inside the resize's fault handling, not a UNet call's)."""
+        for unit in self.units:
+            unit.image(row.phase.size)
 
     @classmethod
     def before_call(cls, members: list[tuple]) -> None:
@@ -95,8 +101,9 @@ def _run(items: list[tuple]) -> None:
         times.append(row.timestep.reshape(1).expand(xs[-1].shape[0]))
         embeds.append(row.embeds[take])
         images.append(unit.image(row.phase.size).expand(xs[-1].shape[0], -1, -1, -1))
-        if cond.text_time is not None:
-            added = cond.text_time.unet_kwargs(row)
+        text_time = next((c for c in row.conditioners if isinstance(c, TextTime)), None)  # the row's now: a
+        if text_time is not None:  # hires prompt of its own replaces it
+            added = text_time.unet_kwargs(row)
             text_embeds.append(added[("added_cond_kwargs", "text_embeds")][take])
             time_ids.append(added[("added_cond_kwargs", "time_ids")][take])
         halves.append(half)
@@ -135,13 +142,13 @@ def attach_control(pipe, row, control, nets) -> None:
     processor = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor, do_convert_rgb=True, do_normalize=False)
     units = []
     for spec, net in zip(control, nets):
-        def prepare(size, image=spec.image, net=net):
+        def prepare(size, spec=spec, net=net):
             import torch
 
             height, width = size
-            tensor = processor.preprocess(image, height=height, width=width).to(dtype=torch.float32)
+            tensor = processor.preprocess(spec.image_at(width, height), height=height,
+                                          width=width).to(dtype=torch.float32)
             return tensor.to(device=net.device, dtype=net.dtype)
 
         units.append(RowUnit(net, spec, prepare))
-    text_time = next((cond for cond in row.conditioners if isinstance(cond, TextTime)), None)
-    row.attach(ControlUnits(units, text_time))
+    row.attach(ControlUnits(units))

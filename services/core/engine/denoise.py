@@ -8,6 +8,8 @@ it. The arithmetic is the pipeline's own loop body, row by row.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from .conditioners import batched_kwargs, before_call
@@ -45,27 +47,60 @@ def unet_step(unet, rows: list[Row]) -> None:
         row.advance()
 
 
-def decode(pipe, rows: list[Row]) -> list:
-    """PIL images of finished rows, decoded together in one VAE call, as the pipelines decode."""
-    vae = pipe.vae
-    config = vae.config
-    latents = torch.cat([row.latents for row in rows])
-    # SDXL's VAE overflows in float16 unless it is a fixed one: the pipelines decode in float32 then.
-    upcast = vae.dtype == torch.float16 and config.get("force_upcast", False)
+@contextmanager
+def _vae_precision(vae, halves: tuple):
+    """The VAE in float32 for the call when it is in one of `halves` and its config says force_upcast, as
+    the SDXL pipelines upcast it (its VAE overflows in float16 unless it is a fixed one)."""
+    dtype = vae.dtype
+    upcast = dtype in halves and vae.config.get("force_upcast", False)
     if upcast:
         vae.to(torch.float32)
     try:
-        latents = latents.to(vae.dtype)
-        mean, std = config.get("latents_mean"), config.get("latents_std")
-        if mean is not None and std is not None:
-            shape = (1, len(mean), 1, 1)
-            mean = torch.tensor(mean).view(shape).to(latents)
-            std = torch.tensor(std).view(shape).to(latents)
-            latents = latents * std / config.scaling_factor + mean
-        else:
-            latents = latents / config.scaling_factor
-        images = vae.decode(latents, return_dict=False)[0]
+        yield
     finally:
         if upcast:
-            vae.to(torch.float16)
+            vae.to(dtype)
+
+
+def _latent_stats(vae, like: torch.Tensor):
+    """(mean, std) of the VAE's latents where its config has them (SDXL's own VAEs may), else None."""
+    mean, std = vae.config.get("latents_mean"), vae.config.get("latents_std")
+    if mean is None or std is None:
+        return None
+    shape = (1, len(mean), 1, 1)
+    return torch.tensor(mean).view(shape).to(like), torch.tensor(std).view(shape).to(like)
+
+
+def decode(pipe, rows: list[Row]) -> list:
+    """PIL images of finished rows, decoded together in one VAE call, as the pipelines decode."""
+    vae = pipe.vae
+    with _vae_precision(vae, (torch.float16,)):  # the pipelines' decoding upcasts float16 only
+        latents = torch.cat([row.latents for row in rows]).to(vae.dtype)
+        stats = _latent_stats(vae, latents)
+        if stats is not None:
+            latents = latents * stats[1] / vae.config.scaling_factor + stats[0]
+        else:
+            latents = latents / vae.config.scaling_factor
+        images = vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(images, output_type="pil", do_denormalize=[True] * len(rows))
+
+
+def encode(pipe, pictures: list, generators: list) -> list[torch.Tensor]:
+    """decode's inverse, as the image-to-image pipelines encode their `image` (SDXL's way: in float32
+    where decode upcasts, the latents' mean and std where the VAE has them): each PIL picture's (1, C,
+    h, w) latents, sampled with its own generator, in the dtype the UNet runs in."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+    vae, dtype = pipe.vae, pipe.unet.dtype
+    out = []
+    with _vae_precision(vae, (torch.float16, torch.bfloat16)):  # SDXL image-to-image's encoding: any half
+        for picture, generator in zip(pictures, generators):
+            image = pipe.image_processor.preprocess(picture).to(device=vae.device, dtype=vae.dtype)
+            latents = retrieve_latents(vae.encode(image), generator=generator).to(dtype)
+            stats = _latent_stats(vae, latents)
+            if stats is not None:
+                latents = (latents - stats[0]) * vae.config.scaling_factor / stats[1]
+            else:
+                latents = vae.config.scaling_factor * latents
+            out.append(latents)
+    return out

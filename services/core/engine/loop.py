@@ -59,7 +59,7 @@ class StepEngine(Engine):
                                        model_of=lambda key: key[0],  # rows.Row.shape_key: the model first
                                        # Compiled: no call bigger than the largest graph (engine/graphs.py).
                                        max_rows=self.config.compile_buckets[-1] if self.config.compile else None)
-        self.runner = Runner(self.mode, model, self.pool, self.controlnets)
+        self.runner = Runner(self.mode, model, self.pool, self.controlnets, self.upscalers)
         self._active: dict[Job, Request] = {}
 
     @property

@@ -60,9 +60,10 @@ def _faults(out_of_memory: str):
 
 
 class Runner:
-    def __init__(self, mode, model: Loaded, pool=None, controlnets=None):
+    def __init__(self, mode, model: Loaded, pool=None, controlnets=None, upscalers=None):
         self.mode, self.model, self.pool = mode, model, pool  # pool: models by name (None: `model` only)
         self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets
+        self.upscalers = upscalers  # models.upscalers.Upscalers: a hires fix's model upscalers
 
     def model_of(self, name: str, why: str = "a UNet call") -> Loaded:
         """The named model on the device (a switch when it is not); "": the default."""
@@ -147,12 +148,13 @@ class Runner:
         return time.monotonic() - started
 
     def resize(self, rows: list[Row]) -> None:
-        """Run the rows' resize phases (the hires fix), each on its model's VAE where it decodes."""
+        """Run the rows' resize phases (the hires fix), each on its model's VAE where it decodes (and the
+        service's upscaler models where a row names one)."""
         import torch
 
         with _faults("the device ran out of memory while enlarging for the second pass"), torch.inference_mode():
             for name in dict.fromkeys(row.model for row in rows):
-                resize(self.model_of(name, "resizing").pipe, [row for row in rows if row.model == name])
+                resize(self.model_of(name, "resizing").pipe, [row for row in rows if row.model == name], self.upscalers)
 
     def decode(self, rows: list[Row]) -> list:
         """PIL images of finished rows, in order, in one VAE call."""

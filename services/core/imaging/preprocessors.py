@@ -5,7 +5,8 @@ The interface the rest of the service uses:
 - `check(unit, field)`: the unit's preprocessor and parameters, refused naming the field (before any work).
 - `detect(unit, image, seed)`: the preprocessor's map at its own resolution (the Preprocess RPC shows it).
 - `control_image(unit, image, width, height, seed)`: the map fitted to the output size by the unit's
-  resize mode, RGB: what the ControlNet is fed.
+  resize mode, RGB: what the ControlNet is fed; `control_map(...)` keeps the detected map to fit it to
+  another size too (a hires fix's second pass).
 - `short_name(name)`: the module name a unit's preprocessor stands for (display names are accepted too):
   what infotext writes.
 
@@ -169,10 +170,28 @@ def detect(unit: pb.ControlUnit, image: Image.Image, seed: int) -> Image.Image:
     return Image.fromarray(_detect(unit, image, seed))
 
 
-def control_image(unit: pb.ControlUnit, image: Image.Image, width: int, height: int, seed: int) -> Image.Image:
-    """The map the ControlNet gets: detected (at the Pixel Perfect resolution where asked), then fitted to
-    width x height by the unit's resize mode."""
+@dataclass(frozen=True, eq=False)
+class ControlMap:
+    """A unit's preprocessor output, detected once, and the resize mode that fits it to a size: what
+    sd-webui-controlnet keeps to fit it again at the hires fix's size (its hr_control)."""
+
+    detected: np.ndarray
+    mode: str  # control_fit's "resize", "crop" or "fill"
+
+    def at(self, width: int, height: int) -> Image.Image:
+        return Image.fromarray(fit_map(self.detected, width, height, self.mode))
+
+
+def control_map(unit: pb.ControlUnit, image: Image.Image, width: int, height: int, seed: int) -> ControlMap:
+    """The unit's map, detected (at the Pixel Perfect resolution for width x height, where asked: the
+    extension's is the first pass's), to be fitted by the unit's resize mode."""
     mode = FIT_BY_ENUM[unit.resize_mode or DEFAULT_CONTROL_RESIZE]
     resolution = (pixel_perfect_resolution(image.height, image.width, height, width, mode)
                   if unit.pixel_perfect else None)
-    return Image.fromarray(fit_map(_detect(unit, image, seed, resolution), width, height, mode))
+    return ControlMap(_detect(unit, image, seed, resolution), mode)
+
+
+def control_image(unit: pb.ControlUnit, image: Image.Image, width: int, height: int, seed: int) -> Image.Image:
+    """The map the ControlNet gets: detected (at the Pixel Perfect resolution where asked), then fitted to
+    width x height by the unit's resize mode."""
+    return control_map(unit, image, width, height, seed).at(width, height)

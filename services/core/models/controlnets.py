@@ -5,7 +5,8 @@ Every diffusers ControlNet folder (a `config.json` of a ControlNet class, and it
 single-file ControlNet (`.safetensors`, `.pth`, ...) directly in the folder is the ControlNet of its name
 without extension. `available` is the one list the checks, GetInfo and loading go by, so a request names
 entries, never paths. Its family (what models it can steer) is read from the folder's config, or from
-a single file's tensor shapes (its cross-attention width), never from weights.
+a single file's tensor shapes (its cross-attention width), never from weights. A single file loads
+offline, its config derived from its tensors (controlnet_file).
 
 `ControlNetCache` keeps at most CACHE_SIZE loaded on the device, least recently used out first; a row
 holds the module it runs with, so a ControlNet evicted meanwhile stays alive until those rows are done.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgument
-from . import single_file
+from . import controlnet_file, single_file
 from .family import SD2_TEXT_WIDTH
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,8 @@ def hash_in_background(folder: Path | None) -> threading.Thread:
 class ControlNetCache:
     """Loaded ControlNets, by (name, file version, device, dtype), at most `capacity`."""
 
-    def __init__(self, folder: Path | None, capacity: int = CACHE_SIZE, offline: bool = True):
-        self.folder, self.capacity, self.offline = folder, capacity, offline
+    def __init__(self, folder: Path | None, capacity: int = CACHE_SIZE):
+        self.folder, self.capacity = folder, capacity
         self._loaded: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()  # GetInfo's `is_loaded` reads from other threads
 
@@ -219,10 +220,9 @@ class ControlNetCache:
         return net
 
     def _load(self, entry: ControlNetFile, dtype):
-        from diffusers import ControlNetModel
-
         if entry.path.is_dir():
+            from diffusers import ControlNetModel
+
             return ControlNetModel.from_pretrained(str(entry.path), torch_dtype=dtype)
-        # A single file in the original layout: diffusers converts it (its config from the hub cache).
-        return ControlNetModel.from_single_file(str(entry.path), torch_dtype=dtype,
-                                                local_files_only=self.offline)
+        # A single file (either layout): its config derived from its tensors, offline.
+        return controlnet_file.load(entry.path, dtype)

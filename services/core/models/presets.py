@@ -111,18 +111,34 @@ def ensure_sample_loras(cache_dir: Path) -> Path:
 # The sample ControlNets `make run` serves (services/launch.py passes their folder): name -> the embedded
 # model whose UNet each is made from (ControlNetModel.from_unet: its encoder half, so its family).
 SAMPLE_CONTROLNETS = {"tiny-controlnet": "tiny", "tiny-xl-controlnet": "tiny-xl"}
+# ... and as a single file in the original ControlNet layout (controlnet_writer), the kind people download:
+# name -> the embedded model it is for (build_tiny_controlnet(original=True)).
+SAMPLE_CONTROLNET_FILES = {"tiny-controlnet-original": "tiny"}
 
 
-def build_tiny_controlnet(model: str, seed: int = 0):
+def build_tiny_controlnet(model: str, seed: int = 0, original: bool = False):
     """A ControlNet of an embedded model's UNet whose zero convolutions (the control image's last
     embedding layer and the residual outputs) are drawn at random from `seed`: a fresh ControlNet adds
-    zeros, so one that steers nothing would prove nothing in tests or in `make run`."""
+    zeros, so one that steers nothing would prove nothing in tests or in `make run`.
+
+    original=True: its sizes, but what the original ControlNet layout fixes in place of the tiny UNet's
+    own choices (controlnet_file.implied: 32 norm groups, SD's attention heads, SDXL's 256-wide time
+    embedding), its weights drawn afresh: a ControlNet that a single file in that layout describes."""
     import torch
     from diffusers import ControlNetModel
 
     unet = (build_tiny_xl_pipeline if model == "tiny-xl" else build_tiny_pipeline)(False).unet
     # The control image is embedded down by 8 (three stride-2 layers), as the VAE's latents are.
     net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
+    if original:
+        from .controlnet_file import ORIGINAL, implied
+
+        config = dict(net.config)
+        if config.get("addition_embed_type") == "text_time":  # SDXL's six size numbers, each embedded wider
+            pooled = config["projection_class_embeddings_input_dim"] - 6 * config["addition_time_embed_dim"]
+            config["projection_class_embeddings_input_dim"] = 6 * ORIGINAL["sdxl_time_width"] + pooled
+        torch.manual_seed(seed)
+        net = ControlNetModel.from_config(implied(config))
     generator = torch.Generator().manual_seed(seed)
     zeroed = [net.controlnet_cond_embedding.conv_out, *net.controlnet_down_blocks, net.controlnet_mid_block]
     with torch.no_grad():
@@ -133,9 +149,21 @@ def build_tiny_controlnet(model: str, seed: int = 0):
 
 
 def ensure_sample_controlnets(cache_dir: Path) -> Path:
-    """The folder of SAMPLE_CONTROLNETS (diffusers folders), built into the cache once."""
+    """The folder of SAMPLE_CONTROLNETS (diffusers folders) and SAMPLE_CONTROLNET_FILES (.safetensors in
+    the original layout), built into the cache once."""
+    from .controlnet_writer import write_original
+
     folder = Path(cache_dir) / f"tiny-{TINY_VERSION}" / "controlnets"
     folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, model) in enumerate(SAMPLE_CONTROLNET_FILES.items(), start=len(SAMPLE_CONTROLNETS)):
+        target = folder / f"{name}.safetensors"
+        if not target.is_file():
+            staging = folder / f".{name}.{os.getpid()}.tmp.safetensors"  # written beside and renamed
+            try:
+                write_original(build_tiny_controlnet(model, seed, original=True), staging)
+                os.replace(staging, target)
+            finally:
+                staging.unlink(missing_ok=True)
     for seed, (name, model) in enumerate(SAMPLE_CONTROLNETS.items()):
         target = folder / name
         if (target / "config.json").is_file():
@@ -153,7 +181,8 @@ def ensure_sample_controlnets(cache_dir: Path) -> Path:
     return folder
 
 
-# The embedded upscaler `make run` serves to the img2img service (services/launch.py passes its folder): an
+# The embedded upscaler `make run` serves to the img2img service (Upscale) and the txt2img service (the hires
+# fix's upscaler; services/launch.py passes its folder to both): an
 # ESRGAN (spandrel's own RRDBNet) at toy size with seeded random weights, 2x, so its images are noise at
 # twice the size, but it loads, tiles and reaches target sizes as a real one does.
 TINY_ESRGAN = "tiny-esrgan-2x"

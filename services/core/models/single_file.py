@@ -53,25 +53,44 @@ def read_header(path: Path) -> tuple[dict[str, tuple], dict]:
                 return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}, {}
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OS errors alike
             raise CheckpointError(f"not a readable safetensors file ({_first_line(exc)})") from exc
-    if suffix in PICKLES:
-        import torch
+    tensors, extra = _read_pickle(path, mmap=_is_zip(path))
+    return {key: tuple(value.shape) for key, value in tensors.items()}, extra
+
+
+def read_tensors(path: Path) -> dict:
+    """{key: tensor} of the file (on the CPU), as read_header reads it: a .ckpt/.pth only as plain tensors.
+    Raises CheckpointError."""
+    if path.suffix.lower() in SAFETENSORS:
+        from safetensors.torch import load_file
 
         try:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_is_zip(path))
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                "refused: this .ckpt needs to run pickled code to load, and only plain tensors are loaded "
-                "(convert it to .safetensors)"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for files that are not checkpoints
-            raise CheckpointError(f"not a readable .ckpt file ({_first_line(exc)})") from exc
-        if not isinstance(loaded, dict):
-            raise CheckpointError(f"not a checkpoint: it holds a {type(loaded).__name__}, not a dict of tensors")
-        extra = {key: value for key, value in loaded.items() if not isinstance(value, (dict, torch.Tensor))}
-        while isinstance(loaded.get("state_dict"), dict):  # as diffusers reads it
-            loaded = loaded["state_dict"]
-        return {key: tuple(value.shape) for key, value in loaded.items() if isinstance(value, torch.Tensor)}, extra
-    raise CheckpointError(f"not a checkpoint file: expected one of {', '.join(SUFFIXES)}")
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OS errors alike
+            raise CheckpointError(f"not a readable safetensors file ({_first_line(exc)})") from exc
+    return _read_pickle(path, mmap=False)[0]
+
+
+def _read_pickle(path: Path, mmap: bool) -> tuple[dict, dict]:
+    """({key: tensor}, {other top-level entries}) of a .ckpt/.pt/.pth, never running its code."""
+    if path.suffix.lower() not in PICKLES:
+        raise CheckpointError(f"not a checkpoint file: expected one of {', '.join(SUFFIXES)}")
+    import torch
+
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            "refused: this .ckpt needs to run pickled code to load, and only plain tensors are loaded "
+            "(convert it to .safetensors)"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for files that are not checkpoints
+        raise CheckpointError(f"not a readable .ckpt file ({_first_line(exc)})") from exc
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"not a checkpoint: it holds a {type(loaded).__name__}, not a dict of tensors")
+    extra = {key: value for key, value in loaded.items() if not isinstance(value, (dict, torch.Tensor))}
+    while isinstance(loaded.get("state_dict"), dict):  # as diffusers reads it
+        loaded = loaded["state_dict"]
+    return {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}, extra
 
 
 def inspect(path: Path) -> tuple[ModelKind, dict]:

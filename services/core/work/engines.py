@@ -39,11 +39,12 @@ class Engine(threading.Thread, metaclass=ABCMeta):
     kind = ""  # GetInfo's engine: "step" or "pipeline"
 
     def __init__(self, mode, model: Loaded, job_queue: JobQueue, config, metrics=None, estimator=None, pool=None,
-                 controlnets=None):
+                 controlnets=None, upscalers=None):
         super().__init__(name=f"{mode.name}-{self.kind}-engine", daemon=True)
         self.mode, self.model, self.queue, self.config = mode, model, job_queue, config
         self.pool = pool  # models.pool.ModelPool: each request's model by name (None: `model` only)
         self.controlnets = controlnets  # models.controlnets.ControlNetCache: the units' ControlNets (or None)
+        self.upscalers = upscalers  # models.upscalers.Upscalers: a hires fix's model upscalers (or None)
         self.limits = config.limits
         self.metrics, self.estimator = metrics, estimator
         self._stopping = threading.Event()

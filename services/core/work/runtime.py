@@ -101,7 +101,7 @@ class ModeRuntime:
         self.engine = self._engine(self.model)
         self.engine.start()
         if self.config.warmup:
-            warm = Job(self.mode.check(self.mode.warmup_request(self.config), self.config))
+            warm = Job(self.mode.check(self.mode.warmup_request(self.config), self.config, self.upscalers))
             self.queue.submit(warm)
             warm.wait()
         if self.state != "loading":
@@ -126,7 +126,8 @@ class ModeRuntime:
         else:
             from .pipeline import PipelineEngine as engine_class
         return engine_class(self.mode, model, self.queue, self.config, metrics=self.metrics,
-                            estimator=self.estimator, pool=self.pool, controlnets=self.controlnets)
+                            estimator=self.estimator, pool=self.pool, controlnets=self.controlnets,
+                            upscalers=self.upscalers)
 
     def check_accepting(self) -> None:
         if self.state == "loading":
@@ -153,7 +154,7 @@ class ModeRuntime:
         (tokenizing only; bounded, and deciding what may share a pipeline call)."""
         entry = entry or self.catalog.choose(request.params.model)  # before any work: a name, not a path
         with self._checking:
-            spec = replace(self.mode.check(request, self.config), model=entry.name)
+            spec = replace(self.mode.check(request, self.config, self.upscalers), model=entry.name)
             check_family(spec.control, entry.family)
             if self.model is not None:
                 most, tokenizer = self.facts(entry)

@@ -61,17 +61,18 @@ def choices(name: str, names: list[str]) -> str:
     return f"{hint}{len(names)} upscalers; GetInfo lists them"
 
 
-def check_upscaler(name: str, field: str, upscalers: Upscalers) -> str:
-    """A name of the service's upscalers that can run."""
+def check_upscaler(name: str, field: str, upscalers: Upscalers, others: tuple[str, ...] = ()) -> str:
+    """A name of the service's upscalers that can run, or one of `others` (a hires fix's latent modes),
+    which the choices named in a refusal list first."""
     if not name:
-        raise InvalidArgument(field, f"is required; {choices('', upscalers.names())}")
-    if name in RESIZERS:
+        raise InvalidArgument(field, f"is required; {choices('', [*others, *upscalers.names()])}")
+    if name in RESIZERS or name in others:
         return name
     found = upscalers.available()
     if name not in found:
         what = (f"{quote(name)} is not an upscaler name (names, not paths)" if "/" in name or "\\" in name
                 else f"unknown upscaler {quote(name)}")
-        raise InvalidArgument(field, f"{what}; {choices(name, [*RESIZERS, *found])}")
+        raise InvalidArgument(field, f"{what}; {choices(name, [*others, *RESIZERS, *found])}")
     facts = upscalers.facts(name, found[name])  # reads the file once per version: it must load
     if facts.unusable:
         raise InvalidArgument(field, f"upscaler {quote(name)} cannot be used: {facts.unusable}")

@@ -48,18 +48,25 @@ def values(tab, **chosen) -> dict:
 def test_the_hires_controls_are_txt2img_s_and_last_in_its_api_signature(tabs):
     built, _row = tabs
     names = list(built["txt2img"].inputs)
+    page = list(built["txt2img"].controls.appended)  # the page's schedule type and batch count came last (#23)
+    assert names[-len(page):] == page
+    names = names[:-len(page)]
     units = list(built["txt2img"].controlnet.fields)  # ControlNet's group came after them (#24)
     assert names[-len(units):] == units
     # A group of their own, after everything before them.
     assert tuple(names[-len(units) - len(HIRES_INPUTS):-len(units)]) == HIRES_INPUTS
     signature = list(endpoint(None, built["txt2img"]).__signature__.parameters)
-    assert signature[:-2] == names and signature[-2:] == ["progress", "request"]
+    assert signature[:-2] == names + page and signature[-2:] == ["progress", "request"]
     for mode in ("img2img", "inpaint"):
         assert not set(HIRES_INPUTS) & set(built[mode].inputs)
 
 
 def test_the_upscaler_choices_are_the_contract_s_then_the_service_s():
     assert upscaler_choices(placeholder_info("txt2img")) == [*LATENT_UPSCALE_MODES, *RESIZERS]
+    info = placeholder_info("txt2img")
+    info.upscalers.add(name="esrgan", scale=2, architecture="ESRGAN")
+    info.upscalers.add(name="evil", unusable="not a plain weights file")
+    assert upscaler_choices(info) == [*LATENT_UPSCALE_MODES, *RESIZERS, "esrgan"]  # the usable models last
 
 
 def test_the_checkbox_off_sends_no_second_pass(tabs):

@@ -8,7 +8,7 @@ from pathlib import Path
 from gradio import utils
 
 from gateway_ui.history import pick, served, show_page
-from gateway_ui.outputs import OutputStore
+from gateway_ui.outputs import EXTRAS, OutputStore
 from imagegen.v1 import imagegen_pb2 as pb
 
 DAY = datetime(2026, 3, 14, 15, 9)
@@ -49,3 +49,15 @@ def test_picked_shows_the_file_name_and_keeps_the_name_to_send(tmp_path):
     assert "error" in fields  # no parameters in these bytes: said so, nothing fails
     assert pick(store, ["txt2img/2026-03-14/00009-7.png"], 0)[:2] == ("00009-7.png", "txt2img/2026-03-14/00009-7.png")
     assert pick(store, [], 0) == ("", "", "", {})
+
+
+def test_upscaled_images_are_listed_with_the_modes_and_alone(tmp_path):
+    store = saved(tmp_path, 7)
+    store.save(EXTRAS, [pb.GeneratedImage(data=b"upscaled", mime_type="image/png")], DAY)
+    gallery, _page, summary, names = show_page(store, "all", 1)
+    assert "2 images" in summary
+    assert sorted(names) == ["extras/2026-03-14/00001-0.png", "txt2img/2026-03-14/00001-7.png"]
+    gallery, _page, _summary, names = show_page(store, EXTRAS, 1)
+    assert names == ["extras/2026-03-14/00001-0.png"] and gallery[0][1] == "extras #1"  # no seed to show
+    assert pick(store, names, 0)[:2] == ("00001-0.png", "extras/2026-03-14/00001-0.png")
+    assert store.find("../extras/2026-03-14/00001-0.png") is None and show_page(store, "nowhere", 1)[3] == []

@@ -48,3 +48,12 @@ def test_no_background_asks_for_an_image(editor):
 def test_nothing_painted_and_no_upload_asks_for_a_mask():
     with pytest.raises(ValueError, match="paint over the part"):
         editor_inputs({"background": Image.new("RGB", (8, 8)), "layers": [layer()]}, None)
+
+
+def test_a_stroke_of_the_tabs_half_transparent_brush_is_masked_in_full():
+    from gateway_ui.tabs import BRUSH
+
+    _colour, opacity = BRUSH
+    assert 0 < opacity < 1  # semi-transparent: the image shows through the stroke
+    mask = painted_mask([layer((2, 2, 6, 6), alpha=round(255 * opacity))])
+    assert mask.getpixel((3, 3)) == 255 and mask.getpixel((0, 0)) == 0

@@ -31,8 +31,9 @@ def test_every_recorded_field_the_tab_has_is_filled(tabs):
     params = parse_parameters(A1111)
     values, warnings = values_for(built["inpaint"], params)
     assert values == {"prompt": "a castle", "negative_prompt": "lowres", "steps": 30, "guidance": 7.0,
-                      "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m",
-                      "strength": 0.75, "mask_blur": 4, "only_masked": False}  # no Inpaint area: whole picture
+                      "width": 512, "height": 768, "seed": 1234, "scheduler": "dpmpp_2m", "schedule_type": "karras",
+                      "strength": 0.75, "mask_blur": 4, "invert_mask": False,  # no Mask mode: inpaint masked
+                      "only_masked": False}  # no Inpaint area: whole picture
     # A LoRA is sent as its prompt tag; one recorded without a tag has no weight to send.
     assert warnings == ["LoRAs recorded without a <lora:...> tag in the prompt are left out: add_detail"]
     values, warnings = values_for(built["txt2img"], parse_parameters("a castle <lora:add_detail:0.8>\n" +
@@ -62,15 +63,16 @@ def test_an_unknown_sampler_chooses_the_model_default_and_says_so(tabs):
     assert warnings == ["unknown sampler 'DPM++ 2S a': the model's default is chosen instead"]
 
 
-def test_a_schedule_type_the_tab_cannot_send_is_said(tabs):
+def test_the_schedule_type_and_mask_mode_fill_their_controls(tabs):
     built, _row = tabs
     line = "x\nSteps: 4, Sampler: {}, CFG scale: 7, Seed: 1, Size: 64x64"
     values, warnings = values_for(built["txt2img"], parse_parameters(line.format("Euler, Schedule type: Karras")))
-    assert values["scheduler"] == "euler"
-    assert warnings == [("schedule type Karras: this tab has no schedule type control, so Euler's Automatic "
-                         "(Uniform) is used and the result will differ")]
-    # DPM++ 2M's Automatic is Karras: the tab's request makes that very image, nothing to say.
-    assert values_for(built["txt2img"], parse_parameters(line.format("DPM++ 2M, Schedule type: Karras")))[1] == []
+    assert (values["scheduler"], values["schedule_type"], warnings) == ("euler", "karras", [])
+    # No Schedule type written: Automatic (""), the sampler's own.
+    assert values_for(built["img2img"], parse_parameters(line.format("Euler")))[0]["schedule_type"] == ""
+    values, _ = values_for(built["inpaint"], parse_parameters(line.format("Euler") + ", Mask blur: 4, "
+                                                                                    "Mask mode: Inpaint not masked"))
+    assert values["invert_mask"] is True
 
 
 def test_a_send_fills_the_fields_then_the_image_then_the_controlnet_units_then_opens_the_tab(tabs):
@@ -101,7 +103,7 @@ def test_every_tab_field_but_the_images_and_their_number_is_a_recallable_one(tab
         # The Hires. fix controls are filled from the one recallable `hires` (test_hires.py checks each is);
         # ControlNet units are recalled by gateway_ui/controlnet.py (recall_updates).
         second_pass = set(tab.inputs) & set(HIRES_INPUTS)
-        fields = (set(tab.inputs) - images - outpaint - second_pass - {"num_images", "model", "styles"}
+        fields = (set(tab.inputs) - images - outpaint - second_pass - {"num_images", "batch_count", "model", "styles"}
                   - set(tab.controlnet.fields))
         assert fields <= recalled, f"{tab.mode}: {fields - recalled} is not in services.client.infotext.RECALLABLE"
         named |= fields
@@ -113,8 +115,8 @@ def test_absurd_values_are_left_out_with_a_warning_and_the_rest_fits_the_tab(tab
     text = ("a castle\nSteps: 1000000000, Sampler: Euler a, CFG scale: nan, Seed: 18446744073709551616, "
             "Size: 512x99999, Denoising strength: 1e400, Mask blur: 4, Clip skip: -1")
     values, warnings = values_for(built["inpaint"], parse_parameters(text))
-    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "mask_blur": 4,
-                      "only_masked": False}
+    assert values == {"prompt": "a castle", "negative_prompt": "", "scheduler": "euler_a", "schedule_type": "",
+                      "mask_blur": 4, "invert_mask": False, "only_masked": False}
     for key in ("Steps '1000000000'", "CFG scale 'nan'", "Seed '18446744073709551616'", "Size '512x99999'",
                 "Denoising strength '1e400'", "Clip skip '-1'"):
         assert any(found.startswith(key) and "is outside" in found for found in warnings), (key, warnings)
