@@ -2,6 +2,11 @@
 # On a CUDA machine: each mode served with the sd15 preset in float16 answers one request through
 # the CLI, then `make bench`'s GPU section runs. Writes results (and the images) to $OUT if set.
 # Where the machine cannot reach PyPI, wheels in .whl/ are installed to /tmp/site first.
+#   bench/gpu_check.sh --compile        only the --compile check (bench/compile_check.py), at most 6 minutes:
+#                                       in-process diffusers, the step engine uncompiled and compiled,
+#                                       1-16 clients, graphs and warm-up; BENCH_MODEL=/local/sd15-folder for
+#                                       real weights (default: the sd15 preset, random weights)
+#   bench/gpu_check.sh --compile --dry  the same on the CPU with the tiny model (checks the script runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results}
@@ -11,6 +16,14 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+if [ "${1:-}" = --compile ]; then
+  shift
+  [ "${1:-}" = --dry ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  # The compile cache starts empty on a fresh machine: compiling is part of what this measures.
+  timeout "${BENCH_TIMEOUT:-350}" "$PY" -m bench.compile_check "$@"
+  [ "$OUT" = bench/results ] || cp "$(ls -t bench/results/*.md | head -1)" "$OUT/"
+  exit 0
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch, diffusers, transformers, grpc; print('torch', torch.__version__, 'diffusers', diffusers.__version__,
 'transformers', transformers.__version__, 'grpcio', grpc.__version__)"

@@ -35,30 +35,39 @@ def free_port() -> int:
 class Service:
     """A mode service as its own process, as deployed."""
 
-    def __init__(self, mode: str, *args: str, model: str = "tiny"):
+    def __init__(self, mode: str, *args: str, model: str = "tiny", wait: bool = True):
         from services.client import ImageGenClient
 
+        self.mode = mode
         self.port, self.metrics_port = free_port(), free_port()
         self.started = time.monotonic()
-        errors = tempfile.TemporaryFile()  # what it says if it fails to start
+        self._errors = tempfile.TemporaryFile()  # what it says if it fails to start
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{mode}", "--model", model, "--port", str(self.port),
              # No probe port (its fixed default would clash between services side by side) unless args give one.
              "--metrics-port", str(self.metrics_port), "--health-port", "-1", "--log-level", "WARNING",
              *args],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors,
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._errors,
         )
         self.address = f"127.0.0.1:{self.port}"
         self.client = ImageGenClient(mode, self.address, timeout=600, retries=10)
+        self.serving_after = None
+        if wait:
+            self.wait_until_serving()
+
+    def wait_until_serving(self, within_s: float = 300) -> None:
+        """Until the service reports SERVING; its seconds since the start in `serving_after`."""
+        if self.serving_after is not None:
+            return
         # A process that exits (a port taken between free_port and its bind, on a shared machine) fails now,
         # with its last words, rather than after the whole wait.
-        deadline = self.started + 300
+        deadline = self.started + within_s
         while not self.client.wait_until_serving(2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                errors.seek(0)
-                raise RuntimeError(f"{mode} did not become SERVING: {errors.read().decode()[-300:].strip()}")
-        errors.close()
+                self._errors.seek(0)
+                raise RuntimeError(f"{self.mode} did not become SERVING: {self._errors.read().decode()[-300:].strip()}")
+        self._errors.close()
         self.serving_after = time.monotonic() - self.started
 
     def metric(self, name: str) -> float:
@@ -68,6 +77,11 @@ class Service:
             if line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
+
+    def metrics_matching(self, name: str) -> list[float]:
+        """Every labelled sample of a metric (all its label values)."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
 
     def steps_total(self) -> float:
         return self.metric("imagegen_denoising_steps_total")

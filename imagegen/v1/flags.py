@@ -25,7 +25,8 @@ class Flag:
     max: float | None = None
     bounds: str = ""  # the error's wording of the bounds, when "at least MIN" or "MIN..MAX" says too little
     dest: str = ""  # the setting's attribute after parsing; "" = the flag's name (--max-steps: max_steps)
-    action: str = "store"  # "store_false": a switch without a value (--no-save); its variable still uses type
+    # "store_false" / "store_true": a switch without a value (--no-save, --compile); its variable still uses type
+    action: str = "store"
 
     @property
     def name(self) -> str:
@@ -86,7 +87,8 @@ class FlagParser(argparse.ArgumentParser):
     def _help(self, flag: Flag) -> str:
         if not flag.env:
             return flag.help
-        note = flag.env.removeprefix(self.hide_prefix) + ("=0" if flag.action == "store_false" else "")
+        switch = {"store_false": "=0", "store_true": "=1"}.get(flag.action, "")
+        note = flag.env.removeprefix(self.hide_prefix) + switch
         return f"{flag.help} [{note}]" if flag.help else f"[{note}]"
 
     def read(self, argv: Sequence[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:

@@ -65,6 +65,9 @@ class ServiceConfig:
     warmup: bool = True
     engine: str = "step"  # "step": the shared denoising loop; "pipeline": diffusers pipeline calls
     cohorts: bool = True  # step engine: rows that arrived together step as one (engine/cohorts.py)
+    compile: bool = False  # the step engine's UNet through torch.compile (engine/graphs.py)
+    compile_buckets: tuple[int, ...] = (1, 2, 4, 8, 16)  # UNet rows a compiled call is padded up to
+    compile_cache_dir: Path | None = None  # torch.compile's on-disk cache; None: cache_dir / "compile"
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
     health_port: int = -1  # -1 = health and GetInfo on `port` only; 0 = a free port (rpc/probes.py)
@@ -79,6 +82,14 @@ class ServiceConfig:
 def default_cache_dir(environ) -> Path:
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "imagegen"
+
+
+def buckets(text: str) -> tuple[int, ...]:
+    """--compile-buckets' comma-separated row counts, ascending, each once."""
+    values = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not values or values[0] < 1:
+        raise ValueError(text)
+    return tuple(values)
 
 
 def megabytes(text: str) -> int:
@@ -187,6 +198,15 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
         Flag("--cohorts", "IMAGEGEN_COHORTS", boolean, ServiceConfig.cohorts,
              "step engine: rows that arrived together (alike sampler, steps, guidance) are stepped as one "
              "scheduler over their latents stacked; false steps each row alone (the same images, slower)"),
+        Flag("--compile", "IMAGEGEN_COMPILE", boolean, ServiceConfig.compile, action="store_true", help=
+             "step engine: run each model's UNet through torch.compile (CUDA graphs on CUDA), its calls padded "
+             "to --compile-buckets rows, every bucket warmed before SERVING; other calls (LoRAs, ControlNet, "
+             "sizes other than --default-size) run uncompiled"),
+        Flag("--compile-buckets", "IMAGEGEN_COMPILE_BUCKETS", buckets, ServiceConfig.compile_buckets,
+             "with --compile: the UNet row counts compiled, comma-separated (a guided image is 2 rows); no call "
+             "takes more rows than the largest"),
+        Flag("--compile-cache-dir", "IMAGEGEN_COMPILE_CACHE_DIR", Path, None,
+             "with --compile: torch.compile's cache on disk, so a restart reuses it (default: --cache-dir/compile)"),
         Flag("--warmup", "IMAGEGEN_WARMUP", boolean, ServiceConfig.warmup,
              "run one small generation before reporting SERVING"),
         Flag("--log-level", "IMAGEGEN_LOG_LEVEL", str, ServiceConfig.log_level,
@@ -246,7 +266,7 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     defaults = {flag.name: values.pop(flag.name) for flag in DEFAULT_FLAGS}
     defaults["num_inference_steps"] = min(defaults["num_inference_steps"], limits["max_steps"])
     for name in ("model_config", "lora_dir", "embeddings_dir", "upscaler_dir", "models_dir", "controlnet_dir",
-                 "cache_dir"):
+                 "cache_dir", "compile_cache_dir"):
         values[name] = values[name].expanduser() if values[name] else None
     return ServiceConfig(
         mode=mode.name,

@@ -17,3 +17,12 @@ def pool_settings(mode: str, environ: dict) -> tuple:
     assert not unknown, f"variables the service does not read: {sorted(unknown)}"
     args = parser.read([], environ)
     return str(args.models_dir), args.max_loaded, args.ram_cache_gb
+
+
+def compile_settings(mode: str, environ: dict) -> tuple:
+    """(compile, compile_cache_dir) a service of `mode` would start with under `environ`."""
+    from services.core.config import build_parser
+
+    mode_object = importlib.import_module(f"services.{mode}.mode").MODE
+    args = build_parser(mode_object, environ).read([], environ)
+    return args.compile, str(args.compile_cache_dir) if args.compile_cache_dir else None

@@ -15,7 +15,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from imagegen.v1.contract import MODE_NAMES, MODES
-from tests.deploy.service_flags import pool_settings
+from tests.deploy.service_flags import compile_settings, pool_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -249,3 +249,15 @@ def test_the_operator_s_checkpoints_folder_and_pool_settings_reach_every_mode(va
         assert "/srv/sd-models:/checkpoints:ro" in rendered[mode]["volumes"]
         assert pool_settings(mode, rendered[mode]["environment"]) == ("/checkpoints", 2, 12.0)
     assert not any("/checkpoints" in str(v) for v in rendered["gateway"].get("volumes", []))
+
+
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_the_gpu_variant_compiles_the_unet_with_its_cache_on_the_model_cache_volume(mode):
+    merged = merge(load("compose.yaml"), load("compose.gpu.yaml"))["services"][mode]
+    settings = {name: value for name, value in merged["environment"].items() if name.startswith("IMAGEGEN_COMPILE")}
+    compiled, cache = compile_settings(mode, settings)
+    assert compiled is True
+    volume = next(v for v in merged["volumes"] if v.startswith("model-cache:"))
+    assert cache.startswith(volume.split(":")[1] + "/")
+    cpu = merge(load("compose.yaml"), load("compose.cpu.yaml"))["services"][mode]
+    assert not any(name.startswith("IMAGEGEN_COMPILE") for name in cpu.get("environment", {}))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from imagegen.v1.contract import MODE_NAMES, MODES
-from tests.deploy.service_flags import pool_settings
+from tests.deploy.service_flags import compile_settings, pool_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["gpu", "cpu-tiny"]
@@ -192,3 +192,17 @@ def test_each_mode_serves_the_checkpoints_volume_read_only_with_its_pool_setting
     # Within the pod's memory limit, with room for the process and the model it runs.
     limit_gi = float(c["resources"]["limits"]["memory"].removesuffix("Gi"))
     assert float(settings["IMAGEGEN_RAM_CACHE_GB"]) <= limit_gi / 2
+
+
+@pytest.mark.parametrize("mode", MODE_NAMES)
+def test_the_gpu_overlay_compiles_the_unet_with_its_cache_on_the_model_cache_volume(rendered, mode):
+    overlay, docs = rendered
+    c = container(find(docs, "Deployment", mode))
+    settings = {name: value for name, value in env(c).items() if isinstance(value, str)}
+    if overlay == "cpu-tiny":
+        assert compile_settings(mode, settings) == (False, None)
+        return
+    compiled, cache = compile_settings(mode, settings)
+    assert compiled is True
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "model-cache")
+    assert cache.startswith(mount["mountPath"] + "/") and not mount.get("readOnly")

@@ -143,7 +143,7 @@ class Runner:
         with _faults("the device ran out of memory; try fewer or smaller images"), torch.inference_mode():
             model = self.model_of(rows[0].model)  # one model per shape key
             model.adapters.activate(rows[0].loras)  # the rows' pinned LoRA set (one per shape key)
-            unet_step(model.pipe.unet, rows, cohorts=self.cohorts)
+            unet_step(model.unet_call, rows, cohorts=self.cohorts)  # compiled under --compile (engine/graphs.py)
             # The call's real time, for the estimator and the scheduler's choice of rows.
             wait_for_device(model.pipe.unet.device)
         return time.monotonic() - started

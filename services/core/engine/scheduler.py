@@ -29,6 +29,9 @@ The rules:
   of the last call while it has rows, for at most STAY_CALLS calls in a row while another model has rows
   (a switch costs far more than a step); then the model served longest ago has its turn, so none starves.
   Within a model, shapes share time as above.
+- **Compiled calls** (`max_rows`, --compile's largest bucket): a call takes requests in the order above
+  while their rows fit, so none is bigger than a compiled graph (the first request always rides: a
+  request larger than that runs uncompiled); the others ride in the shape's next calls.
 - **Leaving**: a request cancelled or past its deadline leaves before the next call.
 """
 
@@ -63,8 +66,9 @@ def live_rows(request) -> list:
 class StepScheduler:
     def __init__(self, budget: int, choose_rows: bool = False,
                  batching_pays: Callable[[int, int, int], bool | None] | None = None, clock=time.monotonic,
-                 model_of: Callable[[tuple], object] | None = None):
+                 model_of: Callable[[tuple], object] | None = None, max_rows: int | None = None):
         self.budget = budget  # latent pixels x UNet rows of one call
+        self.max_rows = max_rows  # UNet rows of one call at most (--compile's largest bucket); None: no bound
         self.model_of = model_of  # a shape key's model; None: one model
         self._model, self._stay = None, 0  # the last call's model, and its calls in a row
         self.choose_rows, self.batching_pays, self.clock = choose_rows, batching_pays, clock
@@ -131,6 +135,7 @@ class StepScheduler:
             return None
         key = self._next_shape(live)
         picked = self._pick(key, [r for r in requests if any(row.shape_key == key for row in live_rows(r))])
+        picked = self._within_rows(key, picked)
         rows = [row for request in picked for row in live_rows(request) if row.shape_key == key]
         return Call(key, picked, rows)
 
@@ -173,6 +178,19 @@ class StepScheduler:
         # The model whose shapes were last called longest ago (never: first).
         turn = min(others, key=lambda model: max(self._picked[k] for k in models[model]))
         return models[turn]
+
+    def _within_rows(self, key: tuple, picked: list) -> list:
+        """The picked requests, in order, while their rows fit max_rows (the first always)."""
+        if self.max_rows is None:
+            return picked
+        kept, taken = [], 0
+        for request in picked:
+            rows = sum(row.unet_rows for row in live_rows(request) if row.shape_key == key)
+            if kept and taken + rows > self.max_rows:
+                continue  # a smaller request further on may still fit
+            kept.append(request)
+            taken += rows
+        return kept
 
     def _pick(self, key: tuple, group: list) -> list:
         """The requests of one shape whose rows ride in this call (see the module's docstring)."""

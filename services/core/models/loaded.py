@@ -27,12 +27,19 @@ class Loaded:
     adapters: LoraAdapters  # the LoRAs loaded on this model (both engines activate sets through it)
     # The textual-inversion embeddings loaded into its text encoders, by name (models/embeddings.py).
     embeddings: dict = field(default_factory=dict)
+    # --compile: engine.graphs.CompiledUNet, what the step engine calls in place of pipe.unet (None: the UNet).
+    compiled: Any = None
     kind: ModelKind = field(init=False)
     base_scheduler: Any = field(init=False)  # the model's own scheduler, as loaded
 
     def __post_init__(self) -> None:
         self.kind = of_pipeline(self.pipe)
         self.base_scheduler = self.pipe.scheduler
+
+    @property
+    def unet_call(self):
+        """What the step engine's UNet calls go through: the compiled UNet under --compile, else the UNet."""
+        return self.compiled if self.compiled is not None else self.pipe.unet
 
     @property
     def family(self) -> str:

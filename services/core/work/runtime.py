@@ -83,7 +83,8 @@ class ModeRuntime:
 
         def load_source(source: str):
             return load_model(self.mode, replace(self.config, model=source),
-                              on_lora_load=self.metrics.lora_loads.inc, embeddings=self.embeddings)
+                              on_lora_load=self.metrics.lora_loads.inc, embeddings=self.embeddings,
+                              metrics=self.metrics)
 
         self.model = load_source(entry.source)
         self.pool = ModelPool(self.catalog, load_source, self.model.device, self.config.max_loaded,

@@ -116,3 +116,19 @@ def test_upscaler_dir_is_a_folder_from_the_flag_or_environment(tmp_path, capsys)
     with pytest.raises(SystemExit):
         load_config(mode, ["--upscaler-dir", str(tmp_path / "missing")], environ={})
     assert "--upscaler-dir: " in capsys.readouterr().err
+
+
+def test_compile_is_a_switch_or_its_variable_with_buckets_ascending_and_a_cache_folder(tmp_path):
+    mode = SERVER_MODES["txt2img"]
+    plain = load_config(mode, [], environ={})
+    assert plain.compile is False and plain.compile_buckets == (1, 2, 4, 8, 16) and plain.compile_cache_dir is None
+    assert load_config(mode, ["--compile"], environ={}).compile is True
+    assert load_config(mode, [], environ={"IMAGEGEN_COMPILE": "true"}).compile is True
+    config = load_config(mode, ["--compile-buckets", "8,2,2,4", "--compile-cache-dir", str(tmp_path)], environ={})
+    assert config.compile_buckets == (2, 4, 8) and config.compile_cache_dir == tmp_path
+
+
+@pytest.mark.parametrize("text", ["0,2", "", "two"])
+def test_bad_compile_buckets_are_refused(text):
+    with pytest.raises(SystemExit):
+        load_config(SERVER_MODES["txt2img"], ["--compile-buckets", text], environ={})

@@ -256,3 +256,14 @@ def test_calls_stay_on_a_model_while_it_has_rows_but_take_turns_within_a_bound()
     assert {run_call(alone, [requests[0]]).key[0] for _ in range(2 * STAY_CALLS)} == {"a"}
     # Rows of different models never share a call.
     assert all(len({row.model for row in run_call(scheduler, requests).rows}) == 1 for _ in range(5))
+
+
+def test_with_a_row_bound_a_call_takes_requests_while_their_rows_fit_the_first_always():
+    scheduler = StepScheduler(budget=10**6, max_rows=4)
+    big, small, medium, tiny = (FakeRequest(rows=[FakeRow() for _ in range(n)]) for n in (3, 1, 2, 1))
+    # 6 rows first: it rides alone, whatever the bound (it runs uncompiled).
+    assert run_call(scheduler, [big, small]).requests == [big]
+    # Then in order while they fit: small (2 UNet rows); medium (4 more) does not, tiny (2) does.
+    call = run_call(scheduler, [small, medium, tiny])
+    assert call.requests == [small, tiny] and sum(row.unet_rows for row in call.rows) == 4
+    assert run_call(StepScheduler(budget=10**6), [small, medium, tiny]).requests == [small, medium, tiny]
