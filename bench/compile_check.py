@@ -26,7 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.run import RESULTS, ROOT, Service, concurrent_rate, machine, mixed_request, timed, uniform_request
+from bench.run import (RESULTS, ROOT, Service, concurrent_rate, machine, markdown_table, mixed_request, timed,
+                       uniform_request)
 
 STEPS = 20  # uniform_request's
 
@@ -166,14 +167,8 @@ def _tiny() -> Path:
 
 
 def write(rows: list[tuple], model: str, size: int, buckets: str, seconds: float, dry: bool) -> None:
-    header = ("measure", "value", "ratio / detail", "target")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-
     stamp = datetime.now(timezone.utc)
-    table = "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+    table = markdown_table(rows)
     report = (f"# imagegen --compile check, {stamp:%Y-%m-%d %H:%M} UTC\n\n{machine()}\n\n"
               f"{model}, {size}x{size}, {'4' if dry else STEPS} steps in-process; served: txt2img, step engine, "
               f"--max-batch-size 8, --compile-buckets {buckets}; one request per client; uniform = 20 steps, the "

@@ -535,6 +535,17 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def markdown_table(rows: list[tuple]) -> str:
+    """The results' table: measure, value, ratio or detail, target; columns padded to their widest cell."""
+    header = ("measure", "value", "ratio / detail", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
 def machine() -> str:
     import torch
 
@@ -598,14 +609,8 @@ def main(argv=None) -> int:
             print("bench:", " | ".join(map(str, row)), file=sys.stderr, flush=True)
         rows += found
 
-    header = ("measure", "value", "ratio / detail", "target")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-
     stamp = datetime.now(timezone.utc)
-    table = "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+    table = markdown_table(rows)
     notes = {
         "overhead": f"overhead: tiny model, 512x512, 20 steps, seed 7, median of {args.repeats}",
         "throughput": f"throughput: tiny model, {args.clients} clients x {args.per_client} requests, 256x256, 20 steps",

@@ -55,6 +55,21 @@ def generate_and_wait(page, mode: str) -> Image.Image:
     return result_of(page, mode)
 
 
+def stroke(page, attempt: int, points: int, wobble: int = 1) -> tuple[dict, float, float]:
+    """A horizontal brush stroke through the Inpainting editor's middle, 4 px a point (slower each
+    attempt, as a busy machine's editor may drop a fast one); (the canvas' box, its middle x, y)."""
+    page.wait_for_timeout(500 * (attempt + 1))
+    box = page.locator("#inpaint-editor canvas").last.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    start = cx - 2 * (points - 1)
+    page.mouse.move(start, cy)
+    page.mouse.down()
+    for i in range(points):
+        page.mouse.move(start + 4 * i, cy + (i % wobble), steps=attempt + 1)
+    page.mouse.up()
+    return box, cx, cy
+
+
 def result_of(page, mode: str) -> Image.Image:
     """The tab's result image, once its generation has ended."""
     page.wait_for_selector(f"#{mode}-gallery img", timeout=60000)
@@ -127,14 +142,7 @@ def test_inpainting_tab_paints_a_mask_with_the_brush(page, input_png):
     # On a busy machine the editor can drop a stroke drawn the moment the brush is picked; the tab then
     # says to paint first, and the stroke is drawn again (slower), never more than three times.
     for attempt in range(3):
-        page.wait_for_timeout(500 * (attempt + 1))
-        box = page.locator("#inpaint-editor canvas").last.bounding_box()
-        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        page.mouse.move(cx - 30, cy)
-        page.mouse.down()
-        for i in range(16):
-            page.mouse.move(cx - 30 + 4 * i, cy + (i % 3), steps=attempt + 1)
-        page.mouse.up()
+        stroke(page, attempt, 16, wobble=3)
         page.locator("#inpaint-generate").click()
         page.wait_for_function("document.querySelector('#inpaint-gallery img') || "
                                "[...document.querySelectorAll('.toast-body')].some("

@@ -9,7 +9,7 @@ import io
 from playwright.sync_api import expect
 from PIL import Image
 
-from .test_browser import ARTIFACTS, browser, input_png, page, result_of, upload_to_editor  # noqa: F401
+from .test_browser import ARTIFACTS, browser, input_png, page, result_of, stroke, upload_to_editor  # noqa: F401
 
 EVERYDAY = ("scheduler", "schedule-type", "steps", "width", "height", "batch-count", "num-images", "guidance",
             "seed", "random-seed", "reuse-seed")
@@ -107,24 +107,17 @@ def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tm
     # As in test_browser.py: a busy machine's editor may drop a stroke drawn the moment the brush is picked;
     # it is drawn again (slower), never more than three times.
     for attempt in range(3):
-        page.wait_for_timeout(500 * (attempt + 1))
-        box = page.locator("#inpaint-editor canvas").last.bounding_box()
-        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        page.mouse.move(cx - 40, cy)
-        page.mouse.down()
-        for i in range(21):
-            page.mouse.move(cx - 40 + 4 * i, cy, steps=attempt + 2)
-        page.mouse.up()
+        box, cx, cy = stroke(page, attempt + 1, 21)
         page.mouse.move(box["x"] + 2, box["y"] + 2)  # the brush's cursor away from the stroke
         page.wait_for_timeout(500)
         shot = Image.open(io.BytesIO(page.screenshot(clip={"x": cx - 10, "y": cy - 3, "width": 20, "height": 6})))
-        stroke = max(shot.convert("L").getdata())
-        if stroke:
+        painted = max(shot.convert("L").getdata())
+        if painted:
             break
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-brush.png"), full_page=True)
     # White at half opacity over black: grey, the image shows through (an opaque brush paints 255).
-    assert 60 < stroke < 200, stroke
+    assert 60 < painted < 200, painted
     # Mask mode "Inpaint not masked": what was painted stays, the rest is repainted.
     page.locator("#tab-inpaint").get_by_text("Advanced").first.click()
     page.locator("#inpaint-mask-mode").get_by_text("Inpaint not masked").click()

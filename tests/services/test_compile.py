@@ -11,14 +11,13 @@ uncompiled.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
 
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningService, request_for
+from tests.services.crowds import all_at_once
 from tests.services.test_controlnet import diffusers_image as controlnet_image
 from tests.services.test_controlnet import folder, pixels, with_units  # noqa: F401 - folder: a fixture
 from tests.services.test_loras import diffusers_image as lora_image
@@ -83,16 +82,7 @@ def test_a_mixed_crowd_runs_compiled_without_recompiling_or_a_call_above_the_lar
     compiled_calls = compiled.metric("imagegen_unet_compiled_calls_total")
     calls = compiled.metric("imagegen_step_rows_count")
     small = compiled.metric("imagegen_step_rows_bucket", le="4.0")
-    together = [None] * len(MIXED)
-
-    def call(i):
-        together[i] = compiled.client.generate(request_for("txt2img", **MIXED[i]))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(MIXED))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda f=f: compiled.client.generate(request_for("txt2img", **f)) for f in MIXED])
     for one, crowd in zip(alone, together):
         for a, b in zip(one.images, crowd.images):
             assert np.abs(pixels(a.data) - pixels(b.data)).max() <= MAX_DIFF

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import io
-import threading
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from imagegen.v1.contract import SOFT_INJECTION_BASE
 from services.client import InvalidInput
 from services.core.models.presets import build_tiny_controlnet, ensure_sample_controlnets, ensure_tiny
 from tests.conftest import CACHE_DIR, SERVER_MODES, RunningService, png, request_for
+from tests.services.crowds import all_at_once
 
 MAX_DIFF = 3  # of 255, per channel
 # diffusers' ControlNet pipelines, by (mode, SDXL).
@@ -237,17 +237,8 @@ def crowd_request(fields: dict):
 def test_a_crowd_mixing_units_and_none_gets_every_image_alone(services):
     service = services["txt2img"]
     alone = [service.client.generate(crowd_request(fields)) for fields in CROWD]
-    together = [None] * len(CROWD)
     before = service.metric("imagegen_step_rows_count")
-
-    def call(i):
-        together[i] = service.client.generate(crowd_request(CROWD[i]))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(CROWD))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda c=c: service.client.generate(crowd_request(c)) for c in CROWD])
     for one, crowd in zip(alone, together):
         assert [image.seed for image in one.images] == [image.seed for image in crowd.images]
         for a, b in zip(one.images, crowd.images):

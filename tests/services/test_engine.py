@@ -14,6 +14,7 @@ import torch
 from services.client import Cancelled, OutOfMemory, Progress, Result
 from services.core.models.presets import TINY, build_pipeline
 from tests.conftest import FailingPipeline, RunningService, request_for, wait_for
+from tests.services.crowds import all_at_once
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +44,8 @@ def test_get_info_says_which_engine_serves(engines):
 def test_a_mixed_crowd_gets_the_images_each_gets_alone(engines, mode):
     service = engines[mode]
     alone = [service.client.generate(request_for(mode, **fields)) for fields in MIXED]
-    together = [None] * len(MIXED)
     before = service.metric("imagegen_step_rows_count")
-
-    def call(i):
-        together[i] = service.client.generate(request_for(mode, **MIXED[i]))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(MIXED))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda f=f: service.client.generate(request_for(mode, **f)) for f in MIXED])
     for one, crowd in zip(alone, together):
         assert [i.seed for i in one.images] == [i.seed for i in crowd.images]
         for a, b in zip(one.images, crowd.images):

@@ -6,7 +6,6 @@ A1111's step rule gives (the last n of an int(n / strength)-step schedule) and a
 from __future__ import annotations
 
 import io
-import threading
 
 import grpc
 import numpy as np
@@ -18,6 +17,7 @@ from imagegen.v1 import imagegen_pb2 as pb
 from imagegen.v1.contract import LATENT_UPSCALE_MODES
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningService, request_for
+from tests.services.crowds import all_at_once
 
 MAX_DIFF = 3  # of 255, per channel
 PROMPT = "a red fox"
@@ -142,18 +142,7 @@ def test_a_crowd_mixing_hires_and_plain_requests_gives_each_its_image_alone(step
     requests = [hires_request(seed=20 + i, scale=1.5) if i % 2 else
                 request_for("txt2img", prompt=PROMPT, steps=4, seed=20 + i) for i in range(4)]
     alone = [service.client.generate(r).images[0].data for r in requests]
-    together = [None] * len(requests)
-    barrier = threading.Barrier(len(requests))
-
-    def run(i):
-        barrier.wait()
-        together[i] = service.client.generate(requests[i]).images[0].data
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda r=r: service.client.generate(r).images[0].data for r in requests])
     for one, other in zip(alone, together):
         assert np.abs(pixels(one) - pixels(other)).max() <= MAX_DIFF
 

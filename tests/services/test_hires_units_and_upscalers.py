@@ -15,7 +15,6 @@ import functools
 import io
 import json
 import shutil
-import threading
 
 import grpc
 import numpy as np
@@ -29,6 +28,7 @@ from services.core.imaging import preprocessors
 from services.core.models.presets import ensure_sample_controlnets, ensure_tiny
 from services.core.models.upscalers import load_descriptor, to_image, to_tensor
 from tests.conftest import CACHE_DIR, RunningService, png, request_for
+from tests.services.crowds import all_at_once
 from tests.upscaler_files import upscaler_folder
 
 MAX_DIFF = 3  # of 255, per channel
@@ -218,17 +218,6 @@ def test_a_crowd_mixing_hires_with_units_and_plain_requests_gives_each_its_image
     ]
     requests[1].params.control.add(**unit_fields(seed=6))
     alone = [service.client.generate(r).images[0].data for r in requests]
-    together = [None] * len(requests)
-    barrier = threading.Barrier(len(requests))
-
-    def run(i):
-        barrier.wait()
-        together[i] = service.client.generate(requests[i]).images[0].data
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda r=r: service.client.generate(r).images[0].data for r in requests])
     for one, other in zip(alone, together):
         assert np.abs(pixels(one) - pixels(other)).max() <= MAX_DIFF

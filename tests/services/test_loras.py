@@ -20,6 +20,7 @@ from services.client.replay import replay_request
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningService, request_for
 from tests.lora_files import write_lora
+from tests.services.crowds import all_at_once
 
 MAX_DIFF = 3  # of 255, per channel
 
@@ -111,16 +112,8 @@ def test_requests_with_different_lora_sets_sent_together_get_their_images_alone(
     service = engines[engine]
     sets = [{}, {"film": 1.0}, {"film": 0.5}, {"pixel art": 1.0, "film": 1.0}, {"film": 1.0}]
     alone = [pixels(generate(service, loras=loras, seed=i).data) for i, loras in enumerate(sets)]
-    together = [None] * len(sets)
-
-    def call(i):
-        together[i] = pixels(generate(service, loras=sets[i], seed=i).data)
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(sets))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda i=i: pixels(generate(service, loras=sets[i], seed=i).data)
+                            for i in range(len(sets))])
     for one, crowd in zip(alone, together):
         assert np.abs(one - crowd).max() <= MAX_DIFF
 

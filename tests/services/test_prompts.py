@@ -4,7 +4,6 @@ different lengths served together get their images alone, clip skip is checked a
 from __future__ import annotations
 
 import io
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from services.client import InvalidInput
 from tests.conftest import RunningService, request_for
 from tests.unit.core.engine.test_prompt_images import WEIGHTED_LONG
 from tests.unit.core.test_prompts import LONG
+from tests.services.crowds import all_at_once
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,8 @@ def test_prompts_of_different_lengths_served_together_get_their_images_alone(eng
     client = engines[engine].client
     prompts = [WEIGHTED_LONG, "a red fox", WEIGHTED_LONG + " BREAK snow", "a (red:1.2) fox"]
     alone = [client.generate(request_for("txt2img", prompt=prompt, seed=i)) for i, prompt in enumerate(prompts)]
-    together = [None] * len(prompts)
-
-    def call(i):
-        together[i] = client.generate(request_for("txt2img", prompt=prompts[i], seed=i))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together = all_at_once([lambda i=i: client.generate(request_for("txt2img", prompt=prompts[i], seed=i))
+                            for i in range(len(prompts))])
     for one, crowd in zip(alone, together):
         assert np.abs(pixels(one.images[0].data) - pixels(crowd.images[0].data)).max() <= 3
 
