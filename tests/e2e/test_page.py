@@ -14,6 +14,9 @@ from .test_browser import ARTIFACTS, browser, input_png, page, result_of, stroke
 EVERYDAY = ("scheduler", "schedule-type", "steps", "width", "height", "batch-count", "num-images", "guidance",
             "seed", "random-seed", "reuse-seed")
 TABS = {"txt2img": "Txt2Img", "img2img": "Img2Img", "inpaint": "Inpainting"}
+# A busy machine (CI's 2 shared cores) fills the outcome line and the seed boxes seconds after the event:
+# every waiting assertion here waits up to 30 s, not Playwright's 5.
+expect.set_options(timeout=30_000)
 
 
 def set_number(page, selector: str, value) -> None:
