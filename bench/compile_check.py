@@ -26,7 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.run import (RESULTS, ROOT, Service, concurrent_rate, machine, markdown_table, mixed_request, timed,
+from bench.run import (RESULTS, ROOT, Service, concurrent_rate, machine, markdown_table, mixed_request,
+                       save_report, timed,
                        uniform_request)
 
 STEPS = 20  # uniform_request's
@@ -174,11 +175,7 @@ def write(rows: list[tuple], model: str, size: int, buckets: str, seconds: float
               f"--max-batch-size 8, --compile-buckets {buckets}; one request per client; uniform = 20 steps, the "
               f"model's scheduler; mixed = steps 8-30, guidance 5-9, three schedulers. Took {seconds:.0f} s.\n\n"
               f"{table}\n")
-    print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{stamp:%Y%m%d-%H%M%S}-{card() if not dry else 'cpu-dry'}.md"
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}")
+    save_report(report, stamp, card() if not dry else 'cpu-dry')
 
 
 if __name__ == "__main__":

@@ -535,6 +535,15 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def save_report(report: str, stamp, tag: str) -> None:
+    """Print a results report and keep it as bench/results/<stamp>-<tag>.md."""
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{stamp:%Y%m%d-%H%M%S}-{tag}.md"
+    out.write_text(report)
+    print(f"written to {out.relative_to(ROOT)}")
+
+
 def markdown_table(rows: list[tuple]) -> str:
     """The results' table: measure, value, ratio or detail, target; columns padded to their widest cell."""
     header = ("measure", "value", "ratio / detail", "target")
@@ -635,11 +644,7 @@ def main(argv=None) -> int:
     described = "; ".join(text for name, text in notes.items() if name in wanted)
     report = (f"# imagegen benchmark, {stamp:%Y-%m-%d %H:%M} UTC\n\n{machine()}\n\n"
               f"{described}.\n\n{table}\n")
-    print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{stamp:%Y%m%d-%H%M%S}-{platform.node() or 'host'}.md"
-    out.write_text(report)
-    print(f"written to {out.relative_to(ROOT)}")
+    save_report(report, stamp, platform.node() or 'host')
     return 0
 
 
