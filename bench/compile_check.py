@@ -26,8 +26,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.run import (RESULTS, ROOT, Service, concurrent_rate, machine, markdown_table, mixed_request,
-                       save_report, timed,
+from bench.run import (Service, concurrent_rate, machine, markdown_table, mixed_request, save_report, timed,
                        uniform_request)
 
 STEPS = 20  # uniform_request's
