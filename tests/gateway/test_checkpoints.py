@@ -19,6 +19,7 @@ from services.client import make_request
 from services.client.infotext import parse_parameters
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningGateway, RunningService, wait_for
+from tests.gateway.test_page_controls import PAGE_INPUTS
 from tests.services.test_model_pool import pixels, reseeded
 
 SETTINGS = {"prompt": "a fox", "negative_prompt": "", "steps": 3, "guidance": 7.5, "width": 64, "height": 64,
@@ -71,9 +72,10 @@ def test_the_dropdown_lists_the_usable_models_by_name_and_hash_the_default_chose
     assert dropdown.choices == [(f"alpha [{known['alpha']}]", "alpha"), (f"beta [{known['beta']}]", "beta")]
     assert dropdown.value == "alpha"  # painter is left out: an inpainting UNet txt2img cannot use
     api = gateway.client().view_api(print_info=False, return_format="dict")
-    # The hires fix's and ControlNet's inputs are groups of their own after these (#25, #24).
+    # The hires fix's, ControlNet's and the page's inputs are groups of their own after these (#25, #24, #23).
     params = [p for p in api["named_endpoints"]["/txt2img"]["parameters"]
-              if not p["parameter_name"].startswith(("controlnet_", "hires"))]
+              if not p["parameter_name"].startswith(("controlnet_", "hires"))
+              and p["parameter_name"] not in PAGE_INPUTS["txt2img"]]
     # Last: positional callers of before keep working.
     assert [p["parameter_name"] for p in params][-3:] == ["clip_skip", "model", "styles"]
     assert params[-2]["parameter_has_default"] and params[-2]["parameter_default"] == "alpha"

@@ -1,5 +1,5 @@
-"""The tabs' ControlNet section through the real gateway and services: its inputs are the last of each
-tab's API, an enabled unit reaches the request (or says what is missing), 💥's detection runs the
+"""The tabs' ControlNet section through the real gateway and services: its inputs come after every earlier
+one in each tab's API, an enabled unit reaches the request (or says what is missing), 💥's detection runs the
 Preprocess RPC, and PNG Info shows the units an infotext records."""
 
 from __future__ import annotations
@@ -14,16 +14,20 @@ from PIL import Image, PngImagePlugin
 from gateway_ui.backend import ModeBackend
 from gateway_ui.controlnet import UNIT_FIELDS, detect, unit_count
 from tests.conftest import png
+from tests.gateway.test_page_controls import PAGE_INPUTS
 
 UNIT = ('ControlNet 0: "Module: canny, Model: edges [abcdef0123], Weight: 0.6, Resize Mode: Just Resize, '
         'Processor Res: 256, Threshold A: 50.0, Threshold B: 150.0, Guidance Start: 0.2, Guidance End: 0.8, '
         'Pixel Perfect: False, Control Mode: My prompt is more important"')
 
 
-def test_each_tabs_controlnet_inputs_come_last_in_its_api(gateway, services):
+def test_each_tabs_controlnet_inputs_come_after_every_earlier_input_in_its_api(gateway, services):
     api = gateway.client().view_api(print_info=False, return_format="dict")
     for mode in ("txt2img", "img2img", "inpaint"):
         names = [p["parameter_name"] for p in api["named_endpoints"][f"/{mode}"]["parameters"]]
+        # Only the page's own group (#23) came later.
+        assert names[-len(PAGE_INPUTS[mode]):] == PAGE_INPUTS[mode]
+        names = names[:-len(PAGE_INPUTS[mode])]
         count = unit_count(services[mode].client.info())
         expected = [f"controlnet_{i}_{name}" for i in range(count) for name in UNIT_FIELDS]
         assert names[-len(expected):] == expected

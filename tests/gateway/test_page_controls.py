@@ -12,10 +12,20 @@ from PIL import Image, ImageOps
 from tests.conftest import box_mask, png
 
 SMALL = {"steps": 2, "width": 64, "height": 64, "scheduler": "euler_a"}
+# The page's inputs (#23) came after every earlier group, so they end each tab's API.
+PAGE_INPUTS = {"txt2img": ["schedule_type", "batch_count"], "img2img": ["schedule_type", "batch_count"],
+               "inpaint": ["schedule_type", "batch_count", "invert_mask"]}
 
 
 def images(gallery) -> list[bytes]:
     return [Image.open(item["image"]).convert("RGB").tobytes() for item in gallery]
+
+
+def test_the_pages_inputs_end_each_tabs_api_so_positional_callers_of_before_keep_working(gateway):
+    api = gateway.client().view_api(print_info=False, return_format="dict")
+    for mode, inputs in PAGE_INPUTS.items():
+        names = [p["parameter_name"] for p in api["named_endpoints"][f"/{mode}"]["parameters"]]
+        assert names[-len(inputs):] == inputs
 
 
 def test_a_batch_count_runs_batches_whose_seeds_follow_a1111(gateway):
