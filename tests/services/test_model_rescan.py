@@ -15,6 +15,7 @@ from services.client.errors import InvalidInput
 from services.core.models.presets import ensure_tiny
 from tests.conftest import CACHE_DIR, RunningService, free_port, request_for, wait_for
 from tests.ldm_layout import write_single_file
+from tests.services.crowds import all_at_once
 from tests.services.test_model_pool import reseeded
 from tests.services.test_process import start as start_process
 
@@ -103,11 +104,13 @@ def test_a_removed_checkpoint_in_use_stays_until_its_call_is_done_and_rescans_ne
                 else:
                     shutil.copytree(spare / "delta", folder / "beta")
                 rescans.append(client.info(rescan=True))
+                stop.wait(0.1)  # a rescan every so often, not a loop that starves the 2-core machine's UNet
 
         churner = threading.Thread(target=churn)
         churner.start()
         try:
-            results = [client.generate(request_for("txt2img", steps=3, seed=seed)) for seed in range(3)]
+            results = all_at_once([lambda seed=seed: client.generate(request_for("txt2img", steps=3, seed=seed))
+                                   for seed in range(3)])
         finally:
             stop.set()
             churner.join()
