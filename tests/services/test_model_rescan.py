@@ -109,12 +109,17 @@ def test_a_removed_checkpoint_in_use_stays_until_its_call_is_done_and_rescans_ne
         churner = threading.Thread(target=churn)
         churner.start()
         try:
-            results = all_at_once([lambda seed=seed: client.generate(request_for("txt2img", steps=3, seed=seed))
-                                   for seed in range(3)])
+            wait_for(lambda: rescans, timeout=60)  # the churn is running before the crowd starts
+            before, results = len(rescans), []
+            for _ in range(20):  # crowds until at least two rescans ran while one generated
+                results += all_at_once([lambda seed=seed: client.generate(request_for("txt2img", steps=3, seed=seed))
+                                        for seed in range(3)])
+                if len(rescans) - before >= 2:
+                    break
         finally:
             stop.set()
             churner.join()
-        assert all(len(result.images) == 1 for result in results) and rescans
+        assert all(len(result.images) == 1 for result in results) and len(rescans) - before >= 2
         assert client.health() == "SERVING"
     finally:
         service.stop()
