@@ -38,7 +38,9 @@ MIXED = [dict(steps=4, guidance_scale=7.5, scheduler="euler_a", seed=1),
 def compiled(lora_dir, folder):  # noqa: F811 - the imported fixtures
     service = RunningService("txt2img", "--engine", "step", "--compile", "--compile-buckets",
                              ",".join(map(str, BUCKETS)), "--compile-cache-dir", str(CACHE_DIR / "compile-tests"),
-                             "--max-batch-size", "2", "--batch-wait-ms", "300", "--lora-dir", str(lora_dir),
+                             # A row budget of 16 UNet rows: the mixed crowd (10) joins at once in any
+                             # order, so its calls are shared whatever order the requests arrive in.
+                             "--max-batch-size", "8", "--batch-wait-ms", "300", "--lora-dir", str(lora_dir),
                              "--controlnet-dir", str(folder))
     yield service
     service.stop()
@@ -77,7 +79,9 @@ def test_the_compiled_image_is_diffusers_own(compiled, guidance):
 
 
 def test_a_mixed_crowd_runs_compiled_without_recompiling_or_a_call_above_the_largest_bucket(compiled):
+    calls = compiled.metric("imagegen_step_rows_count")
     alone = [compiled.client.generate(request_for("txt2img", **fields)) for fields in MIXED]
+    calls_alone = compiled.metric("imagegen_step_rows_count") - calls  # PNDM (the model's) calls one step twice
     graphs = compiled.runtime.model.compiled.graphs
     compiled_calls = compiled.metric("imagegen_unet_compiled_calls_total")
     calls = compiled.metric("imagegen_step_rows_count")
@@ -87,7 +91,8 @@ def test_a_mixed_crowd_runs_compiled_without_recompiling_or_a_call_above_the_lar
         for a, b in zip(one.images, crowd.images):
             assert np.abs(pixels(a.data) - pixels(b.data)).max() <= MAX_DIFF
     calls = compiled.metric("imagegen_step_rows_count") - calls
-    assert calls < sum(f["steps"] for f in MIXED)  # they shared calls
+    print(f"UNet calls: {calls_alone:.0f} one request at a time, {calls:.0f} all at once")
+    assert calls < calls_alone  # they shared calls
     assert compiled.metric("imagegen_step_rows_bucket", le="4.0") - small == calls  # none above the bucket of 4
     assert compiled.metric("imagegen_unet_compiled_calls_total") - compiled_calls == calls  # every one compiled
     assert compiled.metric("imagegen_unet_recompiles_total") == 0

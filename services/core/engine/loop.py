@@ -90,8 +90,8 @@ class StepEngine(Engine):
         self.scheduler = StepScheduler(budget, choose_rows=model.pipe.unet.device.type == "cpu",
                                        batching_pays=estimator.batching_pays if estimator is not None else None,
                                        model_of=lambda key: key[0],  # rows.Row.shape_key: the model first
-                                       # Compiled: no call bigger than the largest graph (engine/graphs.py).
-                                       max_rows=self.config.compile_buckets[-1] if self.config.compile else None)
+                                       # Compiled: calls fit the graphs' row counts (engine/graphs.py).
+                                       buckets=self.config.compile_buckets if self.config.compile else None)
         self.runner = Runner(self.mode, model, self.pool, self.controlnets, self.upscalers,
                              cohorts=self.config.cohorts)
         self._active: dict[Job, Request] = {}

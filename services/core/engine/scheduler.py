@@ -29,9 +29,11 @@ The rules:
   of the last call while it has rows, for at most STAY_CALLS calls in a row while another model has rows
   (a switch costs far more than a step); then the model served longest ago has its turn, so none starves.
   Within a model, shapes share time as above.
-- **Compiled calls** (`max_rows`, --compile's largest bucket): a call takes requests in the order above
-  while their rows fit, so none is bigger than a compiled graph (the first request always rides: a
-  request larger than that runs uncompiled); the others ride in the shape's next calls.
+- **Compiled calls** (`buckets`, --compile's row counts): a call takes the picked requests in the order
+  above while their rows fit the largest bucket, so none is bigger than a compiled graph (the first
+  request always rides: a request larger than that runs uncompiled); the others ride in the shape's
+  next calls. The call is padded up to its bucket, so other requests of the shape whose rows fit in
+  the padding ride too: they cost nothing more (even where rows were chosen, as above).
 - **Leaving**: a request cancelled or past its deadline leaves before the next call.
 """
 
@@ -41,6 +43,8 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from services.core.engine.graphs import bucket_for
 
 # After running out of device memory, a shape's row budget is halved for this long.
 OOM_BACKOFF_S = 60.0
@@ -66,9 +70,10 @@ def live_rows(request) -> list:
 class StepScheduler:
     def __init__(self, budget: int, choose_rows: bool = False,
                  batching_pays: Callable[[int, int, int], bool | None] | None = None, clock=time.monotonic,
-                 model_of: Callable[[tuple], object] | None = None, max_rows: int | None = None):
+                 model_of: Callable[[tuple], object] | None = None, buckets: tuple[int, ...] | None = None):
         self.budget = budget  # latent pixels x UNet rows of one call
-        self.max_rows = max_rows  # UNet rows of one call at most (--compile's largest bucket); None: no bound
+        # The compiled graphs' UNet rows (--compile), ascending; None: calls of any size
+        self.buckets = tuple(sorted(buckets)) if buckets else None
         self.model_of = model_of  # a shape key's model; None: one model
         self._model, self._stay = None, 0  # the last call's model, and its calls in a row
         self.choose_rows, self.batching_pays, self.clock = choose_rows, batching_pays, clock
@@ -135,7 +140,7 @@ class StepScheduler:
             return None
         key = self._next_shape(live)
         picked = self._pick(key, [r for r in requests if any(row.shape_key == key for row in live_rows(r))])
-        picked = self._within_rows(key, picked)
+        picked = self._within_buckets(key, picked, requests)
         rows = [row for request in picked for row in live_rows(request) if row.shape_key == key]
         return Call(key, picked, rows)
 
@@ -179,17 +184,29 @@ class StepScheduler:
         turn = min(others, key=lambda model: max(self._picked[k] for k in models[model]))
         return models[turn]
 
-    def _within_rows(self, key: tuple, picked: list) -> list:
-        """The picked requests, in order, while their rows fit max_rows (the first always)."""
-        if self.max_rows is None:
+    def _within_buckets(self, key: tuple, picked: list, requests: list) -> list:
+        """The picked requests, in order, while their rows fit the largest bucket (the first always); then
+        any other request of the shape whose rows fit in the padding up to the call's bucket."""
+        if self.buckets is None:
             return picked
+
+        def rows_of(request) -> int:
+            return sum(row.unet_rows for row in live_rows(request) if row.shape_key == key)
+
         kept, taken = [], 0
         for request in picked:
-            rows = sum(row.unet_rows for row in live_rows(request) if row.shape_key == key)
-            if kept and taken + rows > self.max_rows:
+            if kept and taken + rows_of(request) > self.buckets[-1]:
                 continue  # a smaller request further on may still fit
             kept.append(request)
-            taken += rows
+            taken += rows_of(request)
+        bucket = bucket_for(taken, self.buckets)
+        if bucket is None:  # the first request alone is bigger than every graph: it runs uncompiled
+            return kept
+        for request in requests:
+            rows = rows_of(request)
+            if rows and request not in kept and taken + rows <= bucket:
+                kept.append(request)
+                taken += rows
         return kept
 
     def _pick(self, key: tuple, group: list) -> list:

@@ -258,12 +258,30 @@ def test_calls_stay_on_a_model_while_it_has_rows_but_take_turns_within_a_bound()
     assert all(len({row.model for row in run_call(scheduler, requests).rows}) == 1 for _ in range(5))
 
 
-def test_with_a_row_bound_a_call_takes_requests_while_their_rows_fit_the_first_always():
-    scheduler = StepScheduler(budget=10**6, max_rows=4)
+def test_with_buckets_a_call_takes_requests_while_their_rows_fit_the_largest_the_first_always():
+    scheduler = StepScheduler(budget=10**6, buckets=(4, 2))
     big, small, medium, tiny = (FakeRequest(rows=[FakeRow() for _ in range(n)]) for n in (3, 1, 2, 1))
-    # 6 rows first: it rides alone, whatever the bound (it runs uncompiled).
+    # 6 rows first: it rides alone, whatever the buckets (it runs uncompiled).
     assert run_call(scheduler, [big, small]).requests == [big]
     # Then in order while they fit: small (2 UNet rows); medium (4 more) does not, tiny (2) does.
     call = run_call(scheduler, [small, medium, tiny])
     assert call.requests == [small, tiny] and sum(row.unet_rows for row in call.rows) == 4
     assert run_call(StepScheduler(budget=10**6), [small, medium, tiny]).requests == [small, medium, tiny]
+
+
+def test_where_rows_are_chosen_requests_that_fit_the_call_s_padding_ride_too():
+    def unguided(calls_left: int, images: int = 1, arrived: float = 0.0) -> FakeRequest:
+        return FakeRequest([FakeRow(calls_left=calls_left, unet_rows=1) for _ in range(images)], arrived=arrived)
+
+    # Batching does not pay: 2 rows over 10 steps and two of 1 over 2 want 3 rows a call (arrival order).
+    long = FakeRequest([FakeRow(calls_left=10)], arrived=0.0)  # guided: 2 UNet rows
+    short, other = unguided(2, arrived=1.0), unguided(2, arrived=2.0)
+    chosen = StepScheduler(budget=10**6, choose_rows=True, batching_pays=lambda *_: False)
+    assert chosen.next_call([long, short, other]).requests == [long, short]
+    # Compiled with buckets of 2 and 4: that call runs padded to 4 rows, so the last request rides free.
+    padded = StepScheduler(budget=10**6, choose_rows=True, batching_pays=lambda *_: False, buckets=(2, 4))
+    assert padded.next_call([long, short, other]).requests == [long, short, other]
+    # Three rows pad to 4: one more row rides, past a request of two that would not fit.
+    three, pair, one = unguided(10, images=3), unguided(2, images=2, arrived=1.0), unguided(2, arrived=2.0)
+    call = padded.next_call([three, pair, one])
+    assert call.requests == [three, one] and len(call.rows) == 4
