@@ -134,18 +134,22 @@ def main(argv=None) -> int:
             eager.stop()
         compiled.wait_until_serving(within_s=900)  # compiling from an empty cache: minutes
         compiled_serving = compiled.serving_after
-        graphs = compiled.metric("imagegen_unet_compiled_graphs_total")
+        graphs = {part: compiled.metric(f"imagegen_{part}_compiled_graphs_total") for part in ("unet", "vae")}
         compiled_one = served(compiled, size, clients_list, "step engine --compile", rows, rates)
-        recompiles = compiled.metric("imagegen_unet_recompiles_total")
-        uncompiled_calls = sum(compiled.metrics_matching("imagegen_unet_eager_calls_total"))
+        recompiles = sum(compiled.metric(f"imagegen_{part}_recompiles_total") for part in ("unet", "vae"))
+        uncompiled_calls = {part: sum(compiled.metrics_matching(f"imagegen_{part}_eager_calls_total"))
+                            for part in ("unet", "vae")}
     finally:
         compiled.stop()
     most = clients_list[-1]
-    rows += [("compiled: graphs made (buckets " + buckets + " UNet rows)", f"{graphs:.0f}", "", ""),
+    rows += [("compiled: graphs made (buckets " + buckets + " rows), UNet and VAE decode",
+              f"{graphs['unet']:.0f} + {graphs['vae']:.0f}", "", ""),
              ("compiled: time to SERVING (warm-up, beside the measurements above)", f"{compiled_serving:.1f} s",
               f"uncompiled {eager_serving:.1f} s", ""),
-             ("compiled: recompiles while serving", f"{recompiles:.0f}", "", "expected 0"),
-             ("compiled: UNet calls run uncompiled", f"{uncompiled_calls:.0f}", "", "expected 0"),
+             ("compiled: recompiles while serving (UNet and VAE decode)", f"{recompiles:.0f}", "", "expected 0"),
+             ("compiled: UNet calls run uncompiled", f"{uncompiled_calls['unet']:.0f}", "", "expected 0"),
+             ("compiled: VAE decodes run uncompiled", f"{uncompiled_calls['vae']:.0f}", "",
+              "more images at once than the largest bucket"),
              check("one request, step engine vs in-process", eager_one / (one * STEPS / steps), 1.05, "<="),
              check("one request it/s, compiled vs in-process batch 1", (one * STEPS / steps) / compiled_one, 1.6, ">="),
              check(f"uniform {most} clients, compiled vs uncompiled engine",

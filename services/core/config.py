@@ -199,9 +199,9 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
              "step engine: rows that arrived together (alike sampler, steps, guidance) are stepped as one "
              "scheduler over their latents stacked; false steps each row alone (the same images, slower)"),
         Flag("--compile", "IMAGEGEN_COMPILE", boolean, ServiceConfig.compile, action="store_true", help=
-             "step engine: run each model's UNet through torch.compile (CUDA graphs on CUDA), its calls padded "
-             "to --compile-buckets rows, every bucket warmed before SERVING; other calls (LoRAs, ControlNet, "
-             "sizes other than --default-size) run uncompiled"),
+             "step engine: run each model's UNet (CUDA graphs on CUDA) and VAE decode through torch.compile, "
+             "their calls padded to --compile-buckets rows, every bucket warmed before SERVING; other calls "
+             "(LoRAs, ControlNet, sizes other than --default-size) run uncompiled"),
         Flag("--compile-buckets", "IMAGEGEN_COMPILE_BUCKETS", buckets, ServiceConfig.compile_buckets,
              "with --compile: the UNet row counts compiled, comma-separated (a guided image is 2 rows); no call "
              "takes more rows than the largest"),

@@ -1,10 +1,10 @@
-"""--compile over gRPC (inductor on the CPU): the compiled UNet's images are diffusers' own pipeline's, a
-mixed crowd (guidance on and off, several schedulers, several images) runs through the warmed graphs with
-no recompile and no call above the largest bucket, and LoRA and ControlNet requests, which run
-uncompiled (counted by reason), still get diffusers' own images.
+"""--compile over gRPC (inductor on the CPU): the compiled UNet's and VAE decode's images are diffusers'
+own pipeline's, a mixed crowd (guidance on and off, several schedulers, several images) runs through
+the warmed graphs with no recompile and no call above the largest bucket, and another size, LoRA and
+ControlNet requests, which run uncompiled (counted by reason), still get diffusers' own images.
 
-One compiled service for the module: two buckets (2 and 4 UNet rows), the tiny model, one size (64), so
-compiling takes two graphs. Its compile cache is the test cache's, so a second run compiles from disk.
+One compiled service for the module: two buckets (2 and 4 rows), the tiny model, one size (64), so
+compiling takes two graphs each for the UNet and the decode. Its compile cache is the test cache's, so a second run compiles from disk.
 The tests run in file order: the LoRA test last, since LoRA layers on the UNet make every later call
 uncompiled.
 """
@@ -50,31 +50,34 @@ def eager_calls(service, reason: str) -> float:
     return service.metric("imagegen_unet_eager_calls_total", reason=reason)
 
 
-def diffusers_plain(prompt="a red fox", seed=7, steps=4, guidance=7.5, folder=None) -> np.ndarray:
+def diffusers_plain(prompt="a red fox", seed=7, steps=4, guidance=7.5, folder=None, size=64) -> np.ndarray:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(folder or ensure_tiny(CACHE_DIR, False))
     pipe.set_progress_bar_config(disable=True)
-    image = pipe(prompt, num_inference_steps=steps, width=64, height=64, guidance_scale=guidance,
+    image = pipe(prompt, num_inference_steps=steps, width=size, height=size, guidance_scale=guidance,
                  generator=torch.Generator("cpu").manual_seed(seed)).images[0]
     return np.asarray(image, dtype=np.int16)
 
 
 def test_every_bucket_is_warmed_before_serving(compiled):
-    unet = compiled.runtime.model.compiled
-    assert unet is not None and unet.buckets == BUCKETS
-    assert {bucket for bucket, _signature in unet.warmed} == set(BUCKETS)
-    assert compiled.metric("imagegen_unet_compiled_graphs_total") >= len(BUCKETS)
-    assert compiled.metric("imagegen_unet_recompiles_total") == 0
+    model = compiled.runtime.model
+    for part, graphs in (("unet", model.compiled), ("vae", model.compiled_decode)):
+        assert graphs is not None and graphs.buckets == BUCKETS
+        assert {bucket for bucket, _signature in graphs.warmed} == set(BUCKETS)
+        assert compiled.metric(f"imagegen_{part}_compiled_graphs_total") >= len(BUCKETS)
+        assert compiled.metric(f"imagegen_{part}_recompiles_total") == 0
 
 
 @pytest.mark.parametrize("guidance", [7.5, 1.0])  # 2 UNet rows, and 1 padded to the bucket of 2
 def test_the_compiled_image_is_diffusers_own(compiled, guidance):
     before, calls = compiled.metric("imagegen_unet_compiled_calls_total"), compiled.metric("imagegen_step_rows_count")
+    decodes = compiled.metric("imagegen_vae_compiled_calls_total")
     got = pixels(compiled.client.generate(request_for("txt2img", guidance_scale=guidance)).images[0].data)
-    # Every call of its steps went through a graph.
+    # Every call of its steps went through a graph, and its decode (one image, padded to 2) too.
     assert compiled.metric("imagegen_unet_compiled_calls_total") - before == \
         compiled.metric("imagegen_step_rows_count") - calls > 0
+    assert compiled.metric("imagegen_vae_compiled_calls_total") - decodes == 1
     assert np.abs(got - diffusers_plain(guidance=guidance)).max() <= MAX_DIFF
 
 
@@ -84,7 +87,7 @@ def test_a_mixed_crowd_runs_compiled_without_recompiling_or_a_call_above_the_lar
     calls_alone = compiled.metric("imagegen_step_rows_count") - calls  # PNDM (the model's) calls one step twice
     graphs = compiled.runtime.model.compiled.graphs
     compiled_calls = compiled.metric("imagegen_unet_compiled_calls_total")
-    calls = compiled.metric("imagegen_step_rows_count")
+    calls, decodes = compiled.metric("imagegen_step_rows_count"), compiled.metric("imagegen_vae_compiled_calls_total")
     small = compiled.metric("imagegen_step_rows_bucket", le="4.0")
     together = all_at_once([lambda f=f: compiled.client.generate(request_for("txt2img", **f)) for f in MIXED])
     for one, crowd in zip(alone, together):
@@ -97,9 +100,23 @@ def test_a_mixed_crowd_runs_compiled_without_recompiling_or_a_call_above_the_lar
     assert compiled.metric("imagegen_unet_compiled_calls_total") - compiled_calls == calls  # every one compiled
     assert compiled.metric("imagegen_unet_recompiles_total") == 0
     assert compiled.runtime.model.compiled.graphs == graphs == len(BUCKETS)
+    # The crowd's images (7, finishing at several calls) decoded through the graphs, none recompiled.
+    assert compiled.metric("imagegen_vae_compiled_calls_total") - decodes > 0
+    assert compiled.metric("imagegen_vae_recompiles_total") == 0
+    assert compiled.runtime.model.compiled_decode.graphs == len(BUCKETS)
     # The first image of the largest request against diffusers' pipeline too (unguided, the model's scheduler).
     assert np.abs(pixels(together[3].images[0].data) - diffusers_plain(seed=4, steps=6, guidance=1.0)).max() \
         <= MAX_DIFF
+
+
+def test_another_size_runs_and_decodes_uncompiled_and_is_diffusers_own(compiled):
+    unet_reason, vae_reason = "an input shape no graph was warmed with", "a latent size no graph was warmed with"
+    before = (eager_calls(compiled, unet_reason), compiled.metric("imagegen_vae_eager_calls_total", reason=vae_reason))
+    got = pixels(compiled.client.generate(request_for("txt2img", width=96, height=96)).images[0].data)
+    assert eager_calls(compiled, unet_reason) - before[0] > 0
+    assert compiled.metric("imagegen_vae_eager_calls_total", reason=vae_reason) - before[1] == 1
+    assert np.abs(got - diffusers_plain(size=96)).max() <= MAX_DIFF
+    assert compiled.metric("imagegen_unet_recompiles_total") == compiled.metric("imagegen_vae_recompiles_total") == 0
 
 
 def test_a_controlnet_request_runs_uncompiled_and_is_diffusers_own(compiled, folder):  # noqa: F811

@@ -134,17 +134,23 @@ def _latent_stats(vae, like: torch.Tensor):
     return torch.tensor(mean).view(shape).to(like), torch.tensor(std).view(shape).to(like)
 
 
-def decode(pipe, rows: list[Row]) -> list:
-    """PIL images of finished rows, decoded together in one VAE call, as the pipelines decode."""
+def decoding(vae):
+    """The precision the VAE decodes in, for the call: the pipelines' decoding upcasts float16 only."""
+    return _vae_precision(vae, (torch.float16,))
+
+
+def decode(pipe, rows: list[Row], vae_decode=None) -> list:
+    """PIL images of finished rows, decoded together in one VAE call, as the pipelines decode;
+    `vae_decode` (latents to pixels: engine.graphs.CompiledDecode under --compile) in place of the VAE's."""
     vae = pipe.vae
-    with _vae_precision(vae, (torch.float16,)):  # the pipelines' decoding upcasts float16 only
+    with decoding(vae):
         latents = torch.cat([row.latents for row in rows]).to(vae.dtype)
         stats = _latent_stats(vae, latents)
         if stats is not None:
             latents = latents * stats[1] / vae.config.scaling_factor + stats[0]
         else:
             latents = latents / vae.config.scaling_factor
-        images = vae.decode(latents, return_dict=False)[0]
+        images = vae_decode(latents) if vae_decode is not None else vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(images, output_type="pil", do_denormalize=[True] * len(rows))
 
 

@@ -11,6 +11,9 @@ recompile while serving), arguments not warmed (ControlNet residuals), another s
 A compiled call that still compiles (torch's guards failed: something changed under the graph) is a
 recompile: counted (imagegen_unet_recompiles) and warned of.
 
+`CompiledDecode` does the same for the VAE's decode of finished images (imagegen_vae_* metrics), at the
+default size: images padded up to a bucket, other sizes decoded uncompiled.
+
 On CUDA the graphs are CUDA graphs ("reduce-overhead"): the launch cost of a step goes, and the output
 is copied out of the graph's memory before the next replay overwrites it. On CPU, inductor's C++ code.
 The compile cache lives on disk (`use_cache_dir`), so a restart compiles from it in seconds.
@@ -24,15 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .scheduler import bucket_for
+
 log = logging.getLogger(__name__)
 
 
-# --- buckets: pure arithmetic, unit-tested without torch's compiler
-def bucket_for(rows: int, buckets: tuple[int, ...]) -> int | None:
-    """The smallest bucket that holds `rows` (buckets ascending), or None when none does."""
-    return next((bucket for bucket in buckets if bucket >= rows), None)
-
-
+# --- buckets: pure arithmetic, unit-tested without torch's compiler (bucket_for: the policy's, shared)
 def pad_rows(value: Any, bucket: int) -> Any:
     """`value` with every tensor's first dimension padded up to `bucket` rows with copies of its row 0;
     dicts, tuples and lists padded member by member (added_cond_kwargs, ControlNet residual lists)."""
@@ -120,27 +120,82 @@ def prepare(unet, fuse_qkv: bool) -> str:
     return ", ".join(done)
 
 
-class CompiledUNet:
-    """A UNet's calls through its compiled graphs where warm-up made one, else through the module."""
+class _Graphs:
+    """One part's calls (the UNet, the VAE's decode) through its compiled graphs, their rows padded to the
+    buckets: counted, with the graphs made while serving (recompiles: counted and warned of) and the
+    calls that ran uncompiled, by reason (logged once each). Its metrics are ServiceMetrics'
+    `<prefix>_compiled_graphs`, `_compiled_calls`, `_eager_calls` and `_recompiles`."""
 
-    def __init__(self, unet, buckets: tuple[int, ...], metrics=None, name: str = ""):
-        import torch
+    part = ""  # the log's name for it
+    prefix = ""  # its metrics' attribute prefix
 
-        self.unet, self.buckets, self.metrics, self.name = unet, tuple(sorted(buckets)), metrics, name
-        self.cuda = unet.device.type == "cuda"
-        self.graph = torch.compile(unet, mode=compile_mode(unet.device.type), fullgraph=True, dynamic=False)
+    def __init__(self, buckets: tuple[int, ...], metrics=None, name: str = ""):
+        self.buckets, self.metrics, self.name = tuple(sorted(buckets)), metrics, name
         self.warmed: set = set()  # (bucket, signature of the call's arguments) of every graph made
-        self.warmed_names: set[str] = set()  # the keyword arguments warm-up passed
-        self.graphs = 0  # graphs made for this UNet: one per bucket warmed, plus any recompile
+        self.graphs = 0  # graphs made: one per bucket warmed, plus any recompile
         self.recompiles = 0
         self._told: set[str] = set()  # eager reasons logged already (once each)
-
-    def __getattr__(self, name):  # config, dtype, device: the module's
-        return getattr(self.unet, name)
 
     @property
     def largest(self) -> int:
         return self.buckets[-1]
+
+    def _counter(self, what: str):
+        return getattr(self.metrics, f"{self.prefix}_{what}")
+
+    def _through_graph(self, rows: int, bucket: int, run):
+        """run() (a call through a graph), counted; a graph it had to make is a recompile."""
+        before = graphs_made()
+        out = run()
+        made = graphs_made() - before
+        if made:
+            self.graphs += made
+            self.recompiles += made
+            if self.metrics is not None:
+                self._counter("recompiles").inc(made)
+                self._counter("compiled_graphs").inc(made)
+            log.warning("model %s: the compiled %s recompiled while serving (%d graph(s), %d rows in bucket %d, "
+                        "%d graphs now): something changed under the warmed graphs", self.name, self.part, made,
+                        rows, bucket, self.graphs)
+        if self.metrics is not None:
+            self._counter("compiled_calls").inc()
+        return out
+
+    def _eager(self, reason: str) -> None:
+        if self.metrics is not None:
+            self._counter("eager_calls").labels(self.metrics.mode, reason.split(" (")[0]).inc()
+        if reason not in self._told:
+            self._told.add(reason)
+            log.info("model %s: %s calls run uncompiled when they have %s", self.name, self.part, reason)
+
+    def _warmed(self, before: int, started: float, latent_size: tuple[int, int]) -> float:
+        """Count and log the graphs warm-up made since `before` (graphs_made()); its seconds."""
+        made = graphs_made() - before
+        self.graphs += made
+        seconds = time.monotonic() - started
+        if self.metrics is not None:
+            self._counter("compiled_graphs").inc(made)
+        log.info("model %s: compiled %s warmed: %d graphs in %.1f s (buckets %s rows, latents %dx%d)", self.name,
+                 self.part, self.graphs, seconds, ",".join(map(str, self.buckets)), *latent_size)
+        return seconds
+
+
+class CompiledUNet(_Graphs):
+    """A UNet's calls through its compiled graphs where warm-up made one, else through the module."""
+
+    part, prefix = "UNet", "unet"
+
+    def __init__(self, unet, buckets: tuple[int, ...], metrics=None, name: str = ""):
+        import torch
+
+        super().__init__(buckets, metrics, name)
+        self.unet = unet
+        self.cuda = unet.device.type == "cuda"
+        self.graph = torch.compile(unet, mode=compile_mode(unet.device.type), fullgraph=True, dynamic=False)
+        self.warmed_names: set[str] = set()  # the keyword arguments warm-up passed
+
+    def __getattr__(self, name):  # config, dtype, device: the module's
+        return getattr(self.unet, name)
 
     # --- a call
     def __call__(self, sample, timestep, encoder_hidden_states=None, return_dict=False, **kwargs):
@@ -152,20 +207,8 @@ class CompiledUNet:
             return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=return_dict,
                              **kwargs)
         bucket = bucket_for(rows, self.buckets)
-        before = graphs_made()
-        noise = self._run(bucket, sample, timestep, encoder_hidden_states, kwargs)[:rows]
-        made = graphs_made() - before
-        if made:
-            self.graphs += made
-            self.recompiles += made
-            if self.metrics is not None:
-                self.metrics.unet_recompiles.inc(made)
-                self.metrics.compiled_graphs.inc(made)
-            log.warning("model %s: the compiled UNet recompiled while serving (%d graph(s), %d rows in bucket %d, "
-                        "%d graphs now): something changed under the warmed graphs", self.name, made, rows, bucket,
-                        self.graphs)
-        if self.metrics is not None:
-            self.metrics.unet_compiled_calls.inc()
+        noise = self._through_graph(rows, bucket,
+                                    lambda: self._run(bucket, sample, timestep, encoder_hidden_states, kwargs)[:rows])
         return (noise,) if not return_dict else {"sample": noise}
 
     def eager_reason(self, sample, encoder_hidden_states, kwargs) -> str | None:
@@ -204,22 +247,14 @@ class CompiledUNet:
         # Out of the CUDA graph's memory, which its next replay overwrites.
         return noise.clone() if self.cuda else noise
 
-    def _eager(self, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.unet_eager_calls.labels(self.metrics.mode, reason.split(" (")[0]).inc()
-        if reason not in self._told:
-            self._told.add(reason)
-            log.info("model %s: UNet calls run uncompiled when they have %s", self.name, reason)
-
     # --- warm-up
     def warm_up(self, latent_size: tuple[int, int], sequence: int = 77, pooled: int | None = None) -> float:
         """Make every bucket's graph at this latent size, prompt length (tokens) and, for SDXL, pooled text
         embedding width (its text-time arguments), as the engine calls it; its seconds."""
         import torch
 
-        unet, started = self.unet, time.monotonic()
+        unet, started, before = self.unet, time.monotonic(), graphs_made()
         config, dtype, device = unet.config, unet.dtype, unet.device
-        before = graphs_made()
         with torch.inference_mode():  # as the runner calls: inference tensors, so the guards match it
             for bucket in self.buckets:
                 sample = torch.randn(bucket, config.in_channels, *latent_size, dtype=dtype, device=device)
@@ -229,13 +264,62 @@ class CompiledUNet:
                 self._run(bucket, sample, timestep, embeds, kwargs)
                 self.warmed.add((bucket, signature((sample, embeds, kwargs))))
                 self.warmed_names.update(argument_names(kwargs))
-        self.graphs += graphs_made() - before
-        seconds = time.monotonic() - started
-        if self.metrics is not None:
-            self.metrics.compiled_graphs.inc(graphs_made() - before)
-        log.info("model %s: compiled UNet warmed: %d graphs in %.1f s (buckets %s rows, latents %dx%d)", self.name,
-                 self.graphs, seconds, ",".join(map(str, self.buckets)), *latent_size)
-        return seconds
+        return self._warmed(before, started, latent_size)
+
+
+class CompiledDecode(_Graphs):
+    """A VAE's decode (latents to pixels, what denoise.decode calls) through its compiled graphs at the
+    size warm-up used, the finished images padded up to a bucket; any other call (another size, more
+    images than the largest bucket: hires fix passes, big batches) decodes uncompiled.
+
+    No CUDA graphs here: a decode is a few large convolutions per image, where launch cost is small,
+    and the float16 VAEs that decode upcast (denoise's `decoding`) swap their weights' memory at every
+    call, which a graph would have to record again."""
+
+    part, prefix = "VAE decode", "vae"
+
+    def __init__(self, vae, buckets: tuple[int, ...], metrics=None, name: str = ""):
+        import torch
+
+        super().__init__(buckets, metrics, name)
+        self.vae = vae
+        self.graph = torch.compile(self._decode, mode="default", fullgraph=True, dynamic=False)
+
+    def _decode(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+    def __call__(self, latents):
+        rows = latents.shape[0]
+        reason = self.eager_reason(latents)
+        if reason is not None:
+            self._eager(reason)
+            return self._decode(latents)
+        bucket = bucket_for(rows, self.buckets)
+        return self._through_graph(rows, bucket, lambda: self.graph(pad_rows(latents, bucket))[:rows])
+
+    def eager_reason(self, latents) -> str | None:
+        """Why this decode cannot use a warmed graph (None: it can)."""
+        bucket = bucket_for(latents.shape[0], self.buckets)
+        if bucket is None:
+            return f"more images than the largest compiled bucket ({self.largest})"
+        if (bucket, signature(latents)) in self.warmed:
+            return None
+        return f"a latent size no graph was warmed with ({'x'.join(map(str, latents.shape[2:]))})"
+
+    def warm_up(self, latent_size: tuple[int, int]) -> float:
+        """Make every bucket's graph at this latent size, in the precision decoding runs in; its seconds."""
+        import torch
+
+        from .denoise import decoding
+
+        vae, started, before = self.vae, time.monotonic(), graphs_made()
+        with torch.inference_mode(), decoding(vae):
+            for bucket in self.buckets:
+                latents = torch.randn(bucket, vae.config.latent_channels, *latent_size, dtype=vae.dtype,
+                                      device=vae.device)
+                self.graph(latents)
+                self.warmed.add((bucket, signature(latents)))
+        return self._warmed(before, started, latent_size)
 
 
 def text_time_kwargs(config, pooled: int | None, bucket: int, dtype, device) -> dict:
@@ -251,14 +335,16 @@ def text_time_kwargs(config, pooled: int | None, bucket: int, dtype, device) -> 
                                   "time_ids": torch.zeros(bucket, numbers, dtype=dtype, device=device)}}
 
 
-def compile_model(pipe, name: str, config, metrics=None) -> CompiledUNet:
-    """A loaded model's UNet prepared, compiled and warmed at the service's default size (--compile):
-    what the step engine calls in its place. `config`: the service's ServiceConfig."""
+def compile_model(pipe, name: str, config, metrics=None) -> tuple[CompiledUNet, CompiledDecode]:
+    """A loaded model's UNet prepared, compiled and warmed at the service's default size (--compile),
+    and its VAE's decode compiled and warmed likewise: what the step engine calls in their place.
+    `config`: the service's ServiceConfig."""
     import torch._dynamo.config
 
     use_cache_dir(config.compile_cache_dir or config.cache_dir / "compile")
-    # Every UNet of one class shares dynamo's cache of its forward: room for each bucket of the pool's
-    # models, resident or held in host memory (past the limit dynamo would run the rest uncompiled).
+    # Every UNet of one class shares dynamo's cache of its forward (every VAE, of its decode): room for
+    # each bucket of the pool's models, resident or held in host memory (past the limit dynamo would run
+    # the rest uncompiled).
     room = len(config.compile_buckets) * (config.max_loaded + 8)  # and models back from host memory
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, room)
     unet = pipe.unet
@@ -268,8 +354,10 @@ def compile_model(pipe, name: str, config, metrics=None) -> CompiledUNet:
     side = config.defaults.size // scale
     encoder_2 = getattr(pipe, "text_encoder_2", None)
     pooled = encoder_2.config.projection_dim if encoder_2 is not None else None
-    log.info("model %s: compiling its UNet (%s; %s), buckets %s UNet rows at %dx%d", name, done,
+    log.info("model %s: compiling its UNet (%s; %s) and VAE decode, buckets %s rows at %dx%d", name, done,
              compile_mode(unet.device.type), ",".join(map(str, compiled.buckets)), config.defaults.size,
              config.defaults.size)
     compiled.warm_up((side, side), pipe.tokenizer.model_max_length, pooled)
-    return compiled
+    decode = CompiledDecode(pipe.vae, config.compile_buckets, metrics, name)
+    decode.warm_up((side, side))
+    return compiled, decode

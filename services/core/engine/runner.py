@@ -165,7 +165,8 @@ class Runner:
             images = {}
             for name in dict.fromkeys(row.model for row in rows):  # each model's VAE for its rows
                 mine = [row for row in rows if row.model == name]
-                images.update(zip(map(id, mine), decode(self.model_of(name, "decoding").pipe, mine)))
+                model = self.model_of(name, "decoding")
+                images.update(zip(map(id, mine), decode(model.pipe, mine, model.compiled_decode)))
             return [images[id(row)] for row in rows]
 
     def preview(self, rows: list[Row]):

@@ -44,8 +44,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from services.core.engine.graphs import bucket_for
-
 # After running out of device memory, a shape's row budget is halved for this long.
 OOM_BACKOFF_S = 60.0
 # A queued request that does not fit may be passed by requests of other shapes for this long.
@@ -61,6 +59,12 @@ class Call:
     key: tuple
     requests: list
     rows: list
+
+
+def bucket_for(rows: int, buckets: tuple[int, ...]) -> int | None:
+    """The smallest bucket that holds `rows` (buckets ascending), or None when none does: the compiled
+    graph a call of `rows` runs padded to (engine/graphs.py)."""
+    return next((bucket for bucket in buckets if bucket >= rows), None)
 
 
 def live_rows(request) -> list:

@@ -29,6 +29,8 @@ class Loaded:
     embeddings: dict = field(default_factory=dict)
     # --compile: engine.graphs.CompiledUNet, what the step engine calls in place of pipe.unet (None: the UNet).
     compiled: Any = None
+    # --compile: engine.graphs.CompiledDecode, the VAE's decode of finished images (None: the VAE's own).
+    compiled_decode: Any = None
     kind: ModelKind = field(init=False)
     base_scheduler: Any = field(init=False)  # the model's own scheduler, as loaded
 

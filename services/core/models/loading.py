@@ -106,23 +106,24 @@ def load_model(mode: Mode, config: ServiceConfig, on_lora_load=None, embeddings=
     """The model --model names, loaded for `mode`, with what the engines and GetInfo read of it
     (`on_lora_load`: called after each LoRA file loaded onto it), and those of `embeddings` (name ->
     models.embeddings.Embedding) that fit it loaded into its text encoders; under --compile (step
-    engine) its UNet compiled and warmed (work.metrics.ServiceMetrics `metrics` counts its calls).
+    engine) its UNet and VAE decode compiled and warmed (work.metrics.ServiceMetrics `metrics` counts its calls).
     Raises ModelLoadError."""
     from .catalog import name_of
     from .embeddings import load_into
 
     pipe, device, dtype = load_pipeline(mode, config)
     name = name_of(config.model)
-    compiled = None
+    compiled = decode = None
     if config.compile and config.engine == "step":
         from ..engine.graphs import compile_model
 
-        compiled = compile_model(pipe, name, config, metrics)
+        compiled, decode = compile_model(pipe, name, config, metrics)
     elif config.compile:
-        log.warning("--compile compiles the step engine's UNet calls: the pipeline engine runs uncompiled")
+        log.warning("--compile compiles the step engine's UNet and VAE decode calls: the pipeline engine runs "
+                    "uncompiled")
     return Loaded(name, pipe, device, str(dtype).removeprefix("torch."),
                   LoraAdapters(pipe, config.lora_dir, on_load=on_lora_load),
-                  embeddings=load_into(pipe, embeddings or {}, name), compiled=compiled)
+                  embeddings=load_into(pipe, embeddings or {}, name), compiled=compiled, compiled_decode=decode)
 
 
 def load_pipeline(mode: Mode, config: ServiceConfig):

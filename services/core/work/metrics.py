@@ -64,14 +64,23 @@ class ServiceMetrics:
                                          ["mode"], buckets=_LATENCY_BUCKETS, registry=registry).labels(mode)
         # --compile (engine/graphs.py): graphs made, calls through them, calls that ran uncompiled and why,
         # and recompiles while serving (none is expected: each one is also a warning in the log).
-        self.compiled_graphs = Counter("imagegen_unet_compiled_graphs", "Compiled UNet graphs made (warm-up and "
-                                       "recompiles).", ["mode"], registry=registry).labels(mode)
+        self.unet_compiled_graphs = Counter("imagegen_unet_compiled_graphs", "Compiled UNet graphs made (warm-up and "
+                                            "recompiles).", ["mode"], registry=registry).labels(mode)
         self.unet_compiled_calls = Counter("imagegen_unet_compiled_calls", "UNet calls through a compiled graph.",
                                            ["mode"], registry=registry).labels(mode)
         self.unet_eager_calls = Counter("imagegen_unet_eager_calls", "UNet calls run uncompiled under --compile, "
                                         "by reason.", ["mode", "reason"], registry=registry)
         self.unet_recompiles = Counter("imagegen_unet_recompiles", "Compiled UNet graphs made while serving (a "
                                        "guard failed).", ["mode"], registry=registry).labels(mode)
+        # The same for the VAE's decode of finished images.
+        self.vae_compiled_graphs = Counter("imagegen_vae_compiled_graphs", "Compiled VAE decode graphs made "
+                                           "(warm-up and recompiles).", ["mode"], registry=registry).labels(mode)
+        self.vae_compiled_calls = Counter("imagegen_vae_compiled_calls", "VAE decodes through a compiled graph.",
+                                          ["mode"], registry=registry).labels(mode)
+        self.vae_eager_calls = Counter("imagegen_vae_eager_calls", "VAE decodes run uncompiled under --compile, "
+                                       "by reason.", ["mode", "reason"], registry=registry)
+        self.vae_recompiles = Counter("imagegen_vae_recompiles", "Compiled VAE decode graphs made while serving "
+                                      "(a guard failed).", ["mode"], registry=registry).labels(mode)
         self.http_server = None
 
     def observe_batch(self, requests: int, images: int, seconds: float, steps: int) -> None:
