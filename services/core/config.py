@@ -67,6 +67,8 @@ class ServiceConfig:
     cohorts: bool = True  # step engine: rows that arrived together step as one (engine/cohorts.py)
     compile: bool = False  # the step engine's UNet through torch.compile (engine/graphs.py)
     compile_buckets: tuple[int, ...] = (1, 2, 4, 8, 16)  # UNet rows a compiled call is padded up to
+    # (width, height) of the images whose UNet and decode calls are compiled; (): --default-size square
+    compile_sizes: tuple[tuple[int, int], ...] = ()
     compile_cache_dir: Path | None = None  # torch.compile's on-disk cache; None: cache_dir / "compile"
     log_level: str = "INFO"
     metrics_port: int = -1  # -1 = no metrics endpoint; 0 = a free port
@@ -90,6 +92,19 @@ def buckets(text: str) -> tuple[int, ...]:
     if not values or values[0] < 1:
         raise ValueError(text)
     return tuple(values)
+
+
+def sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """--compile-sizes' comma-separated sizes, WIDTHxHEIGHT or one number for a square, as (width, height)
+    in order, each once."""
+    out = []
+    for part in (part.strip().lower() for part in text.split(",")):
+        if part:
+            width, _x, height = part.partition("x")
+            size = (int(width), int(height or width))
+            if size not in out:
+                out.append(size)
+    return tuple(out)
 
 
 def megabytes(text: str) -> int:
@@ -201,10 +216,13 @@ def serving_flags(mode, environ) -> tuple[Flag, ...]:
         Flag("--compile", "IMAGEGEN_COMPILE", boolean, ServiceConfig.compile, action="store_true", help=
              "step engine: run each model's UNet (CUDA graphs on CUDA) and VAE decode through torch.compile, "
              "their calls padded to --compile-buckets rows, every bucket warmed before SERVING; other calls "
-             "(LoRAs, ControlNet, sizes other than --default-size) run uncompiled"),
+             "(LoRAs, ControlNet, sizes not in --compile-sizes) run uncompiled"),
         Flag("--compile-buckets", "IMAGEGEN_COMPILE_BUCKETS", buckets, ServiceConfig.compile_buckets,
              "with --compile: the UNet row counts compiled, comma-separated (a guided image is 2 rows); no call "
              "takes more rows than the largest"),
+        Flag("--compile-sizes", "IMAGEGEN_COMPILE_SIZES", sizes, ServiceConfig.compile_sizes,
+             "with --compile: the image sizes warmed, comma-separated WIDTHxHEIGHT (or one number, square), "
+             "each costing a graph per bucket (default: --default-size)"),
         Flag("--compile-cache-dir", "IMAGEGEN_COMPILE_CACHE_DIR", Path, None,
              "with --compile: torch.compile's cache on disk, so a restart reuses it (default: --cache-dir/compile)"),
         Flag("--warmup", "IMAGEGEN_WARMUP", boolean, ServiceConfig.warmup,
@@ -235,6 +253,9 @@ def load_config(mode, argv=None, environ=None) -> ServiceConfig:
     args = parser.read(argv, environ)
     if args.max_width % 8 or args.size % 8 or not 64 <= args.size <= args.max_width:
         parser.error("--max-size and --default-size must be multiples of 8, with 64 <= default <= max")
+    for width, height in args.compile_sizes:
+        if width % 8 or height % 8 or not 64 <= min(width, height) <= max(width, height) <= args.max_width:
+            parser.error(f"--compile-sizes: {width}x{height}: sides must be multiples of 8 from 64 to --max-size")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:

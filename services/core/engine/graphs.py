@@ -4,15 +4,15 @@ counts (buckets) so the graphs are few, known and all made before SERVING.
 `CompiledUNet` stands where the step engine calls the UNet (`denoise.unet_step` calls it as it calls the
 module). A call goes through the compiled graph when it matches one warmed at load: its rows, padded up
 to the next bucket with copies of row 0 (sliced off the output), and the shapes, dtypes and keyword
-arguments warm-up used (the default size; SDXL's text-time arguments). Any other call runs the eager
-module, the reason logged once at INFO and counted (imagegen_unet_eager_calls): more rows than the
+arguments warm-up used (--compile-sizes, else the default size; SDXL's text-time arguments). Any other
+call runs the eager module, the reason logged once at INFO and counted (imagegen_unet_eager_calls): more rows than the
 largest bucket, LoRA adapters on the UNet (peft layers change the graph; compiling each set would
 recompile while serving), arguments not warmed (ControlNet residuals), another size or prompt length.
 A compiled call that still compiles (torch's guards failed: something changed under the graph) is a
 recompile: counted (imagegen_unet_recompiles) and warned of.
 
 `CompiledDecode` does the same for the VAE's decode of finished images (imagegen_vae_* metrics), at the
-default size: images padded up to a bucket, other sizes decoded uncompiled.
+same sizes: images padded up to a bucket, other sizes decoded uncompiled.
 
 On CUDA the graphs are CUDA graphs ("reduce-overhead"): the launch cost of a step goes, and the output
 is copied out of the graph's memory before the next replay overwrites it. On CPU, inductor's C++ code.
@@ -336,28 +336,30 @@ def text_time_kwargs(config, pooled: int | None, bucket: int, dtype, device) -> 
 
 
 def compile_model(pipe, name: str, config, metrics=None) -> tuple[CompiledUNet, CompiledDecode]:
-    """A loaded model's UNet prepared, compiled and warmed at the service's default size (--compile),
-    and its VAE's decode compiled and warmed likewise: what the step engine calls in their place.
-    `config`: the service's ServiceConfig."""
+    """A loaded model's UNet prepared, compiled and warmed at the service's compiled sizes (--compile-sizes,
+    else the default size), and its VAE's decode compiled and warmed likewise: what the step engine
+    calls in their place. `config`: the service's ServiceConfig."""
     import torch._dynamo.config
 
     use_cache_dir(config.compile_cache_dir or config.cache_dir / "compile")
+    sizes = config.compile_sizes or ((config.defaults.size, config.defaults.size),)
     # Every UNet of one class shares dynamo's cache of its forward (every VAE, of its decode): room for
-    # each bucket of the pool's models, resident or held in host memory (past the limit dynamo would run
-    # the rest uncompiled).
-    room = len(config.compile_buckets) * (config.max_loaded + 8)  # and models back from host memory
+    # each bucket and size of the pool's models, resident or held in host memory (past the limit dynamo
+    # would run the rest uncompiled).
+    room = len(config.compile_buckets) * len(sizes) * (config.max_loaded + 8)  # and models back from host memory
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, room)
     unet = pipe.unet
     done = prepare(unet, fuse_qkv=config.lora_dir is None)
     compiled = CompiledUNet(unet, config.compile_buckets, metrics, name)
+    decode = CompiledDecode(pipe.vae, config.compile_buckets, metrics, name)
     scale = getattr(pipe, "vae_scale_factor", 8)
-    side = config.defaults.size // scale
     encoder_2 = getattr(pipe, "text_encoder_2", None)
     pooled = encoder_2.config.projection_dim if encoder_2 is not None else None
-    log.info("model %s: compiling its UNet (%s; %s) and VAE decode, buckets %s rows at %dx%d", name, done,
-             compile_mode(unet.device.type), ",".join(map(str, compiled.buckets)), config.defaults.size,
-             config.defaults.size)
-    compiled.warm_up((side, side), pipe.tokenizer.model_max_length, pooled)
-    decode = CompiledDecode(pipe.vae, config.compile_buckets, metrics, name)
-    decode.warm_up((side, side))
+    log.info("model %s: compiling its UNet (%s; %s) and VAE decode, buckets %s rows at %s", name, done,
+             compile_mode(unet.device.type), ",".join(map(str, compiled.buckets)),
+             ", ".join(f"{width}x{height}" for width, height in sizes))
+    for width, height in sizes:
+        latent_size = (height // scale, width // scale)
+        compiled.warm_up(latent_size, pipe.tokenizer.model_max_length, pooled)
+        decode.warm_up(latent_size)
     return compiled, decode

@@ -132,3 +132,21 @@ def test_compile_is_a_switch_or_its_variable_with_buckets_ascending_and_a_cache_
 def test_bad_compile_buckets_are_refused(text):
     with pytest.raises(SystemExit):
         load_config(SERVER_MODES["txt2img"], ["--compile-buckets", text], environ={})
+
+
+def test_compile_sizes_are_widths_by_heights_or_squares_in_order_each_once():
+    mode = SERVER_MODES["txt2img"]
+    assert load_config(mode, [], environ={}).compile_sizes == ()  # the default size alone
+    config = load_config(mode, ["--compile-sizes", "512, 768x512,512x512,512X768"], environ={})
+    assert config.compile_sizes == ((512, 512), (768, 512), (512, 768))
+    assert load_config(mode, [], environ={"IMAGEGEN_COMPILE_SIZES": "1024"}).compile_sizes == ((1024, 1024),)
+
+
+@pytest.mark.parametrize("text,problem", [("500", "500x500: sides must be multiples of 8"),
+                                          ("512x32", "512x32: sides must be multiples of 8 from 64"),
+                                          ("4096", "4096x4096: sides must be multiples of 8 from 64 to --max-size"),
+                                          ("big", "invalid sizes value")])
+def test_bad_compile_sizes_are_refused_naming_the_size(text, problem, capsys):
+    with pytest.raises(SystemExit):
+        load_config(SERVER_MODES["txt2img"], ["--compile-sizes", text], environ={})
+    assert problem in capsys.readouterr().err
