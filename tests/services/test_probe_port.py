@@ -49,7 +49,8 @@ def test_get_info_there_needs_the_token_as_on_the_service_port(tmp_path):
     probe = f"127.0.0.1:{service.server.probe_port}"
     try:
         with ImageGenClient("txt2img", probe, retries=0) as client:
-            assert client.health() == "SERVING"  # probes stay open
+            # Probes stay open; the probe process hears of SERVING over its pipe, moments after the load.
+            assert wait_for(lambda: client.health() == "SERVING", timeout=5)
             with pytest.raises(grpc.RpcError) as denied:
                 client.info()
             assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
