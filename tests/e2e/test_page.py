@@ -10,6 +10,8 @@ import re
 from playwright.sync_api import expect
 from PIL import Image
 
+from tests.conftest import wait_for
+
 from .test_browser import ARTIFACTS, browser, input_png, page, result_of, stroke, upload_to_editor  # noqa: F401
 
 EVERYDAY = ("scheduler", "schedule-type", "steps", "width", "height", "batch-count", "num-images", "guidance",
@@ -104,12 +106,27 @@ def test_interrupt_stops_the_batch_count_as_a_normal_outcome(page, services):
     page.screenshot(path=str(ARTIFACTS / "browser-interrupted.png"), full_page=True)
 
 
+def middle_brightness(page) -> int:
+    """The brightest grey level of a 20x6 px patch at the middle of the Inpainting editor's canvas
+    (where `stroke` paints)."""
+    box = page.locator("#inpaint-editor canvas").last.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    shot = Image.open(io.BytesIO(page.screenshot(clip={"x": cx - 10, "y": cy - 3, "width": 20, "height": 6})))
+    return max(shot.convert("L").getdata())
+
+
 def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tmp_path):
     black = tmp_path / "black.png"
     Image.new("RGB", (96, 64), (0, 0, 0)).save(black)
     page.get_by_role("tab", name="Inpainting").click()
-    upload_to_editor(page, str(black))
-    page.wait_for_timeout(1000)
+    # The editor's "empty" hint can leave before the image is drawn (a CI run stroked the editor's light
+    # blank canvas): the stroke waits until the canvas' middle shows the black image, uploaded again if not.
+    for _upload in range(3):
+        upload_to_editor(page, str(black))
+        if wait_for(lambda: middle_brightness(page) < 40, timeout=10):
+            break
+    else:
+        raise AssertionError(f"the editor never showed the black image: {middle_brightness(page)}")
     page.locator("#inpaint-editor button[aria-label=Brush]").click()
     # As in test_browser.py: a busy machine's editor may drop a stroke drawn the moment the brush is picked;
     # it is drawn again (slower), never more than three times.
@@ -117,9 +134,8 @@ def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tm
         box, cx, cy = stroke(page, attempt + 1, 21)
         page.mouse.move(box["x"] + 2, box["y"] + 2)  # the brush's cursor away from the stroke
         page.wait_for_timeout(500)
-        shot = Image.open(io.BytesIO(page.screenshot(clip={"x": cx - 10, "y": cy - 3, "width": 20, "height": 6})))
-        painted = max(shot.convert("L").getdata())
-        if painted:
+        painted = middle_brightness(page)
+        if painted >= 40:
             break
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-brush.png"), full_page=True)
