@@ -164,7 +164,10 @@ def checked_at_upload(component, what: str):
                 return None
         return gr.update()
 
-    component.upload(check, component, component, preprocess=False, api_visibility="private")
+    # No progress overlay: it would hide the editor's canvas while the check runs, and strokes painted
+    # then are lost.
+    component.upload(check, component, component, preprocess=False, api_visibility="private",
+                     show_progress="hidden")
     return readable_only(component, what)
 
 

@@ -127,6 +127,7 @@ def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tm
             break
     else:
         raise AssertionError(f"the editor never showed the black image: {middle_brightness(page)}")
+    page.wait_for_timeout(1000)
     page.locator("#inpaint-editor button[aria-label=Brush]").click()
     # As in test_browser.py: a busy machine's editor may drop a stroke drawn the moment the brush is picked;
     # it is drawn again (slower), never more than three times.
