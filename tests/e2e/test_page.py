@@ -119,8 +119,8 @@ def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tm
     black = tmp_path / "black.png"
     Image.new("RGB", (96, 64), (0, 0, 0)).save(black)
     page.get_by_role("tab", name="Inpainting").click()
-    # The editor's "empty" hint can leave before the image is drawn (a CI run stroked the editor's light
-    # blank canvas): the stroke waits until the canvas' middle shows the black image, uploaded again if not.
+    # The editor's "empty" hint can leave before the image is drawn (a CI run stroked a blank canvas): the
+    # stroke waits until the canvas' middle shows the black image, uploaded again if it never does.
     for _upload in range(3):
         upload_to_editor(page, str(black))
         if wait_for(lambda: middle_brightness(page) < 40, timeout=10):
@@ -132,7 +132,7 @@ def test_the_inpainting_brush_is_semi_transparent_and_mask_mode_inverts(page, tm
     # As in test_browser.py: a busy machine's editor may drop a stroke drawn the moment the brush is picked;
     # it is drawn again (slower), never more than three times.
     for attempt in range(3):
-        box, cx, cy = stroke(page, attempt + 1, 21)
+        box, _cx, _cy = stroke(page, attempt + 1, 21)
         page.mouse.move(box["x"] + 2, box["y"] + 2)  # the brush's cursor away from the stroke
         page.wait_for_timeout(500)
         painted = middle_brightness(page)
